@@ -1,0 +1,1 @@
+"""evalbox box firmware (MicroPython). Not imported by the collector."""
