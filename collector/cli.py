@@ -7,6 +7,7 @@ no traceback for expected failures.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +38,11 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# Each module below has ``register(subparsers)`` adding its commands; a
+# command's handler takes the parsed args and returns the exit code.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evalbox",
@@ -46,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("selfcheck", help="check the wire protocol against its golden vectors / 协议自检")
     p.set_defaults(func=_cmd_selfcheck)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Storage: one interface, SQLite (aiosqlite) by default, PostgreSQL (asyncpg) at scale."""

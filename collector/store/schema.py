@@ -1,0 +1,138 @@
+"""The store's schema as named migrations, applied in order, each in a transaction.
+
+Written once for both stores: types are the common subset of SQLite and
+PostgreSQL (TEXT, BIGINT, INTEGER); times are Unix epoch milliseconds (UTC)
+in BIGINT columns; raw bytes are BYTEA (the SQLite store writes BLOB);
+months are ``'YYYY-MM'`` in the policy's time zone.
+
+Rollup kinds (``rollups.kind``), decided at ingest from a press's flags:
+
+- ``rated``       a press counted as a rating (no repeat/too-fast/unsolicited flag)
+- ``unsolicited`` a press with no open invite (policy decides if it counts)
+- ``misuse``      a repeat press or one closer than the minimum interval
+- ``invite``      an invite (``level`` 0)
+- ``unrated``     an invite that expired unrated (``level`` 0)
+
+``late`` is 1 for events stored after their month was closed: a closed
+month's report reads ``late = 0`` and shows ``late = 1`` as a revision.
+Presses with nobody signed in roll up under ``officer_id = ''``.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+CREATE TABLE units (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    parent_id   TEXT,
+    leader      TEXT
+);
+CREATE TABLE windows (
+    id          TEXT PRIMARY KEY,
+    unit_id     TEXT NOT NULL REFERENCES units(id),
+    name        TEXT NOT NULL
+);
+CREATE TABLE officers (
+    id          TEXT PRIMARY KEY,              -- badge number 警号
+    name        TEXT NOT NULL,
+    unit_id     TEXT NOT NULL REFERENCES units(id),
+    window_id   TEXT REFERENCES windows(id),   -- usual window, informative
+    active      INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE devices (
+    id              TEXT PRIMARY KEY,
+    window_id       TEXT NOT NULL REFERENCES windows(id),
+    key_hex         TEXT NOT NULL,
+    created_ms      BIGINT NOT NULL,
+    boot_floor      INTEGER NOT NULL DEFAULT 0,
+    status          TEXT NOT NULL DEFAULT 'unknown',  -- online | offline | unknown
+    last_seen_ms    BIGINT,
+    boot            INTEGER,
+    uptime_ms       BIGINT,
+    status_wall_ms  BIGINT,      -- the box's wall time in its last status, if synced
+    fw              TEXT,
+    outbox          INTEGER,
+    outbox_full     INTEGER,
+    mem             INTEGER,
+    rssi            INTEGER,
+    reset_cause     TEXT,
+    last_error      TEXT,
+    selftest        TEXT,
+    config_version  INTEGER
+);
+CREATE TABLE events (
+    device_id    TEXT NOT NULL,
+    boot         INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    type         TEXT NOT NULL,          -- press | signin | signout | invite | unrated
+    officer_id   TEXT,
+    window_id    TEXT,
+    press_ms     BIGINT NOT NULL,        -- when it happened (device time, or placed)
+    device_ts_ms BIGINT,                 -- the box's wall time, NULL when unsynced
+    uptime_ms    BIGINT NOT NULL,
+    recv_ms      BIGINT NOT NULL,
+    month        TEXT NOT NULL,          -- YYYY-MM of press_ms in the policy zone
+    level        INTEGER,                -- press: 1 = best .. scale = worst
+    scale        INTEGER,
+    invite_no    INTEGER,
+    ticket       TEXT,
+    flags        INTEGER NOT NULL DEFAULT 0,
+    kind         TEXT NOT NULL,          -- rollup kind (see module doc) or the type
+    source       TEXT NOT NULL,          -- mqtt | serial
+    late         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (device_id, boot, seq)
+);
+CREATE INDEX events_month_officer ON events (month, officer_id);
+CREATE INDEX events_recv ON events (recv_ms);
+CREATE TABLE duty (
+    device_id    TEXT NOT NULL,
+    officer_id   TEXT NOT NULL,
+    start_ms     BIGINT NOT NULL,
+    end_ms       BIGINT,
+    PRIMARY KEY (device_id, officer_id, start_ms)
+);
+CREATE TABLE invites (
+    device_id    TEXT NOT NULL,
+    boot         INTEGER NOT NULL,
+    invite_no    INTEGER NOT NULL,
+    officer_id   TEXT,
+    ticket       TEXT,
+    opened_ms    BIGINT NOT NULL,
+    outcome      TEXT NOT NULL DEFAULT 'open',   -- open | rated | unrated
+    rating_seq   INTEGER,
+    PRIMARY KEY (device_id, boot, invite_no)
+);
+CREATE TABLE rejected (
+    id           INTEGER PRIMARY KEY,    -- bounded: oldest rows deleted past the cap
+    at_ms        BIGINT NOT NULL,
+    reason       TEXT NOT NULL,
+    source       TEXT NOT NULL,          -- mqtt | serial
+    origin       TEXT NOT NULL,          -- topic or port
+    detail       TEXT NOT NULL,
+    raw          BYTEA
+);
+CREATE TABLE rejected_counts (
+    reason       TEXT PRIMARY KEY,
+    n            BIGINT NOT NULL
+);
+CREATE TABLE rollups (
+    officer_id   TEXT NOT NULL,          -- '' when nobody was signed in
+    month        TEXT NOT NULL,
+    window_id    TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    level        INTEGER NOT NULL,       -- 0 for invite/unrated
+    late         INTEGER NOT NULL,
+    n            BIGINT NOT NULL,
+    PRIMARY KEY (month, officer_id, window_id, kind, level, late)
+);
+CREATE TABLE months (
+    month        TEXT PRIMARY KEY,
+    closed_ms    BIGINT NOT NULL,
+    closed_by    TEXT NOT NULL
+);
+""",
+    ),
+]
