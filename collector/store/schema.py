@@ -16,6 +16,11 @@ Rollup kinds (``rollups.kind``), decided at ingest from a press's flags:
 ``late`` is 1 for events stored after their month was closed: a closed
 month's report reads ``late = 0`` and shows ``late = 1`` as a revision.
 Presses with nobody signed in roll up under ``officer_id = ''``.
+
+Rollup ``scale`` (added by ``0003_report_scale_complaints``) is the press's
+``events.scale`` for ``rated``/``unsolicited``/``misuse`` rows and 0 for
+``invite``/``unrated``: whether a level counts as satisfied depends on the
+scale (level 2 is 不满意 on a 2-level box, 基本满意 on a 3-level one).
 """
 
 from __future__ import annotations
@@ -133,6 +138,41 @@ CREATE TABLE months (
     closed_ms    BIGINT NOT NULL,
     closed_by    TEXT NOT NULL
 );
+""",
+    ),
+    (
+        "0003_report_scale_complaints",
+        """
+CREATE TABLE rollups_v3 (
+    officer_id   TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    window_id    TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    level        INTEGER NOT NULL,
+    scale        INTEGER NOT NULL,       -- events.scale for presses, 0 for invite/unrated
+    late         INTEGER NOT NULL,
+    n            BIGINT NOT NULL,
+    PRIMARY KEY (month, officer_id, window_id, kind, level, scale, late)
+);
+INSERT INTO rollups_v3 (officer_id, month, window_id, kind, level, scale, late, n)
+SELECT COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
+       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
+       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
+       late, COUNT(*)
+FROM events
+WHERE kind IN ('rated', 'unsolicited', 'misuse', 'invite', 'unrated')
+GROUP BY 1, 2, 3, 4, 5, 6, 7;
+DROP TABLE rollups;
+ALTER TABLE rollups_v3 RENAME TO rollups;
+CREATE TABLE complaints (
+    id           BIGINT PRIMARY KEY,     -- assigned by the writer (max + 1)
+    officer_id   TEXT NOT NULL REFERENCES officers(id),
+    day          TEXT NOT NULL,          -- YYYY-MM-DD, local date of the complaint
+    note         TEXT NOT NULL,
+    added_ms     BIGINT NOT NULL,
+    added_by     TEXT NOT NULL
+);
+CREATE INDEX complaints_officer_day ON complaints (officer_id, day);
 """,
     ),
 ]

@@ -1,0 +1,177 @@
+"""The sanctions ledger of a year: what the policy attaches to each officer, month by month.
+
+Rules (numbers from the policy, defaults shown):
+
+- a month ``below_floor`` → one 打招呼 (reminder) and ``penalty_points`` (10) lost;
+- the ``complaints_for_talk``-th (1st) valid complaint of the year → one 谈话
+  (talk) and no honours that year; the ``complaints_for_warning``-th (2nd)
+  and every later one → one 告诫 (warning);
+- the first time the year's count reaches ``reminders_to_escalate`` (3)
+  打招呼, or ``talks_to_escalate`` (2) 谈话, or ``warnings_to_escalate`` (1)
+  告诫 → escalation: the unit leader gets a 谈话 and the responsible bureau
+  leader an 打招呼 (once a year).
+
+Within a month, complaints come first (by date), the month's band last.
+Months are read as the monthly report shows them (frozen if closed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+
+from collector.errors import UsageError
+from collector.report.db import Database
+from collector.report.monthly import Line, MonthlyReport, monthly_report
+from collector.report.policy import Policy
+from collector.report.rates import band, pct_text, ratio, wilson
+
+MEASURES = ("reminder", "talk", "warning", "no_honours", "escalation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    officer: str
+    month: str
+    measure: str  # one of MEASURES
+    reason: str  # 'below_floor' | 'complaint' | 'reminders' | 'talks' | 'warnings'
+    detail: str
+    points: int = 0
+
+
+@dataclasses.dataclass
+class OfficerYear:
+    officer: str
+    name: str
+    unit: str
+    rated: int = 0
+    satisfied: int = 0
+    below_floor_months: list[str] = dataclasses.field(default_factory=list)
+    complaints: int = 0
+    reminders: int = 0
+    talks: int = 0
+    warnings: int = 0
+    points: int = 0
+    no_honours: bool = False
+    escalated: str | None = None  # month of escalation
+
+
+@dataclasses.dataclass(frozen=True)
+class Ledger:
+    year: int
+    months: list[str]
+    actions: list[Action]
+    officers: list[OfficerYear]
+    candidates: list[OfficerYear]  # year-end excellent-officer candidates, best first
+
+
+def _check_day(day: str) -> str:
+    try:
+        return dt.date.fromisoformat(day).isoformat()
+    except ValueError:
+        raise UsageError(f"date {day!r}: expected YYYY-MM-DD, e.g. 2026-10-31") from None
+
+
+async def add_complaint(db: Database, officer: str, day: str, note: str, *, by: str, now_ms: int) -> int:
+    """Record a valid complaint (有效投诉) against ``officer``; its id."""
+    day = _check_day(day)
+    if not note.strip():
+        raise UsageError("complaint note is empty; say what the complaint was about")
+    async with db.transaction():
+        if not await db.fetch("SELECT 1 FROM officers WHERE id = ?", (officer,)):
+            raise UsageError(f"unknown officer {officer!r} (not in the officers table)")
+        (next_id,), *_ = await db.fetch("SELECT COALESCE(MAX(id), 0) + 1 FROM complaints")
+        await db.execute(
+            "INSERT INTO complaints (id, officer_id, day, note, added_ms, added_by) VALUES (?, ?, ?, ?, ?, ?)",
+            (next_id, officer, day, note.strip(), now_ms, by),
+        )
+    return int(next_id)
+
+
+async def year_ledger(db: Database, year: int, policy: Policy) -> Ledger:
+    """Apply the policy to every month of ``year`` with data and to the year's complaints."""
+    if not 2000 <= year <= 9999:
+        raise UsageError(f"year {year}: expected a four-digit year such as 2026")
+    first, last = f"{year:04d}-01", f"{year:04d}-12"
+    months = [
+        r[0]
+        for r in await db.fetch("SELECT DISTINCT month FROM rollups WHERE month >= ? AND month <= ?", (first, last))
+    ]
+    complaints = await db.fetch(
+        "SELECT officer_id, day, note, id FROM complaints WHERE day >= ? AND day <= ? ORDER BY day, id",
+        (f"{year:04d}-01-01", f"{year:04d}-12-31"),
+    )
+    if not months and not complaints:
+        raise UsageError(f"no data for year {year}")
+    reports: dict[str, MonthlyReport] = {m: await monthly_report(db, m, policy) for m in sorted(months)}
+    return apply_rules(year, reports, [(r[0], r[1], r[2]) for r in complaints], policy)
+
+
+def apply_rules(
+    year: int, reports: dict[str, MonthlyReport], complaints: list[tuple[str, str, str]], policy: Policy
+) -> Ledger:
+    """The ledger from monthly reports and ``(officer, day, note)`` complaints (pure)."""
+    people: dict[str, OfficerYear] = {}
+    by_month: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for officer, day, note in complaints:
+        by_month[day[:7]].append((officer, day, note))
+    lines: dict[str, dict[str, Line]] = {m: {ln.key: ln for ln in r.officers} for m, r in reports.items()}
+    for report in reports.values():
+        for ln in report.officers:
+            person = people.setdefault(ln.key, OfficerYear(ln.key, ln.name, ln.unit))
+            person.rated += ln.rated
+            person.satisfied += ln.satisfied
+    actions: list[Action] = []
+    for month in sorted(set(reports) | set(by_month)):
+        for officer, day, note in by_month[month]:
+            person = people.setdefault(officer, OfficerYear(officer, "", ""))
+            person.complaints += 1
+            k = person.complaints
+            if k == policy.complaints_for_talk:
+                person.talks += 1
+                person.no_honours = True
+                actions.append(Action(officer, month, "talk", "complaint", f"{day} #{k}: {note}"))
+                actions.append(Action(officer, month, "no_honours", "complaint", f"{day} #{k}"))
+            if k >= policy.complaints_for_warning:
+                person.warnings += 1
+                actions.append(Action(officer, month, "warning", "complaint", f"{day} #{k}: {note}"))
+        for oid, ln in sorted(lines.get(month, {}).items()):
+            if ln.band == "below_floor":
+                person = people[oid]
+                person.reminders += 1
+                person.points += policy.penalty_points
+                person.below_floor_months.append(month)
+                actions.append(
+                    Action(oid, month, "reminder", "below_floor", f"{ln.satisfied}/{ln.rated}", policy.penalty_points)
+                )
+        for oid, person in sorted(people.items()):
+            if person.escalated:
+                continue
+            why = (
+                "reminders"
+                if person.reminders >= policy.reminders_to_escalate
+                else "talks"
+                if person.talks >= policy.talks_to_escalate
+                else "warnings"
+                if person.warnings >= policy.warnings_to_escalate
+                else None
+            )
+            if why:
+                person.escalated = month
+                detail = f"{person.reminders} 打招呼, {person.talks} 谈话, {person.warnings} 告诫"
+                actions.append(Action(oid, month, "escalation", why, detail))
+    eligible = [p for p in people.values() if not p.no_honours and p.rated >= policy.min_sample]
+    eligible.sort(key=lambda p: (-(wilson(p.satisfied, p.rated) or (0.0, 0.0))[0], -p.rated, p.officer))
+    return Ledger(
+        year=year,
+        months=sorted(reports),
+        actions=actions,
+        officers=sorted(people.values(), key=lambda p: p.officer),
+        candidates=eligible[: policy.year_candidates],
+    )
+
+
+def year_rate_band(person: OfficerYear, policy: Policy) -> tuple[str, str]:
+    """The year's rate text and band of an officer (for display)."""
+    return pct_text(ratio(person.satisfied, person.rated)), band(person.satisfied, person.rated, policy)

@@ -1,0 +1,84 @@
+"""Recompute derived data from raw events: ``events.month`` in the policy zone, then rollups.
+
+Runs in one transaction (all or nothing; the single writer waits). The
+rollup SQL here is the definition the ingest writer's incremental upserts
+must agree with (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+
+from collector.report.db import Database
+from collector.report.rates import ROLLUP_KINDS
+from collector.timeplace import month_bounds, month_of, zone
+
+Progress = Callable[[int, int, str], None]
+
+_KINDS = ", ".join(f"'{k}'" for k in ROLLUP_KINDS)
+ROLLUP_SQL = f"""
+INSERT INTO rollups (officer_id, month, window_id, kind, level, scale, late, n)
+SELECT COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
+       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
+       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
+       late, COUNT(*)
+FROM events
+WHERE month = ? AND kind IN ({_KINDS})
+GROUP BY COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
+         CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
+         CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
+         late
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildResult:
+    months: list[str]
+    moved_events: int  # events whose month changed (a different zone)
+    rollup_rows: int
+
+
+def months_between(first: str, last: str) -> list[str]:
+    y, m = int(first[:4]), int(first[5:])
+    out = []
+    while f"{y:04d}-{m:02d}" <= last:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def month_case_sql(months: list[str], tz: str) -> str:
+    """A CASE expression mapping ``press_ms`` to its month in ``tz`` (months cover every press)."""
+    branches = " ".join(f"WHEN press_ms < {month_bounds(m, tz)[1]} THEN '{m}'" for m in months[:-1])
+    return f"CASE {branches} ELSE '{months[-1]}' END" if branches else f"'{months[-1]}'"
+
+
+async def replace_months(db: Database, tz: str) -> tuple[list[str], int]:
+    """Set ``events.month`` from ``press_ms`` in zone ``tz``; (months with events, events moved)."""
+    zone(tz)
+    (lo, hi), *_ = await db.fetch("SELECT MIN(press_ms), MAX(press_ms) FROM events")
+    if lo is None:
+        return [], 0
+    months = months_between(month_of(int(lo), tz), month_of(int(hi), tz))
+    case = month_case_sql(months, tz)
+    moved = await db.execute(f"UPDATE events SET month = {case} WHERE month <> {case}")
+    return months, max(moved, 0)
+
+
+async def rebuild(db: Database, tz: str, progress: Progress | None = None) -> RebuildResult:
+    """Re-place every event's month in ``tz`` and recompute all rollups from raw events."""
+    async with db.transaction():
+        span, moved = await replace_months(db, tz)
+        await db.execute("DELETE FROM rollups")
+        months, total = span, 0
+        for i, month in enumerate(months):
+            total += max(await db.execute(ROLLUP_SQL, (month,)), 0)
+            if progress:
+                progress(i + 1, len(months), month)
+    return RebuildResult(months=months, moved_events=moved, rollup_rows=total)
+
+
+def now_ms() -> int:
+    return int(dt.datetime.now(dt.UTC).timestamp() * 1000)

@@ -1,0 +1,545 @@
+"""Rendering a monthly report or a year's ledger: table, CSV, JSON, XLSX, HTML; zh-CN and en.
+
+Every format shows the same numbers: percentages are cut to two decimals
+(``pct_text``), never rounded up, so no output claims 100% for less.
+JSON is the stable machine format (``docs/report-json.md``).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from collector.errors import UsageError
+from collector.report.ledger import Ledger, year_rate_band
+from collector.report.monthly import Line, MonthlyReport
+from collector.report.policy import Policy
+from collector.report.rates import pct_cut, pct_text
+
+FORMATS = ("table", "csv", "json", "xlsx", "html")
+LANGS = ("zh", "en")
+JSON_FORMAT = "evalbox.report.monthly/1"
+LEDGER_JSON_FORMAT = "evalbox.report.ledger/1"
+
+LABELS: dict[str, tuple[str, str]] = {
+    "officer": ("警号", "Officer"),
+    "name": ("姓名", "Name"),
+    "unit": ("单位", "Unit"),
+    "window": ("窗口", "Window"),
+    "rated": ("参评数", "Rated"),
+    "satisfied": ("满意", "Satisfied"),
+    "unsatisfied": ("不满意", "Unsatisfied"),
+    "bad": ("差评", "Bad reviews"),
+    "rate": ("满意率%", "Rate %"),
+    "wilson_low": ("区间下限%", "95% CI low %"),
+    "wilson_high": ("区间上限%", "95% CI high %"),
+    "band": ("档次", "Band"),
+    "invites": ("邀评数", "Invites"),
+    "unrated": ("未评价", "Unrated"),
+    "no_rating_rate": ("未评价率%", "No-rating %"),
+    "unsolicited": ("无邀请评价", "Unsolicited"),
+    "misuse": ("异常按键", "Misuse"),
+    "penalty_points": ("扣分", "Penalty points"),
+    "reminders": ("打招呼", "Reminders"),
+    "rank": ("排名", "Rank"),
+    "standing": ("评定", "Standing"),
+    "late_events": ("迟到数据", "Late events"),
+    "revised_rate": ("修正满意率%", "Revised rate %"),
+    "revised_band": ("修正档次", "Revised band"),
+    "levels": ("各级计数", "Level counts"),
+    # bands and standings
+    "met": ("达标", "met"),
+    "below_target": ("未达标", "below target"),
+    "below_floor": ("低于下限", "below floor"),
+    "no_ratings": ("无评价", "no ratings"),
+    "top": ("满意", "top"),
+    "bottom": ("不满意", "bottom"),
+    # titles
+    "title": ("窗口民警满意率月通报", "Monthly satisfaction notice"),
+    "officers": ("民警", "Officers"),
+    "windows": ("窗口", "Windows"),
+    "units": ("单位", "Units"),
+    "total": ("合计", "Total"),
+    "nobody": ("未签到按键", "Presses with nobody signed in"),
+    "closed": ("已关账", "closed"),
+    "open": ("未关账", "open"),
+    "revision": ("关账后迟到数据(修正, 未并入)", "Arrived after close (revision, not merged)"),
+    "timezone": ("时区", "Time zone"),
+    "policy": ("标准", "Policy"),
+    "ledger": ("年度奖惩台账", "Sanctions ledger"),
+    "month": ("月份", "Month"),
+    "measure": ("措施", "Measure"),
+    "reason": ("原因", "Reason"),
+    "detail": ("说明", "Detail"),
+    "points": ("扣分", "Points"),
+    "candidates": ("年度优秀窗口民警候选", "Year-end excellent officer candidates"),
+    "reminder": ("打招呼", "reminder (打招呼)"),
+    "talk": ("谈话", "talk (谈话)"),
+    "warning": ("告诫", "warning (告诫)"),
+    "no_honours": ("取消评优", "no honours"),
+    "escalation": ("上追责任: 单位领导谈话, 分管局领导打招呼", "escalation: unit leader talk, bureau leader reminder"),
+    "complaint": ("有效投诉", "valid complaint"),
+    "reminders_r": ("打招呼累计", "reminders reached"),
+    "talks": ("谈话累计", "talks reached"),
+    "warnings": ("告诫累计", "warnings reached"),
+    "complaints": ("有效投诉", "Complaints"),
+}
+
+OFFICER_COLUMNS = (
+    "officer",
+    "name",
+    "unit",
+    "window",
+    "rated",
+    "satisfied",
+    "unsatisfied",
+    "rate",
+    "band",
+    "wilson_low",
+    "wilson_high",
+    "bad",
+    "invites",
+    "unrated",
+    "no_rating_rate",
+    "unsolicited",
+    "misuse",
+    "penalty_points",
+    "reminders",
+    "rank",
+    "standing",
+    "late_events",
+    "revised_rate",
+    "revised_band",
+    "levels",
+)
+GROUP_COLUMNS = tuple(c for c in OFFICER_COLUMNS if c not in ("officer", "window", "penalty_points", "reminders"))
+
+
+def label(key: str, lang: str) -> str:
+    zh, en = LABELS[key]
+    return zh if lang == "zh" else en
+
+
+def _float(x: float | None) -> str:
+    return "" if x is None else f"{x * 100:.2f}"
+
+
+def levels_text(levels: dict[int, tuple[int, ...]]) -> str:
+    """``'5:10/3/1/0/0'`` per scale, best level first; scales joined by ``'; '``."""
+    return "; ".join(f"{s}:" + "/".join(str(c) for c in counts) for s, counts in levels.items())
+
+
+def cell(line: Line, col: str, lang: str) -> str:
+    """The text of one column of one line (what table, CSV and HTML show)."""
+    rev = line.revision
+    values: dict[str, Any] = {
+        "officer": line.key,
+        "window": line.window,
+        "rate": pct_text(line.rate),
+        "band": label(line.band, lang),
+        "wilson_low": _float(line.wilson[0]) if line.wilson else "",
+        "wilson_high": _float(line.wilson[1]) if line.wilson else "",
+        "no_rating_rate": pct_text(line.no_rating_rate) if line.no_rating_rate is not None else "",
+        "rank": line.rank or "",
+        "standing": label(line.standing, lang) if line.standing else "",
+        "late_events": rev.late_events if rev else "",
+        "revised_rate": pct_text(rev.rate) if rev else "",
+        "revised_band": label(rev.band, lang) if rev else "",
+        "levels": levels_text(line.levels),
+    }
+    if col in values:
+        return str(values[col])
+    return str(getattr(line, col if col != "name" else "name"))
+
+
+def line_json(line: Line, id_key: str) -> dict[str, Any]:
+    rev = line.revision
+    out: dict[str, Any] = {id_key: line.key, "name": line.name}
+    if id_key != "unit":
+        out["unit"] = line.unit
+    if id_key == "officer":
+        out["window"] = line.window
+    out |= {
+        "rated": line.rated,
+        "satisfied": line.satisfied,
+        "unsatisfied": line.unsatisfied,
+        "bad": line.bad,
+        "levels": {str(s): list(c) for s, c in line.levels.items()},
+        "rate": None if line.rate is None else float(line.rate),
+        "rate_pct": None if line.rate is None else pct_text(line.rate),
+        "wilson_low": line.wilson[0] if line.wilson else None,
+        "wilson_high": line.wilson[1] if line.wilson else None,
+        "band": line.band,
+        "invites": line.invites,
+        "unrated": line.unrated,
+        "no_rating_rate": None if line.no_rating_rate is None else float(line.no_rating_rate),
+        "unsolicited": line.unsolicited,
+        "misuse": line.misuse,
+        "penalty_points": line.penalty_points,
+        "reminders": line.reminders,
+        "rank": line.rank,
+        "standing": line.standing,
+        "revision": None
+        if rev is None
+        else {
+            "late_events": rev.late_events,
+            "rated": rev.rated,
+            "satisfied": rev.satisfied,
+            "rate": None if rev.rate is None else float(rev.rate),
+            "rate_pct": None if rev.rate is None else pct_text(rev.rate),
+            "band": rev.band,
+        },
+    }
+    return out
+
+
+def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
+    return {
+        "format": JSON_FORMAT,
+        "month": report.month,
+        "timezone": report.timezone,
+        "unit": report.unit,
+        "closed": report.closed_ms is not None,
+        "closed_ms": report.closed_ms,
+        "late_events": report.late_events,
+        "policy": {
+            "target": float(policy.target),
+            "floor": float(policy.floor),
+            "penalty_points": policy.penalty_points,
+            "count_unsolicited": policy.count_unsolicited,
+            "count_misuse": policy.count_misuse,
+            "min_sample": policy.min_sample,
+            "top_share": float(policy.top_share),
+            "bottom_share": float(policy.bottom_share),
+        },
+        "officers": [line_json(ln, "officer") for ln in report.officers],
+        "windows": [line_json(ln, "window") for ln in report.windows],
+        "units": [line_json(ln, "unit") for ln in report.units],
+        "nobody_signed_in": line_json(report.nobody, "officer"),
+        "total": line_json(report.total, "unit"),
+    }
+
+
+def render_json(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    text = json.dumps(report_json(report, policy), ensure_ascii=False, indent=2)
+    return (text + "\n").encode()
+
+
+def render_csv(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([label(c, lang) for c in OFFICER_COLUMNS])
+    for ln in report.officers:
+        w.writerow([cell(ln, c, lang) for c in OFFICER_COLUMNS])
+    return ("\ufeff" + buf.getvalue()).encode()  # BOM: Excel opens UTF-8 CSV correctly
+
+
+def _xlsx_value(line: Line, col: str, lang: str) -> Any:
+    """Numbers as numbers; rates as fractions cut like the text (cell format 0.00%)."""
+    rev = line.revision
+    numeric: dict[str, Any] = {
+        "rate": pct_cut(line.rate),
+        "wilson_low": line.wilson[0] if line.wilson else None,
+        "wilson_high": line.wilson[1] if line.wilson else None,
+        "no_rating_rate": pct_cut(line.no_rating_rate),
+        "rank": line.rank,
+        "late_events": rev.late_events if rev else None,
+        "revised_rate": pct_cut(rev.rate) if rev else None,
+    }
+    if col in numeric:
+        v = numeric[col]
+        return None if v is None else float(v)
+    if col in ("rated", "satisfied", "unsatisfied", "bad", "invites", "unrated", "unsolicited", "misuse"):
+        return int(getattr(line, col))
+    if col in ("penalty_points", "reminders"):
+        return int(getattr(line, col))
+    return cell(line, col, lang)
+
+
+PCT_COLUMNS = {"rate", "wilson_low", "wilson_high", "no_rating_rate", "revised_rate"}
+
+
+def render_xlsx(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    first = True
+    for key, lines, cols in (
+        ("officers", report.officers, OFFICER_COLUMNS),
+        ("windows", report.windows, ("window", *GROUP_COLUMNS)),
+        ("units", report.units, ("unit", *[c for c in GROUP_COLUMNS if c != "unit"])),
+    ):
+        ws = wb.active if first else wb.create_sheet()
+        assert ws is not None
+        first = False
+        ws.title = label(key, lang)
+        ws.append([label(c, lang) for c in cols])
+        for c in ws[1]:
+            c.font = Font(bold=True)
+        for ln in lines:
+            row = []
+            for c in cols:
+                if c in ("window", "unit") and c == cols[0]:
+                    row.append(ln.key)
+                else:
+                    row.append(_xlsx_value(ln, c, lang))
+            ws.append(row)
+        for idx, c in enumerate(cols, start=1):
+            if c in PCT_COLUMNS:
+                for (cl,) in ws.iter_rows(min_row=2, min_col=idx, max_col=idx):
+                    cl.number_format = "0.00%"
+        ws.freeze_panes = "A2"
+    wb.properties.title = f"{label('title', lang)} {report.month}"
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+# -- terminal table ---------------------------------------------------------
+
+COLOURS = {"met": "32", "below_target": "33", "below_floor": "1;31", "no_ratings": "2"}
+TABLE_COLUMNS = (
+    "officer",
+    "name",
+    "unit",
+    "window",
+    "rated",
+    "satisfied",
+    "rate",
+    "band",
+    "wilson_low",
+    "invites",
+    "no_rating_rate",
+    "unsolicited",
+    "misuse",
+    "penalty_points",
+    "rank",
+    "standing",
+    "late_events",
+    "revised_rate",
+)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _is_number(text: str) -> bool:
+    return text.replace(".", "").replace("-", "").isdigit() or text in ("", "—")
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    gap = " " * (width - _width(text))
+    return gap + text if right else text + gap
+
+
+def text_table(header: list[str], rows: list[list[str]], colour: list[str | None] | None = None) -> str:
+    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(header)]
+    numeric = [
+        all(r[i].replace(".", "").replace("-", "").isdigit() or r[i] in ("", "—") for r in rows)
+        for i in range(len(header))
+    ]
+    out = ["  ".join(_pad(h, widths[i], numeric[i]) for i, h in enumerate(header)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    for n, r in enumerate(rows):
+        text = "  ".join(_pad(v, widths[i], numeric[i]) for i, v in enumerate(r)).rstrip()
+        code = colour[n] if colour else None
+        out.append(f"\x1b[{code}m{text}\x1b[0m" if code else text)
+    return "\n".join(out)
+
+
+def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bool = False) -> bytes:
+    state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
+    head = f"{label('title', lang)} {report.month} ({label('timezone', lang)} {report.timezone}, {state})"
+    if report.unit:
+        head += f" — {label('unit', lang)} {report.unit}"
+    parts = [head, ""]
+    cols = list(TABLE_COLUMNS)
+    if not report.late_events:
+        cols = [c for c in cols if c not in ("late_events", "revised_rate")]
+    for key, lines, first in (
+        ("officers", report.officers, "officer"),
+        ("windows", report.windows, "window"),
+        ("units", report.units, "unit"),
+    ):
+        use = [c for c in cols if key == "officers" or c not in ("officer", "window", "penalty_points")]
+        if key != "officers":
+            use = [first] + [c for c in use if c not in (first, "unit")]
+        rows = [[ln.key if c == first else cell(ln, c, lang) for c in use] for ln in lines]
+        codes: list[str | None] = [COLOURS[ln.band] if colour else None for ln in lines]
+        parts += [f"== {label(key, lang)} ==", text_table([label(c, lang) for c in use], rows, codes), ""]
+    t = report.total
+    parts.append(
+        f"{label('total', lang)}: {label('rated', lang)} {t.rated}, {label('satisfied', lang)} {t.satisfied}, "
+        f"{label('rate', lang)} {pct_text(t.rate)}, {label('band', lang)} {label(t.band, lang)}; "
+        f"{label('nobody', lang)}: {report.nobody.rated}"
+    )
+    if report.late_events:
+        parts.append(f"{label('revision', lang)}: {report.late_events}")
+    return ("\n".join(parts) + "\n").encode()
+
+
+# -- printable HTML notice (月通报) ------------------------------------------
+
+CSS = """
+body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei",sans-serif;margin:2em;color:#111}
+h1{text-align:center;font-size:1.5em} h2{font-size:1.15em;margin-top:1.5em}
+table{border-collapse:collapse;width:100%;font-size:.85em} th,td{border:1px solid #999;padding:.2em .4em}
+td.n{text-align:right;font-variant-numeric:tabular-nums} th{background:#eee}
+tr.met td.b{color:#176b21} tr.below_target td.b{color:#8a5a00} tr.below_floor td.b{color:#b00020;font-weight:bold}
+tr.no_ratings td{color:#777} .meta{text-align:center;color:#444}
+@media print{body{margin:1cm} h2{page-break-after:avoid} tr{page-break-inside:avoid}}
+"""
+
+
+def _html_table(lines: list[Line], cols: tuple[str, ...], lang: str, first: str) -> str:
+    head = "".join(f"<th>{html.escape(label(c, lang))}</th>" for c in cols)
+    body = []
+    for ln in lines:
+        tds = []
+        for c in cols:
+            text = ln.key if c == first else cell(ln, c, lang)
+            cls = "b" if c == "band" else "n" if c not in ("officer", "name", "unit", "window", "standing") else ""
+            tds.append(f'<td class="{cls}" data-col="{c}">{html.escape(text)}</td>')
+        body.append(f'<tr class="{ln.band}">{"".join(tds)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    title = f"{report.month} {label('title', lang)}"
+    state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
+    t = report.total
+    pol = (
+        f"{label('policy', lang)}: {pct_text(policy.target / 100, 0)}% / {pct_text(policy.floor / 100, 0)}%, "
+        f"{label('penalty_points', lang)} {policy.penalty_points}"
+    )
+    summary = (
+        f"{label('total', lang)}: {label('rated', lang)} {t.rated}, {label('satisfied', lang)} {t.satisfied}, "
+        f"{label('rate', lang)} {pct_text(t.rate)}; {label('nobody', lang)}: {report.nobody.rated}"
+    )
+    sections = [
+        f"<h2>{html.escape(label('officers', lang))}</h2>",
+        _html_table(report.officers, OFFICER_COLUMNS, lang, "officer"),
+        f"<h2>{html.escape(label('windows', lang))}</h2>",
+        _html_table(report.windows, ("window", *GROUP_COLUMNS), lang, "window"),
+        f"<h2>{html.escape(label('units', lang))}</h2>",
+        _html_table(report.units, ("unit", *[c for c in GROUP_COLUMNS if c != "unit"]), lang, "unit"),
+    ]
+    if report.late_events:
+        sections.insert(0, f"<p><strong>{html.escape(label('revision', lang))}: {report.late_events}</strong></p>")
+    doc = f"""<!DOCTYPE html>
+<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title><style>{CSS}</style></head>
+<body data-month="{report.month}">
+<h1>{html.escape(title)}</h1>
+<p class="meta">{html.escape(label("timezone", lang))} {html.escape(report.timezone)} · {html.escape(state)}
+{" · " + html.escape(label("unit", lang) + " " + report.unit) if report.unit else ""} · {html.escape(pol)}</p>
+<p class="meta">{html.escape(summary)}</p>
+{"".join(sections)}
+</body></html>
+"""
+    return doc.encode()
+
+
+Renderer = Callable[[MonthlyReport, Policy, str], bytes]
+RENDERERS: dict[str, Renderer] = {
+    "csv": render_csv,
+    "json": render_json,
+    "xlsx": render_xlsx,
+    "html": render_html,
+}
+
+
+def render(report: MonthlyReport, policy: Policy, fmt: str, lang: str, *, colour: bool = False) -> bytes:
+    """The report in ``fmt`` (one of ``FORMATS``) with ``lang`` labels."""
+    if lang not in LANGS:
+        raise UsageError(f"--lang {lang!r}: choose zh or en")
+    if fmt == "table":
+        return render_table(report, policy, lang, colour=colour)
+    if fmt not in RENDERERS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return RENDERERS[fmt](report, policy, lang)
+
+
+# -- the year's ledger ---------------------------------------------------------
+
+
+def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
+    return {
+        "format": LEDGER_JSON_FORMAT,
+        "year": ledger.year,
+        "months": ledger.months,
+        "actions": [
+            {
+                "officer": a.officer,
+                "month": a.month,
+                "measure": a.measure,
+                "reason": a.reason,
+                "detail": a.detail,
+                "points": a.points,
+            }
+            for a in ledger.actions
+        ],
+        "officers": [
+            {
+                "officer": p.officer,
+                "name": p.name,
+                "unit": p.unit,
+                "rated": p.rated,
+                "satisfied": p.satisfied,
+                "rate_pct": year_rate_band(p, policy)[0] if p.rated else None,
+                "below_floor_months": p.below_floor_months,
+                "complaints": p.complaints,
+                "reminders": p.reminders,
+                "talks": p.talks,
+                "warnings": p.warnings,
+                "points": p.points,
+                "no_honours": p.no_honours,
+                "escalated": p.escalated,
+            }
+            for p in ledger.officers
+        ],
+        "candidates": [p.officer for p in ledger.candidates],
+    }
+
+
+def render_ledger(ledger: Ledger, policy: Policy, fmt: str, lang: str) -> bytes:
+    if fmt == "json":
+        return (json.dumps(ledger_json(ledger, policy), ensure_ascii=False, indent=2) + "\n").encode()
+    cols = ["officer", "month", "measure", "reason", "points", "detail"]
+    reason_key = {"reminders": "reminders_r", "below_floor": "below_floor"}
+    rows = [
+        [
+            a.officer,
+            a.month,
+            label(a.measure, lang),
+            label(reason_key.get(a.reason, a.reason), lang),
+            str(a.points or ""),
+            a.detail,
+        ]
+        for a in ledger.actions
+    ]
+    header = [label(c, lang) for c in cols]
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        return ("\ufeff" + buf.getvalue()).encode()
+    if fmt != "table":
+        raise UsageError(f"--format {fmt!r}: the ledger comes as table, csv or json")
+    cand = ", ".join(f"{p.officer} {p.name} ({year_rate_band(p, policy)[0]}%)" for p in ledger.candidates) or "—"
+    text = [
+        f"{ledger.year} {label('ledger', lang)} ({len(ledger.months)} {label('month', lang)})",
+        "",
+        text_table(header, rows),
+        "",
+        f"{label('candidates', lang)}: {cand}",
+    ]
+    return ("\n".join(text) + "\n").encode()
