@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import json
+import math
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ LEDGER_JSON_FORMAT = "evalbox.report.ledger/1"
 LABELS: dict[str, tuple[str, str]] = {
     "officer": ("警号", "Officer"),
     "name": ("姓名", "Name"),
+    "gname": ("名称", "Name"),
     "unit": ("单位", "Unit"),
     "window": ("窗口", "Window"),
     "rated": ("参评数", "Rated"),
@@ -117,7 +119,11 @@ OFFICER_COLUMNS = (
     "revised_band",
     "levels",
 )
-GROUP_COLUMNS = tuple(c for c in OFFICER_COLUMNS if c not in ("officer", "window", "penalty_points", "reminders"))
+GROUP_COLUMNS = tuple(
+    "gname" if c == "name" else c
+    for c in OFFICER_COLUMNS
+    if c not in ("officer", "window", "penalty_points", "reminders")
+)
 
 
 def label(key: str, lang: str) -> str:
@@ -126,7 +132,11 @@ def label(key: str, lang: str) -> str:
 
 
 def _float(x: float | None) -> str:
-    return "" if x is None else f"{x * 100:.2f}"
+    """A proportion as a percentage cut (not rounded) to two decimals."""
+    if x is None:
+        return ""
+    whole, part = divmod(math.floor(x * 10000), 100)
+    return f"{whole}.{part:02d}"
 
 
 def levels_text(levels: dict[int, tuple[int, ...]]) -> str:
@@ -139,6 +149,7 @@ def cell(line: Line, col: str, lang: str) -> str:
     rev = line.revision
     values: dict[str, Any] = {
         "officer": line.key,
+        "gname": line.name,
         "window": line.window,
         "rate": pct_text(line.rate),
         "band": label(line.band, lang),
@@ -154,7 +165,7 @@ def cell(line: Line, col: str, lang: str) -> str:
     }
     if col in values:
         return str(values[col])
-    return str(getattr(line, col if col != "name" else "name"))
+    return str(getattr(line, col))
 
 
 def line_json(line: Line, id_key: str) -> dict[str, Any]:
@@ -370,7 +381,7 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
     ):
         use = [c for c in cols if key == "officers" or c not in ("officer", "window", "penalty_points")]
         if key != "officers":
-            use = [first] + [c for c in use if c not in (first, "unit")]
+            use = [first] + ["gname" if c == "name" else c for c in use if c not in (first, "unit")]
         rows = [[ln.key if c == first else cell(ln, c, lang) for c in use] for ln in lines]
         codes: list[str | None] = [COLOURS[ln.band] if colour else None for ln in lines]
         parts += [f"== {label(key, lang)} ==", text_table([label(c, lang) for c in use], rows, codes), ""]
