@@ -13,10 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 
-from collector.errors import UsageError
-from collector.report.db import Database
-from collector.report.policy import Policy
-from collector.report.rates import ROLLUP_KINDS, RollupRow, Tally, band, ratio, wilson
+from collector.errors import StoreError, UsageError
+from collector.report.db import Database, Row
+from collector.report.policy import SCALES, Policy
+from collector.report.rates import LEVEL_COLUMNS, PRESS_KINDS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
 from collector.timeplace import parse_month
 
 
@@ -54,26 +54,72 @@ async def load_registry(db: Database) -> Registry:
     return Registry(units, windows, officers)
 
 
-async def rollup_rows(db: Database, month: str) -> list[RollupRow]:
-    """The month's rollup rows (primary-key range scan)."""
-    rows = await db.fetch(
-        "SELECT officer_id, window_id, kind, level, scale, late, n FROM rollups WHERE month = ?", (month,)
+def cell_sql(policy: Policy, *, raw: bool) -> str:
+    """One row per (officer, window, late) of the month with every count the report needs.
+
+    From ``rollups`` (``raw=False``) or, the naive way, from raw ``events``.
+    The counted kinds come from the policy; the level columns follow ``LEVEL_COLUMNS``.
+    """
+    n = "1" if raw else "n"
+    officer = "COALESCE(officer_id, '')" if raw else "officer_id"
+    window = "COALESCE(window_id, '')" if raw else "window_id"
+    level = "COALESCE(level, 0)" if raw else "level"
+    scale = "COALESCE(scale, 0)" if raw else "scale"
+    counted = ", ".join(f"'{k}'" for k in sorted(policy.counted))
+    presses = ", ".join(f"'{k}'" for k in PRESS_KINDS)
+    valid = " OR ".join(f"({scale} = {s} AND {level} BETWEEN 1 AND {s})" for s in SCALES)
+
+    def count(cond: str) -> str:
+        return f"SUM(CASE WHEN {cond} THEN {n} ELSE 0 END)"
+
+    cols = [count(f"kind IN ({counted}) AND {scale} = {s} AND {level} = {lv}") for s, lv in LEVEL_COLUMNS]
+    cols += [
+        count("kind = 'invite'"),
+        count("kind = 'unrated'"),
+        count("kind = 'unsolicited'"),
+        count("kind = 'misuse'"),
+        f"SUM({n})",
+        count(f"kind IN ({presses}) AND NOT ({valid})"),
+    ]
+    kinds = ", ".join(f"'{k}'" for k in ROLLUP_KINDS)
+    table, where = ("events", f"month = ? AND kind IN ({kinds})") if raw else ("rollups", "month = ?")
+    return (
+        f"SELECT {officer}, {window}, late, {', '.join(cols)} FROM {table} WHERE {where}"
+        f" GROUP BY {officer}, {window}, late"
     )
-    return [RollupRow(*r) for r in rows]
 
 
-NAIVE_SQL = (
-    "SELECT COALESCE(officer_id, ''), COALESCE(window_id, ''), kind,"
-    " CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,"
-    " CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,"
-    " late, COUNT(*) FROM events WHERE month = ? AND kind IN ({kinds})"
-    " GROUP BY 1, 2, 3, 4, 5, 6"
-).format(kinds=", ".join(f"'{k}'" for k in ROLLUP_KINDS))
+Cell = tuple[str, str, int, Tally]  # officer, window, late, counts
 
 
-async def naive_rows(db: Database, month: str) -> list[RollupRow]:
-    """The same rows computed by GROUP BY over raw events (slow; for checks and the bench)."""
-    return [RollupRow(*r) for r in await db.fetch(NAIVE_SQL, (month,))]
+def cell_tally(row: Row, policy: Policy) -> Tally:
+    """The ``Tally`` of one ``cell_sql`` row; ``StoreError`` for presses with an impossible level/scale."""
+    counts = row[3:]
+    k = len(LEVEL_COLUMNS)
+    invites, unrated, unsolicited, misuse, events, broken = (int(x or 0) for x in counts[k:])
+    if broken:
+        raise StoreError(
+            f"{broken} presses with a level outside their scale (officer {row[0]!r}, window {row[1]!r});"
+            " the rollups need a scale per level: run `evalbox rebuild`"
+        )
+    t = Tally(invites=invites, unrated=unrated, unsolicited=unsolicited, misuse=misuse, events=events)
+    for (s, lv), c in zip(LEVEL_COLUMNS, counts[:k], strict=True):
+        c = int(c or 0)
+        if not c:
+            continue
+        t.levels.setdefault(s, [0] * s)[lv - 1] += c
+        t.rated += c
+        if lv in policy.satisfied[s]:
+            t.satisfied += c
+        if lv in policy.bad[s]:
+            t.bad += c
+    return t
+
+
+async def fetch_cells(db: Database, month: str, policy: Policy, *, naive: bool = False) -> list[Cell]:
+    """The month's cells from the rollups (primary-key range scan) or, with ``naive``, raw events."""
+    rows = await db.fetch(cell_sql(policy, raw=naive), (month,))
+    return [(r[0], r[1], int(r[2]), cell_tally(r, policy)) for r in rows]
 
 
 async def closed_months(db: Database) -> dict[str, int]:
@@ -183,89 +229,74 @@ class MonthlyReport:
     late_events: int
 
 
-def _group(rows: Iterable[RollupRow], key: str) -> dict[str, list[RollupRow]]:
-    out: dict[str, list[RollupRow]] = defaultdict(list)
-    for r in rows:
-        out[getattr(r, key)].append(r)
-    return out
-
-
 def build_report(
     month: str,
-    rows: list[RollupRow],
+    rows: list[Cell],
     registry: Registry,
     policy: Policy,
     *,
     closed_ms: int | None = None,
     unit: str | None = None,
 ) -> MonthlyReport:
-    """Assemble the month's lines from rollup-shaped rows (pure; no I/O)."""
+    """Assemble the month's lines from its cells (pure; no I/O)."""
     units = registry.subtree(unit) if unit else set(registry.units) | {""}
-    frozen_rows = [r for r in rows if closed_ms is None or r.late == 0]
-    late_rows = [r for r in rows if closed_ms is not None and r.late == 1]
 
     def window_unit(w: str) -> str:
         return registry.windows.get(w, ("", ""))[0]
 
-    def tallies(key: str) -> tuple[dict[str, Tally], dict[str, Tally]]:
-        fz = {k: _tally(v, policy) for k, v in _group(frozen_rows, key).items()}
-        lt = {k: _tally(v, policy) for k, v in _group(late_rows, key).items()}
-        return fz, lt
+    # One tally per (officer, window, late?) cell; every line merges cells.
+    cells: dict[tuple[str, str, bool], Tally] = {}
+    for officer, window, late_flag, t in rows:
+        key = (officer, window, closed_ms is not None and late_flag == 1)
+        if key in cells:  # an open month's late = 0 and late = 1 rows
+            cells[key] = merged([cells[key], t])
+        else:
+            cells[key] = t
 
-    off_f, off_l = tallies("officer")
-    by_officer_window: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for r in rows:
-        by_officer_window[r.officer][r.window] += r.n
+    by_officer: dict[str, dict[tuple[str, bool], Tally]] = defaultdict(dict)
+    by_window: dict[str, dict[tuple[str, bool], Tally]] = defaultdict(dict)
+    by_unit: dict[str, list[tuple[bool, Tally]]] = defaultdict(list)
+    for (o, w, is_late), t in cells.items():
+        by_officer[o][w, is_late] = t
+        by_window[w][o, is_late] = t
+        by_unit[window_unit(w)].append((is_late, t))
+
+    def split(parts: Iterable[tuple[bool, Tally]]) -> tuple[Tally, Tally]:
+        items = list(parts)
+        return merged(t for late, t in items if not late), merged(t for late, t in items if late)
+
     officers = []
-    ids = {o for o in off_f.keys() | off_l.keys() if o} | {o for o, v in registry.officers.items() if v[3]}
+    ids = {o for o in by_officer if o} | {o for o, v in registry.officers.items() if v[3]}
     for oid in sorted(ids):
         name, o_unit, o_window, _ = registry.officers.get(oid, ("", "", None, False))
-        if not o_window and by_officer_window[oid]:
-            o_window = max(by_officer_window[oid].items(), key=lambda kv: (kv[1], kv[0]))[0]
+        mine = by_officer.get(oid, {})
+        if not o_window and mine:
+            o_window = max(mine.items(), key=lambda kv: (kv[1].events, kv[0][0]))[0][0]
         o_window = o_window or ""
         o_unit = o_unit or window_unit(o_window)
         if o_unit not in units:
             continue
-        officers.append(make_line(oid, name, o_unit, o_window, off_f.get(oid, Tally()), policy, off_l.get(oid)))
+        frozen, late = split((lt, t) for (_, lt), t in mine.items())
+        officers.append(make_line(oid, name, o_unit, o_window, frozen, policy, late))
 
-    win_f, win_l = tallies("window")
     windows = []
-    for wid in sorted(win_f.keys() | win_l.keys() | set(registry.windows)):
+    for wid in sorted(by_window.keys() | set(registry.windows)):
         w_unit, w_name = registry.windows.get(wid, ("", ""))
         if w_unit in units:
-            windows.append(make_line(wid, w_name, w_unit, wid, win_f.get(wid, Tally()), policy, win_l.get(wid)))
+            frozen, late = split((lt, t) for (_, lt), t in by_window.get(wid, {}).items())
+            windows.append(make_line(wid, w_name, w_unit, wid, frozen, policy, late))
 
-    unit_rows_f: dict[str, list[RollupRow]] = defaultdict(list)
-    unit_rows_l: dict[str, list[RollupRow]] = defaultdict(list)
-    for r in frozen_rows:
-        unit_rows_f[window_unit(r.window)].append(r)
-    for r in late_rows:
-        unit_rows_l[window_unit(r.window)].append(r)
     unit_lines = []
-    for uid in sorted(units & (unit_rows_f.keys() | unit_rows_l.keys() | set(registry.units))):
-        u_name = registry.units.get(uid, ("", None, None))[0]
-        unit_lines.append(
-            make_line(uid, u_name, uid, "", _tally(unit_rows_f[uid], policy), policy, _tally(unit_rows_l[uid], policy))
-        )
+    for uid in sorted(units & (by_unit.keys() | set(registry.units))):
+        frozen, late = split(by_unit.get(uid, []))
+        unit_lines.append(make_line(uid, registry.units.get(uid, ("", None, None))[0], uid, "", frozen, policy, late))
 
-    in_scope = [r for r in rows if window_unit(r.window) in units]
-    total = make_line(
-        "",
-        "",
-        unit or "",
-        "",
-        _tally((r for r in in_scope if closed_ms is None or r.late == 0), policy),
-        policy,
-        _tally((r for r in in_scope if r.late == 1 and closed_ms is not None), policy),
+    frozen, late = split(p for u, parts in by_unit.items() if u in units for p in parts)
+    total = make_line("", "", unit or "", "", frozen, policy, late)
+    nobody_frozen, _ = split(
+        (lt, t) for w, parts in by_window.items() if window_unit(w) in units for (o, lt), t in parts.items() if o == ""
     )
-    nobody = make_line(
-        "",
-        "",
-        unit or "",
-        "",
-        _tally((r for r in in_scope if r.officer == "" and (closed_ms is None or r.late == 0)), policy),
-        policy,
-    )
+    nobody = make_line("", "", unit or "", "", nobody_frozen, policy)
     return MonthlyReport(
         month=month,
         timezone=policy.timezone,
@@ -276,15 +307,8 @@ def build_report(
         units=unit_lines,
         total=total,
         nobody=nobody,
-        late_events=sum(r.n for r in late_rows),
+        late_events=sum(t.events for (_, _, is_late), t in cells.items() if is_late),
     )
-
-
-def _tally(rows: Iterable[RollupRow], policy: Policy) -> Tally:
-    t = Tally()
-    for r in rows:
-        t.add(r, policy)
-    return t
 
 
 async def monthly_report(
@@ -301,7 +325,7 @@ async def monthly_report(
     registry = await load_registry(db)
     if unit:
         registry.subtree(unit)
-    rows = await (naive_rows(db, month) if naive else rollup_rows(db, month))
+    rows = await fetch_cells(db, month, policy, naive=naive)
     if not rows:
         raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
     closed = (await closed_months(db)).get(month)

@@ -61,15 +61,17 @@ class Policy:
     bottom_share: Fraction = Fraction(5)
     year_candidates: int = 3
 
-    def counted_kinds(self) -> tuple[str, ...]:
+    @property
+    def counted(self) -> frozenset[str]:
         """The rollup kinds whose presses count as ratings under this policy."""
-        kinds = ["rated"]
-        if self.count_unsolicited:
-            kinds.append("unsolicited")
-        if self.count_misuse:
-            kinds.append("misuse")
-        return tuple(kinds)
+        return _COUNTED[self.count_unsolicited, self.count_misuse]
 
+
+_COUNTED = {
+    (u, m): frozenset({"rated"} | ({"unsolicited"} if u else set()) | ({"misuse"} if m else set()))
+    for u in (False, True)
+    for m in (False, True)
+}
 
 # key -> (kind, lower bound, upper bound) for the scalar keys, by table.
 _SCALARS: dict[str, dict[str, tuple[str, int, int]]] = {

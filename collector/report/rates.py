@@ -12,26 +12,13 @@ import math
 from collections.abc import Iterable
 from fractions import Fraction
 
-from collector.errors import StoreError
-from collector.report.policy import Policy
+from collector.report.policy import SCALES, Policy
 
 PRESS_KINDS = ("rated", "unsolicited", "misuse")
 ROLLUP_KINDS = (*PRESS_KINDS, "invite", "unrated")
 BANDS = ("met", "below_target", "below_floor", "no_ratings")
+LEVEL_COLUMNS = tuple((s, lv) for s in SCALES for lv in range(1, s + 1))  # (scale, level), 14 of them
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-
-@dataclasses.dataclass(frozen=True)
-class RollupRow:
-    """One rollup row (or the same shape computed from raw events)."""
-
-    officer: str
-    window: str
-    kind: str
-    level: int
-    scale: int
-    late: int
-    n: int
 
 
 @dataclasses.dataclass
@@ -48,40 +35,30 @@ class Tally:
     misuse: int = 0
     events: int = 0
 
-    def add(self, row: RollupRow, policy: Policy) -> None:
-        """Count one rollup row under ``policy``."""
-        self.events += row.n
-        if row.kind == "invite":
-            self.invites += row.n
-            return
-        if row.kind == "unrated":
-            self.unrated += row.n
-            return
-        if row.kind not in PRESS_KINDS:
-            raise StoreError(f"rollups: unknown kind {row.kind!r}")
-        if row.scale not in policy.satisfied or not 1 <= row.level <= row.scale:
-            raise StoreError(
-                f"rollups: press with level {row.level} on scale {row.scale} "
-                f"(officer {row.officer!r}, window {row.window!r}); run `evalbox rebuild`"
-            )
-        if row.kind == "unsolicited":
-            self.unsolicited += row.n
-        elif row.kind == "misuse":
-            self.misuse += row.n
-        if row.kind not in policy.counted_kinds():
-            return
-        self.rated += row.n
-        self.levels.setdefault(row.scale, [0] * row.scale)[row.level - 1] += row.n
-        if row.level in policy.satisfied[row.scale]:
-            self.satisfied += row.n
-        if row.level in policy.bad[row.scale]:
-            self.bad += row.n
+    def merge(self, other: Tally) -> None:
+        """Add another tally's counts to this one."""
+        self.rated += other.rated
+        self.satisfied += other.satisfied
+        self.bad += other.bad
+        self.invites += other.invites
+        self.unrated += other.unrated
+        self.unsolicited += other.unsolicited
+        self.misuse += other.misuse
+        self.events += other.events
+        for scale, counts in other.levels.items():
+            mine = self.levels.setdefault(scale, [0] * scale)
+            for i, c in enumerate(counts):
+                mine[i] += c
 
 
-def tally(rows: Iterable[RollupRow], policy: Policy) -> Tally:
+def merged(parts: Iterable[Tally]) -> Tally:
+    """The sum of ``parts`` (a single part is returned as is: treat the result as read-only)."""
+    items = list(parts)
+    if len(items) == 1:
+        return items[0]
     t = Tally()
-    for row in rows:
-        t.add(row, policy)
+    for part in items:
+        t.merge(part)
     return t
 
 

@@ -1,0 +1,156 @@
+"""Benchmark: a province-year of presses; monthly report from rollups vs the naive GROUP BY; rebuild.
+
+    .venv/bin/python bench/report.py                  # 20,000,000 events, 5,000 officers, 1,000 windows
+    .venv/bin/python bench/report.py --events 2000000
+
+Loads a temporary SQLite store with bulk SQL (a recursive CTE per month), then
+times ``evalbox rebuild`` (months re-placed in the zone + rollups from raw
+events), the monthly report read from rollups (median of 5, JSON rendered),
+and the same report computed by GROUP BY over raw events. Last line: JSON
+``{"events", "report_s", "naive_s", "speedup", "rebuild_s"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from collector.report.db import SqliteDatabase, apply_migrations  # noqa: E402
+from collector.report.monthly import monthly_report  # noqa: E402
+from collector.report.policy import Policy  # noqa: E402
+from collector.report.rebuild import rebuild  # noqa: E402
+from collector.report.render import render  # noqa: E402
+from collector.timeplace import month_bounds  # noqa: E402
+
+TZ = "Asia/Shanghai"
+YEAR = 2026
+
+# i -> one event. Officer o works at window o % W (5 officers per window); one
+# window in ten has a 5-level box. Mix: 85% rated, 4% unsolicited, 2% misuse,
+# 6% invites, 3% unrated; about 97% of ratings satisfied.
+EVENT_SQL = """
+WITH RECURSIVE seq(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?),
+gen AS (
+  SELECT i, (i * 7919) % :officers AS o, (i * 2654435761) % 100 AS r, (i * 40503) % 100 AS q FROM seq
+)
+INSERT INTO events (device_id, boot, seq, type, officer_id, window_id, press_ms, device_ts_ms, uptime_ms,
+                    recv_ms, month, level, scale, invite_no, flags, kind, source, late)
+SELECT 'D' || (o % :windows), 1, i,
+       CASE WHEN r < 91 THEN 'press' WHEN r < 97 THEN 'invite' ELSE 'unrated' END,
+       'P' || o, 'W' || (o % :windows),
+       :t0 + (i - :i0) * :step, :t0 + (i - :i0) * :step, i, :t0 + (i - :i0) * :step + 500, :month,
+       CASE WHEN r >= 91 THEN NULL
+            WHEN (o % :windows) % 10 = 0 THEN 1 + (q % 5) * (q % 5 > 2) + (q % 3 = 0)
+            ELSE 1 + (q >= 97) END,
+       CASE WHEN r >= 91 THEN NULL WHEN (o % :windows) % 10 = 0 THEN 5 ELSE 2 END,
+       i, CASE WHEN r < 85 THEN 0 WHEN r < 89 THEN 1 WHEN r < 91 THEN 2 ELSE 0 END,
+       CASE WHEN r < 85 THEN 'rated' WHEN r < 89 THEN 'unsolicited' WHEN r < 91 THEN 'misuse'
+            WHEN r < 97 THEN 'invite' ELSE 'unrated' END,
+       'mqtt', 0
+FROM gen
+"""
+
+
+def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
+    t = time.perf_counter()
+
+    async def schema() -> None:
+        async with SqliteDatabase(path, must_exist=False) as db:
+            await apply_migrations(db)
+
+    asyncio.run(schema())
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA synchronous=OFF")
+    con.execute("PRAGMA cache_size=-2000000")
+    con.execute("BEGIN")
+    units = max(1, windows // 10)
+    con.executemany("INSERT INTO units (id, name) VALUES (?, ?)", [(f"U{u}", f"单位{u}") for u in range(units)])
+    con.executemany(
+        "INSERT INTO windows (id, unit_id, name) VALUES (?, ?, ?)",
+        [(f"W{w}", f"U{w % units}", f"窗口{w}") for w in range(windows)],
+    )
+    con.executemany(
+        "INSERT INTO officers (id, name, unit_id, window_id) VALUES (?, ?, ?, ?)",
+        [(f"P{o}", f"民警{o}", f"U{(o % windows) % units}", f"W{o % windows}") for o in range(officers)],
+    )
+    con.execute("COMMIT")
+    per = events // 12
+    for m in range(1, 13):
+        month = f"{YEAR}-{m:02d}"
+        start, end = month_bounds(month, TZ)
+        i0, i1 = (m - 1) * per, events if m == 12 else m * per
+        params = {
+            "officers": officers,
+            "windows": windows,
+            "t0": start,
+            "i0": i0,
+            "step": max(1, (end - start - 1) // max(1, i1 - i0)),
+            "month": month,
+        }
+        sql = EVENT_SQL.replace("SELECT ? UNION", f"SELECT {i0} UNION").replace("< ?)", f"< {i1})")
+        con.execute("BEGIN")
+        con.execute(sql, params)
+        con.execute("COMMIT")
+        print(f"  loaded {month}: {i1:,} events, {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    con.close()
+    return time.perf_counter() - t
+
+
+async def measure(path: pathlib.Path, month: str) -> tuple[float, float, float]:
+    policy = Policy()
+    async with SqliteDatabase(path) as db:
+        t = time.perf_counter()
+        await rebuild(db, TZ)
+        rebuild_s = time.perf_counter() - t
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            report = await monthly_report(db, month, policy)
+            render(report, policy, "json", "zh")
+            times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        naive = await monthly_report(db, month, policy, naive=True)
+        render(naive, policy, "json", "zh")
+        naive_s = time.perf_counter() - t
+        if naive != report:
+            raise SystemExit("bench: the naive report differs from the rollup report")
+    return statistics.median(times), naive_s, rebuild_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20_000_000)
+    ap.add_argument("--officers", type=int, default=5_000)
+    ap.add_argument("--windows", type=int, default=1_000)
+    ap.add_argument("--month", default=f"{YEAR}-06")
+    ap.add_argument("--dir", help="where to put the temporary store (default: the system temp dir)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        path = pathlib.Path(d) / "bench.db"
+        load_s = load(path, args.events, args.officers, args.windows)
+        print(f"load: {args.events:,} events in {load_s:.1f} s", file=sys.stderr)
+        report_s, naive_s, rebuild_s = asyncio.run(measure(path, args.month))
+    print(f"monthly report from rollups: {report_s:.3f} s (median of 5)")
+    print(f"naive GROUP BY over raw events: {naive_s:.3f} s")
+    print(f"rebuild: {rebuild_s:.1f} s")
+    result = {
+        "events": args.events,
+        "report_s": round(report_s, 4),
+        "naive_s": round(naive_s, 4),
+        "speedup": round(naive_s / report_s, 1),
+        "rebuild_s": round(rebuild_s, 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
