@@ -51,9 +51,10 @@ def dollar_params(sql: str) -> str:
 class SqliteDatabase:
     """``Database`` over one aiosqlite connection; use as ``async with``."""
 
-    def __init__(self, path: str | pathlib.Path, *, must_exist: bool = True) -> None:
+    def __init__(self, path: str | pathlib.Path, *, must_exist: bool = True, cache_mb: int = 512) -> None:
         self.path = pathlib.Path(path)
         self._must_exist = must_exist
+        self._cache_mb = cache_mb
         self._conn: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> SqliteDatabase:
@@ -66,6 +67,9 @@ class SqliteDatabase:
             await self._conn.execute("PRAGMA journal_mode=WAL")
             await self._conn.execute("PRAGMA synchronous=FULL")
             await self._conn.execute("PRAGMA busy_timeout=10000")
+            # Page cache grows only as used; a rebuild reads a month's rows through an index.
+            await self._conn.execute(f"PRAGMA cache_size=-{int(self._cache_mb) * 1024}")
+            await self._conn.execute("PRAGMA temp_store=MEMORY")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
         return self

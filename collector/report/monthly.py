@@ -54,7 +54,7 @@ async def load_registry(db: Database) -> Registry:
     return Registry(units, windows, officers)
 
 
-def cell_sql(policy: Policy, *, raw: bool) -> str:
+def cell_sql(policy: Policy, *, raw: bool, late: int | None = None) -> str:
     """One row per (officer, window, late) of the month with every count the report needs.
 
     From ``rollups`` (``raw=False``) or, the naive way, from raw ``events``.
@@ -83,9 +83,13 @@ def cell_sql(policy: Policy, *, raw: bool) -> str:
     ]
     kinds = ", ".join(f"'{k}'" for k in ROLLUP_KINDS)
     table, where = ("events", f"month = ? AND kind IN ({kinds})") if raw else ("rollups", "month = ?")
+    # Grouped by (officer, window) only, so the rollups' primary key gives the
+    # order (no sort); a closed month asks twice, once per value of ``late``.
+    if late is not None:
+        where += f" AND late = {int(late)}"
     return (
-        f"SELECT {officer}, {window}, late, {', '.join(cols)} FROM {table} WHERE {where}"
-        f" GROUP BY {officer}, {window}, late"
+        f"SELECT {officer}, {window}, {int(late or 0)}, {', '.join(cols)} FROM {table} WHERE {where}"
+        f" GROUP BY {officer}, {window}"
     )
 
 
@@ -116,9 +120,18 @@ def cell_tally(row: Row, policy: Policy) -> Tally:
     return t
 
 
-async def fetch_cells(db: Database, month: str, policy: Policy, *, naive: bool = False) -> list[Cell]:
-    """The month's cells from the rollups (primary-key range scan) or, with ``naive``, raw events."""
-    rows = await db.fetch(cell_sql(policy, raw=naive), (month,))
+async def fetch_cells(
+    db: Database, month: str, policy: Policy, *, closed: bool = False, naive: bool = False
+) -> list[Cell]:
+    """The month's cells from the rollups (primary-key range scan) or, with ``naive``, raw events.
+
+    An open month's cells all say ``late = 0``; a closed month's say which rows came late.
+    """
+    if closed:
+        rows = await db.fetch(cell_sql(policy, raw=naive, late=0), (month,))
+        rows += await db.fetch(cell_sql(policy, raw=naive, late=1), (month,))
+    else:
+        rows = await db.fetch(cell_sql(policy, raw=naive), (month,))
     return [(r[0], r[1], int(r[2]), cell_tally(r, policy)) for r in rows]
 
 
@@ -137,7 +150,7 @@ class Revision:
     band: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Line:
     """One officer's, window's or unit's figures for the month."""
 
@@ -200,19 +213,19 @@ def make_line(
 def rank_lines(lines: list[Line], policy: Policy) -> list[Line]:
     """Rank by Wilson lower bound (ties: more rated, then key) among lines with the minimum sample.
 
-    The top ``top_share`` percent (cut down to whole lines) are ``top``, the
-    bottom ``bottom_share`` percent ``bottom``; lines below the sample are unranked.
+    Sets ``rank`` and ``standing`` in place: the top ``top_share`` percent (cut
+    down to whole lines) are ``top``, the bottom ``bottom_share`` percent
+    ``bottom``; lines below the sample stay unranked.
     """
     eligible = [ln for ln in lines if ln.rated >= policy.min_sample and ln.wilson is not None]
     eligible.sort(key=lambda ln: (-(ln.wilson or (0.0, 0.0))[0], -ln.rated, ln.key))
     n = len(eligible)
     top = int(n * policy.top_share / 100)
     bottom = int(n * policy.bottom_share / 100)
-    ranked: dict[str, Line] = {}
     for i, ln in enumerate(eligible):
-        standing = "top" if i < top else "bottom" if i >= n - bottom else None
-        ranked[ln.key] = dataclasses.replace(ln, rank=i + 1, standing=standing)
-    return [ranked.get(ln.key, ln) for ln in lines]
+        ln.rank = i + 1
+        ln.standing = "top" if i < top else "bottom" if i >= n - bottom else None
+    return lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,11 +268,9 @@ def build_report(
 
     by_officer: dict[str, dict[tuple[str, bool], Tally]] = defaultdict(dict)
     by_window: dict[str, dict[tuple[str, bool], Tally]] = defaultdict(dict)
-    by_unit: dict[str, list[tuple[bool, Tally]]] = defaultdict(list)
     for (o, w, is_late), t in cells.items():
         by_officer[o][w, is_late] = t
         by_window[w][o, is_late] = t
-        by_unit[window_unit(w)].append((is_late, t))
 
     def split(parts: Iterable[tuple[bool, Tally]]) -> tuple[Tally, Tally]:
         items = list(parts)
@@ -280,18 +291,20 @@ def build_report(
         officers.append(make_line(oid, name, o_unit, o_window, frozen, policy, late))
 
     windows = []
+    per_unit: dict[str, list[tuple[bool, Tally]]] = defaultdict(list)
     for wid in sorted(by_window.keys() | set(registry.windows)):
         w_unit, w_name = registry.windows.get(wid, ("", ""))
         if w_unit in units:
             frozen, late = split((lt, t) for (_, lt), t in by_window.get(wid, {}).items())
+            per_unit[w_unit] += [(False, frozen), (True, late)]
             windows.append(make_line(wid, w_name, w_unit, wid, frozen, policy, late))
 
     unit_lines = []
-    for uid in sorted(units & (by_unit.keys() | set(registry.units))):
-        frozen, late = split(by_unit.get(uid, []))
+    for uid in sorted(units & (per_unit.keys() | set(registry.units))):
+        frozen, late = split(per_unit.get(uid, []))
         unit_lines.append(make_line(uid, registry.units.get(uid, ("", None, None))[0], uid, "", frozen, policy, late))
 
-    frozen, late = split(p for u, parts in by_unit.items() if u in units for p in parts)
+    frozen, late = split((lt, t) for parts in per_unit.values() for lt, t in parts)
     total = make_line("", "", unit or "", "", frozen, policy, late)
     nobody_frozen, _ = split(
         (lt, t) for w, parts in by_window.items() if window_unit(w) in units for (o, lt), t in parts.items() if o == ""
@@ -325,8 +338,8 @@ async def monthly_report(
     registry = await load_registry(db)
     if unit:
         registry.subtree(unit)
-    rows = await fetch_cells(db, month, policy, naive=naive)
+    closed = (await closed_months(db)).get(month)
+    rows = await fetch_cells(db, month, policy, closed=closed is not None, naive=naive)
     if not rows:
         raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
-    closed = (await closed_months(db)).get(month)
     return build_report(month, rows, registry, policy, closed_ms=closed, unit=unit)
