@@ -167,3 +167,22 @@ def test_month_close_freezes_and_late_events_are_a_revision(
     assert a1["revision"] is None
     table = run(capsys, "report", "--db", db, "--month", "2026-10", "--lang", "en")
     assert "Arrived after close (revision, not merged): 2" in table and "86.36" in table
+
+
+def test_table_colours_bands_on_a_terminal(tmp_path: pathlib.Path) -> None:
+    import asyncio
+
+    from collector.report.db import SqliteDatabase
+    from collector.report.monthly import monthly_report
+    from collector.report.policy import Policy
+    from collector.report.render import render
+
+    path = store(tmp_path)
+
+    async def report() -> bytes:
+        async with SqliteDatabase(path) as db:
+            r = await monthly_report(db, "2026-10", Policy())
+        return render(r, Policy(), "table", "en", colour=True)
+
+    text = asyncio.run(report()).decode()
+    assert "\x1b[33m" in text and "\x1b[1;31m" in text  # below target yellow, below floor red
