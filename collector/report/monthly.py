@@ -15,8 +15,8 @@ from fractions import Fraction
 
 from collector.errors import StoreError, UsageError
 from collector.report.db import Database, Row
-from collector.report.policy import SCALES, Policy
-from collector.report.rates import LEVEL_COLUMNS, PRESS_KINDS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
+from collector.report.policy import Policy
+from collector.report.rates import LEVEL_COLUMNS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
 from collector.timeplace import parse_month
 
 
@@ -54,85 +54,91 @@ async def load_registry(db: Database) -> Registry:
     return Registry(units, windows, officers)
 
 
-def cell_sql(policy: Policy, *, raw: bool, late: int | None = None) -> str:
-    """One row per (officer, window, late) of the month with every count the report needs.
+def rows_sql(*, raw: bool, late: int | None = None) -> str:
+    """The month's rollup rows ``(officer, window, kind, level, scale, late, n)``.
 
-    From ``rollups`` (``raw=False``) or, the naive way, from raw ``events``.
-    The counted kinds come from the policy; the level columns follow ``LEVEL_COLUMNS``.
+    From ``rollups`` (a primary-key range scan) or, the naive way
+    (``raw=True``), grouped from raw ``events``. ``late`` keeps one value only.
     """
-    n = "1" if raw else "n"
-    officer = "COALESCE(officer_id, '')" if raw else "officer_id"
-    window = "COALESCE(window_id, '')" if raw else "window_id"
-    level = "COALESCE(level, 0)" if raw else "level"
-    scale = "COALESCE(scale, 0)" if raw else "scale"
-    counted = ", ".join(f"'{k}'" for k in sorted(policy.counted))
-    presses = ", ".join(f"'{k}'" for k in PRESS_KINDS)
-    valid = " OR ".join(f"({scale} = {s} AND {level} BETWEEN 1 AND {s})" for s in SCALES)
-
-    def count(cond: str) -> str:
-        return f"SUM(CASE WHEN {cond} THEN {n} ELSE 0 END)"
-
-    cols = [count(f"kind IN ({counted}) AND {scale} = {s} AND {level} = {lv}") for s, lv in LEVEL_COLUMNS]
-    cols += [
-        count("kind = 'invite'"),
-        count("kind = 'unrated'"),
-        count("kind = 'unsolicited'"),
-        count("kind = 'misuse'"),
-        f"SUM({n})",
-        count(f"kind IN ({presses}) AND NOT ({valid})"),
-    ]
     kinds = ", ".join(f"'{k}'" for k in ROLLUP_KINDS)
-    table, where = ("events", f"month = ? AND kind IN ({kinds})") if raw else ("rollups", "month = ?")
-    # Grouped by (officer, window) only, so the rollups' primary key gives the
-    # order (no sort); a closed month asks twice, once per value of ``late``.
-    if late is not None:
-        where += f" AND late = {int(late)}"
+    where = "month = ?" if late is None else f"month = ? AND late = {int(late)}"
+    if not raw:
+        return f"SELECT officer_id, window_id, kind, level, scale, late, n FROM rollups WHERE {where}"
     return (
-        f"SELECT {officer}, {window}, {int(late or 0)}, {', '.join(cols)} FROM {table} WHERE {where}"
-        f" GROUP BY {officer}, {window}"
+        "SELECT COALESCE(officer_id, ''), COALESCE(window_id, ''), kind,"
+        " CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,"
+        " CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,"
+        f" late, COUNT(*) FROM events WHERE {where} AND kind IN ({kinds}) GROUP BY 1, 2, 3, 4, 5, 6"
     )
 
 
 Cell = tuple[str, str, int, Tally]  # officer, window, late, counts
+# (kind, scale, level) -> (scale, index, satisfied?, bad?) for the presses that count
+LevelPlan = dict[tuple[str, int, int], tuple[int, int, bool, bool]]
+VALID_LEVELS = frozenset((s, lv) for s, lv in LEVEL_COLUMNS)
 
 
-def cell_tally(row: Row, policy: Policy) -> Tally:
-    """The ``Tally`` of one ``cell_sql`` row; ``StoreError`` for presses with an impossible level/scale."""
-    counts = row[3:]
-    k = len(LEVEL_COLUMNS)
-    invites, unrated, unsolicited, misuse, events, broken = (int(x or 0) for x in counts[k:])
-    if broken:
-        raise StoreError(
-            f"{broken} presses with a level outside their scale (officer {row[0]!r}, window {row[1]!r});"
-            " the rollups need a scale per level: run `evalbox rebuild`"
-        )
-    t = Tally(invites=invites, unrated=unrated, unsolicited=unsolicited, misuse=misuse, events=events)
-    for (s, lv), c in zip(LEVEL_COLUMNS, counts[:k], strict=True):
-        c = int(c or 0)
-        if not c:
+def level_plan(policy: Policy) -> LevelPlan:
+    return {
+        (kind, s, lv): (s, lv - 1, lv in policy.satisfied[s], lv in policy.bad[s])
+        for kind in policy.counted
+        for s, lv in LEVEL_COLUMNS
+    }
+
+
+def cells_from_rows(rows: Iterable[Row], policy: Policy, *, closed: bool) -> list[Cell]:
+    """Fold rollup rows into one ``Tally`` per (officer, window, late); an open month's are all on time.
+
+    ``StoreError`` for an unknown kind or a press whose level is outside its scale.
+    """
+    plan = level_plan(policy)
+    cells: dict[tuple[str, str, int], Tally] = {}
+    for officer, window, kind, level, scale, late, n in rows:
+        key = (officer, window, 1 if closed and late == 1 else 0)
+        t = cells.get(key)
+        if t is None:
+            t = cells[key] = Tally()
+        n = int(n)  # PostgreSQL's SUM over BIGINT is a Decimal
+        t.events += n
+        if kind == "invite":
+            t.invites += n
             continue
-        t.levels.setdefault(s, [0] * s)[lv - 1] += c
-        t.rated += c
-        if lv in policy.satisfied[s]:
-            t.satisfied += c
-        if lv in policy.bad[s]:
-            t.bad += c
-    return t
+        if kind == "unrated":
+            t.unrated += n
+            continue
+        if kind == "unsolicited":
+            t.unsolicited += n
+        elif kind == "misuse":
+            t.misuse += n
+        elif kind != "rated":
+            raise StoreError(f"rollups: unknown kind {kind!r} (officer {officer!r}, window {window!r})")
+        if (scale, level) not in VALID_LEVELS:
+            raise StoreError(
+                f"presses with level {level} on scale {scale} (officer {officer!r}, window {window!r});"
+                " the rollups need a scale per level: run `evalbox rebuild`"
+            )
+        p = plan.get((kind, scale, level))
+        if p is None:
+            continue
+        s, idx, is_sat, is_bad = p
+        counts = t.levels.get(s)
+        if counts is None:
+            counts = t.levels[s] = [0] * s
+        counts[idx] += n
+        t.rated += n
+        if is_sat:
+            t.satisfied += n
+        if is_bad:
+            t.bad += n
+    return [(o, w, late, t) for (o, w, late), t in cells.items()]
 
 
 async def fetch_cells(
     db: Database, month: str, policy: Policy, *, closed: bool = False, naive: bool = False
 ) -> list[Cell]:
-    """The month's cells from the rollups (primary-key range scan) or, with ``naive``, raw events.
-
-    An open month's cells all say ``late = 0``; a closed month's say which rows came late.
-    """
-    if closed:
-        rows = await db.fetch(cell_sql(policy, raw=naive, late=0), (month,))
-        rows += await db.fetch(cell_sql(policy, raw=naive, late=1), (month,))
-    else:
-        rows = await db.fetch(cell_sql(policy, raw=naive), (month,))
-    return [(r[0], r[1], int(r[2]), cell_tally(r, policy)) for r in rows]
+    """The month's cells from the rollups or, with ``naive``, from raw events."""
+    rows = await db.fetch(rows_sql(raw=naive), (month,))
+    return cells_from_rows(rows, policy, closed=closed)
 
 
 async def closed_months(db: Database) -> dict[str, int]:
@@ -163,12 +169,10 @@ class Line:
     unsatisfied: int
     bad: int
     levels: dict[int, tuple[int, ...]]
-    rate: Fraction | None
     wilson: tuple[float, float] | None
     band: str
     invites: int
     unrated: int
-    no_rating_rate: Fraction | None
     unsolicited: int
     misuse: int
     penalty_points: int
@@ -176,6 +180,16 @@ class Line:
     rank: int | None = None
     standing: str | None = None  # 'top' | 'bottom' | None
     revision: Revision | None = None
+
+    @property
+    def rate(self) -> Fraction | None:
+        """``satisfied / rated`` exactly; ``None`` when nothing was rated."""
+        return ratio(self.satisfied, self.rated)
+
+    @property
+    def no_rating_rate(self) -> Fraction | None:
+        """``unrated / invites`` (未评价率) exactly; ``None`` with no invites."""
+        return ratio(self.unrated, self.invites)
 
 
 def make_line(
@@ -196,12 +210,10 @@ def make_line(
         unsatisfied=frozen.rated - frozen.satisfied,
         bad=frozen.bad,
         levels={s: tuple(c) for s, c in sorted(frozen.levels.items())},
-        rate=ratio(frozen.satisfied, frozen.rated),
         wilson=wilson(frozen.satisfied, frozen.rated),
         band=b,
         invites=frozen.invites,
         unrated=frozen.unrated,
-        no_rating_rate=ratio(frozen.unrated, frozen.invites),
         unsolicited=frozen.unsolicited,
         misuse=frozen.misuse,
         penalty_points=policy.penalty_points if b == "below_floor" else 0,
@@ -260,11 +272,7 @@ def build_report(
     # One tally per (officer, window, late?) cell; every line merges cells.
     cells: dict[tuple[str, str, bool], Tally] = {}
     for officer, window, late_flag, t in rows:
-        key = (officer, window, closed_ms is not None and late_flag == 1)
-        if key in cells:  # an open month's late = 0 and late = 1 rows
-            cells[key] = merged([cells[key], t])
-        else:
-            cells[key] = t
+        cells[officer, window, closed_ms is not None and late_flag == 1] = t
 
     by_officer: dict[str, dict[tuple[str, bool], Tally]] = defaultdict(dict)
     by_window: dict[str, dict[tuple[str, bool], Tally]] = defaultdict(dict)
@@ -273,8 +281,11 @@ def build_report(
         by_window[w][o, is_late] = t
 
     def split(parts: Iterable[tuple[bool, Tally]]) -> tuple[Tally, Tally]:
-        items = list(parts)
-        return merged(t for late, t in items if not late), merged(t for late, t in items if late)
+        on_time: list[Tally] = []
+        late: list[Tally] = []
+        for is_late, t in parts:
+            (late if is_late else on_time).append(t)
+        return merged(on_time), merged(late)
 
     officers = []
     ids = {o for o in by_officer if o} | {o for o, v in registry.officers.items() if v[3]}
@@ -296,7 +307,9 @@ def build_report(
         w_unit, w_name = registry.windows.get(wid, ("", ""))
         if w_unit in units:
             frozen, late = split((lt, t) for (_, lt), t in by_window.get(wid, {}).items())
-            per_unit[w_unit] += [(False, frozen), (True, late)]
+            per_unit[w_unit].append((False, frozen))
+            if late.events:
+                per_unit[w_unit].append((True, late))
             windows.append(make_line(wid, w_name, w_unit, wid, frozen, policy, late))
 
     unit_lines = []

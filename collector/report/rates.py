@@ -21,7 +21,7 @@ LEVEL_COLUMNS = tuple((s, lv) for s in SCALES for lv in range(1, s + 1))  # (sca
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Tally:
     """Counts of one officer, window or unit in one month (a mutable accumulator)."""
 
@@ -53,12 +53,13 @@ class Tally:
 
 def merged(parts: Iterable[Tally]) -> Tally:
     """The sum of ``parts`` (a single part is returned as is: treat the result as read-only)."""
-    items = list(parts)
+    items = parts if isinstance(parts, list) else list(parts)
     if len(items) == 1:
         return items[0]
     t = Tally()
     for part in items:
-        t.merge(part)
+        if part.events:
+            t.merge(part)
     return t
 
 
