@@ -105,7 +105,7 @@ def _run(settings: Settings, job: Callable[[SqliteDatabase], Awaitable[T]]) -> T
                 raise UsageError(f"{db.path}: not an evalbox store (no rollups table)")
             if not await has_table(db, "complaints"):
                 raise UsageError(
-                    f"{db.path}: the store lacks migration 0003_report_scale_complaints; apply the store's migrations"
+                    f"{db.path}: the store lacks migration 0003_report_complaints; apply the store's migrations"
                 )
             return await job(db)
 

@@ -17,7 +17,7 @@ Rollup kinds (``rollups.kind``), decided at ingest from a press's flags:
 month's report reads ``late = 0`` and shows ``late = 1`` as a revision.
 Presses with nobody signed in roll up under ``officer_id = ''``.
 
-Rollup ``scale`` (added by ``0003_report_scale_complaints``) is the press's
+Rollup ``scale`` is the press's
 ``events.scale`` for ``rated``/``unsolicited``/``misuse`` rows and 0 for
 ``invite``/``unrated``: whether a level counts as satisfied depends on the
 scale (level 2 is 不满意 on a 2-level box, 基本满意 on a 3-level one).
@@ -129,9 +129,10 @@ CREATE TABLE rollups (
     window_id    TEXT NOT NULL,
     kind         TEXT NOT NULL,
     level        INTEGER NOT NULL,       -- 0 for invite/unrated
+    scale        INTEGER NOT NULL,       -- events.scale for presses, 0 for invite/unrated
     late         INTEGER NOT NULL,
     n            BIGINT NOT NULL,
-    PRIMARY KEY (month, officer_id, window_id, kind, level, late)
+    PRIMARY KEY (month, officer_id, window_id, kind, level, scale, late)
 );
 CREATE TABLE months (
     month        TEXT PRIMARY KEY,
@@ -141,29 +142,8 @@ CREATE TABLE months (
 """,
     ),
     (
-        "0003_report_scale_complaints",
+        "0003_report_complaints",
         """
-CREATE TABLE rollups_v3 (
-    officer_id   TEXT NOT NULL,
-    month        TEXT NOT NULL,
-    window_id    TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    level        INTEGER NOT NULL,
-    scale        INTEGER NOT NULL,       -- events.scale for presses, 0 for invite/unrated
-    late         INTEGER NOT NULL,
-    n            BIGINT NOT NULL,
-    PRIMARY KEY (month, officer_id, window_id, kind, level, scale, late)
-);
-INSERT INTO rollups_v3 (officer_id, month, window_id, kind, level, scale, late, n)
-SELECT COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
-       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
-       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
-       late, COUNT(*)
-FROM events
-WHERE kind IN ('rated', 'unsolicited', 'misuse', 'invite', 'unrated')
-GROUP BY 1, 2, 3, 4, 5, 6, 7;
-DROP TABLE rollups;
-ALTER TABLE rollups_v3 RENAME TO rollups;
 CREATE TABLE complaints (
     id           BIGINT PRIMARY KEY,     -- assigned by the writer (max + 1)
     officer_id   TEXT NOT NULL REFERENCES officers(id),
@@ -176,3 +156,115 @@ CREATE INDEX complaints_officer_day ON complaints (officer_id, day);
 """,
     ),
 ]
+
+# Web page: users and their units, sessions, login throttling, bad-review
+# cases, alerts with per-sink delivery state, flagged presses (anomalies) and
+# the scanners' watermarks. Owned by ``collector.web``.
+MIGRATIONS.append(
+    (
+        "0004_web_users_cases_alerts_anomalies",
+        """
+CREATE TABLE users (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,               -- admin | supervisor
+    password_hash TEXT NOT NULL,               -- argon2id
+    created_ms    BIGINT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE user_units (
+    user_name     TEXT NOT NULL REFERENCES users(name),
+    unit_id       TEXT NOT NULL,               -- the unit and every unit under it
+    PRIMARY KEY (user_name, unit_id)
+);
+CREATE TABLE sessions (
+    token_hash    TEXT PRIMARY KEY,            -- sha256 of the cookie value
+    user_name     TEXT NOT NULL REFERENCES users(name),
+    csrf          TEXT NOT NULL,
+    created_ms    BIGINT NOT NULL,
+    expires_ms    BIGINT NOT NULL              -- idle expiry, capped at the absolute limit
+);
+CREATE TABLE login_failures (
+    key           TEXT PRIMARY KEY,            -- 'user:NAME' or 'addr:IP'
+    failures      INTEGER NOT NULL,
+    first_ms      BIGINT NOT NULL,
+    locked_until_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE cases (
+    id            INTEGER PRIMARY KEY,
+    device_id     TEXT NOT NULL,
+    boot          INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    officer_id    TEXT NOT NULL,
+    window_id     TEXT NOT NULL,
+    unit_id       TEXT NOT NULL,
+    month         TEXT NOT NULL,
+    press_ms      BIGINT NOT NULL,
+    level         INTEGER NOT NULL,
+    scale         INTEGER NOT NULL,
+    ticket        TEXT,
+    opened_ms     BIGINT NOT NULL,
+    visit_due_ms  BIGINT NOT NULL,             -- return visit deadline (working days)
+    fix_due_ms    BIGINT NOT NULL,             -- rectification deadline (working days)
+    visit_ms      BIGINT,
+    visit_by      TEXT,
+    visit_note    TEXT,
+    fix_ms        BIGINT,
+    fix_by        TEXT,
+    fix_note      TEXT,
+    state         TEXT NOT NULL DEFAULT 'open', -- open | closed | appeal
+    closed_ms     BIGINT,
+    closed_by     TEXT,
+    appeal_reason TEXT,
+    UNIQUE (device_id, boot, seq)
+);
+CREATE INDEX cases_month ON cases (month, unit_id);
+CREATE TABLE alerts (
+    id            INTEGER PRIMARY KEY,
+    key           TEXT NOT NULL UNIQUE,        -- dedupe: one alert per cause
+    kind          TEXT NOT NULL,               -- bad_rating | below_floor | offline | outbox
+    unit_id       TEXT,
+    subject       TEXT NOT NULL,               -- officer or device id
+    created_ms    BIGINT NOT NULL,
+    text_zh       TEXT NOT NULL,
+    text_en       TEXT NOT NULL,
+    payload       TEXT NOT NULL,               -- JSON sent to the sinks
+    acked_ms      BIGINT,
+    acked_by      TEXT
+);
+CREATE TABLE alert_deliveries (
+    alert_id      INTEGER NOT NULL REFERENCES alerts(id),
+    sink          TEXT NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending', -- pending | delivered
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_ms       BIGINT NOT NULL,
+    last_error    TEXT,
+    delivered_ms  BIGINT,
+    PRIMARY KEY (alert_id, sink)
+);
+CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_ms);
+CREATE TABLE anomalies (
+    device_id     TEXT NOT NULL,
+    boot          INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    rule          TEXT NOT NULL,               -- burst | no_invite | outside_hours | no_officer | ...
+    officer_id    TEXT NOT NULL,
+    unit_id       TEXT,
+    month         TEXT NOT NULL,
+    press_ms      BIGINT NOT NULL,
+    detail        TEXT NOT NULL,               -- JSON: the numbers behind the flag
+    detected_ms   BIGINT NOT NULL,
+    PRIMARY KEY (device_id, boot, seq, rule)
+);
+CREATE INDEX anomalies_month ON anomalies (month, unit_id);
+CREATE TABLE device_watch (
+    device_id     TEXT PRIMARY KEY,
+    outbox        INTEGER NOT NULL,
+    seen_ms       BIGINT NOT NULL
+);
+CREATE TABLE web_watermarks (
+    name          TEXT PRIMARY KEY,
+    value         BIGINT NOT NULL
+);
+""",
+    )
+)

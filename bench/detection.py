@@ -1,0 +1,145 @@
+"""Self-rating detection on simulated traffic: flagged share of honest vs self-rating presses.
+
+Honest windows: one citizen at a time (service ≥ 90 s plus an exponential wait),
+the officer presses 请评价 and the citizen rates 1–6 s later; a few citizens
+press before the invite or walk away unrated. Self-rating: an officer pressing
+their own box in five ways — bursts, presses with no invite spread over a day,
+invite-and-press in one move, a regular routine, and presses after hours.
+
+    python bench/detection.py [--seed N] [--honest N] [--cheats N]
+
+Prints each scenario's flagged share; the last line is one JSON object
+``{"self_rating_flagged_share": …, "honest_flagged_share": …}`` (targets ≥ 0.95 and ≤ 0.01).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import random
+import sys
+from collections import Counter
+from zoneinfo import ZoneInfo
+
+from collector.web.detection import Press, find_flags, share_flags
+from collector.web.settings import DetectionRules
+from protocol.messages import FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED
+
+TZ = ZoneInfo("Asia/Shanghai")
+SCENARIOS = ("burst", "no_invite_spread", "invite_and_press", "regular_routine", "after_hours")
+
+
+class Box:
+    """One officer's box: numbers presses, remembers who pressed (honest or which scenario)."""
+
+    def __init__(self, officer: str, unit: str) -> None:
+        self.officer, self.unit, self.seq = officer, unit, 0
+        self.presses: list[Press] = []
+        self.truth: dict[tuple[str, int, int], str] = {}
+
+    def press(self, at_ms: int, *, invite_ms: int | None, flags: int = 0, who: str = "honest") -> None:
+        self.seq += 1
+        if invite_ms is None:
+            flags |= FLAG_UNSOLICITED
+        p = Press(f"box-{self.officer}", 1, self.seq, self.officer, self.unit, at_ms, flags, invite_ms)
+        self.presses.append(p)
+        self.truth[p.key] = who
+
+
+def _ms(day: dt.date, minute: float) -> int:
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=TZ)
+    return int(start.timestamp() * 1000 + minute * 60_000)
+
+
+def honest_day(box: Box, day: dt.date, rng: random.Random) -> None:
+    t = 8 * 60 + 30 + rng.uniform(0, 10)  # minutes since midnight
+    while True:
+        t += 1.5 + rng.expovariate(1 / 6.0)  # service ≥ 90 s, then the next citizen
+        if t > 17 * 60 + 25:
+            return
+        invite = _ms(day, t)
+        r = rng.random()
+        if r < 0.004:  # pressed before the officer invited
+            box.press(invite - int(rng.uniform(2000, 20000)), invite_ms=None)
+        elif r < 0.08:  # walked away unrated
+            continue
+        else:
+            delay = 1000 + rng.lognormvariate(math.log(2500), 0.5)
+            box.press(invite + int(delay), invite_ms=invite)
+
+
+def cheat(box: Box, day: dt.date, scenario: str, rng: random.Random) -> None:
+    if scenario == "burst":
+        t = _ms(day, rng.uniform(9 * 60, 17 * 60))
+        for _ in range(rng.randint(5, 12)):
+            t += int(rng.uniform(2000, 10000))
+            box.press(t, invite_ms=None, who=scenario)
+    elif scenario == "no_invite_spread":
+        minutes = sorted(rng.uniform(9 * 60, 17 * 60) for _ in range(rng.randint(4, 10)))
+        for m in minutes:
+            box.press(_ms(day, m), invite_ms=None, who=scenario)
+    elif scenario == "invite_and_press":
+        t = rng.uniform(9 * 60, 15 * 60)
+        for _ in range(rng.randint(6, 12)):
+            t += rng.uniform(3, 15)
+            invite = _ms(day, t)
+            box.press(invite + int(rng.uniform(250, 700)), invite_ms=invite, who=scenario)
+    elif scenario == "regular_routine":
+        period = rng.uniform(120, 300) * 1000
+        t = _ms(day, rng.uniform(9 * 60, 15 * 60))
+        for _ in range(rng.randint(8, 12)):
+            t += int(period * rng.uniform(0.97, 1.03))
+            box.press(t + int(rng.uniform(1200, 1800)), invite_ms=t, who=scenario)
+    elif scenario == "after_hours":
+        t = rng.uniform(18 * 60 + 30, 21 * 60)
+        for _ in range(rng.randint(4, 10)):
+            t += rng.uniform(1, 8)
+            box.press(_ms(day, t), invite_ms=_ms(day, t) - 2500, flags=FLAG_OUTSIDE_HOURS, who=scenario)
+
+
+def simulate(seed: int, honest: int, cheats: int) -> tuple[list[Press], dict[tuple[str, int, int], str]]:
+    rng = random.Random(seed)
+    days = [dt.date(2026, 10, d) for d in range(1, 32) if dt.date(2026, 10, d).weekday() < 5]
+    boxes = [Box(f"H{i:03d}", f"U{i % 8}") for i in range(honest)]
+    boxes += [Box(f"C{i:03d}", f"U{i % 8}") for i in range(cheats)]
+    for i, box in enumerate(boxes):
+        for day in days:
+            honest_day(box, day, rng)
+            if i >= honest and rng.random() < 0.3:
+                cheat(box, day, SCENARIOS[rng.randrange(len(SCENARIOS))], rng)
+    presses = [p for b in boxes for p in b.presses]
+    truth = {k: v for b in boxes for k, v in b.truth.items()}
+    return presses, truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--honest", type=int, default=60, help="honest officers")
+    ap.add_argument("--cheats", type=int, default=20, help="officers who also rate themselves")
+    args = ap.parse_args(argv)
+    rules = DetectionRules()
+    presses, truth = simulate(args.seed, args.honest, args.cheats)
+    flags = find_flags(presses, rules) + share_flags(presses, rules)
+    flagged = {f.key for f in flags}
+    by_rule = Counter(f.rule for f in flags)
+    total: Counter[str] = Counter(truth.values())
+    hit: Counter[str] = Counter(truth[k] for k in flagged)
+    print(f"presses: {len(presses)}; flags by rule: {dict(sorted(by_rule.items()))}")
+    for who in ("honest", *SCENARIOS):
+        if total[who]:
+            print(f"  {who:18s} {hit[who]:6d} / {total[who]:6d} flagged = {hit[who] / total[who]:.4f}")
+    self_total = sum(total[s] for s in SCENARIOS)
+    self_hit = sum(hit[s] for s in SCENARIOS)
+    result = {
+        "self_rating_flagged_share": round(self_hit / self_total, 4) if self_total else 0.0,
+        "honest_flagged_share": round(hit["honest"] / total["honest"], 4) if total["honest"] else 0.0,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Who is looking: a signed-in user and the units they may see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from collector.web.db import Database
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A signed-in user. ``units`` is None for an admin (every unit)."""
+
+    name: str
+    role: str
+    units: frozenset[str] | None
+
+    def sees_unit(self, unit_id: str | None) -> bool:
+        return self.units is None or (unit_id is not None and unit_id in self.units)
+
+    def unit_filter(self, column: str) -> tuple[str, list[str]]:
+        """An SQL condition on ``column`` limiting rows to this viewer's units, with its params."""
+        if self.units is None:
+            return "1=1", []
+        if not self.units:
+            return "1=0", []
+        marks = ",".join("?" * len(self.units))
+        return f"{column} IN ({marks})", sorted(self.units)
+
+
+async def descendants(db: Database, roots: Iterable[str]) -> frozenset[str]:
+    """``roots`` and every unit under them (units.parent_id)."""
+    children: dict[str, list[str]] = {}
+    for r in await db.fetch("SELECT id, parent_id FROM units"):
+        children.setdefault(r["parent_id"] or "", []).append(r["id"])
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        u = todo.pop()
+        if u not in seen:
+            seen.add(u)
+            todo.extend(children.get(u, []))
+    return frozenset(seen)
+
+
+async def viewer_for(db: Database, name: str) -> Viewer | None:
+    """The ``Viewer`` of user ``name``, or None when unknown or disabled."""
+    user = await db.fetchone("SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,))
+    if user is None:
+        return None
+    if user["role"] == "admin":
+        return Viewer(name, "admin", None)
+    roots = [r["unit_id"] for r in await db.fetch("SELECT unit_id FROM user_units WHERE user_name = ?", (name,))]
+    return Viewer(name, user["role"], await descendants(db, roots))
