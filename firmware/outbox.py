@@ -375,6 +375,29 @@ class Outbox:
                 return True
         return False
 
+    def ack_range(self, b: int, lo: int, hi: int) -> "list[tuple[int, int]]":
+        """Forget every held event of boot ``b`` with ``lo <= seq <= hi``; return their ids."""
+        done = []
+        keep = []
+        for ev in self.journal:
+            if ev["b"] == b and lo <= ev["s"] <= hi:
+                _remove("%s/j/%x_%x" % (self.root, b, ev["s"]))
+                done.append((b, ev["s"]))
+            else:
+                keep.append(ev)
+        if done:
+            self.journal = keep
+        for seg in list(self.segments):
+            for key in seg.ids:
+                if key[0] == b and lo <= key[1] <= hi and key not in seg.acked:
+                    seg.acked.add(key)
+                    done.append(key)
+            if len(seg.acked) == len(seg.ids):
+                _remove(self.root + "/s/" + seg.name)
+                self.segments.remove(seg)
+        self.depth -= len(done)
+        return done
+
     def _read_segment(self, seg: Segment) -> "list[dict[str, Any]] | None":
         path = self.root + "/s/" + seg.name
         try:
