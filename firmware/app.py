@@ -48,7 +48,7 @@ class Clock:
     def wall(self) -> "int | None":
         if self.offset is None:
             return None
-        return self.uptime() + self.offset
+        return int(self.uptime() + self.offset)
 
 
 class App:
@@ -68,13 +68,13 @@ class App:
         self.clock = Clock()
         self.cv = 0
         self.link: "Any" = None
-        self.inflight: "dict[tuple[int, int], int]" = {}
+        self.inflight: "dict[tuple[int, int], Any]" = {}  # id -> ticks sent
         self.wake = asyncio.Event()
         self.acked = 0
         self.err: "str | None" = None
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
-        self.beats: "dict[str, int]" = {}
+        self.beats: "dict[str, Any]" = {}  # task name -> ticks of its last beat
         self.self_test = "ok"
         self.boot = 0
 
@@ -100,7 +100,8 @@ class App:
     def _local_minute(self, wall: "int | None") -> "int | None":
         if wall is None:
             return None
-        return (wall // 60000 + self.cfg["tz_min"]) % 1440
+        tz: int = self.cfg["tz_min"]
+        return (wall // 60000 + tz) % 1440
 
     def _save(self, evs: "list[dict[str, Any]]") -> "list[tuple[int, int]]":
         ids = []

@@ -117,8 +117,8 @@ class MQTTClient:
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._tasks: "list[Any]" = []
-        self._last_rx = 0
-        self.unacked: "dict[int, int]" = {}  # packet id -> ticks sent (broker PUBACK pending)
+        self._last_rx: "Any" = 0  # ticks
+        self.unacked: "dict[int, Any]" = {}  # packet id -> ticks sent (broker PUBACK pending)
         self.connack = asyncio.Event()
 
     def _next_pid(self) -> int:
@@ -146,7 +146,8 @@ class MQTTClient:
                     self.clean,
                 )
             )
-            kind, body = await asyncio.wait_for_ms(self._read_packet(), timeout_ms)
+            got: "tuple[int, bytes]" = await asyncio.wait_for_ms(self._read_packet(), timeout_ms)
+            kind, body = got
         except MQTTError:
             await self.close()
             raise

@@ -52,7 +52,7 @@ class CorruptRecord(OutboxError):
 
 
 def _crc(b: bytes) -> int:
-    return crc32(b) & 0xFFFFFFFF
+    return int(crc32(b)) & 0xFFFFFFFF
 
 
 def pack(ev: "dict[str, Any]") -> bytes:
@@ -121,7 +121,8 @@ def message_fields(ev: "dict[str, Any]") -> "dict[str, Any]":
 def read_file(path: str) -> "bytes | None":
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data: bytes = f.read()
+            return data
     except OSError:
         return None
 
