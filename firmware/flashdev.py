@@ -25,7 +25,12 @@ class RamFlash:
     def __init__(self, blocks: int = 64, block_size: int = 4096, image: "bytearray | None" = None) -> None:
         self.block_size = block_size
         self.blocks = blocks
-        self.data = image if image is not None else bytearray(b"\xff" * (blocks * block_size))
+        if image is None:
+            image = bytearray(blocks * block_size)
+            blank = b"\xff" * block_size
+            for n in range(blocks):
+                image[n * block_size : (n + 1) * block_size] = blank
+        self.data = image
         self.erases = 0
         self.writes = 0
 
