@@ -143,8 +143,8 @@ def main() -> None:
     print("collector unreachable, %d presses: %.4f erases per press" % (n_off, (off.erases - e1) / n_off))
     # formatted by hand: MicroPython prints floats with every binary digit
     print(
-        '{"press_feedback_p50_ms": %.3f, "press_feedback_p99_ms": %.3f, "heap_growth_bytes": %d, "erases_per_press": %.4f}'
-        % (p50, p99, heap1 - heap0, erases / presses)
+        '{"press_feedback_p50_ms": %.3f, "press_feedback_p99_ms": %.3f, '
+        '"heap_growth_bytes": %d, "erases_per_press": %.4f}' % (p50, p99, heap1 - heap0, erases / presses)
     )
 
 
