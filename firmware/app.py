@@ -194,7 +194,7 @@ class App:
             unknown += hi - lo + 1 - len(done)
         if unknown:
             self.report("ack names %d ids not in the outbox" % unknown)
-        if self.clock.source != "set":
+        if self.clock.source in (None, "ack"):  # NTP or a set clock wins over the collector's
             self.clock.set_wall(msg["now"], "ack")
         if msg.get("bf") is not None:
             self._boot_floor(msg["bf"])

@@ -306,6 +306,11 @@ class MqttLink:
         while True:
             app.beats["link"] = time.ticks_ms()
             await app.board.network_up()
+            ntp = getattr(app.board, "ntp_ms", None)
+            if ntp is not None and app.clock.source in (None, "ack"):
+                wall = ntp()
+                if wall is not None:
+                    app.clock.set_wall(wall, "ntp")
             c = MQTTClient(
                 cfg["device_id"],
                 cfg["broker_host"],
