@@ -95,3 +95,10 @@ def test_unrated_expiry_and_control_errors(tmp_path: pathlib.Path) -> None:
         assert box.state()["q"] == 5
         assert box.cmd("quit") == {"ok": True}
         assert box.proc is not None and box.proc.wait(timeout=30) == 0
+
+
+def test_example_config_is_valid() -> None:
+    from firmware.config import load
+
+    cfg = load(str(ROOT / "firmware" / "box.example.json"))
+    assert cfg["board"] == "esp32" and cfg["seg_records"] == 32
