@@ -26,7 +26,7 @@ from collector.ingest.provision import ACL
 from collector.store.sqlite import SqliteStore
 from protocol import topics
 from tests.conftest import ROOT
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, free_port  # noqa: F401 - re-exported for tests
 
 COLLECTOR_USER = "collector"
 COLLECTOR_PASSWORD = "collector-pw"
