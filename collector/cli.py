@@ -40,7 +40,7 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 
 # Each module below has ``register(subparsers)`` adding its commands; a
 # command's handler takes the parsed args and returns the exit code.
-COMMAND_MODULES: list[str] = ["collector.report.commands", "collector.web.cli"]
+COMMAND_MODULES: list[str] = ["collector.report.commands", "collector.web.cli", "collector.ingest.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:

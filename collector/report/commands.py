@@ -75,6 +75,8 @@ class Settings:
                     raise ConfigError(f'{cp}: store.url: missing (e.g. [store] url = "sqlite:///evalbox.db")')
                 self.db = _sqlite_path(store["url"], cp)
             pf = section.get("policy", conf.get("policy"))
+            if isinstance(pf, dict):  # the collector's [policy] file = "…"
+                pf = pf.get("file")
             if isinstance(pf, str):
                 policy_file = pathlib.Path(pf) if pathlib.Path(pf).is_absolute() else cp.parent / pf
             tz = section.get("timezone", conf.get("timezone"))

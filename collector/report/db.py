@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from collector.errors import StoreError
-from collector.store.schema import MIGRATIONS
+from collector.store.migrate import apply_sqlite_migrations
 
 Row = tuple[Any, ...]
 
@@ -127,28 +126,11 @@ class SqliteDatabase:
 
 
 async def apply_migrations(db: SqliteDatabase) -> list[str]:
-    """Apply the store's pending migrations (recorded in ``schema_migrations``); their names.
-
-    The ingest store applies the same list; this runner lets the report
-    commands and tests create a store of their own.
-    """
-    await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
-    done = {r[0] for r in await db.fetch("SELECT name FROM schema_migrations")}
-    applied = []
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
-        # executescript commits first; wrap the script itself in a transaction.
-        script = "BEGIN;\n" + sql.replace("BYTEA", "BLOB") + "\n"
-        script += f"INSERT INTO schema_migrations VALUES ('{name}', {int(time.time() * 1000)});\nCOMMIT;"
-        try:
-            await db.executescript(script)
-        except StoreError:
-            if db.conn.in_transaction:
-                await db.conn.rollback()
-            raise
-        applied.append(name)
-    return applied
+    """Apply the store's pending migrations through the one runner, ``collector.store.migrate``; their names."""
+    try:
+        return await apply_sqlite_migrations(db.conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db.path}: {exc}") from None
 
 
 async def has_table(db: Database, name: str) -> bool:

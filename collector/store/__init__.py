@@ -1,1 +1,45 @@
-"""Storage: one interface, SQLite (aiosqlite) by default, PostgreSQL (asyncpg) at scale."""
+"""Storage: one interface (``Store``), SQLite (aiosqlite) now, PostgreSQL (asyncpg) at scale.
+
+``open_store(url)`` picks the implementation by URL scheme::
+
+    async with open_store("sqlite:///var/lib/evalbox/evalbox.db") as store:
+        stored = await store.write_batch(rows)
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from collector.errors import ConfigError
+from collector.store.base import EVENT_COLUMNS, Device, Officer, Rejection, StatusUpdate, Store
+from collector.store.migrate import apply_migrations, apply_sqlite_migrations
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "Device",
+    "Officer",
+    "Rejection",
+    "StatusUpdate",
+    "Store",
+    "apply_migrations",
+    "apply_sqlite_migrations",
+    "open_store",
+    "sqlite_path",
+]
+
+
+def sqlite_path(url: str, base: pathlib.Path | None = None) -> pathlib.Path:
+    """The file of ``sqlite:///path`` (relative paths from ``base``, the config file's directory)."""
+    rest = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite:") :]
+    path = pathlib.Path(rest)
+    return path if path.is_absolute() or base is None else base / path
+
+
+def open_store(url: str, *, base: pathlib.Path | None = None) -> Store:
+    """The store for ``url`` (not yet open: use ``async with``). ``sqlite:///PATH`` now; ``postgresql://`` later."""
+    if url.startswith("sqlite:"):
+        from collector.store.sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url, base))
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ConfigError(f"store.url: unsupported scheme {scheme!r} (use sqlite:///PATH)")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 from collector.errors import StoreError
-from collector.store.schema import MIGRATIONS
+from collector.store.migrate import apply_sqlite_migrations
 
 Row = dict[str, Any]
 Params = Sequence[Any]
@@ -156,27 +156,5 @@ class SqliteDatabase:
 
 
 async def apply_migrations(db: SqliteDatabase) -> None:
-    """Apply every migration not yet recorded in ``schema_migrations``, each in a transaction."""
-    conn = db.conn
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
-    )
-    async with conn.execute("SELECT name FROM schema_migrations") as cur:
-        done = {r[0] for r in await cur.fetchall()}
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in _statements(sql):
-                await conn.execute(stmt)
-            await conn.execute("INSERT INTO schema_migrations (name, applied_ms) VALUES (?, ?)", (name, now_ms()))
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
-
-
-def _statements(sql: str) -> list[str]:
-    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """Apply every migration not yet recorded (the one runner, ``collector.store.migrate``)."""
+    await apply_sqlite_migrations(db.conn)

@@ -16,7 +16,7 @@ import pathlib
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
-from collector.report.db import SqliteDatabase, apply_migrations
+from collector.report.db import SqliteDatabase, apply_migrations  # runner: collector.store.migrate
 from collector.timeplace import month_of
 
 ROLLUP_UPSERT = (

@@ -1,0 +1,1 @@
+"""Ingest: config, the MQTT and serial sources, the pipeline (decode → verify → batch → commit → ack), provisioning."""

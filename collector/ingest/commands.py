@@ -1,0 +1,293 @@
+"""``evalbox`` commands of the collector service: serve, init, registry, devices, broker files, status.
+
+Where the store is: ``--db PATH`` (SQLite) or ``--config FILE`` (default
+``./evalbox.toml``, ``[store] url``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import pathlib
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from collector.errors import ConfigError, EvalboxError, UsageError
+from collector.ingest import provision
+from collector.ingest.config import EXAMPLE, BrokerConfig, Config, load_config
+from collector.store import Store, open_store
+
+T = TypeVar("T")
+DEFAULT_CONFIG = "evalbox.toml"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the collector (MQTT, serial, store, web) / 运行采集服务")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("init", help="write a commented example config / 生成配置文件示例")
+    p.add_argument("-o", "--output", default=DEFAULT_CONFIG, help=f"file to write (default {DEFAULT_CONFIG})")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("unit", help="units (派出所, 大队) / 单位")
+    s = p.add_subparsers(dest="unit_command", metavar="ACTION", required=True)
+    a = s.add_parser("add", help="add or rename a unit / 添加单位")
+    a.add_argument("id")
+    a.add_argument("--name", required=True)
+    a.add_argument("--parent", help="parent unit id")
+    a.add_argument("--leader", help="unit leader's name")
+    _store_args(a)
+    a.set_defaults(func=_unit_add)
+
+    p = sub.add_parser("window", help="service windows / 窗口")
+    s = p.add_subparsers(dest="window_command", metavar="ACTION", required=True)
+    a = s.add_parser("add", help="add or rename a window / 添加窗口")
+    a.add_argument("id")
+    a.add_argument("--unit", required=True)
+    a.add_argument("--name", required=True)
+    _store_args(a)
+    a.set_defaults(func=_window_add)
+
+    p = sub.add_parser("officer", help="window officers / 民警")
+    s = p.add_subparsers(dest="officer_command", metavar="ACTION", required=True)
+    a = s.add_parser("add", help="add or update an officer (badge number) / 添加民警")
+    a.add_argument("id", help="badge number 警号")
+    a.add_argument("--name", required=True)
+    a.add_argument("--unit", required=True)
+    a.add_argument("--window")
+    _store_args(a)
+    a.set_defaults(func=_officer_add)
+    a = s.add_parser("import", help="import officers from CSV (id,name,unit_id[,window_id]) / 导入民警")
+    a.add_argument("file", type=pathlib.Path)
+    _store_args(a)
+    a.set_defaults(func=_officer_import)
+
+    p = sub.add_parser("registry", help="units, windows and officers from CSV / 批量导入")
+    s = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    a = s.add_parser("import", help="import CSV files in one transaction / 导入")
+    a.add_argument("--units", type=pathlib.Path, help="CSV: id,name[,parent_id,leader]")
+    a.add_argument("--windows", type=pathlib.Path, help="CSV: id,unit_id,name")
+    a.add_argument("--officers", type=pathlib.Path, help="CSV: id,name,unit_id[,window_id]")
+    _store_args(a)
+    a.set_defaults(func=_registry_import)
+
+    p = sub.add_parser("device", help="evaluator boxes / 评价器")
+    s = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+    a = s.add_parser("add", help="register a box, create its key and config file / 注册评价器")
+    a.add_argument("device")
+    a.add_argument("--window", required=True)
+    a.add_argument("--transport", choices=("mqtt", "serial"), default="mqtt")
+    a.add_argument("--board", choices=provision.BOARDS, default="esp32")
+    a.add_argument("-o", "--output", help="box config file (default DEVICE.json)")
+    a.add_argument("--replace", action="store_true", help="give an existing box a new key")
+    _store_args(a)
+    a.set_defaults(func=_device_add)
+    a = s.add_parser("list", help="boxes and their health / 评价器状态")
+    _store_args(a)
+    a.set_defaults(func=_device_list)
+
+    p = sub.add_parser("broker-config", help="write mosquitto config, password and ACL files / 生成代理配置")
+    p.add_argument("-o", "--output", required=True, help="directory for mosquitto.conf, passwd, acl")
+    p.add_argument("--config", default=None, help="evalbox.toml: the collector's MQTT login and port")
+    p.add_argument("--port", type=int, help="listener port (default: [broker] port or 1883)")
+    p.add_argument("--bind", default="", help="listen address (default: all)")
+    p.add_argument("--collector-user", help="the collector's MQTT user (default: [mqtt] username)")
+    p.add_argument("--collector-password", help="its password (default: [mqtt] password)")
+    p.set_defaults(func=_broker_config)
+
+    p = sub.add_parser("status", help="ingest counts, rejections, devices, lag / 运行状态")
+    _store_args(p)
+    p.set_defaults(func=_status)
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="SQLite store file")
+    p.add_argument("--config", help=f"config file (default ./{DEFAULT_CONFIG})")
+
+
+def _config(args: argparse.Namespace, *, required: bool = False) -> Config | None:
+    path = getattr(args, "config", None)
+    if path is None and pathlib.Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    if path is None:
+        if required:
+            raise UsageError(f"no config: use --config FILE (evalbox init writes {DEFAULT_CONFIG})")
+        return None
+    return load_config(path)
+
+
+def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[T]]) -> T:
+    if getattr(args, "db", None):
+        url, base = f"sqlite:///{pathlib.Path(args.db).resolve()}", None
+    else:
+        cfg = _config(args)
+        if cfg is None:
+            raise UsageError(f"no store given: use --db PATH or --config {DEFAULT_CONFIG} ([store] url)")
+        url, base = cfg.store_url, cfg.base
+
+    async def main() -> T:
+        async with open_store(url, base=base) as store:
+            return await job(store)
+
+    return asyncio.run(main())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from collector.serve import serve
+
+    cfg = load_config(args.config)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("evalbox").setLevel(logging.INFO)
+    return asyncio.run(serve(cfg))
+
+
+def _init(args: argparse.Namespace) -> int:
+    out = pathlib.Path(args.output)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; use --force to overwrite / 文件已存在")
+    out.write_text(EXAMPLE, encoding="utf-8")
+    print(f"wrote {out} / 已生成配置文件 — edit it, then: evalbox serve --config {out}")
+    return 0
+
+
+def _unit_add(args: argparse.Namespace) -> int:
+    provision.check_id(args.id, "unit")
+    _with_store(args, lambda s: s.add_unit(args.id, args.name, args.parent, args.leader))
+    print(f"unit {args.id} {args.name} saved / 单位已保存")
+    return 0
+
+
+def _window_add(args: argparse.Namespace) -> int:
+    provision.check_id(args.id, "window")
+    _with_store(args, lambda s: s.add_window(args.id, args.unit, args.name))
+    print(f"window {args.id} {args.name} saved / 窗口已保存")
+    return 0
+
+
+def _officer_add(args: argparse.Namespace) -> int:
+    provision.check_id(args.id, "officer")
+    _with_store(args, lambda s: s.import_registry(officers=[(args.id, args.name, args.unit, args.window)]))
+    print(f"officer {args.id} {args.name} saved / 民警已保存")
+    return 0
+
+
+def _officer_import(args: argparse.Namespace) -> int:
+    rows = provision.read_csv(args.file, "officers")
+    _with_store(args, lambda s: s.import_registry(officers=rows))  # type: ignore[arg-type]
+    print(f"{len(rows)} officers imported / 已导入 {len(rows)} 名民警")
+    return 0
+
+
+def _registry_import(args: argparse.Namespace) -> int:
+    if not (args.units or args.windows or args.officers):
+        raise UsageError("give at least one of --units, --windows, --officers")
+    units = provision.read_csv(args.units, "units") if args.units else []
+    windows = provision.read_csv(args.windows, "windows") if args.windows else []
+    officers = provision.read_csv(args.officers, "officers") if args.officers else []
+    _with_store(args, lambda s: s.import_registry(units=units, windows=windows, officers=officers))  # type: ignore[arg-type]
+    print(
+        f"imported {len(units)} units, {len(windows)} windows, {len(officers)} officers / "
+        f"已导入 单位 {len(units)}、窗口 {len(windows)}、民警 {len(officers)}"
+    )
+    return 0
+
+
+def _device_add(args: argparse.Namespace) -> int:
+    provision.check_id(args.device, "device")
+    cfg = None if args.db else _config(args)
+    broker = cfg.broker if cfg else BrokerConfig()
+    key_hex = provision.new_key_hex()
+    password = provision.new_password()
+    out = pathlib.Path(args.output or f"{args.device}.json")
+    _with_store(args, lambda s: s.add_device(args.device, args.window, key_hex, replace=args.replace))
+    box = provision.box_config(
+        args.device, key_hex, args.window, args.transport, broker.host, broker.port, password, args.board
+    )
+    provision.write_secret_json(out, box)
+    note = ""
+    if cfg is not None and broker.password_file:
+        pf = cfg.path(broker.password_file)
+        provision.set_broker_password(pf, args.device, password)
+        note = f"; broker login added to {pf} (reload mosquitto: kill -HUP)"
+    print(f"device {args.device} on window {args.window}: config written to {out}{note} / 评价器已注册")
+    return 0
+
+
+def _fmt_ms(ms: Any) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(int(ms) / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _device_list(args: argparse.Namespace) -> int:
+    rows = _with_store(args, lambda s: s.device_rows())
+    print(f"{'device 设备':<20} {'window 窗口':<12} {'status 状态':<12} {'last seen 最后在线':<20} {'outbox':>6} fw")
+    for r in rows:
+        outbox = "-" if r["outbox"] is None else str(r["outbox"]) + ("!" if r["outbox_full"] else "")
+        print(
+            f"{r['id']:<20} {r['window_id']:<12} {r['status']:<12} {_fmt_ms(r['last_seen_ms']):<20} "
+            f"{outbox:>6} {r['fw'] or '-'}"
+        )
+    if not rows:
+        print("(no devices / 暂无设备: evalbox device add DEVICE --window W)")
+    return 0
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    mqtt = cfg.mqtt if cfg else None
+    user = args.collector_user or (mqtt.username if mqtt else None)
+    password = args.collector_password or (mqtt.password if mqtt else None)
+    if not user or not password:
+        raise UsageError("the collector's MQTT login: give --collector-user/--collector-password or [mqtt] in --config")
+    port = args.port or (cfg.broker.port if cfg else 1883)
+    files = provision.broker_files(
+        pathlib.Path(args.output), collector_user=user, collector_password=password, port=port, bind=args.bind
+    )
+    print("wrote 已生成: " + ", ".join(files))
+    print("each box's login is added by `evalbox device add` when [broker] password_file points at the passwd file")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    async def job(s: Store) -> dict[str, Any]:
+        rows = await s.fetch("SELECT source, COUNT(*), MAX(recv_ms) FROM events GROUP BY source")
+        dev = await s.fetch("SELECT status, COUNT(*) FROM devices GROUP BY status")
+        return {"events": rows, "devices": dev, "rejected": await s.rejected_counts()}
+
+    st = _with_store(args, job)
+    now = int(time.time() * 1000)
+    print("stored events 已存储事件:")
+    for source, n, last in st["events"] or [("-", 0, None)]:
+        lag = f", last received {(now - last) / 1000:.0f} s ago 最近接收" if last else ""
+        print(f"  {source}: {n}{lag}")
+    print("rejected by reason 拒收(按原因): " + (", ".join(f"{r} {n}" for r, n in st["rejected"].items()) or "none 无"))
+    print("devices 设备: " + (", ".join(f"{s} {n}" for s, n in st["devices"]) or "none 无"))
+    cfg = None if getattr(args, "db", None) else _config(args)
+    listen = ((cfg.web or {}).get("listen") or cfg.metrics_listen) if cfg else None
+    if listen:
+        try:
+            with urllib.request.urlopen(f"http://{listen}/metrics", timeout=3) as resp:
+                text = resp.read().decode()
+            print(f"running collector 运行中的服务 (http://{listen}/metrics):")
+            for line in text.splitlines():
+                if line.startswith("evalbox_") and not line.startswith("evalbox_source"):
+                    print("  " + line[len("evalbox_") :])
+        except OSError as exc:
+            print(f"collector not reachable at {listen} 服务未运行 ({exc})")
+    return 0
+
+
+__all__ = ["register", "ConfigError", "EvalboxError"]

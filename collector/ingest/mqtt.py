@@ -1,0 +1,210 @@
+"""The MQTT source: paho-mqtt 2.x driven by the asyncio loop, PUBACK only after commit.
+
+paho runs without its own thread: its socket callbacks register the socket
+with the loop (``add_reader``/``add_writer`` → ``loop_read``/``loop_write``),
+and a small task calls ``loop_misc`` for keepalive, as paho's
+``examples/loop_asyncio.py`` does. The session is persistent (fixed client
+id, ``clean_session=False``) and ``manual_ack=True``: the broker keeps every
+message we have not PUBACKed and sends it again after a reconnect or a crash,
+so a message is released only once the pipeline has committed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.ingest.config import MqttConfig
+from collector.ingest.pipeline import Pipeline
+from collector.store import Device
+from protocol import topics
+
+log = logging.getLogger("evalbox.mqtt")
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+class MqttSource:
+    """One persistent MQTT session; ``run(until)`` connects, reconnects with jittered backoff, and disconnects."""
+
+    name = "mqtt"
+
+    def __init__(self, cfg: MqttConfig, pipeline: Pipeline) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.loop = asyncio.get_running_loop()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        client.max_inflight_messages_set(1000)  # our outgoing acks/configs
+        client.max_queued_messages_set(0)
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            client.tls_set(ca_certs=cfg.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        self.client = client
+        self._misc: asyncio.Task[None] | None = None
+        self._down = asyncio.Event()
+        self._up = asyncio.Event()
+        self._configs_sent = False
+        self.connects = 0
+        pipeline.on_new_devices.append(self.publish_configs)
+        pipeline.metrics.sources[self.name] = False
+
+    # ---- paho's socket callbacks: the loop drives the socket ----
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self.loop.add_reader(sock, client.loop_read)
+        self._misc = self.loop.create_task(self._misc_loop())
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self.loop.remove_reader(sock)
+        self.loop.remove_writer(sock)
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self.loop.add_writer(sock, client.loop_write)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self.loop.remove_writer(sock)
+
+    async def _misc_loop(self) -> None:
+        while self.client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1)
+
+    # ---- protocol callbacks ----
+
+    def _filters(self) -> list[tuple[str, int]]:
+        group = self.cfg.shared_group
+        prefix = f"$share/{group}/" if group else ""
+        return [(prefix + topics.all_uplinks(), 1), (prefix + topics.all_status(), 1)]
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        if rc.is_failure:
+            log.error("MQTT broker %s:%d refused the connection: %s / 代理拒绝连接", self.cfg.host, self.cfg.port, rc)
+            return
+        self.connects += 1
+        client.subscribe(self._filters())  # on every connect: the broker may have lost the session
+        self.pipeline.metrics.sources[self.name] = True
+        log.info("MQTT connected to %s:%d (session present: %s)", self.cfg.host, self.cfg.port, flags.session_present)
+        self._up.set()
+        if not self._configs_sent:
+            self._configs_sent = True
+            self.publish_configs(list(self.pipeline.devices.values()))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        self.pipeline.metrics.sources[self.name] = False
+        self._up.clear()
+        self._down.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.pipeline.submit(self, msg.topic, bytes(msg.payload), (msg.mid, msg.qos) if msg.qos else None)
+
+    # ---- Source ----
+
+    def settle(self, tokens: list[Any]) -> None:
+        ack = self.client.ack
+        for mid, qos in tokens:
+            ack(mid, qos)
+
+    def send(self, device_id: str, kind: str, wire: bytes) -> None:
+        topic = topics.ack(device_id) if kind == "ack" else topics.config(device_id)
+        self.client.publish(topic, wire, qos=1, retain=kind == "config")
+
+    def publish_configs(self, devices: list[Device]) -> None:
+        """Publish each box's signed retained config (at start and when a box is added or changed)."""
+        for dev in devices:
+            try:
+                self.send(dev.id, "config", self.pipeline.config_message(dev))
+            except Exception:
+                log.exception("config for %s not published", dev.id)
+
+    # ---- connection management ----
+
+    async def _connect(self) -> None:
+        # paho's connect() blocks in socket.create_connection: check reachability without blocking first.
+        _r, w = await asyncio.wait_for(asyncio.open_connection(self.cfg.host, self.cfg.port), 10)
+        w.close()
+        self._down.clear()
+        if self.connects == 0 and not self._down_before:
+            self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+            self._down_before = True
+        else:
+            self.client.reconnect()
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048 * 1024)
+
+    _down_before = False
+
+    async def run(self, until: asyncio.Event) -> None:
+        """Stay connected until ``until`` is set (the pipeline has drained); then disconnect cleanly."""
+        delay = BACKOFF_FIRST_S
+        stopping = asyncio.create_task(until.wait())
+        try:
+            while not until.is_set():
+                try:
+                    await self._connect()
+                except (OSError, TimeoutError, ssl.SSLError) as exc:
+                    log.warning(
+                        "MQTT broker %s:%d unreachable (%s); retrying in %.1f s / 无法连接MQTT代理，稍后重试",
+                        self.cfg.host,
+                        self.cfg.port,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.wait((stopping,), timeout=delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, BACKOFF_MAX_S)
+                    continue
+                down = asyncio.create_task(self._down.wait())
+                up = asyncio.create_task(self._up.wait())
+                await asyncio.wait((up, down, stopping), return_when=asyncio.FIRST_COMPLETED)
+                if up.done() and not down.done():
+                    delay = BACKOFF_FIRST_S
+                    await asyncio.wait((down, stopping), return_when=asyncio.FIRST_COMPLETED)
+                up.cancel()
+                down.cancel()
+                if until.is_set():
+                    break
+                log.warning(
+                    "MQTT connection to %s:%d lost; reconnecting / 连接断开，重连中", self.cfg.host, self.cfg.port
+                )
+                await asyncio.wait((stopping,), timeout=delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        finally:
+            stopping.cancel()
+            await self.close()
+
+    async def close(self) -> None:
+        """Send what is queued (PUBACKs, acks), then DISCONNECT; wait a little for it to go out."""
+        if self.client.is_connected():
+            self._down.clear()
+            self.client.disconnect()
+            try:
+                await asyncio.wait_for(self._down.wait(), 5)
+            except TimeoutError:
+                log.warning("MQTT disconnect did not complete")
+        sock = self.client.socket()
+        if sock is not None:
+            self._on_socket_close(self.client, None, sock)

@@ -1,0 +1,357 @@
+"""decode → verify → validate → batch → single writer → commit → ack.
+
+Sources (MQTT, serial) call ``Pipeline.submit`` from the event loop with the
+raw bytes and a settle token; nothing is decoded there. The writer task takes
+up to ``max_events`` messages once ``max_ms`` has passed since the first (or
+at once when full), decodes them all, stores them in one transaction, and
+only after the commit settles every token (the MQTT PUBACK) and sends one
+signed ack per box. Bad input becomes a ``Rejection`` in the same batch; the
+writer never stops for it. While a batch commits (in the store's thread),
+the loop keeps receiving the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import protocol
+from collector.errors import ConfigError
+from collector.ingest.metrics import Metrics
+from collector.store import Device, Rejection, StatusUpdate, Store
+from collector.timeplace import month_bounds, month_of
+from protocol import topics
+from protocol.errors import ProtocolError
+
+log = logging.getLogger("evalbox.ingest")
+
+FLAG_CLOCK_SUSPECT = 64  # set by the collector: the box's wall time was far off; placed from receive time
+CLOCK_FUTURE_MS = 10 * 60 * 1000  # a press more than 10 min after its arrival is a wrong clock
+CLOCK_PAST_MS = 400 * 86400 * 1000  # a press more than 400 days before its arrival is a wrong clock
+OFFLINE = b"offline"
+# What every box is told in its retained config (until per-window settings exist).
+BOX_SCALE = 2
+BOX_INVITE_WINDOW_MS = 10_000
+BOX_MIN_INTERVAL_MS = 5_000
+
+
+class Source(Protocol):
+    """Where messages come from and acks go back to."""
+
+    name: str
+
+    def settle(self, tokens: list[Any]) -> None:
+        """The messages behind ``tokens`` are committed (or rejected and recorded): release them."""
+
+    def send(self, device_id: str, kind: str, wire: bytes) -> None:
+        """Deliver a signed downlink message (``ack`` or ``config``) to the box."""
+
+
+Item = tuple[Source, str, bytes, int, Any]  # source, origin (topic/port), payload, recv_ms, token
+
+
+def fault_from_env() -> int | None:
+    """``EVALBOX_FAULT=crash_before_commit:N``: the commit number before which the process dies (tests)."""
+    spec = os.environ.get("EVALBOX_FAULT", "")
+    if not spec:
+        return None
+    name, _, n = spec.partition(":")
+    if name != "crash_before_commit" or not n.isdigit():
+        raise ConfigError(f"EVALBOX_FAULT={spec!r}: expected crash_before_commit:N")
+    return int(n)
+
+
+def _identity(d: Device | None) -> tuple[Any, ...] | None:
+    return (d.key, d.window_id, d.boot_floor) if d else None
+
+
+class Pipeline:
+    """The single writer. ``submit`` from sources; ``run`` in the TaskGroup."""
+
+    def __init__(self, store: Store, *, timezone: str, max_events: int = 1000, max_ms: int = 20) -> None:
+        self.store = store
+        self.tz = timezone
+        self.max_events = max_events
+        self.max_ms = max_ms
+        self.metrics = Metrics()
+        self.devices: dict[str, Device] = {}
+        self._macs: dict[str, Any] = {}  # device → HMAC object keyed, copied per message
+        self._uptime: dict[str, tuple[int, int, int]] = {}  # device → (boot, uptime ms, received at ms)
+        self._pending: list[Item] = []
+        self._rejects: list[Rejection] = []  # found by a source itself (serial framing), written with the next batch
+        self._wake = asyncio.Event()
+        self._month: tuple[int, int, str] = (0, 0, "")
+        self._refreshed = 0.0
+        self._crash_at = fault_from_env()
+        self._commits = 0
+        self.drained = asyncio.Event()
+        self.on_new_devices: list[Callable[[list[Device]], None]] = []
+
+    # ---- registry ----
+
+    async def refresh(self) -> list[Device]:
+        """Reload the boxes from the store; the ones that are new or changed."""
+        devices = await self.store.devices()
+        changed = [d for d in devices.values() if _identity(self.devices.get(d.id)) != _identity(d)]
+        self.devices = devices
+        self._macs = {d.id: hmac.new(d.key, digestmod="sha256") for d in devices.values()}
+        for d in devices.values():
+            if d.id not in self._uptime and d.boot is not None and d.uptime_ms is not None and d.last_seen_ms:
+                self._uptime[d.id] = (d.boot, d.uptime_ms, d.last_seen_ms)
+        self._refreshed = time.monotonic()
+        if changed:
+            for cb in self.on_new_devices:
+                cb(changed)
+        return changed
+
+    async def refresh_loop(self, stop: asyncio.Event, every_s: float = 5.0) -> None:
+        """Pick up boxes added while running (``evalbox device add``)."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except TimeoutError:
+                try:
+                    await self.refresh()
+                except Exception:
+                    log.exception("registry refresh failed")
+
+    # ---- intake ----
+
+    def submit(self, source: Source, origin: str, payload: bytes, token: Any = None, recv_ms: int = 0) -> None:
+        """Queue one received message (called by sources in the loop; never blocks, never raises)."""
+        self._pending.append((source, origin, payload, recv_ms or int(time.time() * 1000), token))
+        if len(self._pending) == 1 or len(self._pending) >= self.max_events:
+            self._wake.set()
+
+    def reject(self, rejection: Rejection) -> None:
+        """Record input a source refused before the pipeline saw it (e.g. a serial line with a bad CRC)."""
+        self.metrics.reject(rejection.reason)
+        self._rejects.append(rejection)
+        if len(self._rejects) == 1:
+            self._wake.set()
+
+    def signed(self, msg: dict[str, Any]) -> bytes:
+        """Encode and sign a downlink message with its box's key."""
+        return protocol.encode(msg, self.devices[msg["d"]].key)
+
+    def config_message(self, device: Device) -> bytes:
+        cv = int(time.time()) & 0x7FFFFFFF  # newer at every publication: the box applies the newest
+        msg = protocol.make(
+            protocol.CONFIG,
+            device.id,
+            cv=cv,
+            o=None,
+            w=device.window_id,
+            n=BOX_SCALE,
+            iw=BOX_INVITE_WINDOW_MS,
+            mi=BOX_MIN_INTERVAL_MS,
+            g=True,
+            hr=None,
+            bf=device.boot_floor or None,
+        )
+        return self.signed(msg)
+
+    # ---- the writer ----
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Batch and write until ``stop``; then flush what is queued, commit, ack, and set ``drained``."""
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                if not self._pending and not self._rejects:
+                    if stop.is_set():
+                        break
+                    self._wake.clear()
+                    waker = asyncio.create_task(self._wake.wait())
+                    await asyncio.wait((waker, stopping), return_when=asyncio.FIRST_COMPLETED)
+                    waker.cancel()
+                    continue
+                if len(self._pending) < self.max_events and not stop.is_set():
+                    self._wake.clear()
+                    first_ms = self._pending[0][3] if self._pending else int(time.time() * 1000)
+                    delay = self.max_ms / 1000 - (time.time() * 1000 - first_ms) / 1000
+                    if delay > 0:
+                        waker = asyncio.create_task(self._wake.wait())
+                        await asyncio.wait((waker, stopping), timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                        waker.cancel()
+                take, self._pending = self._pending[: self.max_events], self._pending[self.max_events :]
+                self.metrics.queue_depth = len(self._pending)
+                await self.write(take)
+        finally:
+            stopping.cancel()
+            self.drained.set()
+
+    async def write(self, items: list[Item]) -> None:
+        """Decode, store in one transaction, then settle and ack. Store errors propagate (the process stops)."""
+        if any(self._unknown_topic_device(it[1]) for it in items) and time.monotonic() - self._refreshed > 1.0:
+            await self.refresh()
+        events, outcome, statuses, rejects, seen = self.prepare(items)
+        if self._rejects:
+            rejects, self._rejects = self._rejects + rejects, []
+        self._commits += 1
+        if self._crash_at is not None and self._commits >= self._crash_at:
+            log.error("EVALBOX_FAULT: crashing before commit %d", self._commits)
+            os._exit(137)
+        t0 = time.perf_counter()
+        stored = await self.store.write_batch(events, statuses=statuses, rejects=rejects, seen=seen)
+        commit_ms = (time.perf_counter() - t0) * 1000
+        m = self.metrics
+        m.batches += 1
+        m.last_batch_size = len(items)
+        m.commit_ms_sum += commit_ms
+        m.commit_ms_max = max(m.commit_ms_max, commit_ms)
+        n_new = sum(stored)
+        m.stored += n_new
+        m.duplicates += len(stored) - n_new
+        now = int(time.time() * 1000)
+        m.lag_ms_last = now - items[0][3] if items else 0
+        self._settle(items)
+        self._ack(outcome, now)
+
+    def _unknown_topic_device(self, origin: str) -> bool:
+        d = topics.device_of(origin)
+        return d is not None and d not in self.devices
+
+    def _settle(self, items: list[Item]) -> None:
+        by_source: dict[int, tuple[Source, list[Any]]] = {}
+        for source, _o, _p, _r, token in items:
+            if token is not None:
+                by_source.setdefault(id(source), (source, []))[1].append(token)
+        for source, tokens in by_source.values():
+            try:
+                source.settle(tokens)
+            except Exception:
+                log.exception("%s: settling failed", source.name)
+
+    def _ack(self, outcome: dict[tuple[int, str], tuple[Source, list[tuple[int, int]]]], now: int) -> None:
+        for (_sid, device_id), (source, ids) in outcome.items():
+            dev = self.devices[device_id]
+            ranges = protocol.ack_ranges(ids)
+            for i in range(0, len(ranges), 64):
+                msg = {
+                    "v": 1,
+                    "t": "ack",
+                    "d": device_id,
+                    "r": ranges[i : i + 64],
+                    "now": now,
+                    "bf": dev.boot_floor or None,
+                }
+                try:
+                    source.send(device_id, "ack", self.signed(msg))
+                    self.metrics.acks_sent += 1
+                except Exception:
+                    log.exception("%s: sending an ack to %s failed", source.name, device_id)
+
+    def _month_of(self, ms: int) -> str:
+        lo, hi, month = self._month
+        if lo <= ms < hi:
+            return month
+        month = month_of(ms, self.tz)
+        lo, hi = month_bounds(month, self.tz)
+        self._month = (lo, hi, month)
+        return month
+
+    def prepare(
+        self, items: list[Item]
+    ) -> tuple[
+        list[tuple[Any, ...]],
+        dict[tuple[int, str], tuple[Source, list[tuple[int, int]]]],
+        list[StatusUpdate],
+        list[Rejection],
+        dict[str, int],
+    ]:
+        """Decode and check every message: event rows, who to ack, statuses, rejections, last seen."""
+        events: list[tuple[Any, ...]] = []
+        outcome: dict[tuple[int, str], tuple[Source, list[tuple[int, int]]]] = {}
+        statuses: list[StatusUpdate] = []
+        rejects: list[Rejection] = []
+        seen: dict[str, int] = {}
+        m = self.metrics
+        m.received += len(items)
+        parse = protocol.parse
+        compare = hmac.compare_digest
+        for source, origin, payload, recv_ms, _token in items:
+            topic_device = topics.device_of(origin) if source.name == "mqtt" else None
+            try:
+                if topic_device is not None and payload == OFFLINE and origin.endswith("/status"):
+                    if topic_device not in self.devices:
+                        raise ProtocolError("unknown_device", topic_device)
+                    statuses.append(StatusUpdate(topic_device, recv_ms, None))
+                    m.statuses += 1
+                    continue
+                msg, body, mac = parse(payload)
+                d = msg["d"]
+                base = self._macs.get(d)
+                if base is None:
+                    raise ProtocolError("unknown_device", d)
+                if topic_device is not None and topic_device != d:
+                    raise ProtocolError("wrong_device", f"message for {d!r} on {origin!r}")
+                h = base.copy()
+                h.update(d.encode() + b"\n" + body)
+                if not compare(h.hexdigest(), mac):
+                    raise ProtocolError("bad_mac", f"signature does not match the key of {d!r}")
+                t = msg["t"]
+                if t == "status":
+                    self._uptime[d] = (msg["b"], msg["up"], recv_ms)
+                    statuses.append(StatusUpdate(d, recv_ms, msg))
+                    seen[d] = recv_ms
+                    m.statuses += 1
+                    continue
+                if t not in protocol.EVENT_TYPES:
+                    raise ProtocolError("bad_type", f"{t!r} is not an uplink message")
+                events.append(self._row(msg, d, recv_ms, "serial" if topic_device is None else "mqtt"))
+                outcome.setdefault((id(source), d), (source, []))[1].append((msg["b"], msg["s"]))
+                seen[d] = recv_ms
+            except ProtocolError as exc:
+                rejects.append(Rejection(recv_ms, exc.reason, source.name.split(":")[0], origin, str(exc), payload))
+                m.reject(exc.reason)
+        return events, outcome, statuses, rejects, seen
+
+    def _row(self, msg: dict[str, Any], d: str, recv_ms: int, source: str) -> tuple[Any, ...]:
+        t = msg["t"]
+        ts: int | None = msg.get("ts")
+        up = msg["up"]
+        flags = msg.get("f") or 0
+        if ts is not None and (ts > recv_ms + CLOCK_FUTURE_MS or ts < recv_ms - CLOCK_PAST_MS):
+            flags |= FLAG_CLOCK_SUSPECT
+            ts_ok = False
+        else:
+            ts_ok = ts is not None
+        if ts_ok and ts is not None:
+            press_ms = ts
+        else:
+            st = self._uptime.get(d)
+            if st is not None and st[0] == msg["b"] and up <= st[1] + (recv_ms - st[2]):
+                press_ms = min(st[2] - st[1] + up, recv_ms)
+            else:
+                press_ms = recv_ms
+        if t == "press":
+            kind = "misuse" if flags & 6 else "unsolicited" if flags & 1 else "rated"
+            level, scale = msg["k"], msg["n"]
+        else:
+            kind, level, scale = t, None, None
+        return (
+            d,
+            msg["b"],
+            msg["s"],
+            t,
+            msg.get("o"),
+            self.devices[d].window_id,
+            press_ms,
+            ts,
+            up,
+            recv_ms,
+            self._month_of(press_ms),
+            level,
+            scale,
+            msg.get("i"),
+            msg.get("tk"),
+            flags,
+            kind,
+            source,
+        )

@@ -1,0 +1,111 @@
+"""``evalbox serve``: the collector as one asyncio process.
+
+Resources are opened in ``async with`` (store, HTTP client, web runner) and
+every task lives in one TaskGroup: the writer (``Pipeline.run``), the MQTT
+and serial sources, the registry refresher and the web watcher. SIGTERM and
+SIGINT set ``stop``: the writer flushes its last batch, commits and acks,
+then sets ``drained``; only then do the sources disconnect and the store
+close. The process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from collector.ingest.config import Config
+from collector.ingest.pipeline import Pipeline
+from collector.store import open_store, sqlite_path
+
+log = logging.getLogger("evalbox.serve")
+
+
+async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); drain; return the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_store(config.store_url, base=config.base) as store:
+        pipeline = Pipeline(
+            store, timezone=config.timezone, max_events=config.batch.max_events, max_ms=config.batch.max_ms
+        )
+        await pipeline.refresh()
+        sources: list[Any] = []
+        async with _http(config, pipeline, stop) as (watcher, http_what), asyncio.TaskGroup() as tg:
+            tg.create_task(pipeline.run(stop))
+            tg.create_task(pipeline.refresh_loop(stop))
+            if config.mqtt is not None:
+                from collector.ingest.mqtt import MqttSource
+
+                mqtt_source = MqttSource(config.mqtt, pipeline)
+                sources.append(mqtt_source)
+                tg.create_task(mqtt_source.run(pipeline.drained))
+            for sc in config.serial:
+                from collector.ingest.serial import SerialSource
+
+                serial_source = SerialSource(sc, pipeline)
+                sources.append(serial_source)
+                tg.create_task(serial_source.run(pipeline.drained))
+            if watcher is not None:
+                tg.create_task(watcher)
+            what = []
+            if config.mqtt:
+                what.append(f"mqtt {config.mqtt.host}:{config.mqtt.port}")
+            what += [f"serial {s.port}" for s in config.serial]
+            what += http_what
+            print(f"evalbox serve: running 运行中 ({', '.join(what) or 'no sources'})", flush=True)
+    m = pipeline.metrics
+    print(
+        f"evalbox serve: stopped 已停止 (stored {m.stored}, duplicates {m.duplicates}, "
+        f"rejected {sum(m.rejected.values())}, batches {m.batches})",
+        flush=True,
+    )
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _http(
+    config: Config, pipeline: Pipeline, stop: asyncio.Event
+) -> AsyncIterator[tuple[Coroutine[Any, Any, None] | None, list[str]]]:
+    """The web page (``[web]``) or just ``/metrics`` and ``/healthz`` (``[metrics]``), in this loop."""
+    listen = (config.web or {}).get("listen") or config.metrics_listen
+    if listen is None:
+        yield None, []
+        return
+    import aiohttp
+    from aiohttp import web
+
+    async def metrics(request: web.Request) -> web.Response:
+        pipeline.metrics.queue_depth = len(pipeline._pending)
+        return web.Response(text=pipeline.metrics.prometheus(), content_type="text/plain", charset="utf-8")
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "sources": pipeline.metrics.sources})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    host, _, port = str(listen).rpartition(":")
+    async with contextlib.AsyncExitStack() as stack:
+        watcher: Coroutine[Any, Any, None] | None = None
+        if config.web is not None:
+            from collector.web import SqliteDatabase, add_web_routes, build_sinks, run_watcher
+
+            if not config.store_url.startswith("sqlite:"):
+                raise NotImplementedError("the web page reads SQLite stores for now")
+            settings = config.web_settings()
+            db = await stack.enter_async_context(SqliteDatabase(sqlite_path(config.store_url, config.base)))
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            state = add_web_routes(app, db, settings)
+            state.sinks.update(build_sinks(settings, http))
+            watcher = run_watcher(state, stop=stop)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, host, int(port)).start()
+        yield watcher, [f"http://{listen}/"]
