@@ -2,7 +2,9 @@
 
 Reports write their SQL once, with ``?`` placeholders and the common subset
 of SQLite and PostgreSQL; an adapter runs it. ``SqliteDatabase`` (aiosqlite)
-is here; a PostgreSQL adapter translates placeholders with ``dollar_params``.
+is here; ``PostgresDatabase`` (``collector.report.pgdb``) translates
+placeholders with ``dollar_params``. ``connect_database(url)`` picks one from
+a store URL (``sqlite:///PATH`` or a bare path, ``postgresql://…``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any, Protocol
 import aiosqlite
 
 from collector.errors import StoreError
+from collector.store.dialect import dollar_params
 from collector.store.schema import MIGRATIONS
+from collector.store.url import parse_store_url
+
+__all__ = ["Database", "Row", "SqliteDatabase", "apply_migrations", "connect_database", "dollar_params", "has_table"]
 
 Row = tuple[Any, ...]
 
@@ -42,14 +48,20 @@ class Database(Protocol):
         ...
 
 
-def dollar_params(sql: str) -> str:
-    """``?`` placeholders to PostgreSQL's ``$1, $2 …`` (none of our SQL has ``?`` in literals)."""
-    parts = sql.split("?")
-    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], start=1)) + parts[-1]
+def connect_database(url: str, *, must_exist: bool = True) -> Any:
+    """An unopened ``Database`` for a store URL: ``SqliteDatabase`` or ``PostgresDatabase``; use ``async with``."""
+    where = parse_store_url(url)
+    if where.kind == "postgresql":
+        from collector.report.pgdb import PostgresDatabase
+
+        return PostgresDatabase(where.target)
+    return SqliteDatabase(where.path, must_exist=must_exist)
 
 
 class SqliteDatabase:
     """``Database`` over one aiosqlite connection; use as ``async with``."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | pathlib.Path, *, must_exist: bool = True, cache_mb: int = 512) -> None:
         self.path = pathlib.Path(path)
@@ -126,12 +138,15 @@ class SqliteDatabase:
         await self.execute("COMMIT")
 
 
-async def apply_migrations(db: SqliteDatabase) -> list[str]:
+async def apply_migrations(db: Any) -> list[str]:
     """Apply the store's pending migrations (recorded in ``schema_migrations``); their names.
 
     The ingest store applies the same list; this runner lets the report
-    commands and tests create a store of their own.
+    commands and tests create a store of their own, SQLite or PostgreSQL.
     """
+    if not isinstance(db, SqliteDatabase):
+        applied: list[str] = await db.migrate()
+        return applied
     await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
     done = {r[0] for r in await db.fetch("SELECT name FROM schema_migrations")}
     applied = []
@@ -152,6 +167,9 @@ async def apply_migrations(db: SqliteDatabase) -> list[str]:
 
 
 async def has_table(db: Database, name: str) -> bool:
-    """Whether the store has table ``name`` (SQLite catalogue)."""
-    rows = await db.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    """Whether the store has table ``name`` (each engine's catalogue)."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        rows = await db.fetch("SELECT 1 WHERE to_regclass(?) IS NOT NULL", (name,))
+    else:
+        rows = await db.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return bool(rows)

@@ -4,7 +4,8 @@
 ``execute``, ``transaction``); ``SqliteDatabase`` implements it on aiosqlite.
 SQL in ``collector.web`` uses ``?`` placeholders and the common subset of
 SQLite and PostgreSQL, so a PostgreSQL adapter only has to rewrite ``?`` to
-``$n``. When the store package lands (``collector.store.sqlite``), an adapter
+``$n`` (``collector.web.pgdb.PostgresDatabase``); ``connect_database(url)``
+picks the adapter from a store URL. When the store package lands (``collector.store.sqlite``), an adapter
 over its connection replaces ``SqliteDatabase``.
 """
 
@@ -21,6 +22,7 @@ import aiosqlite
 
 from collector.errors import StoreError
 from collector.store.schema import MIGRATIONS
+from collector.store.url import parse_store_url
 
 Row = dict[str, Any]
 Params = Sequence[Any]
@@ -81,12 +83,24 @@ class _SqliteTx:
             return int(cur.lastrowid or 0) if cur.rowcount == 1 else 0
 
 
+def connect_database(url: str, *, migrate: bool = True) -> Any:
+    """An unopened web ``Database`` for a store URL (``sqlite:///PATH``, a bare path, ``postgresql://…``)."""
+    where = parse_store_url(url)
+    if where.kind == "postgresql":
+        from collector.web.pgdb import PostgresDatabase
+
+        return PostgresDatabase(where.target, migrate=migrate)
+    return SqliteDatabase(where.path, migrate=migrate)
+
+
 class SqliteDatabase:
     """One aiosqlite connection (WAL, ``synchronous=FULL``); use ``async with``.
 
     >>> async with SqliteDatabase("evalbox.db") as db:
     ...     await db.fetch("SELECT id FROM units")
     """
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | pathlib.Path, *, migrate: bool = True) -> None:
         self.path = str(path)

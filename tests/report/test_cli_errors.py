@@ -90,8 +90,8 @@ def test_bad_store_and_complaint_input(capsys: pytest.CaptureFixture[str], db: s
     no_store = tmp_path / "empty"
     no_store.mkdir()
     conf = no_store / "evalbox.toml"
-    conf.write_text('[store]\nurl = "postgresql://x/y"\n', encoding="utf-8")
-    assert "not an SQLite URL" in fails(capsys, "report", "--config", str(conf), "--month", "2026-10")
+    conf.write_text('[store]\nurl = "mysql://x/y"\n', encoding="utf-8")
+    assert "unknown scheme" in fails(capsys, "report", "--config", str(conf), "--month", "2026-10")
 
 
 def test_config_file_gives_store_policy_and_zone(
