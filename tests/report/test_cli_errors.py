@@ -99,8 +99,6 @@ def test_config_file_gives_store_policy_and_zone(
 ) -> None:
     conf = tmp_path / "evalbox.toml"
     url = db if "://" in db else f"sqlite:///{db}"
-    conf.write_text(
-        f'timezone = "Asia/Urumqi"\n[store]\nurl = "{url}"\n[mqtt]\nhost = "x"\n', encoding="utf-8"
-    )
+    conf.write_text(f'timezone = "Asia/Urumqi"\n[store]\nurl = "{url}"\n[mqtt]\nhost = "x"\n', encoding="utf-8")
     assert main(["report", "--config", str(conf), "--month", "2026-10", "--format", "json"]) == 0
     assert '"timezone": "Asia/Urumqi"' in capsys.readouterr().out
