@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from collector.errors import ConfigError, UsageError
-from collector.report.db import Database, connect_database, has_table
+from collector.report.db import Database, SqliteDatabase, connect_database, has_table
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
+from collector.report.pgdb import PostgresDatabase
 from collector.report.policy import EXAMPLE_POLICY, Policy, load_policy, policy_from_dict
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
@@ -83,7 +84,7 @@ class Settings:
         if tz is not None and not (policy_file and _sets_timezone(policy_file)):
             self.policy = policy_from_dict({**_policy_dict(policy_file), "timezone": tz})
 
-    def database(self) -> Any:
+    def database(self) -> SqliteDatabase | PostgresDatabase:
         if self.db is None:
             raise UsageError("no store given: use --db URL or --config evalbox.toml ([store] url)")
         return connect_database(self.db)

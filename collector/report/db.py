@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 
@@ -22,6 +22,9 @@ from collector.errors import StoreError
 from collector.store.dialect import dollar_params
 from collector.store.schema import MIGRATIONS
 from collector.store.url import parse_store_url
+
+if TYPE_CHECKING:
+    from collector.report.pgdb import PostgresDatabase
 
 __all__ = ["Database", "Row", "SqliteDatabase", "apply_migrations", "connect_database", "dollar_params", "has_table"]
 
@@ -48,7 +51,7 @@ class Database(Protocol):
         ...
 
 
-def connect_database(url: str, *, must_exist: bool = True) -> Any:
+def connect_database(url: str, *, must_exist: bool = True) -> SqliteDatabase | PostgresDatabase:
     """An unopened ``Database`` for a store URL: ``SqliteDatabase`` or ``PostgresDatabase``; use ``async with``."""
     where = parse_store_url(url)
     if where.kind == "postgresql":

@@ -16,13 +16,16 @@ import contextlib
 import pathlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 
 from collector.errors import StoreError
 from collector.store.schema import MIGRATIONS
 from collector.store.url import parse_store_url
+
+if TYPE_CHECKING:
+    from collector.web.pgdb import PostgresDatabase
 
 Row = dict[str, Any]
 Params = Sequence[Any]
@@ -83,7 +86,7 @@ class _SqliteTx:
             return int(cur.lastrowid or 0) if cur.rowcount == 1 else 0
 
 
-def connect_database(url: str, *, migrate: bool = True) -> Any:
+def connect_database(url: str, *, migrate: bool = True) -> SqliteDatabase | PostgresDatabase:
     """An unopened web ``Database`` for a store URL (``sqlite:///PATH``, a bare path, ``postgresql://…``)."""
     where = parse_store_url(url)
     if where.kind == "postgresql":
