@@ -4,6 +4,15 @@ The report and web adapters (``collector.report.pgdb``, ``collector.web.pgdb``)
 run their portable SQL through these helpers. Numbers come back as Python
 ``int`` (or ``float``) on both stores: PostgreSQL's ``SUM`` of a ``BIGINT``
 is ``NUMERIC``, which asyncpg would return as ``Decimal``.
+
+Writers at once: SQLite has one writer (``BEGIN IMMEDIATE``); PostgreSQL runs
+several collectors and the admin commands concurrently, so the few places
+where order matters lock explicitly. ``evalbox rebuild`` locks ``events`` and
+``rollups`` in ``SHARE ROW EXCLUSIVE`` mode (ingest's inserts wait for it).
+An ingest batch should read ``months`` (for ``late``) after
+``LOCK TABLE months IN SHARE MODE``, so that ``evalbox month close`` (an
+insert into ``months``) waits for batches in flight and later batches see the
+month closed.
 """
 
 from __future__ import annotations

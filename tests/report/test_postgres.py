@@ -87,3 +87,33 @@ def test_unreachable_postgres_is_a_clear_error(capsys: pytest.CaptureFixture[str
     assert main(["report", "--db", url, "--month", "2026-10"]) != 0
     err = capsys.readouterr().err
     assert "postgresql://nobody:***@127.0.0.1:1/evalbox" in err and "pw@" not in err and "Traceback" not in err
+
+
+def test_rebuild_waits_for_an_ingest_batch_in_flight(postgres_database: str) -> None:
+    from collector.report.rebuild import rebuild
+    from tests.report.store import create_store, ingest, rated_presses, seed_registry
+    from tests.report.test_bands import OCT
+
+    async def check() -> None:
+        db = await create_store(postgres_database)
+        other = connect_database(postgres_database)
+        await other.__aenter__()
+        try:
+            await seed_registry(db)
+            await ingest(db, rated_presses(3, 0, OCT))
+            async with other.transaction():  # an ingest batch, not yet committed
+                await ingest_rows(other)
+                task = asyncio.create_task(rebuild(db, "Asia/Shanghai"))
+                await asyncio.sleep(0.3)
+                assert not task.done()  # the rebuild waits for the batch
+            await task
+            rows = await db.fetch("SELECT kind, level, n FROM rollups WHERE month = '2026-10' ORDER BY level")
+            assert rows == [("rated", 1, 3), ("rated", 2, 1)]
+        finally:
+            await other.close()
+            await db.close()
+
+    async def ingest_rows(conn: object) -> None:
+        await ingest(conn, rated_presses(0, 1, OCT, start=100))  # type: ignore[arg-type]
+
+    asyncio.run(check())
