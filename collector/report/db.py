@@ -26,7 +26,16 @@ from collector.store.url import parse_store_url
 if TYPE_CHECKING:
     from collector.report.pgdb import PostgresDatabase
 
-__all__ = ["Database", "Row", "SqliteDatabase", "apply_migrations", "connect_database", "dollar_params", "has_table"]
+__all__ = [
+    "Database",
+    "Row",
+    "SqliteDatabase",
+    "apply_migrations",
+    "connect_database",
+    "dollar_params",
+    "has_table",
+    "lock_tables",
+]
 
 Row = tuple[Any, ...]
 
@@ -167,6 +176,18 @@ async def apply_migrations(db: Any) -> list[str]:
             raise
         applied.append(name)
     return applied
+
+
+async def lock_tables(db: Database, *tables: str) -> None:
+    """Inside a transaction: keep other writers off ``tables`` until it ends.
+
+    SQLite's ``BEGIN IMMEDIATE`` already makes the transaction the only
+    writer; PostgreSQL runs writers at once, so there the tables are locked
+    in ``SHARE ROW EXCLUSIVE`` mode (reads go on; writes, including ingest's,
+    wait; transactions already writing finish first).
+    """
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        await db.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
 
 
 async def has_table(db: Database, name: str) -> bool:

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from collector.report.db import Database
+from collector.report.db import Database, lock_tables
 from collector.report.rates import ROLLUP_KINDS
 from collector.timeplace import month_bounds, month_of, zone
 
@@ -73,8 +73,7 @@ async def replace_months(db: Database, tz: str) -> tuple[list[str], int]:
 async def rebuild(db: Database, tz: str, progress: Progress | None = None) -> RebuildResult:
     """Re-place every event's month in ``tz`` and recompute all rollups from raw events."""
     async with db.transaction():
-        if getattr(db, "dialect", "sqlite") == "postgresql":
-            await db.execute("LOCK TABLE events, rollups IN SHARE ROW EXCLUSIVE MODE")
+        await lock_tables(db, "events", "rollups")
         span, moved = await replace_months(db, tz)
         await db.execute("DELETE FROM rollups")
         months, total = span, 0
