@@ -208,12 +208,14 @@ class App:
         if msg["cv"] <= self.cv:
             return
         self.session.apply(msg["n"], msg["iw"], msg["mi"], msg["g"], msg.get("hr"))
+        # ``o`` null leaves the duty alone (officers sign in at the box or from the window PC);
+        # a named officer signs in, replacing whoever was on duty.
         officer = msg.get("o")
-        if restoring:
+        if officer is not None and restoring:
             self.session.officer = officer
-        elif officer != self.session.officer:
+        elif officer is not None and officer != self.session.officer:
             try:
-                self._save(self.session.signin(officer) if officer else self.session.signout())
+                self._save(self.session.signin(officer))
             except OutboxFull as exc:
                 self.report(str(exc))
         if msg.get("w") is not None:
