@@ -63,10 +63,10 @@ class SimBoard:
         try:
             if self.flash.created:
                 raise OSError("new image")
-            fs = vfs.VfsLfs2(self.flash, readsize=16, progsize=16)  # type: ignore[abstract]
+            fs = vfs.VfsLfs2(self.flash, readsize=32, progsize=16)  # type: ignore[abstract]
         except OSError:
-            vfs.VfsLfs2.mkfs(self.flash, readsize=16, progsize=16)
-            fs = vfs.VfsLfs2(self.flash, readsize=16, progsize=16)  # type: ignore[abstract]
+            vfs.VfsLfs2.mkfs(self.flash, readsize=32, progsize=16)
+            fs = vfs.VfsLfs2(self.flash, readsize=32, progsize=16)  # type: ignore[abstract]
         vfs.mount(fs, MOUNT)
         return MOUNT
 

@@ -27,18 +27,18 @@ def press(n: int) -> dict:
 
 def fresh() -> RamFlash:
     dev = RamFlash(64, 4096)
-    vfs.VfsLfs2.mkfs(dev, readsize=16, progsize=16)
+    vfs.VfsLfs2.mkfs(dev, readsize=32, progsize=16)
     try:
         vfs.umount("/t")
     except OSError:
         pass
-    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+    vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
     return dev
 
 
 def remount(dev: RamFlash) -> None:
     vfs.umount("/t")
-    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+    vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
 
 
 def ids(ob: Outbox) -> list:
@@ -123,8 +123,8 @@ ok("full outbox refuses, recovers after an ack")
 # the flash filling up is the same clear state, never a silent drop
 dev = RamFlash(8, 4096)
 vfs.umount("/t")
-vfs.VfsLfs2.mkfs(dev, readsize=16, progsize=16)
-vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+vfs.VfsLfs2.mkfs(dev, readsize=32, progsize=16)
+vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
 ob = Outbox("/t/ob", 100000, 32)
 ob.open()
 saved = 0
