@@ -92,8 +92,11 @@ class App:
         return self.boot
 
     def report(self, what: str) -> None:
-        """Remember the last error (sent in every status)."""
-        self.err = what[:80]
+        """Remember the last error (sent in every status: printable, at most 80 chars)."""
+        out = []
+        for ch in what[:80]:
+            out.append(ch if 0x20 <= ord(ch) < 0x7F or ord(ch) > 0x9F else "?")
+        self.err = "".join(out)
 
     # ---- events ----
 
@@ -120,6 +123,10 @@ class App:
     def on_key(self, k: int) -> "dict[str, Any]":
         """A citizen key: save, then feedback. Returns what the sim reports."""
         t0 = time.ticks_ms()
+        if self.outbox.full:  # refuse before the session counts the press
+            self.report("outbox full: %d unacked events" % self.outbox.depth)
+            self.board.feedback("full", k)
+            return {"ok": False, "err": "outbox_full"}
         wall = self.clock.wall()
         evs = self.session.press(k, self.clock.uptime(), wall is not None, self._local_minute(wall))
         try:
@@ -146,6 +153,9 @@ class App:
 
     def on_invite(self, tk: "str | None" = None) -> "dict[str, Any]":
         """The officer's 请评价 key (or the window PC): open a rating window."""
+        if self.outbox.full:
+            self.board.feedback("full", 0)
+            return {"ok": False, "err": "outbox_full"}
         out = self._saved(self.session.invite(self.clock.uptime(), tk))
         if out["ok"]:
             out["i"] = self.session.open_no

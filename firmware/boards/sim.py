@@ -28,9 +28,16 @@ class SimSerial:
         self.reader = asyncio.StreamReader(self.f)
 
     async def readline(self) -> bytes:
-        # A tty delivers whole lines from the PC; readline returns one.
-        line: bytes = await self.reader.readline()
-        return line
+        # One byte per read: the fd is blocking, and read(n) would wait for n
+        # bytes (a partial line from the PC must not stall the box).
+        buf = bytearray()
+        while True:
+            b = await self.reader.read(1)
+            if not b:
+                return bytes(buf)
+            buf.extend(b)
+            if b == b"\n" or len(buf) > 2048:
+                return bytes(buf)
 
     async def write(self, data: bytes) -> None:
         self.f.write(data)

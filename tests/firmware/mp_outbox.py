@@ -78,6 +78,21 @@ assert ob.ack(b, 9) is True and ob.depth == 5
 assert "%08x%08x" % (b, 0) not in os.listdir("/t/ob/s")
 ok("acks delete records and empty segments; unknown ids refused")
 
+# acks arriving while the sender walks pending() (it awaits between sends)
+it_ob = Outbox("/t/ob2", 100, 4)
+it_ob.open()
+for n in range(10):
+    it_ob.save(press(n))
+it_ob.maintain()
+it_ob.maintain()
+walked = []
+for ev in it_ob.pending():
+    walked.append(ev["s"])
+    if len(walked) == 2:
+        it_ob.ack_range(it_ob.boot, 0, 9)  # everything acked mid-walk
+assert walked == [0, 1] and it_ob.depth == 0 and it_ob.quarantined == 0, (walked, it_ob.problems)
+ok("acks during a walk of pending() are safe")
+
 # a corrupt segment is quarantined and reported; the box keeps working
 seg = "/t/ob/s/" + ob.segments[0].name
 with open(seg, "rb") as f:
