@@ -34,3 +34,8 @@ def test_power_cut_at_every_write_step() -> None:
     print(f"power cuts: {tried} cut points tried (drop and tear at every write step), {failures} failures")
     assert failures == 0, out
     assert tried >= 200, out
+
+
+def test_mqtt_packets_byte_for_byte() -> None:
+    out = _run("mp_mqtt_packets.py")
+    assert out.strip().splitlines()[-1] == "mqtt packets: 11 passed", out
