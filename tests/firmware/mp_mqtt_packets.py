@@ -36,7 +36,7 @@ check(publish_packet("a", b"", 0, False, 0), b"\x30\x03\x00\x01a", "PUBLISH QoS 
 check(publish_packet("a", b"", 1, False, 2, True), b"\x3a\x05\x00\x01a\x00\x02", "PUBLISH DUP flag")
 check(
     subscribe_packet(7, ["x/ack", "x/cmd"]),
-    b"\x82\x10\x00\x07\x00\x05x/ack\x01\x00\x05x/cmd\x01",
+    b"\x82\x12\x00\x07\x00\x05x/ack\x01\x00\x05x/cmd\x01",
     "SUBSCRIBE two topics QoS 1",
 )
 check(_packet(0xC0, b""), b"\xc0\x00", "PINGREQ")
