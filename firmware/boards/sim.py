@@ -72,13 +72,17 @@ class SimBoard:
                 raise OSError("new image")
             fs = vfs.VfsLfs2(self.flash, readsize=32, progsize=16)  # type: ignore[abstract]
         except OSError:
+            if not self.flash.created:
+                self.reformatted = True  # reported by the self-test: whatever was on it is gone
             vfs.VfsLfs2.mkfs(self.flash, readsize=32, progsize=16)
             fs = vfs.VfsLfs2(self.flash, readsize=32, progsize=16)  # type: ignore[abstract]
         vfs.mount(fs, MOUNT)
         return MOUNT
 
+    reformatted = False
+
     def self_test(self) -> str:
-        return "ok"
+        return "flash reformatted: image did not mount" if self.reformatted else "ok"
 
     def feedback(self, kind: str, k: int) -> None:
         if kind == "full":
