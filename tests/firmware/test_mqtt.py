@@ -50,6 +50,11 @@ def test_presses_reach_the_collector_signed_and_are_acked(
         assert signin and signin[0]["o"] == "A10293"
         st = wait_for(lambda: isinstance(acker.status.get("box-1"), dict) and acker.status["box-1"], 30, "status")
         assert st["t"] == "status" and st["b"] == box.boot and st["fw"].startswith("evalbox-fw")
+        assert st["st"] == "ok" and st["rst"] == "power_on" and st["mem"] > 0 and st["rssi"] is None
+        # the heartbeat (every 2 s here) reports the drained outbox
+        wait_for(lambda: acker.status["box-1"]["q"] == 0 and acker.status["box-1"]["up"] > st["up"], 30, "heartbeat")
+        assert acker.status["box-1"]["full"] is False
+        assert box.state()["wdt"] > 0  # watchdog fed while every task makes progress
         assert box.state()["acked"] >= 4
         assert acker.rejected == []
         box.kill()  # power cut: the broker publishes the Last Will
@@ -89,6 +94,8 @@ def test_broker_outage_and_box_power_cut_lose_and_duplicate_nothing(
         # exactly once by identity in the store, and the identities are all distinct
         presses = [e for e in acker.events.values() if e["t"] == "press"]
         assert len(presses) == len(pressed) == 20
+        assert acker.conflicts == []
+        assert acker.received >= len(acker.events)  # repeats are fine: the store keeps one per identity
     finally:
         box.kill()
 
@@ -123,6 +130,10 @@ def test_config_by_cv_commands_and_bad_downlinks(tmp_path: pathlib.Path, broker:
         wait_for(lambda: "not in the outbox" in (box.state()["err"] or ""), 30, "unknown ack reported")
         r = box.cmd("press 1")
         assert r["ok"] and r["i"] is not None, r  # still working, the invite is rated
+        # the collector's boot floor moves the box's boot number up at once
+        acker.send_ack("box-1", [(r["id"][1], r["id"][2])], bf=50)
+        wait_for(lambda: box.state()["boot"] == 50, 30, "boot floor applied")
+        assert box.cmd("press 2")["id"][1] == 50
         wait_for(lambda: box.state()["q"] == 0, 30, "drained")
         invites = [e for e in acker.events.values() if e["t"] == "invite"]
         assert len(invites) == 1 and invites[0]["tk"] == "T-9"
@@ -131,3 +142,4 @@ def test_config_by_cv_commands_and_bad_downlinks(tmp_path: pathlib.Path, broker:
     with SimBox(tmp_path, box_config(tmp_path, port=broker.port)) as box:
         st = box.state()
         assert st["cv"] == 5 and st["officer"] == "B77"
+        assert box.boot == 51  # never below the floor, bumped at every start

@@ -102,3 +102,22 @@ def test_example_config_is_valid() -> None:
 
     cfg = load(str(ROOT / "firmware" / "box.example.json"))
     assert cfg["board"] == "esp32" and cfg["seg_records"] == 32
+
+
+def test_keys_stay_responsive_when_the_broker_never_answers(tmp_path: pathlib.Path) -> None:
+    """A 'broker' that accepts TCP and then says nothing: presses are saved and lit at once."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        cfg = box_config(tmp_path, port=silent.getsockname()[1], min_interval_ms=0)
+        with SimBox(tmp_path, cfg) as box:
+            for n in range(20):
+                r = box.cmd("press 1")
+                assert r["ok"] and r["id"][2] == n, r
+            st = box.state()
+            assert st["online"] is False and st["q"] == 20
+    finally:
+        silent.close()
