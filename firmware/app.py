@@ -24,6 +24,7 @@ except ImportError:  # MicroPython: annotations are not evaluated
 FW_VERSION = "evalbox-fw 0.1.0"
 WINDOW = 16  # events in flight (sent, not yet acked) at a time
 RECENT_CIDS = 32
+STALL_MS = 25000  # a task silent this long stops the watchdog feeding
 
 
 class Clock:
@@ -358,7 +359,8 @@ class App:
             now = time.ticks_ms()
             alive = True
             for name in self.beats:
-                if time.ticks_diff(now, self.beats[name]) > 10000:
+                # 25 s: longer than a connect attempt (2 x 10 s timeouts), shorter than the 30 s watchdog
+                if time.ticks_diff(now, self.beats[name]) > STALL_MS:
                     alive = False
                     self.report("task stalled: %s" % name)
             if alive:
