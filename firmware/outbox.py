@@ -233,9 +233,13 @@ class Outbox:
         self._problem("boot counter damaged")
         return 0, 0
 
-    def _set_boot(self, boot: int) -> None:
+    def _write_boot(self, boot: int) -> None:
         body = struct.pack("<II", boot, self.floor)
         write_atomic(self.root + "/boot", body + struct.pack("<I", _crc(body)))
+
+    def _set_boot(self, boot: int) -> None:
+        """Start a new boot number: persisted before any event uses it; seq restarts."""
+        self._write_boot(boot)
         self.boot = boot
         self.seq = 0
 
@@ -247,7 +251,7 @@ class Outbox:
         if bf > self.boot:
             self._set_boot(bf)
             return True
-        self._set_boot(self.boot)
+        self._write_boot(self.boot)  # only the floor moved: keep this boot's seq running
         return False
 
     def _problem(self, what: str) -> None:
