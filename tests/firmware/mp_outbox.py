@@ -58,6 +58,8 @@ first = ob.save(press(0))
 assert ob.raise_floor(11) is False and ob.raise_floor(5) is False  # at or below this boot
 assert ob.save(press(1)) == (11, first[1] + 1)  # the seq runs on: no identity reused
 assert ob.ack_range(11, 0, 1) == [(11, 0), (11, 1)]
+ob = Outbox("/t/ob", 100, 4)
+assert ob.open() == 12
 ok("boot counter and floor")
 
 # saves survive a remount, in order, packed into segments or not
