@@ -293,6 +293,15 @@ class App:
             pass
         self.wake.clear()
 
+    def _forget_stale(self, now: "Any", age: int) -> None:
+        # An ack can arrive while send_event is still awaiting, before the id
+        # is marked in flight; such entries are never popped by an ack. Any
+        # entry older than two resend intervals is one of those (live ones
+        # are re-stamped when resent), so drop it: inflight stays bounded.
+        stale = [k for k in self.inflight if time.ticks_diff(now, self.inflight[k]) > age]
+        for k in stale:
+            del self.inflight[k]
+
     async def sender(self) -> None:
         """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""
         resend = self.cfg["resend_ms"]
@@ -301,6 +310,7 @@ class App:
             link = self.link
             if link is not None and link.online:
                 now = time.ticks_ms()
+                self._forget_stale(now, 2 * resend)
                 flying = 0
                 for ev in self.outbox.pending():
                     key = (ev["b"], ev["s"])
