@@ -6,11 +6,13 @@
 Drives the real ``App`` (session rules, outbox on littlefs, feedback) on a
 littlefs RAM flash (256 x 4 KiB, erase calls counted: ioctl op 6). Each case
 is an invite then a press, as on a gated counter; acks arrive 8 events late,
-as from a live collector. Measures press -> feedback latency (the outbox
+as signed messages through ``on_downlink``, from a live collector, and each
+event is signed as the sender would. Measures press -> feedback latency (the outbox
 write included; packing the journal into segments runs between presses, as
 the ticker does), heap after the presses vs after warm-up (``gc.mem_alloc()``
 after ``gc.collect()``), and flash erases per press. Also prints erases per
-press with the collector unreachable (every event packed into segments).
+press with the collector unreachable (every event packed into segments)
+and with MicroPython's default littlefs mount.
 Last line: JSON ``{"press_feedback_p50_ms", "press_feedback_p99_ms",
 "heap_growth_bytes", "erases_per_press"}``.
 """
@@ -41,6 +43,7 @@ import time  # noqa: E402
 
 import vfs  # noqa: E402
 
+import protocol  # noqa: E402
 from firmware.app import App  # noqa: E402
 from firmware.config import validate  # noqa: E402
 from firmware.flashdev import RamFlash  # noqa: E402
@@ -85,7 +88,12 @@ def make_app(dev: RamFlash, mount: str, prog: int = 16) -> App:
     return app
 
 
-def run(app: App, presses: int, lag: int, lat: "list[int] | None") -> None:
+def signed_ack(app: App, b: int, lo: int, hi: int) -> bytes:
+    msg = protocol.make(protocol.ACK, app.device, r=[[b, lo, hi]], now=1761926399000, bf=None)
+    return protocol.encode(msg, app.key)
+
+
+def run(app: App, presses: int, lag: int, lat: "list[int] | None", signed: bool = False) -> None:
     """``presses`` cases (invite + press); ack everything ``lag`` events late (0 = never)."""
     ob = app.outbox
     board = app.board
@@ -103,9 +111,13 @@ def run(app: App, presses: int, lag: int, lat: "list[int] | None") -> None:
         ob.maintain()
         if lag and len(waiting) > lag:
             b, s = waiting.pop(0)
-            app._on_ack({"r": [[b, s, s]], "now": 1761926399000, "bf": None})
-            b, s = waiting.pop(0)
-            app._on_ack({"r": [[b, s, s]], "now": 1761926399000, "bf": None})
+            b2, s2 = waiting.pop(0)
+            if signed:  # the sender's work (sign the events) and a signed ack through on_downlink
+                for ev in ob.journal[:2]:
+                    app.event_message(ev)
+                app.on_downlink(signed_ack(app, b, s, s2))
+            else:
+                app._on_ack({"r": [[b, s, s2]], "now": 1761926399000, "bf": None})
     for b, s in waiting:
         app._on_ack({"r": [[b, s, s]], "now": 1761926399000, "bf": None})
 
@@ -120,11 +132,11 @@ def main() -> None:
     dev = RamFlash(256, 4096)
     app = make_app(dev, "/bench")
     lat = [0] * presses  # allocated before the heap is measured
-    run(app, 1000, 8, None)  # warm-up
+    run(app, 1000, 8, None, True)  # warm-up
     gc.collect()
     heap0 = gc.mem_alloc()
     e0 = dev.erases
-    run(app, presses, 8, lat)
+    run(app, presses, 8, lat, True)
     erases = dev.erases - e0
     gc.collect()
     heap1 = gc.mem_alloc()
