@@ -121,3 +121,12 @@ def test_keys_stay_responsive_when_the_broker_never_answers(tmp_path: pathlib.Pa
             assert st["online"] is False and st["q"] == 20
     finally:
         silent.close()
+
+
+def test_unusable_flash_path_is_one_clear_line(tmp_path: pathlib.Path) -> None:
+    cfg = box_config(tmp_path, port=1, flash=str(tmp_path / "no-such-dir" / "f.img"))
+    path = tmp_path / "box.json"
+    path.write_text(json.dumps(cfg))
+    proc = _run_sim(path)
+    assert proc.returncode == 2 and proc.stderr.startswith("flash error: "), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
