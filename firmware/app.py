@@ -152,8 +152,19 @@ class App:
             return {"ok": True, "id": None}
         return {"ok": True, "id": [self.device, ids[-1][0], ids[-1][1]]}
 
+    def _check(self, t: str, **fields: "Any") -> "str | None":
+        """The protocol's reason a field would be refused, before anything is saved."""
+        try:
+            protocol.make(t, self.device, b=0, s=0, ts=None, up=0, **fields)
+        except protocol.ProtocolError as exc:
+            return str(exc)
+        return None
+
     def on_invite(self, tk: "str | None" = None) -> "dict[str, Any]":
         """The officer's 请评价 key (or the window PC): open a rating window."""
+        bad = self._check(protocol.INVITE, o=None, i=0, tk=tk) if tk is not None else None
+        if bad:
+            return {"ok": False, "err": "bad ticket: %s" % bad}
         if self.outbox.full:
             self.board.feedback("full", 0)
             return {"ok": False, "err": "outbox_full"}
@@ -164,6 +175,9 @@ class App:
         return out
 
     def on_signin(self, officer: str) -> "dict[str, Any]":
+        bad = self._check(protocol.SIGNIN, o=officer)
+        if bad:
+            return {"ok": False, "err": "bad officer id: %s" % bad}
         return self._saved(self.session.signin(officer))
 
     def on_signout(self) -> "dict[str, Any]":
@@ -323,7 +337,13 @@ class App:
                     if flying >= WINDOW:
                         break
                     try:
-                        ok = await link.send_event(self.event_message(ev))
+                        payload = self.event_message(ev)
+                    except protocol.ProtocolError as exc:
+                        # cannot be encoded (should not happen: inputs are checked); kept, reported, skipped
+                        self.report("unsendable event %d/%d: %s" % (key[0], key[1], exc))
+                        continue
+                    try:
+                        ok = await link.send_event(payload)
                     except Exception as exc:
                         self.report("send failed: %r" % (exc,))
                         ok = False

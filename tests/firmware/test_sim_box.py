@@ -92,6 +92,11 @@ def test_unrated_expiry_and_control_errors(tmp_path: pathlib.Path) -> None:
         assert box.cmd("")["ok"] is False
         assert box.cmd("signout")["ok"] and box.state()["officer"] is None
         assert box.cmd("signin B2")["ok"] and box.state()["officer"] == "B2"
+        bad = box.cmd("signin bad/id")
+        assert bad["ok"] is False and "bad officer id" in bad["err"], bad
+        bad = box.cmd("invite T:1")
+        assert bad["ok"] is False and "bad ticket" in bad["err"], bad
+        assert box.state()["officer"] == "B2"
         assert box.state()["q"] == 5
         assert box.cmd("quit") == {"ok": True}
         assert box.proc is not None and box.proc.wait(timeout=30) == 0
