@@ -221,7 +221,13 @@ class SimBoard:
         if op == "signout" and not args:
             return app.on_signout()  # type: ignore[no-any-return]
         if op == "clock" and len(args) == 1:
-            app.set_clock(int(args[0]))
+            try:
+                ms = int(args[0])
+            except ValueError:
+                ms = -1
+            if not 0 <= ms <= 0x7FFFFFFFFFFF:
+                return {"ok": False, "err": "clock needs Unix milliseconds (0..2**47-1)"}
+            app.set_clock(ms)
             return {"ok": True}
         if op == "state" and not args:
             link = app.link

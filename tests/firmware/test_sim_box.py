@@ -89,6 +89,7 @@ def test_unrated_expiry_and_control_errors(tmp_path: pathlib.Path) -> None:
         assert box.cmd("press 9")["ok"] is False
         assert box.cmd("press x")["ok"] is False
         assert box.cmd("frobnicate")["ok"] is False
+        assert box.cmd("clock -5")["ok"] is False and box.cmd("clock soon")["ok"] is False
         assert box.cmd("")["ok"] is False
         assert box.cmd("signout")["ok"] and box.state()["officer"] is None
         assert box.cmd("signin B2")["ok"] and box.state()["officer"] == "B2"
