@@ -88,12 +88,18 @@ def test_broker_outage_and_box_power_cut_lose_and_duplicate_nothing(
             r = box.cmd("press 2")
             pressed.add((r["id"][1], r["id"][2]))
         broker.start()
-        wait_for(lambda: box.state()["q"] == 0, 90, "every press acked after the outage")
+        wait_for(lambda: box.state()["online"], 60, "box back online")
+        for _ in range(5):  # and a power cut while these are in flight
+            r = box.cmd("press 1")
+            pressed.add((r["id"][1], r["id"][2]))
+        box.kill()
+        box = SimBox(tmp_path, cfg).start()
+        wait_for(lambda: box.state()["q"] == 0, 90, "every press acked after the outage and the cuts")
         assert pressed <= acker.ids("box-1")
         assert acker.rejected == []
         # exactly once by identity in the store, and the identities are all distinct
         presses = [e for e in acker.events.values() if e["t"] == "press"]
-        assert len(presses) == len(pressed) == 20
+        assert len(presses) == len(pressed) == 25
         assert acker.conflicts == []
         assert acker.received >= len(acker.events)  # repeats are fine: the store keeps one per identity
     finally:
