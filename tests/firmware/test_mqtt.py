@@ -149,3 +149,22 @@ def test_config_by_cv_commands_and_bad_downlinks(tmp_path: pathlib.Path, broker:
         st = box.state()
         assert st["cv"] == 5 and st["officer"] == "B77"
         assert box.boot == 51  # never below the floor, bumped at every start
+
+
+def test_two_boxes_share_the_broker_each_on_its_own_topics(
+    tmp_path: pathlib.Path, broker: Mosquitto, acker: Acker
+) -> None:
+    boxes = [SimBox(tmp_path, box_config(tmp_path, d, port=broker.port, min_interval_ms=0)) for d in ("box-1", "box-2")]
+    try:
+        for b in boxes:
+            b.start()
+        for b in boxes:
+            wait_for(lambda b=b: b.state()["online"], 30, "online")
+        ids = {b.cfg["device_id"]: {tuple(b.cmd("press 1")["id"][1:]) for _ in range(4)} for b in boxes}
+        for b in boxes:
+            wait_for(lambda b=b: b.state()["q"] == 0, 30, "acked")
+        assert acker.ids("box-1") == ids["box-1"] and acker.ids("box-2") == ids["box-2"]
+        assert acker.conflicts == [] and acker.rejected == []
+    finally:
+        for b in boxes:
+            b.kill()
