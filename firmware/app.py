@@ -89,6 +89,10 @@ class App:
         raw = read_file(self.root + "/config")
         if raw:
             self.on_downlink(raw, restoring=True)
+        duty = read_file(self.root + "/duty")
+        if duty is not None:
+            # Who was signed in survives a power cut: nobody re-signs in after a blip.
+            self.session.officer = duty.decode() or None
         self.self_test = self.board.self_test()
         return self.boot
 
@@ -178,10 +182,21 @@ class App:
         bad = self._check(protocol.SIGNIN, o=officer)
         if bad:
             return {"ok": False, "err": "bad officer id: %s" % bad}
-        return self._saved(self.session.signin(officer))
+        out = self._saved(self.session.signin(officer))
+        self._persist_duty()
+        return out
 
     def on_signout(self) -> "dict[str, Any]":
-        return self._saved(self.session.signout())
+        out = self._saved(self.session.signout())
+        self._persist_duty()
+        return out
+
+    def _persist_duty(self) -> None:
+        """Keep the officer on duty on flash (a tiny inline file: no erase on littlefs)."""
+        try:
+            write_atomic(self.root + "/duty", (self.session.officer or "").encode())
+        except OSError as exc:
+            self.report("duty not persisted: %s" % exc)
 
     def set_clock(self, wall_ms: int) -> None:
         self.clock.set_wall(wall_ms, "set")
@@ -241,6 +256,7 @@ class App:
         elif officer is not None and officer != self.session.officer:
             try:
                 self._save(self.session.signin(officer))
+                self._persist_duty()
             except OutboxFull as exc:
                 self.report(str(exc))
         if msg.get("w") is not None:

@@ -136,3 +136,18 @@ def test_unusable_flash_path_is_one_clear_line(tmp_path: pathlib.Path) -> None:
     proc = _run_sim(path)
     assert proc.returncode == 2 and proc.stderr.startswith("flash error: "), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_officer_on_duty_survives_a_power_cut(tmp_path: pathlib.Path) -> None:
+    cfg = box_config(tmp_path, port=free_port(), officer=None)
+    box = SimBox(tmp_path, cfg).start()
+    assert box.cmd("signin J10001")["ok"]
+    box.kill()  # power cut
+    with SimBox(tmp_path, cfg) as box:
+        assert box.state()["officer"] == "J10001"
+        press = box.cmd("press 1")
+        assert press["ok"] and not press["f"] & 8  # stamped with the officer, not "nobody signed in"
+        assert box.cmd("signout")["ok"]
+        box.kill()
+    with SimBox(tmp_path, cfg) as box:
+        assert box.state()["officer"] is None
