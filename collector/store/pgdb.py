@@ -18,7 +18,6 @@ month closed.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import asyncpg
 
@@ -56,7 +55,7 @@ def redact(dsn: str) -> str:
     return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
-async def connect(dsn: str, *, must_exist: bool = True) -> asyncpg.Connection:
+async def connect(dsn: str) -> asyncpg.Connection:
     """One connection, set up; ``StoreError`` when the server or database is not there."""
     try:
         conn = await asyncpg.connect(dsn)
@@ -100,12 +99,6 @@ async def apply_postgres_migrations(conn: asyncpg.Connection) -> list[str]:
             )
             applied.append(name)
     return applied
-
-
-async def has_table(conn: asyncpg.Connection, name: str) -> bool:
-    """Whether the current schema has table ``name``."""
-    found: Any = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
-    return bool(found)
 
 
 ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)

@@ -154,6 +154,8 @@ def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.P
             case = d.find_element(By.ID, case_id)  # type: ignore[attr-defined]
             if note:
                 case.find_element(By.NAME, "note").send_keys(note)
+            # The last action's notice must not satisfy this action's wait: remove it before the click.
+            d.execute_script("const n = document.getElementById('case-done'); if (n) n.remove();")  # type: ignore[attr-defined]
             case.find_element(By.CSS_SELECTOR, f'button[value="{action}"]').click()
             wait.until(ec.presence_of_element_located((By.ID, "case-done")))
         assert "已办结" in d.find_element(By.ID, case_id).text  # type: ignore[attr-defined]
