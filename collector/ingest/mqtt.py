@@ -147,16 +147,11 @@ class MqttSource:
         _r, w = await asyncio.wait_for(asyncio.open_connection(self.cfg.host, self.cfg.port), 10)
         w.close()
         self._down.clear()
-        if self.connects == 0 and not self._down_before:
-            self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
-            self._down_before = True
-        else:
-            self.client.reconnect()
+        # connect() re-arms host and port and reconnects; the persistent session makes it a resume.
+        self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         sock = self.client.socket()
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048 * 1024)
-
-    _down_before = False
 
     async def run(self, until: asyncio.Event) -> None:
         """Stay connected until ``until`` is set (the pipeline has drained); then disconnect cleanly."""
