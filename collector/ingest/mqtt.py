@@ -57,6 +57,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -112,6 +113,13 @@ class MqttSource:
         if not self._configs_sent:
             self._configs_sent = True
             self.publish_configs(list(self.pipeline.devices.values()))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any = None) -> None:
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            log.error("MQTT subscription refused: %s (check the collector's ACL) / 订阅被拒绝", failed)
+        else:
+            log.info("MQTT subscribed to %s", ", ".join(f for f, _ in self._filters()))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         self.pipeline.metrics.sources[self.name] = False

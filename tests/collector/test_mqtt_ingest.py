@@ -137,11 +137,11 @@ def test_broker_restart_mid_stream_loses_nothing(setup) -> None:  # type: ignore
 def test_unreachable_broker_at_start_then_it_comes(tmp_path: pathlib.Path) -> None:
     make_store(tmp_path / "store.db", ["BOX-1"])
     mq = broker(tmp_path, ["BOX-1"])
-    col = Collector(write_config(tmp_path, port=mq.port)).start()
+    col = Collector(write_config(tmp_path, port=mq.port)).start(subscribed=False)
     try:
         wait_for(lambda: "unreachable" in col.stderr(), what="a clear message")
         mq.start()
-        wait_for(lambda: "MQTT connected" in col.stderr(), what="the collector connects (jittered backoff)")
+        wait_for(lambda: "MQTT subscribed" in col.stderr(), what="the collector connects (jittered backoff)")
         box = Box("BOX-1", mq.port)
         box.publish(box.press(1))
         wait_for(lambda: (1, 1) in box.acked, what="ack once the broker is up")

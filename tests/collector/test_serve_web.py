@@ -102,7 +102,7 @@ def test_two_collectors_share_the_subscription(tmp_path: pathlib.Path) -> None:
         box = Box("BOX-1", mq.port)
         try:
             for c in cols:
-                wait_for(lambda c=c: "MQTT connected" in c.stderr(), what="both connected")
+                wait_for(lambda c=c: "MQTT subscribed" in c.stderr(), what="both connected")
             for s in range(200):
                 box.publish(box.press(s))
             wait_for(lambda: len(box.acked) == 200, what="200 acks")
