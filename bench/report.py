@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/report.py                  # 20,000,000 events, 5,000 officers, 1,000 windows
     .venv/bin/python bench/report.py --events 2000000
+    .venv/bin/python bench/report.py --events 2000000 --store postgresql://postgres@127.0.0.1/postgres
 
-Loads a temporary SQLite store with bulk SQL (a recursive CTE per month), then
+Loads a temporary SQLite store (or, with ``--store postgresql://…/DB``, a
+scratch database ``evalbox_bench_<random>`` created on that server beside DB
+and dropped at the end) with bulk SQL (a recursive CTE per month), then
 times ``evalbox rebuild`` (months re-placed in the zone + rollups from raw
 events), the monthly report read from rollups (``monthly_report``: query,
 every officer's, window's and unit's line, ranks; median of 5), and the same
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import json
 import pathlib
+import secrets
 import sqlite3
 import statistics
 import sys
@@ -25,7 +29,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from collector.report.db import SqliteDatabase, apply_migrations  # noqa: E402
+from collector.report.db import apply_migrations, connect_database  # noqa: E402
 from collector.report.monthly import monthly_report  # noqa: E402
 from collector.report.policy import Policy  # noqa: E402
 from collector.report.rebuild import rebuild  # noqa: E402
@@ -62,11 +66,79 @@ FROM gen
 """
 
 
+# The same events on PostgreSQL: generate_series for the recursive CTE, booleans cast to integers.
+PG_EVENT_SQL = (
+    EVENT_SQL.replace(
+        "WITH RECURSIVE seq(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?),",
+        "WITH seq(i) AS (SELECT generate_series($1::bigint, $2::bigint - 1)),",
+    )
+    .replace(
+        "(q >= 70) + (q >= 95) + (q >= 98) + (q >= 99)",
+        "(q >= 70)::int + (q >= 95)::int + (q >= 98)::int + (q >= 99)::int",
+    )
+    .replace("1 + (q >= 97)", "1 + (q >= 97)::int")
+)
+
+
+def registry(officers: int, windows: int) -> list[tuple[str, list[tuple[object, ...]]]]:
+    units = max(1, windows // 10)
+    return [
+        ("INSERT INTO units (id, name) VALUES (?, ?)", [(f"U{u}", f"单位{u}") for u in range(units)]),
+        (
+            "INSERT INTO windows (id, unit_id, name) VALUES (?, ?, ?)",
+            [(f"W{w}", f"U{w % units}", f"窗口{w}") for w in range(windows)],
+        ),
+        (
+            "INSERT INTO officers (id, name, unit_id, window_id) VALUES (?, ?, ?, ?)",
+            [(f"P{o}", f"民警{o}", f"U{(o % windows) % units}", f"W{o % windows}") for o in range(officers)],
+        ),
+    ]
+
+
+def month_params(m: int, events: int, officers: int, windows: int) -> tuple[int, int, dict[str, object]]:
+    per = events // 12
+    month = f"{YEAR}-{m:02d}"
+    start, end = month_bounds(month, TZ)
+    i0, i1 = (m - 1) * per, events if m == 12 else m * per
+    params: dict[str, object] = {
+        "officers": officers,
+        "windows": windows,
+        "t0": start,
+        "i0": i0,
+        "step": max(1, (end - start - 1) // max(1, i1 - i0)),
+        "month": month,
+    }
+    return i0, i1, params
+
+
+def load_postgres(url: str, events: int, officers: int, windows: int) -> float:
+    """Fill the PostgreSQL store at ``url`` (migrated here) with the same data as ``load``."""
+    t = time.perf_counter()
+
+    async def run() -> None:
+        async with connect_database(url) as db:
+            await apply_migrations(db)
+            async with db.transaction():
+                for sql, rows in registry(officers, windows):
+                    await db.executemany(sql, rows)
+            for m in range(1, 13):
+                i0, i1, params = month_params(m, events, officers, windows)
+                sql = PG_EVENT_SQL
+                for name, value in params.items():  # named parameters inlined: all numbers or a YYYY-MM literal
+                    sql = sql.replace(f":{name}", f"'{value}'" if name == "month" else str(int(value)))
+                await db.conn.execute(sql, i0, i1)
+                print(f"  loaded {params['month']}: {i1:,} events, {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            await db.execute("ANALYZE")
+
+    asyncio.run(run())
+    return time.perf_counter() - t
+
+
 def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
     t = time.perf_counter()
 
     async def schema() -> None:
-        async with SqliteDatabase(path, must_exist=False) as db:
+        async with connect_database(str(path), must_exist=False) as db:
             await apply_migrations(db)
 
     asyncio.run(schema())
@@ -74,30 +146,12 @@ def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
     con.execute("PRAGMA synchronous=OFF")
     con.execute("PRAGMA cache_size=-2000000")
     con.execute("BEGIN")
-    units = max(1, windows // 10)
-    con.executemany("INSERT INTO units (id, name) VALUES (?, ?)", [(f"U{u}", f"单位{u}") for u in range(units)])
-    con.executemany(
-        "INSERT INTO windows (id, unit_id, name) VALUES (?, ?, ?)",
-        [(f"W{w}", f"U{w % units}", f"窗口{w}") for w in range(windows)],
-    )
-    con.executemany(
-        "INSERT INTO officers (id, name, unit_id, window_id) VALUES (?, ?, ?, ?)",
-        [(f"P{o}", f"民警{o}", f"U{(o % windows) % units}", f"W{o % windows}") for o in range(officers)],
-    )
+    for sql, rows in registry(officers, windows):
+        con.executemany(sql, rows)
     con.execute("COMMIT")
-    per = events // 12
     for m in range(1, 13):
-        month = f"{YEAR}-{m:02d}"
-        start, end = month_bounds(month, TZ)
-        i0, i1 = (m - 1) * per, events if m == 12 else m * per
-        params = {
-            "officers": officers,
-            "windows": windows,
-            "t0": start,
-            "i0": i0,
-            "step": max(1, (end - start - 1) // max(1, i1 - i0)),
-            "month": month,
-        }
+        i0, i1, params = month_params(m, events, officers, windows)
+        month = params["month"]
         sql = EVENT_SQL.replace("SELECT ? UNION", f"SELECT {i0} UNION").replace("< ?)", f"< {i1})")
         con.execute("BEGIN")
         con.execute(sql, params)
@@ -107,15 +161,16 @@ def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
     return time.perf_counter() - t
 
 
-async def measure(path: pathlib.Path, month: str) -> tuple[float, float, float, float]:
+async def measure(url: str, month: str) -> tuple[float, float, float, float]:
     """(report_s, naive_s, rebuild_s, render_s); the report read as the CLI does, in a fresh connection."""
     policy = Policy()
-    async with SqliteDatabase(path) as db:
+    async with connect_database(url) as db:
         t = time.perf_counter()
         await rebuild(db, TZ)
         rebuild_s = time.perf_counter() - t
-        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # untimed: fold the rebuild's WAL into the file
-    async with SqliteDatabase(path) as db:
+        # untimed: fold the rebuild's WAL into the file / refresh the planner's statistics
+        await db.execute("ANALYZE" if db.dialect == "postgresql" else "PRAGMA wal_checkpoint(TRUNCATE)")
+    async with connect_database(url) as db:
         times = []
         for _ in range(5):
             t = time.perf_counter()
@@ -132,6 +187,30 @@ async def measure(path: pathlib.Path, month: str) -> tuple[float, float, float, 
     return statistics.median(times), naive_s, rebuild_s, render_s
 
 
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def bench_postgres(args: argparse.Namespace) -> tuple[float, float, float, float]:
+    if not args.store.startswith(("postgresql://", "postgres://")):
+        raise SystemExit("bench: --store takes a postgresql:// URL (SQLite is the default)")
+    name = f"evalbox_bench_{secrets.token_hex(4)}"
+    url = f"{args.store.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_admin(args.store, f"CREATE DATABASE {name}"))
+    try:
+        load_s = load_postgres(url, args.events, args.officers, args.windows)
+        print(f"load: {args.events:,} events in {load_s:.1f} s", file=sys.stderr)
+        return asyncio.run(measure(url, args.month))
+    finally:
+        asyncio.run(_admin(args.store, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=20_000_000)
@@ -140,18 +219,23 @@ def main() -> None:
     ap.add_argument("--month", default=f"{YEAR}-06")
     ap.add_argument("--dir", help="where to put the temporary store (default: the system temp dir)")
     ap.add_argument("--keep", metavar="PATH", help="keep the store at PATH (and reuse it when it exists)")
+    ap.add_argument("--store", metavar="URL", help="postgresql://…/DB: bench in a scratch database on that server")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir) as d:
-        path = pathlib.Path(args.keep or pathlib.Path(d) / "bench.db")
-        if not path.exists():
-            load_s = load(path, args.events, args.officers, args.windows)
-            print(f"load: {args.events:,} events in {load_s:.1f} s", file=sys.stderr)
-        report_s, naive_s, rebuild_s, render_s = asyncio.run(measure(path, args.month))
+    if args.store:
+        report_s, naive_s, rebuild_s, render_s = bench_postgres(args)
+    else:
+        with tempfile.TemporaryDirectory(dir=args.dir) as d:
+            path = pathlib.Path(args.keep or pathlib.Path(d) / "bench.db")
+            if not path.exists():
+                load_s = load(path, args.events, args.officers, args.windows)
+                print(f"load: {args.events:,} events in {load_s:.1f} s", file=sys.stderr)
+            report_s, naive_s, rebuild_s, render_s = asyncio.run(measure(str(path), args.month))
     print(f"monthly report from rollups: {report_s:.3f} s (median of 5; all officers, windows, units, ranks)")
     print(f"  (+ rendering it as JSON: {render_s:.3f} s, not in either timing)")
     print(f"naive GROUP BY over raw events: {naive_s:.3f} s")
     print(f"rebuild: {rebuild_s:.1f} s")
     result = {
+        "store": "postgresql" if args.store else "sqlite",
         "events": args.events,
         "report_s": round(report_s, 4),
         "naive_s": round(naive_s, 4),

@@ -40,7 +40,12 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
 
 # Each module below has ``register(subparsers)`` adding its commands; a
 # command's handler takes the parsed args and returns the exit code.
-COMMAND_MODULES: list[str] = ["collector.report.commands", "collector.web.cli", "collector.ingest.commands"]
+COMMAND_MODULES: list[str] = [
+    "collector.report.commands",
+    "collector.web.cli",
+    "collector.ingest.commands",
+    "collector.sim.commands",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -42,3 +43,63 @@ def run_micropython(
         text=True,
         timeout=timeout,
     )
+
+
+# -- stores: every store-backed test runs on SQLite and on the machine's PostgreSQL ------------------
+
+POSTGRES_ADMIN_URL = os.environ.get("EVALBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+STORES = ["sqlite", "postgresql"]
+
+
+def _postgres_admin(sql: str) -> None:
+    """Run one statement on the maintenance database (outside a transaction, as CREATE DATABASE needs)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL server (``EVALBOX_TEST_POSTGRES``), else the test is skipped."""
+    try:
+        _postgres_admin("SELECT 1")
+    except Exception as exc:  # refused, unknown host, auth: any of them means "no server for tests"
+        pytest.skip(f"no PostgreSQL server reachable at {POSTGRES_ADMIN_URL} ({exc}); set EVALBOX_TEST_POSTGRES")
+    return POSTGRES_ADMIN_URL
+
+
+def postgres_url_of(admin_url: str, name: str) -> str:
+    """``admin_url`` with its database replaced by ``name``."""
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database for one test (dropped after); its URL."""
+    import secrets
+
+    name = f"evalbox_test_{secrets.token_hex(6)}"
+    _postgres_admin(f"CREATE DATABASE {name}")
+    try:
+        yield postgres_url_of(postgres_server, name)
+    finally:
+        _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """A store for one test: an SQLite file path, or a fresh PostgreSQL database's URL."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_database")
+        return url
+    return str(tmp_path / "evalbox.db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -35,6 +36,47 @@ def test_ruff_format() -> None:
 
 def test_mypy_strict() -> None:
     proc = _run(sys.executable, "-m", "mypy")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _micropython_stub_dir(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """(typeshed dir, board stub dir): the installed MicroPython stubs, without CPython's site-packages."""
+    from importlib.metadata import distribution, files
+
+    stubs = tmp_path / "mpstubs"
+    stubs.mkdir()
+    site = pathlib.Path(str(distribution("micropython-stdlib-stubs").locate_file("")))
+    tops = {"_mpy_shed"}
+    for dist in ("micropython-esp32-stubs", "micropython-rp2-stubs"):
+        for f in files(dist) or []:
+            if str(f).endswith(".pyi") and ".dist-info" not in str(f):
+                tops.add(str(f).split("/")[0])
+    for top in sorted(tops):
+        if (site / top).exists() and top != "__builtins__.pyi":
+            (stubs / top).symlink_to(site / top)
+    return site, stubs
+
+
+def test_mypy_firmware_against_micropython_stubs(tmp_path: pathlib.Path) -> None:
+    typeshed, stubs = _micropython_stub_dir(tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-incremental",
+            "--config-file",
+            "firmware/mypy.ini",
+            "--custom-typeshed-dir",
+            str(typeshed),
+            "firmware",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MYPYPATH": str(stubs)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -21,6 +21,7 @@ from collector.errors import EvalboxError, UsageError
 from collector.ingest import provision
 from collector.ingest.config import EXAMPLE, BrokerConfig, Config, load_config
 from collector.store import Store, open_store
+from collector.store.base import BoxSettings
 
 T = TypeVar("T")
 DEFAULT_CONFIG = "evalbox.toml"
@@ -88,8 +89,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--board", choices=provision.BOARDS, default="esp32")
     a.add_argument("-o", "--output", help="box config file (default DEVICE.json)")
     a.add_argument("--replace", action="store_true", help="give an existing box a new key")
+    _settings_args(a)
     _store_args(a)
     a.set_defaults(func=_device_add)
+    a = s.add_parser("set", help="change a box's session settings (sent in its signed config) / 修改评价器设置")
+    a.add_argument("device")
+    _settings_args(a)
+    _store_args(a)
+    a.set_defaults(func=_device_set)
     a = s.add_parser("list", help="boxes and their health / 评价器状态")
     _store_args(a)
     a.set_defaults(func=_device_list)
@@ -216,6 +223,48 @@ def _registry_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("session settings (评价规则)")
+    g.add_argument("--scale", type=int, default=2, help="rating keys on the box, 2-5 (default 2: 满意/不满意)")
+    g.add_argument("--invite-s", type=float, default=10.0, help="seconds a 请评价 invite stays open (default 10)")
+    g.add_argument("--min-interval-s", type=float, default=5.0, help="presses closer than this are misuse (default 5)")
+    g.add_argument("--hours", help="opening hours HH:MM-HH:MM; presses outside are flagged (default: none)")
+    g.add_argument("--ungated", action="store_true", help="presses count without an invite (default: gated)")
+
+
+def _hours(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = text.split("-")
+        (ha, ma), (hb, mb) = (map(int, a.split(":")), map(int, b.split(":")))
+        if not (0 <= ma < 60 and 0 <= mb < 60):
+            raise ValueError
+        return ha * 60 + ma, hb * 60 + mb
+    except ValueError:
+        raise UsageError(
+            f"--hours {text!r}: expected HH:MM-HH:MM, e.g. 09:00-17:00 / 营业时间格式应为09:00-17:00"
+        ) from None
+
+
+def _settings(args: argparse.Namespace) -> BoxSettings:
+    return BoxSettings(
+        scale=args.scale,
+        invite_ms=round(args.invite_s * 1000),
+        min_interval_ms=round(args.min_interval_s * 1000),
+        gated=not args.ungated,
+        hours=_hours(args.hours),
+    )
+
+
+def _device_set(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    cv = _with_store(args, lambda s: s.set_device_settings(args.device, settings))
+    print(f"device {args.device}: settings saved (config version {cv}); a running collector sends them within 5 s"
+          " / 设置已保存")  # fmt: skip
+    return 0
+
+
 def _device_add(args: argparse.Namespace) -> int:
     provision.check_id(args.device, "device")
     cfg = None if args.db else _config(args)
@@ -223,7 +272,10 @@ def _device_add(args: argparse.Namespace) -> int:
     key_hex = provision.new_key_hex()
     password = provision.new_password()
     out = pathlib.Path(args.output or f"{args.device}.json")
-    _with_store(args, lambda s: s.add_device(args.device, args.window, key_hex, replace=args.replace))
+    settings = _settings(args)
+    _with_store(
+        args, lambda s: s.add_device(args.device, args.window, key_hex, replace=args.replace, settings=settings)
+    )
     box = provision.box_config(
         args.device, key_hex, args.window, args.transport, broker.host, broker.port, password, args.board
     )

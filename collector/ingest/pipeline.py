@@ -36,9 +36,6 @@ CLOCK_PAST_MS = 400 * 86400 * 1000  # a press more than 400 days before its arri
 OFFLINE = b"offline"
 COMMIT_ATTEMPTS = 5
 # What every box is told in its retained config (until per-window settings exist).
-BOX_SCALE = 2
-BOX_INVITE_WINDOW_MS = 10_000
-BOX_MIN_INTERVAL_MS = 5_000
 
 
 class Source(Protocol):
@@ -68,7 +65,7 @@ def fault_from_env() -> int | None:
 
 
 def _identity(d: Device | None) -> tuple[Any, ...] | None:
-    return (d.key, d.window_id, d.boot_floor) if d else None
+    return (d.key, d.window_id, d.boot_floor, d.settings_cv) if d else None
 
 
 class Pipeline:
@@ -141,18 +138,20 @@ class Pipeline:
         return protocol.encode(msg, self.devices[msg["d"]].key)
 
     def config_message(self, device: Device) -> bytes:
-        cv = int(time.time()) & 0x7FFFFFFF  # newer at every publication: the box applies the newest
+        # ``cv`` moves only when the settings change (the box ignores a config it already has), so a
+        # collector restart that republishes it changes nothing; ``o`` null leaves the duty as it is.
+        s = device.settings
         msg = protocol.make(
             protocol.CONFIG,
             device.id,
-            cv=cv,
+            cv=device.settings_cv,
             o=None,
             w=device.window_id,
-            n=BOX_SCALE,
-            iw=BOX_INVITE_WINDOW_MS,
-            mi=BOX_MIN_INTERVAL_MS,
-            g=True,
-            hr=None,
+            n=s.scale,
+            iw=s.invite_ms,
+            mi=s.min_interval_ms,
+            g=s.gated,
+            hr=list(s.hours) if s.hours is not None else None,
             bf=device.boot_floor or None,
         )
         return self.signed(msg)

@@ -1,7 +1,8 @@
 """``evalbox`` commands for reports: report, policy, complaint, month, rebuild.
 
-Where the store is: ``--db PATH`` (an SQLite file), or ``--config FILE``
-(``evalbox.toml``: ``[store] url = "sqlite:///path"``; optional top-level
+Where the store is: ``--db URL`` (``sqlite:///PATH``, ``postgresql://…``, or
+a bare path meaning an SQLite file), or ``--config FILE``
+(``evalbox.toml``: ``[store] url = "sqlite:///path"`` or ``"postgresql://…"``; optional top-level
 ``timezone`` and ``policy = "policy.toml"``, or the same keys under
 ``[report]``), or ``./evalbox.toml`` when present. Other keys are ignored here.
 """
@@ -20,13 +21,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from collector.errors import ConfigError, UsageError
-from collector.report.db import SqliteDatabase, has_table
+from collector.report.db import Database, SqliteDatabase, connect_database, has_table
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
+from collector.report.pgdb import PostgresDatabase
 from collector.report.policy import EXAMPLE_POLICY, Policy, load_policy, policy_from_dict
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
+from collector.store.url import parse_store_url
 
 T = TypeVar("T")
 DEFAULT_CONFIG = "evalbox.toml"
@@ -41,16 +44,13 @@ def _read_config(path: pathlib.Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-def _sqlite_path(url: Any, where: pathlib.Path) -> pathlib.Path:
-    if not isinstance(url, str):
-        raise ConfigError(f"{where}: store.url: expected a string such as 'sqlite:///evalbox.db'")
-    if url.startswith("sqlite:///"):
-        path = pathlib.Path(url[len("sqlite:///") :])
-    elif url.startswith("sqlite:"):
-        path = pathlib.Path(url[len("sqlite:") :])
-    else:
-        raise ConfigError(f"{where}: store.url: {url!r} is not an SQLite URL; reports read sqlite:///PATH for now")
-    return path if path.is_absolute() else where.parent / path
+def _store_url(url: Any, where: pathlib.Path) -> str:
+    if not isinstance(url, str) or "://" not in url and not url.startswith("sqlite:"):
+        raise ConfigError(f"{where}: store.url: expected a URL such as 'sqlite:///evalbox.db' or 'postgresql://…'")
+    try:
+        return str(parse_store_url(url, base=where.parent))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 class Settings:
@@ -61,7 +61,7 @@ class Settings:
         if config_path is None and pathlib.Path(DEFAULT_CONFIG).exists() and not getattr(args, "db", None):
             config_path = DEFAULT_CONFIG
         conf: dict[str, Any] = {}
-        self.db: pathlib.Path | None = pathlib.Path(args.db) if getattr(args, "db", None) else None
+        self.db: str | None = getattr(args, "db", None) or None
         policy_file: pathlib.Path | None = None
         tz: Any = None
         if config_path:
@@ -73,7 +73,7 @@ class Settings:
             if self.db is None:
                 if not isinstance(store, dict) or "url" not in store:
                     raise ConfigError(f'{cp}: store.url: missing (e.g. [store] url = "sqlite:///evalbox.db")')
-                self.db = _sqlite_path(store["url"], cp)
+                self.db = _store_url(store["url"], cp)
             pf = section.get("policy", conf.get("policy"))
             if isinstance(pf, dict):  # the collector's [policy] file = "…"
                 pf = pf.get("file")
@@ -86,10 +86,10 @@ class Settings:
         if tz is not None and not (policy_file and _sets_timezone(policy_file)):
             self.policy = policy_from_dict({**_policy_dict(policy_file), "timezone": tz})
 
-    def database(self) -> SqliteDatabase:
+    def database(self) -> SqliteDatabase | PostgresDatabase:
         if self.db is None:
-            raise UsageError("no store given: use --db PATH or --config evalbox.toml ([store] url)")
-        return SqliteDatabase(self.db)
+            raise UsageError("no store given: use --db URL or --config evalbox.toml ([store] url)")
+        return connect_database(self.db)
 
 
 def _policy_dict(path: pathlib.Path | None) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def _sets_timezone(path: pathlib.Path) -> bool:
     return "timezone" in _policy_dict(path)
 
 
-def _run(settings: Settings, job: Callable[[SqliteDatabase], Awaitable[T]]) -> T:
+def _run(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
         async with settings.database() as db:
             if not await has_table(db, "rollups"):
@@ -234,7 +234,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def _store_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--db", metavar="PATH", help="the SQLite store file")
+    p.add_argument("--db", metavar="URL", help="the store: sqlite:///PATH, postgresql://…, or an SQLite file path")
     p.add_argument("--config", metavar="FILE", help="evalbox.toml ([store] url, timezone, policy)")
     p.add_argument("--policy", metavar="FILE", help="policy TOML (default: built-in defaults; see docs/policy.md)")
     return p

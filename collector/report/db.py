@@ -2,7 +2,9 @@
 
 Reports write their SQL once, with ``?`` placeholders and the common subset
 of SQLite and PostgreSQL; an adapter runs it. ``SqliteDatabase`` (aiosqlite)
-is here; a PostgreSQL adapter translates placeholders with ``dollar_params``.
+is here; ``PostgresDatabase`` (``collector.report.pgdb``) translates
+placeholders with ``dollar_params``. ``connect_database(url)`` picks one from
+a store URL (``sqlite:///PATH`` or a bare path, ``postgresql://…``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,28 @@ import pathlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 
 from collector.errors import StoreError
+from collector.store.dialect import dollar_params
 from collector.store.migrate import apply_sqlite_migrations
+from collector.store.url import parse_store_url
+
+if TYPE_CHECKING:
+    from collector.report.pgdb import PostgresDatabase
+
+__all__ = [
+    "Database",
+    "Row",
+    "SqliteDatabase",
+    "apply_migrations",
+    "connect_database",
+    "dollar_params",
+    "has_table",
+    "lock_tables",
+]
 
 Row = tuple[Any, ...]
 
@@ -41,14 +59,20 @@ class Database(Protocol):
         ...
 
 
-def dollar_params(sql: str) -> str:
-    """``?`` placeholders to PostgreSQL's ``$1, $2 …`` (none of our SQL has ``?`` in literals)."""
-    parts = sql.split("?")
-    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], start=1)) + parts[-1]
+def connect_database(url: str, *, must_exist: bool = True) -> SqliteDatabase | PostgresDatabase:
+    """An unopened ``Database`` for a store URL: ``SqliteDatabase`` or ``PostgresDatabase``; use ``async with``."""
+    where = parse_store_url(url)
+    if where.kind == "postgresql":
+        from collector.report.pgdb import PostgresDatabase
+
+        return PostgresDatabase(where.target)
+    return SqliteDatabase(where.path, must_exist=must_exist)
 
 
 class SqliteDatabase:
     """``Database`` over one aiosqlite connection; use as ``async with``."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | pathlib.Path, *, must_exist: bool = True, cache_mb: int = 512) -> None:
         self.path = pathlib.Path(path)
@@ -125,15 +149,37 @@ class SqliteDatabase:
         await self.execute("COMMIT")
 
 
-async def apply_migrations(db: SqliteDatabase) -> list[str]:
-    """Apply the store's pending migrations through the one runner, ``collector.store.migrate``; their names."""
+async def apply_migrations(db: Any) -> list[str]:
+    """Apply the store's pending migrations (recorded in ``schema_migrations``); their names.
+
+    The one runner is ``collector.store.migrate``; a PostgreSQL adapter applies
+    the same list through its own connection (``db.migrate()``).
+    """
+    if not isinstance(db, SqliteDatabase):
+        applied: list[str] = await db.migrate()
+        return applied
     try:
         return await apply_sqlite_migrations(db.conn)
     except sqlite3.Error as exc:
         raise StoreError(f"{db.path}: {exc}") from None
 
 
+async def lock_tables(db: Database, *tables: str) -> None:
+    """Inside a transaction: keep other writers off ``tables`` until it ends.
+
+    SQLite's ``BEGIN IMMEDIATE`` already makes the transaction the only
+    writer; PostgreSQL runs writers at once, so there the tables are locked
+    in ``SHARE ROW EXCLUSIVE`` mode (reads go on; writes, including ingest's,
+    wait; transactions already writing finish first).
+    """
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        await db.execute(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
+
+
 async def has_table(db: Database, name: str) -> bool:
-    """Whether the store has table ``name`` (SQLite catalogue)."""
-    rows = await db.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    """Whether the store has table ``name`` (each engine's catalogue)."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        rows = await db.fetch("SELECT 1 WHERE to_regclass(?) IS NOT NULL", (name,))
+    else:
+        rows = await db.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return bool(rows)

@@ -1,6 +1,9 @@
 """Recompute derived data from raw events: ``events.month`` in the policy zone, then rollups.
 
-Runs in one transaction (all or nothing; the single writer waits). The
+Runs in one transaction (all or nothing; the single writer waits). On
+PostgreSQL, where several writers run at once, the transaction first locks
+``events`` and ``rollups`` against writes (``SHARE ROW EXCLUSIVE``): ingest
+batches in flight finish first, later ones wait for the rebuild. The
 rollup SQL here is the definition the ingest writer's incremental upserts
 must agree with (tests compare the two).
 """
@@ -11,7 +14,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from collector.report.db import Database
+from collector.report.db import Database, lock_tables
 from collector.report.rates import ROLLUP_KINDS
 from collector.timeplace import month_bounds, month_of, zone
 
@@ -70,6 +73,7 @@ async def replace_months(db: Database, tz: str) -> tuple[list[str], int]:
 async def rebuild(db: Database, tz: str, progress: Progress | None = None) -> RebuildResult:
     """Re-place every event's month in ``tz`` and recompute all rollups from raw events."""
     async with db.transaction():
+        await lock_tables(db, "events", "rollups")
         span, moved = await replace_months(db, tz)
         await db.execute("DELETE FROM rollups")
         months, total = span, 0

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from collector.errors import StoreError
+from collector.errors import StoreError, UsageError
 
 # Column order of an event row as the pipeline builds it (a plain tuple: no per-row object).
 EVENT_COLUMNS = (
@@ -131,6 +131,29 @@ class Device:
     last_seen_ms: int | None = None
     boot: int | None = None
     uptime_ms: int | None = None
+    settings: BoxSettings = dataclasses.field(default_factory=lambda: BoxSettings())
+    settings_cv: int = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BoxSettings:
+    """The session settings a box gets in its signed config (protocol ``config``: ``n iw mi g hr``)."""
+
+    scale: int = 2
+    invite_ms: int = 10_000
+    min_interval_ms: int = 5_000
+    gated: bool = True
+    hours: tuple[int, int] | None = None  # local minutes [open, close)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.scale <= 5:
+            raise UsageError(f"scale {self.scale}: a box has 2 to 5 rating keys / 评价键数为2至5")
+        if not 1_000 <= self.invite_ms <= 600_000:
+            raise UsageError(f"invite window {self.invite_ms} ms: use 1 s to 10 min / 邀评时长应为1秒至10分钟")
+        if not 0 <= self.min_interval_ms <= 600_000:
+            raise UsageError(f"minimum interval {self.min_interval_ms} ms: use 0 to 10 min / 最小间隔应为0至10分钟")
+        if self.hours is not None and not 0 <= self.hours[0] < self.hours[1] <= 24 * 60:
+            raise UsageError(f"opening hours {self.hours}: open must come before close / 营业时间有误")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -351,9 +374,17 @@ class Store(abc.ABC):
     async def devices(self) -> dict[str, Device]:
         """Every provisioned box by id."""
         rows = await self._rows(
-            "SELECT id, window_id, key_hex, boot_floor, status, last_seen_ms, boot, uptime_ms FROM devices"
+            "SELECT id, window_id, key_hex, boot_floor, status, last_seen_ms, boot, uptime_ms, scale, invite_ms,"
+            " min_interval_ms, gated, open_min, close_min, settings_cv FROM devices"
         )
-        return {r[0]: Device(r[0], r[1], bytes.fromhex(r[2]), int(r[3] or 0), r[4], r[5], r[6], r[7]) for r in rows}
+        out: dict[str, Device] = {}
+        for r in rows:
+            hours = (int(r[12]), int(r[13])) if r[12] is not None and r[13] is not None else None
+            settings = BoxSettings(int(r[8]), int(r[9]), int(r[10]), bool(r[11]), hours)
+            out[r[0]] = Device(
+                r[0], r[1], bytes.fromhex(r[2]), int(r[3] or 0), r[4], r[5], r[6], r[7], settings, int(r[14])
+            )
+        return out
 
     async def add_unit(self, unit_id: str, name: str, parent_id: str | None = None, leader: str | None = None) -> None:
         await self.import_registry(units=[(unit_id, name, parent_id, leader)])
@@ -409,8 +440,16 @@ class Store(abc.ABC):
                     officers,
                 )
 
-    async def add_device(self, device_id: str, window_id: str, key_hex: str, *, replace: bool = False) -> None:
-        """Register a box with its key; ``StoreError`` when the window is unknown or the box exists."""
+    async def add_device(
+        self,
+        device_id: str,
+        window_id: str,
+        key_hex: str,
+        *,
+        replace: bool = False,
+        settings: BoxSettings | None = None,
+    ) -> None:
+        """Register a box with its key and session settings; ``StoreError``: unknown window, or the box exists."""
         async with self.transaction():
             if not await self._rows("SELECT 1 FROM windows WHERE id = ?", (window_id,)):
                 raise StoreError(f"window {window_id!r} does not exist (evalbox window add) / 窗口不存在")
@@ -426,6 +465,25 @@ class Store(abc.ABC):
                     "INSERT INTO devices (id, window_id, key_hex, created_ms) VALUES (?, ?, ?, ?)",
                     (device_id, window_id, key_hex, now_ms()),
                 )
+            if settings is not None:
+                await self._set_settings(device_id, settings)
+
+    async def set_device_settings(self, device_id: str, settings: BoxSettings) -> int:
+        """Change a box's session settings; the new config version (the running collector republishes it)."""
+        async with self.transaction():
+            if not await self._rows("SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+                raise StoreError(f"device {device_id!r} does not exist (evalbox device add) / 设备不存在")
+            await self._set_settings(device_id, settings)
+            rows = await self._rows("SELECT settings_cv FROM devices WHERE id = ?", (device_id,))
+        return int(rows[0][0])
+
+    async def _set_settings(self, device_id: str, s: BoxSettings) -> None:
+        open_min, close_min = s.hours if s.hours is not None else (None, None)
+        await self._run(
+            "UPDATE devices SET scale = ?, invite_ms = ?, min_interval_ms = ?, gated = ?, open_min = ?, close_min = ?,"
+            " settings_cv = settings_cv + 1 WHERE id = ?",
+            (s.scale, s.invite_ms, s.min_interval_ms, int(s.gated), open_min, close_min, device_id),
+        )
 
     async def device_rows(self) -> list[dict[str, Any]]:
         """Devices with their health, for ``evalbox device list``."""

@@ -268,3 +268,22 @@ CREATE TABLE web_watermarks (
 """,
     )
 )
+
+
+# Session settings the collector hands each box in its signed, retained config.
+# ``settings_cv`` is bumped only when they change, so republishing the same
+# config (every collector start) is a no-op on the box.
+MIGRATIONS.append(
+    (
+        "0005_device_settings",
+        """
+ALTER TABLE devices ADD COLUMN scale INTEGER NOT NULL DEFAULT 2;
+ALTER TABLE devices ADD COLUMN invite_ms BIGINT NOT NULL DEFAULT 10000;
+ALTER TABLE devices ADD COLUMN min_interval_ms BIGINT NOT NULL DEFAULT 5000;
+ALTER TABLE devices ADD COLUMN gated INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE devices ADD COLUMN open_min INTEGER;
+ALTER TABLE devices ADD COLUMN close_min INTEGER;
+ALTER TABLE devices ADD COLUMN settings_cv INTEGER NOT NULL DEFAULT 1;
+""",
+    )
+)

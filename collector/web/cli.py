@@ -1,7 +1,7 @@
 """``evalbox user add`` and ``evalbox web``: users of the web page, and the page on its own.
 
 ``evalbox serve`` mounts the same page in the collector (``add_web_routes``);
-``evalbox web`` is for running the page alone against a store file.
+``evalbox web`` is for running the page alone against a store (SQLite file or PostgreSQL).
 """
 
 from __future__ import annotations
@@ -25,11 +25,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--role", choices=("admin", "supervisor"), required=True)
     add.add_argument("--unit", action="append", default=[], help="a unit the supervisor sees (repeatable)")
     add.add_argument("--password-file", type=pathlib.Path, help="read the password from this file (first line)")
-    add.add_argument("--db", default=DEFAULT_DB, help=f"SQLite store (default {DEFAULT_DB})")
+    add.add_argument(
+        "--db", default=DEFAULT_DB, help=f"store: SQLite path, sqlite:///PATH or postgresql://… (default {DEFAULT_DB})"
+    )
     add.set_defaults(func=_user_add)
 
     web = sub.add_parser("web", help="run the supervisors' web page alone / 单独运行网页")
-    web.add_argument("--db", default=DEFAULT_DB, help=f"SQLite store (default {DEFAULT_DB})")
+    web.add_argument(
+        "--db", default=DEFAULT_DB, help=f"store: SQLite path, sqlite:///PATH or postgresql://… (default {DEFAULT_DB})"
+    )
     web.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
     web.add_argument("--webhook", action="append", default=[], help="alert webhook URL (repeatable)")
     web.add_argument("--mqtt", help="alert MQTT broker HOST:PORT")
@@ -50,12 +54,12 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def _user_add(args: argparse.Namespace) -> int:
     from collector.web.auth import add_user
-    from collector.web.db import SqliteDatabase
+    from collector.web.db import connect_database
 
     password = _read_password(args)
 
     async def run() -> None:
-        async with SqliteDatabase(args.db) as db:
+        async with connect_database(args.db) as db:
             await add_user(db, args.name, args.role, password, args.unit)
 
     asyncio.run(run())
@@ -75,7 +79,7 @@ def _web(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from collector.web.app import create_app
-    from collector.web.db import SqliteDatabase
+    from collector.web.db import connect_database
     from collector.web.settings import WebSettings
 
     host, port = _host_port(args.listen, "--listen")
@@ -83,7 +87,7 @@ def _web(args: argparse.Namespace) -> int:
     settings = WebSettings(webhook_urls=tuple(args.webhook), mqtt_host=mqtt_host, mqtt_port=mqtt_port)
 
     async def run() -> None:
-        async with SqliteDatabase(args.db) as db:
+        async with connect_database(args.db) as db:
             runner = web.AppRunner(create_app(db, settings))
             await runner.setup()
             stop = asyncio.Event()

@@ -4,7 +4,8 @@
 ``execute``, ``transaction``); ``SqliteDatabase`` implements it on aiosqlite.
 SQL in ``collector.web`` uses ``?`` placeholders and the common subset of
 SQLite and PostgreSQL, so a PostgreSQL adapter only has to rewrite ``?`` to
-``$n``. When the store package lands (``collector.store.sqlite``), an adapter
+``$n`` (``collector.web.pgdb.PostgresDatabase``); ``connect_database(url)``
+picks the adapter from a store URL. When the store package lands (``collector.store.sqlite``), an adapter
 over its connection replaces ``SqliteDatabase``.
 """
 
@@ -15,12 +16,16 @@ import contextlib
 import pathlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 
 from collector.errors import StoreError
 from collector.store.migrate import apply_sqlite_migrations
+from collector.store.url import parse_store_url
+
+if TYPE_CHECKING:
+    from collector.web.pgdb import PostgresDatabase
 
 Row = dict[str, Any]
 Params = Sequence[Any]
@@ -81,12 +86,24 @@ class _SqliteTx:
             return int(cur.lastrowid or 0) if cur.rowcount == 1 else 0
 
 
+def connect_database(url: str, *, migrate: bool = True) -> SqliteDatabase | PostgresDatabase:
+    """An unopened web ``Database`` for a store URL (``sqlite:///PATH``, a bare path, ``postgresql://…``)."""
+    where = parse_store_url(url)
+    if where.kind == "postgresql":
+        from collector.web.pgdb import PostgresDatabase
+
+        return PostgresDatabase(where.target, migrate=migrate)
+    return SqliteDatabase(where.path, migrate=migrate)
+
+
 class SqliteDatabase:
     """One aiosqlite connection (WAL, ``synchronous=FULL``); use ``async with``.
 
     >>> async with SqliteDatabase("evalbox.db") as db:
     ...     await db.fetch("SELECT id FROM units")
     """
+
+    dialect = "sqlite"
 
     def __init__(self, path: str | pathlib.Path, *, migrate: bool = True) -> None:
         self.path = str(path)

@@ -1,4 +1,4 @@
-"""A real SQLite store for report tests, and an ingest that mirrors the ingest writer's rules.
+"""A real store for report tests (SQLite file or PostgreSQL database, by URL), and an ingest like the writer's.
 
 ``ingest`` stores events with ``ON CONFLICT DO NOTHING`` on the identity and,
 for each new row, upserts its rollup in the same transaction; ``late`` is 1
@@ -14,9 +14,11 @@ import dataclasses
 import datetime as dt
 import pathlib
 from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from collector.report.db import SqliteDatabase, apply_migrations  # runner: collector.store.migrate
+from collector.report.db import Database, apply_migrations, connect_database
+from collector.store.url import parse_store_url
 from collector.timeplace import month_of
 
 ROLLUP_UPSERT = (
@@ -51,15 +53,22 @@ def press(seq: int, ms: int, level: int, scale: int = 2, **kw: object) -> Ev:
     return Ev(device=str(kw.pop("device", "D1")), seq=seq, type="press", press_ms=ms, level=level, scale=scale, **kw)  # type: ignore[arg-type]
 
 
-async def create_store(path: pathlib.Path) -> SqliteDatabase:
-    db = SqliteDatabase(path, must_exist=False)
+async def create_store(url: str | pathlib.Path, *, fresh: bool = False) -> Any:
+    """An open, migrated store at ``url``; ``fresh`` empties it first (PostgreSQL: drop the schema)."""
+    where = parse_store_url(str(url))
+    if fresh and where.kind == "sqlite":
+        where.path.unlink(missing_ok=True)
+    db = connect_database(str(url), must_exist=False)
     await db.__aenter__()
+    if fresh and where.kind == "postgresql":
+        await db.execute("DROP SCHEMA public CASCADE")
+        await db.execute("CREATE SCHEMA public")
     await apply_migrations(db)
     return db
 
 
 async def seed_registry(
-    db: SqliteDatabase,
+    db: Database,
     units: Iterable[tuple[str, str, str | None]] = (("U1", "城关派出所", None),),
     windows: Iterable[tuple[str, str, str]] = (("W1", "U1", "户籍1号窗"),),
     officers: Iterable[tuple[str, str, str, str | None]] = (("A1", "张三", "U1", "W1"),),
@@ -70,7 +79,7 @@ async def seed_registry(
         await db.executemany("INSERT INTO officers (id, name, unit_id, window_id) VALUES (?, ?, ?, ?)", list(officers))
 
 
-async def ingest(db: SqliteDatabase, events: Iterable[Ev], tz: str = "Asia/Shanghai") -> int:
+async def ingest(db: Database, events: Iterable[Ev], tz: str = "Asia/Shanghai") -> int:
     """Store events (duplicates ignored) and maintain rollups; the number newly stored."""
     stored = 0
     async with db.transaction():
@@ -139,9 +148,9 @@ def rated_presses(
     ]
 
 
-async def make_store(path: pathlib.Path, events: Iterable[Ev] = (), **registry: object) -> None:
-    """A closed store file at ``path`` with the registry and events."""
-    db = await create_store(path)
+async def make_store(url: str | pathlib.Path, events: Iterable[Ev] = (), **registry: object) -> None:
+    """A closed store at ``url`` with the registry and events."""
+    db = await create_store(url)
     try:
         await seed_registry(db, **registry)  # type: ignore[arg-type]
         await ingest(db, events)
@@ -149,6 +158,7 @@ async def make_store(path: pathlib.Path, events: Iterable[Ev] = (), **registry: 
         await db.close()
 
 
-def build(path: pathlib.Path, events: Iterable[Ev] = (), **registry: object) -> pathlib.Path:
-    asyncio.run(make_store(path, list(events), **registry))
-    return path
+def build(url: str | pathlib.Path, events: Iterable[Ev] = (), **registry: object) -> str:
+    """The store at ``url`` (a path or URL) built; ``url`` as a string, for ``--db``."""
+    asyncio.run(make_store(url, list(events), **registry))
+    return str(url)

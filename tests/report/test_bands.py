@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from collector.cli import main
-from collector.report.db import SqliteDatabase
+from collector.report.db import connect_database
 from collector.report.monthly import monthly_report
 from collector.report.policy import Policy, policy_from_dict
 from collector.report.rates import band, pct_text
@@ -53,14 +53,16 @@ def test_display_never_rounds_up_to_100() -> None:
     assert pct_text(Fraction(1, 1)) == "100.00"
 
 
-def test_store_boundaries_through_the_cli(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_store_boundaries_through_the_cli(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     events = (
         rated_presses(20, 0, OCT, officer="A1", start=0)
         + rated_presses(19, 1, OCT, officer="A2", start=100)
         + rated_presses(18, 1, OCT, officer="A3", start=200)
         + [Ev("D1", 300, "invite", OCT, officer="A4"), Ev("D1", 301, "unrated", OCT + 10_000, officer="A4")]
     )
-    db = build(tmp_path / "s.db", events, officers=OFFICERS)
+    db = build(store_url, events, officers=OFFICERS)
     out = report_json(capsys, "--db", str(db), "--month", "2026-10")
     by = {o["officer"]: o for o in out["officers"]}
     assert (by["A1"]["band"], by["A1"]["rate_pct"], by["A1"]["penalty_points"]) == ("met", "100.00", 0)
@@ -72,10 +74,12 @@ def test_store_boundaries_through_the_cli(tmp_path: pathlib.Path, capsys: pytest
     assert out["month"] == "2026-10" and out["timezone"] == "Asia/Shanghai"
 
 
-def test_month_edges_and_zone_move_after_rebuild(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_month_edges_and_zone_move_after_rebuild(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     last = local_ms("2026-10-31 23:59:59")
     first = local_ms("2026-11-01 00:00:00")
-    db = build(tmp_path / "s.db", [press(1, last, 1), press(2, first, 2)])
+    db = build(store_url, [press(1, last, 1), press(2, first, 2)])
     oct_ = report_json(capsys, "--db", str(db), "--month", "2026-10")["officers"][0]
     nov = report_json(capsys, "--db", str(db), "--month", "2026-11")["officers"][0]
     assert (oct_["rated"], oct_["satisfied"], nov["rated"], nov["satisfied"]) == (1, 1, 1, 0)
@@ -93,13 +97,13 @@ def test_month_edges_and_zone_move_after_rebuild(tmp_path: pathlib.Path, capsys:
     assert "no data for month 2026-11" in capsys.readouterr().err
 
 
-def test_three_and_five_level_scales_map_as_the_policy_says(tmp_path: pathlib.Path) -> None:
+def test_three_and_five_level_scales_map_as_the_policy_says(store_url: str, tmp_path: pathlib.Path) -> None:
     events = [press(i, OCT + i, level, 3, officer="A1") for i, level in enumerate([1, 2, 3, 2])]
     events += [press(10 + i, OCT + i, level, 5, officer="A2") for i, level in enumerate([1, 2, 3, 4, 5, 2])]
-    path = build(tmp_path / "s.db", events, officers=OFFICERS[:2])
+    path = build(store_url, events, officers=OFFICERS[:2])
 
     async def lines(policy: Policy) -> dict[str, tuple[int, int, int, dict[int, tuple[int, ...]]]]:
-        async with SqliteDatabase(path) as db:
+        async with connect_database(path) as db:
             r = await monthly_report(db, "2026-10", policy)
         return {ln.key: (ln.rated, ln.satisfied, ln.bad, ln.levels) for ln in r.officers}
 
@@ -111,16 +115,16 @@ def test_three_and_five_level_scales_map_as_the_policy_says(tmp_path: pathlib.Pa
     assert strict["A2"][:2] == (6, 4)
 
 
-def test_unsolicited_and_misuse_shown_and_counted_only_by_policy(tmp_path: pathlib.Path) -> None:
+def test_unsolicited_and_misuse_shown_and_counted_only_by_policy(store_url: str, tmp_path: pathlib.Path) -> None:
     events = rated_presses(5, 0, OCT) + [
         press(50, OCT, 2, flags=1),
         press(51, OCT, 2, flags=2),
         press(52, OCT, 1, flags=4),
     ]
-    path = build(tmp_path / "s.db", events)
+    path = build(store_url, events)
 
     async def line(policy: Policy) -> tuple[int, int, int, int, str]:
-        async with SqliteDatabase(path) as db:
+        async with connect_database(path) as db:
             ln = (await monthly_report(db, "2026-10", policy)).officers[0]
         return ln.rated, ln.satisfied, ln.unsolicited, ln.misuse, ln.band
 
@@ -131,12 +135,12 @@ def test_unsolicited_and_misuse_shown_and_counted_only_by_policy(tmp_path: pathl
     assert asyncio.run(line(both)) == (8, 6, 1, 2, "below_floor")
 
 
-def test_rebuild_equals_incremental_rollups(tmp_path: pathlib.Path) -> None:
+def test_rebuild_equals_incremental_rollups(store_url: str, tmp_path: pathlib.Path) -> None:
     events = rated_presses(7, 3, OCT) + [press(99, OCT, 2, scale=5, officer=None)]
-    path = build(tmp_path / "s.db", events)
+    path = build(store_url, events)
 
     async def check() -> None:
-        async with SqliteDatabase(path) as db:
+        async with connect_database(path) as db:
             before = sorted(await db.fetch("SELECT * FROM rollups"))
             await rebuild(db, "Asia/Shanghai")
             assert sorted(await db.fetch("SELECT * FROM rollups")) == before

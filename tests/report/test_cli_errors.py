@@ -23,8 +23,8 @@ def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 @pytest.fixture
-def db(tmp_path: pathlib.Path) -> str:
-    return str(build(tmp_path / "s.db", rated_presses(3, 0, OCT)))
+def db(store_url: str) -> str:
+    return str(build(store_url, rated_presses(3, 0, OCT)))
 
 
 def test_example_policy_is_the_default(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
@@ -90,16 +90,15 @@ def test_bad_store_and_complaint_input(capsys: pytest.CaptureFixture[str], db: s
     no_store = tmp_path / "empty"
     no_store.mkdir()
     conf = no_store / "evalbox.toml"
-    conf.write_text('[store]\nurl = "postgresql://x/y"\n', encoding="utf-8")
-    assert "not an SQLite URL" in fails(capsys, "report", "--config", str(conf), "--month", "2026-10")
+    conf.write_text('[store]\nurl = "mysql://x/y"\n', encoding="utf-8")
+    assert "unknown scheme" in fails(capsys, "report", "--config", str(conf), "--month", "2026-10")
 
 
 def test_config_file_gives_store_policy_and_zone(
     capsys: pytest.CaptureFixture[str], db: str, tmp_path: pathlib.Path
 ) -> None:
     conf = tmp_path / "evalbox.toml"
-    conf.write_text(
-        f'timezone = "Asia/Urumqi"\n[store]\nurl = "sqlite:///{db}"\n[mqtt]\nhost = "x"\n', encoding="utf-8"
-    )
+    url = db if "://" in db else f"sqlite:///{db}"
+    conf.write_text(f'timezone = "Asia/Urumqi"\n[store]\nurl = "{url}"\n[mqtt]\nhost = "x"\n', encoding="utf-8")
     assert main(["report", "--config", str(conf), "--month", "2026-10", "--format", "json"]) == 0
     assert '"timezone": "Asia/Urumqi"' in capsys.readouterr().out

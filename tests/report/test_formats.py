@@ -22,14 +22,14 @@ UNITS = (("U1", "城关派出所", None), ("U2", "出入境大厅", None))
 FIELDS = ("officer", "rated", "satisfied", "unsatisfied", "rate", "band", "invites", "unsolicited", "misuse")
 
 
-def store(tmp_path: pathlib.Path) -> pathlib.Path:
+def store(store_url: str) -> str:
     events = (
         rated_presses(2499, 1, OCT, officer="A1", window="W1", start=0)  # 99.96%: must not show 100
         + rated_presses(19, 1, OCT, officer="A2", window="W2", start=5000)
         + rated_presses(17, 3, OCT, officer="A3", window="W3", start=6000)
         + [press(7000, OCT, 2, flags=1, officer="A3", window="W3"), Ev("D1", 7001, "invite", OCT, "A2", "W2")]
     )
-    return build(tmp_path / "s.db", events, officers=OFFICERS, windows=WINDOWS, units=UNITS)
+    return build(store_url, events, officers=OFFICERS, windows=WINDOWS, units=UNITS)
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
@@ -64,8 +64,10 @@ class Cells(html.parser.HTMLParser):
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_all_formats_same_numbers(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], lang: str) -> None:
-    db = str(store(tmp_path))
+def test_all_formats_same_numbers(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], lang: str
+) -> None:
+    db = str(store(store_url))
     base = ["report", "--db", db, "--month", "2026-10", "--lang", lang]
     data = json.loads(run(capsys, *base, "--format", "json"))
     band_label = {b: LABELS[b][0 if lang == "zh" else 1] for b in ("met", "below_target", "below_floor", "no_ratings")}
@@ -121,8 +123,8 @@ def test_all_formats_same_numbers(tmp_path: pathlib.Path, capsys: pytest.Capture
     assert title in table_text and title in page
 
 
-def test_unit_filter_and_windows(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = str(store(tmp_path))
+def test_unit_filter_and_windows(store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(store(store_url))
     data = json.loads(run(capsys, "report", "--db", db, "--month", "2026-10", "--unit", "U2", "--format", "json"))
     assert [o["officer"] for o in data["officers"]] == ["A3"]
     assert [w["window"] for w in data["windows"]] == ["W3"]
@@ -131,14 +133,14 @@ def test_unit_filter_and_windows(tmp_path: pathlib.Path, capsys: pytest.CaptureF
 
 
 def test_month_close_freezes_and_late_events_are_a_revision(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import asyncio
 
-    from collector.report.db import SqliteDatabase
+    from collector.report.db import connect_database
     from tests.report.store import ingest
 
-    path = store(tmp_path)
+    path = store(store_url)
     db = str(path)
     assert "2026-10" in run(capsys, "month", "close", "--db", db, "2026-10")
     assert main(["month", "close", "--db", db, "2026-10"]) == 2
@@ -147,7 +149,7 @@ def test_month_close_freezes_and_late_events_are_a_revision(
     assert "not over yet" in capsys.readouterr().err
 
     async def late() -> None:
-        async with SqliteDatabase(path) as conn:
+        async with connect_database(path) as conn:
             await ingest(conn, rated_presses(0, 2, OCT, officer="A2", window="W2", start=9000))
 
     asyncio.run(late())
@@ -169,18 +171,18 @@ def test_month_close_freezes_and_late_events_are_a_revision(
     assert "Arrived after close (revision, not merged): 2" in table and "86.36" in table
 
 
-def test_table_colours_bands_on_a_terminal(tmp_path: pathlib.Path) -> None:
+def test_table_colours_bands_on_a_terminal(store_url: str, tmp_path: pathlib.Path) -> None:
     import asyncio
 
-    from collector.report.db import SqliteDatabase
+    from collector.report.db import connect_database
     from collector.report.monthly import monthly_report
     from collector.report.policy import Policy
     from collector.report.render import render
 
-    path = store(tmp_path)
+    path = store(store_url)
 
     async def report() -> bytes:
-        async with SqliteDatabase(path) as db:
+        async with connect_database(path) as db:
             r = await monthly_report(db, "2026-10", Policy())
         return render(r, Policy(), "table", "en", colour=True)
 

@@ -35,10 +35,10 @@ def add_complaint(db: pathlib.Path, officer: str, day: str) -> None:
 
 
 def test_three_reminders_escalate_in_the_third_month(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     events = below_floor("A1", 1, 0) + met("A1", 2, 100) + below_floor("A1", 3, 200) + below_floor("A1", 6, 300)
-    db = build(tmp_path / "s.db", events, officers=OFFICERS[:1])
+    db = build(store_url, events, officers=OFFICERS[:1])
     out = ledger(capsys, db)
     acts = [(a["month"], a["measure"], a["reason"], a["points"]) for a in out["actions"]]
     assert acts == [
@@ -52,9 +52,9 @@ def test_three_reminders_escalate_in_the_third_month(
 
 
 def test_complaints_talk_then_warning_then_escalation(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = build(tmp_path / "s.db", met("A2", 1, 0) + met("A2", 5, 100), officers=OFFICERS[:2])
+    db = build(store_url, met("A2", 1, 0) + met("A2", 5, 100), officers=OFFICERS[:2])
     add_complaint(db, "A2", "2026-02-03")
     capsys.readouterr()
     out = ledger(capsys, db)
@@ -77,18 +77,20 @@ def test_complaints_talk_then_warning_then_escalation(
 
 
 def test_two_talks_escalate_under_a_policy_that_gives_them(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text("[sanctions]\ntalks_to_escalate = 1\ncomplaints_for_warning = 3\n", encoding="utf-8")
-    db = build(tmp_path / "s.db", met("A1", 1, 0), officers=OFFICERS[:1])
+    db = build(store_url, met("A1", 1, 0), officers=OFFICERS[:1])
     add_complaint(db, "A1", "2026-04-01")
     capsys.readouterr()
     out = ledger(capsys, db, "--policy", str(policy))
     assert [(a["month"], a["measure"], a["reason"]) for a in out["actions"]][-1] == ("2026-04", "escalation", "talks")
 
 
-def test_year_candidates_and_monthly_ranking(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_year_candidates_and_monthly_ranking(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A1..A5 rated in March: 60/60, 40/40, 59/60, 10/10 (below min sample 30), 50/60
     events = (
         met("A1", 3, 0, 60)
@@ -97,7 +99,7 @@ def test_year_candidates_and_monthly_ranking(tmp_path: pathlib.Path, capsys: pyt
         + met("A4", 3, 300, 10)
         + rated_presses(50, 10, month_ms(3), officer="A5", start=400)
     )
-    db = build(tmp_path / "s.db", events, officers=OFFICERS)
+    db = build(store_url, events, officers=OFFICERS)
     policy = tmp_path / "p.toml"
     policy.write_text("[ranking]\ntop_share = 25\nbottom_share = 25\n", encoding="utf-8")
     assert main(["report", "--db", str(db), "--month", "2026-03", "--format", "json", "--policy", str(policy)]) == 0

@@ -9,8 +9,6 @@ monthly report read from rollups equals the one read from raw events.
 from __future__ import annotations
 
 import asyncio
-import pathlib
-import tempfile
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
@@ -72,9 +70,9 @@ def python_rollups(stored: list[tuple[Ev, int]], tz: str) -> Counter[tuple[objec
     return counts
 
 
-async def scenario(path: pathlib.Path, first: list[Ev], second: list[Ev], close: bool) -> None:
+async def scenario(url: str, first: list[Ev], second: list[Ev], close: bool) -> None:
     tz = "Asia/Shanghai"
-    db = await create_store(path)
+    db = await create_store(url, fresh=True)
     try:
         await seed_registry(db, UNITS, WINDOWS, OFFICERS)
         await ingest(db, first)
@@ -105,11 +103,15 @@ async def scenario(path: pathlib.Path, first: list[Ev], second: list[Ev], close:
         await db.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# One store per test, emptied for each example (``fresh``).
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(events(), st.data(), st.booleans())
-def test_rollups_equal_recomputation(evs: list[Ev], data: st.DataObject, close: bool) -> None:
+def test_rollups_equal_recomputation(store_url: str, evs: list[Ev], data: st.DataObject, close: bool) -> None:
     cut = data.draw(st.integers(0, len(evs)))
     dups = data.draw(st.lists(st.sampled_from(evs), max_size=10)) if evs else []
     first, second = evs[:cut], evs[cut:] + dups
-    with tempfile.TemporaryDirectory() as d:
-        asyncio.run(scenario(pathlib.Path(d) / "s.db", first, second, close))
+    asyncio.run(scenario(store_url, first, second, close))

@@ -1,6 +1,6 @@
-"""Helpers: a real SQLite file seeded with known numbers, the web app on a real port, signed-in clients.
+"""Helpers: a real store (SQLite or PostgreSQL, by URL) with known numbers, the web app on a real port, clients.
 
-Tests are plain functions that run one coroutine with ``serve(tmp_path, body)``: the server and the
+Tests are plain functions that run one coroutine with ``serve(store_url, body)``: the server and the
 test's HTTP client share that event loop. ``ServerThread`` runs the server in its own thread for the
 browser tests (selenium is synchronous).
 """
@@ -8,7 +8,6 @@ browser tests (selenium is synchronous).
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from aiohttp import web
 
 from collector.web.app import create_app
 from collector.web.auth import add_user
-from collector.web.db import SqliteDatabase
+from collector.web.db import Database, connect_database
 from collector.web.settings import WebSettings
 from tests.mosquitto import free_port
 from tests.web.seed import Seeder, seed
@@ -31,15 +30,15 @@ PASSWORD = "correct horse battery"
 @dataclass
 class Server:
     url: str
-    db: SqliteDatabase
+    db: Database
     settings: WebSettings
     app: web.Application
     seeder: Seeder
 
 
-async def _start(tmp_path: pathlib.Path, settings: WebSettings | None, watcher: bool) -> tuple[Server, web.AppRunner]:
+async def _start(store: str, settings: WebSettings | None, watcher: bool) -> tuple[Server, web.AppRunner]:
     settings = settings or WebSettings(scan_interval_s=0.2)
-    db = SqliteDatabase(tmp_path / "evalbox.db")
+    db = connect_database(store)
     await db.open()
     seeder = await seed(db)
     await add_user(db, "admin", "admin", PASSWORD, [])
@@ -53,7 +52,7 @@ async def _start(tmp_path: pathlib.Path, settings: WebSettings | None, watcher: 
 
 
 def serve(
-    tmp_path: pathlib.Path,
+    store: str,
     body: Callable[[Server], Awaitable[None]],
     settings: WebSettings | None = None,
     *,
@@ -62,7 +61,7 @@ def serve(
     """Start the seeded app, run ``body(server)``, stop everything."""
 
     async def main() -> None:
-        srv, runner = await _start(tmp_path, settings, watcher)
+        srv, runner = await _start(store, settings, watcher)
         try:
             await body(srv)
         finally:
@@ -75,8 +74,8 @@ def serve(
 class ServerThread:
     """The seeded app served from a background thread (for synchronous browser drivers)."""
 
-    def __init__(self, tmp_path: pathlib.Path, settings: WebSettings | None = None, *, watcher: bool = True) -> None:
-        self.tmp_path, self.settings, self.watcher = tmp_path, settings, watcher
+    def __init__(self, store: str, settings: WebSettings | None = None, *, watcher: bool = True) -> None:
+        self.store, self.settings, self.watcher = store, settings, watcher
         self.server: Server | None = None
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -88,7 +87,7 @@ class ServerThread:
         async def main() -> None:
             self._stop = asyncio.Event()
             try:
-                srv, runner = await _start(self.tmp_path, self.settings, self.watcher)
+                srv, runner = await _start(self.store, self.settings, self.watcher)
             except BaseException as exc:
                 self._error = exc
                 self._ready.set()

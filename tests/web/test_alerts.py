@@ -65,7 +65,7 @@ def _settings(*urls: str, **kw: object) -> WebSettings:
     )
 
 
-def test_webhook_delivers_and_a_down_receiver_is_retried_not_lost(tmp_path: pathlib.Path) -> None:
+def test_webhook_delivers_and_a_down_receiver_is_retried_not_lost(store_url: str, tmp_path: pathlib.Path) -> None:
     up, down = Receiver(), Receiver()  # ``down`` is not started yet: connection refused
 
     async def body(srv: Server) -> None:
@@ -92,10 +92,10 @@ def test_webhook_delivers_and_a_down_receiver_is_retried_not_lost(tmp_path: path
             await up.stop()
             await down.stop()
 
-    serve(tmp_path, body, _settings(up.url, down.url))
+    serve(store_url, body, _settings(up.url, down.url))
 
 
-def test_hanging_receiver_does_not_block_the_store(tmp_path: pathlib.Path) -> None:
+def test_hanging_receiver_does_not_block_the_store(store_url: str, tmp_path: pathlib.Path) -> None:
     hang, error = Receiver(mode="hang"), Receiver(mode="error")
 
     async def body(srv: Server) -> None:
@@ -121,18 +121,18 @@ def test_hanging_receiver_does_not_block_the_store(tmp_path: pathlib.Path) -> No
             await hang.stop()
             await error.stop()
 
-    serve(tmp_path, body, _settings(hang.url, error.url))
+    serve(store_url, body, _settings(hang.url, error.url))
 
 
-def test_old_bad_ratings_open_cases_without_alerts(tmp_path: pathlib.Path) -> None:
+def test_old_bad_ratings_open_cases_without_alerts(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         assert len(await open_cases(srv.db, srv.settings)) == 3  # October backlog: cases, no alert flood
         assert await srv.db.fetch("SELECT id FROM alerts") == []
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_floor_offline_and_outbox_alerts_and_ack(tmp_path: pathlib.Path) -> None:
+def test_floor_offline_and_outbox_alerts_and_ack(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         assert (
             await scan_alerts(srv.db, srv.settings, now=local_ms(20, 12)) == 2
@@ -159,10 +159,10 @@ def test_floor_offline_and_outbox_alerts_and_ack(tmp_path: pathlib.Path) -> None
                 acked = {a["id"]: a["acked_by"] for a in (await r.json())["alerts"]}
             assert acked[aid] == "admin"
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_watcher_opens_case_and_delivers_new_bad_rating(tmp_path: pathlib.Path) -> None:
+def test_watcher_opens_case_and_delivers_new_bad_rating(store_url: str, tmp_path: pathlib.Path) -> None:
     rec = Receiver()
 
     async def body(srv: Server) -> None:
@@ -180,10 +180,10 @@ def test_watcher_opens_case_and_delivers_new_bad_rating(tmp_path: pathlib.Path) 
         finally:
             await rec.stop()
 
-    serve(tmp_path, body, _settings(rec.url, scan_interval_s=0.1), watcher=True)
+    serve(store_url, body, _settings(rec.url, scan_interval_s=0.1), watcher=True)
 
 
-def test_mqtt_alert_topic_with_broker_down_then_up(tmp_path: pathlib.Path) -> None:
+def test_mqtt_alert_topic_with_broker_down_then_up(store_url: str, tmp_path: pathlib.Path) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -216,7 +216,7 @@ def test_mqtt_alert_topic_with_broker_down_then_up(tmp_path: pathlib.Path) -> No
             broker.kill()
 
     serve(
-        tmp_path,
+        store_url,
         body,
         WebSettings(mqtt_host="127.0.0.1", mqtt_port=port, webhook_timeout_s=1.0, bad_alert_max_age_s=10**9),
     )

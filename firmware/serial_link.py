@@ -1,0 +1,56 @@
+"""Serial transport: protocol frames (``@payload#crc32``) over a byte stream.
+
+Uplink: every event and status is one signed message in one frame. Downlink:
+the window PC (or the collector's serial source) sends the same signed
+``ack``, ``config`` and ``cmd`` messages as frames; ``cmd`` carries the PC's
+invite / sign-in / sign-out. Line noise and REPL chatter are dropped by the
+frame decoder. Ctrl-C is disabled on the data channel (``kbd_intr(-1)``) so
+a stray 0x03 cannot stop the box. Unacked events are sent again after
+``resend_ms`` by the app's sender.
+"""
+
+from protocol import FrameDecoder, encode_frame
+
+try:
+    from typing import Any
+except ImportError:  # MicroPython: annotations are not evaluated
+    pass
+
+
+class SerialLink:
+    """Frames over a stream the board opens (UART, USB-CDC, or the sim's pty)."""
+
+    def __init__(self, stream: "Any") -> None:
+        self.stream = stream  # .write(bytes) and async .readline()
+        self.online = True  # a serial line has no session: always try, resend on timeout
+        self.decoder = FrameDecoder()
+        self.sent = 0
+        try:
+            import micropython
+
+            micropython.kbd_intr(-1)
+        except (ImportError, AttributeError):
+            pass
+
+    async def _write(self, payload: bytes) -> bool:
+        try:
+            await self.stream.write(encode_frame(payload))
+        except OSError:
+            return False
+        self.sent += 1
+        return True
+
+    async def send_event(self, payload: bytes) -> bool:
+        return await self._write(payload)
+
+    async def send_status(self, payload: bytes) -> None:
+        await self._write(payload)
+
+    async def run(self, app: "Any") -> None:
+        await self._write(app.status_message())
+        while True:
+            line = await self.stream.readline()
+            if not line:
+                continue
+            for payload in self.decoder.feed(line):
+                app.on_downlink(payload)

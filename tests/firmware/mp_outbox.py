@@ -1,0 +1,142 @@
+"""Outbox checks on a real littlefs RAM device, run under MicroPython.
+
+Prints one ``ok <name>`` per check and ``outbox: N passed`` last; a failed
+assert ends the script with a traceback (non-zero exit).
+"""
+
+import os
+import sys
+
+import vfs
+
+from firmware.flashdev import RamFlash
+from firmware.outbox import Outbox, OutboxFull
+
+passed = 0
+
+
+def ok(name: str) -> None:
+    global passed
+    passed += 1
+    print("ok", name)
+
+
+def press(n: int) -> dict:
+    return {"t": "press", "ts": None, "up": n, "o": None, "k": 1, "n": 2, "f": 16, "i": None, "tk": None}
+
+
+def fresh() -> RamFlash:
+    dev = RamFlash(64, 4096)
+    vfs.VfsLfs2.mkfs(dev, readsize=16, progsize=16)
+    try:
+        vfs.umount("/t")
+    except OSError:
+        pass
+    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+    return dev
+
+
+def remount(dev: RamFlash) -> None:
+    vfs.umount("/t")
+    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+
+
+def ids(ob: Outbox) -> list:
+    return [(e["b"], e["s"]) for e in ob.pending()]
+
+
+# boot counter bumps at every open and respects the floor
+dev = fresh()
+ob = Outbox("/t/ob", 100, 4)
+assert ob.open() == 1
+ob = Outbox("/t/ob", 100, 4)
+assert ob.open() == 2
+assert ob.raise_floor(10) is True and ob.boot == 10
+ob = Outbox("/t/ob", 100, 4)
+assert ob.open() == 11
+ok("boot counter and floor")
+
+# saves survive a remount, in order, packed into segments or not
+for n in range(10):
+    ob.save(press(n))
+assert ob.maintain() and ob.maintain() and not ob.maintain()
+assert len(ob.segments) == 2 and len(ob.journal) == 2
+want = ids(ob)
+remount(dev)
+ob = Outbox("/t/ob", 100, 4)
+ob.open()
+assert ids(ob) == want, (ids(ob), want)
+assert ob.depth == 10
+ok("records survive remount")
+
+# acks: a segment goes when all its records are acked; unknown ids are refused
+b = want[0][0]
+assert ob.ack_range(b, 0, 3) == [(b, 0), (b, 1), (b, 2), (b, 3)]
+assert len(ob.segments) == 1
+assert ob.ack(b, 0) is False and ob.ack_range(b, 500, 600) == []
+assert ob.ack(b, 9) is True and ob.depth == 5
+assert "%08x%08x" % (b, 0) not in os.listdir("/t/ob/s")
+ok("acks delete records and empty segments; unknown ids refused")
+
+# a corrupt segment is quarantined and reported; the box keeps working
+seg = "/t/ob/s/" + ob.segments[0].name
+with open(seg, "rb") as f:
+    raw = bytearray(f.read())
+raw[20] ^= 0xFF
+with open(seg, "wb") as f:
+    f.write(raw)
+ob = Outbox("/t/ob", 100, 4)
+ob.open()
+assert ob.quarantined == 1 and ob.segments == []
+assert "quarantined" in ob.problems[-1] and "CRC" in ob.problems[-1], ob.problems
+assert len(os.listdir("/t/ob/q")) == 1
+ob.save(press(1))
+ok("corrupt segment quarantined and reported")
+
+# a corrupt journal record too
+name = os.listdir("/t/ob/j")[0]
+with open("/t/ob/j/" + name, "wb") as f:
+    f.write(b"garbage that is long enough to be a record but is not one at all...")
+ob = Outbox("/t/ob", 100, 4)
+ob.open()
+assert ob.quarantined == 1 and "quarantined" in ob.problems[-1]
+ok("corrupt journal record quarantined")
+
+# bounded: a full outbox refuses with a clear error and recovers after acks
+dev = fresh()
+ob = Outbox("/t/ob", 5, 4)
+ob.open()
+for n in range(5):
+    ob.save(press(n))
+assert ob.full
+try:
+    ob.save(press(6))
+    raise AssertionError("saved past capacity")
+except OutboxFull as exc:
+    assert "full" in str(exc)
+assert ob.depth == 5
+ob.ack(ob.boot, 0)
+assert not ob.full
+ob.save(press(7))
+ok("full outbox refuses, recovers after an ack")
+
+# the flash filling up is the same clear state, never a silent drop
+dev = RamFlash(8, 4096)
+vfs.umount("/t")
+vfs.VfsLfs2.mkfs(dev, readsize=16, progsize=16)
+vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+ob = Outbox("/t/ob", 100000, 32)
+ob.open()
+saved = 0
+try:
+    while saved < 100000:
+        ob.save(press(saved))
+        saved += 1
+        ob.maintain()
+except OutboxFull:
+    pass
+assert 0 < saved < 100000 and ob.depth == saved
+ok("flash full reported as outbox full (%d saved)" % saved)
+
+print("outbox: %d passed" % passed)
+sys.exit(0)

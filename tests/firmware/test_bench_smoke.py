@@ -1,0 +1,18 @@
+"""bench/firmware.py still runs (a short run; its figures are not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_bench_runs_and_ends_with_the_json_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/firmware.py", "300"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(last) == {"press_feedback_p50_ms", "press_feedback_p99_ms", "heap_growth_bytes", "erases_per_press"}
