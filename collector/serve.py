@@ -38,6 +38,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         sources: list[Any] = []
         async with _http(config, pipeline, stop) as (watcher, http_what), asyncio.TaskGroup() as tg:
             tg.create_task(pipeline.run(stop))
+            tg.create_task(pipeline.metrics.watch_loop_lag(pipeline.drained))
             tg.create_task(pipeline.refresh_loop(stop))
             if config.mqtt is not None:
                 from collector.ingest.mqtt import MqttSource

@@ -24,6 +24,7 @@ except ImportError:  # MicroPython: annotations are not evaluated
 FW_VERSION = "evalbox-fw 0.1.0"
 WINDOW = 16  # events in flight (sent, not yet acked) at a time
 RECENT_CIDS = 32
+STALL_MS = 25000  # a task silent this long stops the watchdog feeding
 
 
 class Clock:
@@ -92,8 +93,11 @@ class App:
         return self.boot
 
     def report(self, what: str) -> None:
-        """Remember the last error (sent in every status)."""
-        self.err = what[:80]
+        """Remember the last error (sent in every status: printable, at most 80 chars)."""
+        out = []
+        for ch in what[:80]:
+            out.append(ch if 0x20 <= ord(ch) < 0x7F or ord(ch) > 0x9F else "?")
+        self.err = "".join(out)
 
     # ---- events ----
 
@@ -120,6 +124,10 @@ class App:
     def on_key(self, k: int) -> "dict[str, Any]":
         """A citizen key: save, then feedback. Returns what the sim reports."""
         t0 = time.ticks_ms()
+        if self.outbox.full:  # refuse before the session counts the press
+            self.report("outbox full: %d unacked events" % self.outbox.depth)
+            self.board.feedback("full", k)
+            return {"ok": False, "err": "outbox_full"}
         wall = self.clock.wall()
         evs = self.session.press(k, self.clock.uptime(), wall is not None, self._local_minute(wall))
         try:
@@ -144,8 +152,22 @@ class App:
             return {"ok": True, "id": None}
         return {"ok": True, "id": [self.device, ids[-1][0], ids[-1][1]]}
 
+    def _check(self, t: str, **fields: "Any") -> "str | None":
+        """The protocol's reason a field would be refused, before anything is saved."""
+        try:
+            protocol.make(t, self.device, b=0, s=0, ts=None, up=0, **fields)
+        except protocol.ProtocolError as exc:
+            return str(exc)
+        return None
+
     def on_invite(self, tk: "str | None" = None) -> "dict[str, Any]":
         """The officer's 请评价 key (or the window PC): open a rating window."""
+        bad = self._check(protocol.INVITE, o=None, i=0, tk=tk) if tk is not None else None
+        if bad:
+            return {"ok": False, "err": "bad ticket: %s" % bad}
+        if self.outbox.full:
+            self.board.feedback("full", 0)
+            return {"ok": False, "err": "outbox_full"}
         out = self._saved(self.session.invite(self.clock.uptime(), tk))
         if out["ok"]:
             out["i"] = self.session.open_no
@@ -153,6 +175,9 @@ class App:
         return out
 
     def on_signin(self, officer: str) -> "dict[str, Any]":
+        bad = self._check(protocol.SIGNIN, o=officer)
+        if bad:
+            return {"ok": False, "err": "bad officer id: %s" % bad}
         return self._saved(self.session.signin(officer))
 
     def on_signout(self) -> "dict[str, Any]":
@@ -284,6 +309,15 @@ class App:
             pass
         self.wake.clear()
 
+    def _forget_stale(self, now: "Any", age: int) -> None:
+        # An ack can arrive while send_event is still awaiting, before the id
+        # is marked in flight; such entries are never popped by an ack. Any
+        # entry older than two resend intervals is one of those (live ones
+        # are re-stamped when resent), so drop it: inflight stays bounded.
+        stale = [k for k in self.inflight if time.ticks_diff(now, self.inflight[k]) > age]
+        for k in stale:
+            del self.inflight[k]
+
     async def sender(self) -> None:
         """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""
         resend = self.cfg["resend_ms"]
@@ -292,6 +326,7 @@ class App:
             link = self.link
             if link is not None and link.online:
                 now = time.ticks_ms()
+                self._forget_stale(now, 2 * resend)
                 flying = 0
                 for ev in self.outbox.pending():
                     key = (ev["b"], ev["s"])
@@ -304,7 +339,13 @@ class App:
                     if flying >= WINDOW:
                         break
                     try:
-                        ok = await link.send_event(self.event_message(ev))
+                        payload = self.event_message(ev)
+                    except protocol.ProtocolError as exc:
+                        # cannot be encoded (should not happen: inputs are checked); kept, reported, skipped
+                        self.report("unsendable event %d/%d: %s" % (key[0], key[1], exc))
+                        continue
+                    try:
+                        ok = await link.send_event(payload)
                     except Exception as exc:
                         self.report("send failed: %r" % (exc,))
                         ok = False
@@ -350,7 +391,8 @@ class App:
             now = time.ticks_ms()
             alive = True
             for name in self.beats:
-                if time.ticks_diff(now, self.beats[name]) > 10000:
+                # 25 s: longer than a connect attempt (2 x 10 s timeouts), shorter than the 30 s watchdog
+                if time.ticks_diff(now, self.beats[name]) > STALL_MS:
                     alive = False
                     self.report("task stalled: %s" % name)
             if alive:

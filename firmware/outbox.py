@@ -233,9 +233,13 @@ class Outbox:
         self._problem("boot counter damaged")
         return 0, 0
 
-    def _set_boot(self, boot: int) -> None:
+    def _write_boot(self, boot: int) -> None:
         body = struct.pack("<II", boot, self.floor)
         write_atomic(self.root + "/boot", body + struct.pack("<I", _crc(body)))
+
+    def _set_boot(self, boot: int) -> None:
+        """Start a new boot number: persisted before any event uses it; seq restarts."""
+        self._write_boot(boot)
         self.boot = boot
         self.seq = 0
 
@@ -247,7 +251,7 @@ class Outbox:
         if bf > self.boot:
             self._set_boot(bf)
             return True
-        self._set_boot(self.boot)
+        self._write_boot(self.boot)  # only the floor moved: keep this boot's seq running
         return False
 
     def _problem(self, what: str) -> None:
@@ -400,14 +404,22 @@ class Outbox:
         return done
 
     def _read_segment(self, seg: Segment) -> "list[dict[str, Any]] | None":
+        if seg not in self.segments:
+            return None  # fully acked (and deleted) while the caller was iterating
         path = self.root + "/s/" + seg.name
+        raw = read_file(path)
         try:
-            return unpack_segment(read_file(path) or b"")
+            if raw is None:
+                raise CorruptRecord("segment file missing")
+            return unpack_segment(raw)
         except CorruptRecord as exc:
             # damaged after it was loaded: keep working, report, drop its count
             self.segments.remove(seg)
             self.depth -= len(seg.ids) - len(seg.acked)
-            self._quarantine(path, seg.name, str(exc))
+            if raw is None:
+                self._problem("lost segment %s: %s" % (seg.name, exc))
+            else:
+                self._quarantine(path, seg.name, str(exc))
             return None
 
     def pending(self) -> "Any":
@@ -420,4 +432,5 @@ class Outbox:
                 if (ev["b"], ev["s"]) not in seg.acked:
                     yield ev
         for ev in list(self.journal):
-            yield ev
+            if ev in self.journal:  # not acked while the caller was iterating
+                yield ev

@@ -35,7 +35,11 @@ def main(argv: "list[str]") -> int:
         sys.stderr.write("config error: %s\n" % exc)
         return 2
     board = SimBoard(cfg)
-    root = board.mount_flash()
+    try:
+        root = board.mount_flash()
+    except OSError as exc:
+        sys.stderr.write("flash error: %s: %s\n" % (cfg["flash"], exc))
+        return 2
     app = App(cfg, board, root)
     boot = app.start()
     if cfg["transport"] == "mqtt":
@@ -46,7 +50,11 @@ def main(argv: "list[str]") -> int:
         from firmware.serial_link import SerialLink
 
         link = SerialLink(board.open_serial())
-    board.listen()
+    try:
+        board.listen()
+    except OSError as exc:
+        sys.stderr.write("control channel error: port %d: %s\n" % (cfg["control_port"], exc))
+        return 2
     board.ready(boot)
     asyncio.run(app.run(link))
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
+import time
 
 
 @dataclasses.dataclass
@@ -23,6 +26,19 @@ class Metrics:
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     serial_skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: dict[str, bool] = dataclasses.field(default_factory=dict)  # name → connected
+    # Event-loop lag: how late a 100 ms timer fires, over the last minute (600 samples).
+    loop_lag_ms: collections.deque[float] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=600))
+
+    async def watch_loop_lag(self, stop: asyncio.Event, every_s: float = 0.1) -> None:
+        """Sample the event loop's lag until ``stop`` (a blocked loop shows here before anywhere else)."""
+        while not stop.is_set():
+            t = time.monotonic()
+            await asyncio.sleep(every_s)
+            self.loop_lag_ms.append(max(0.0, (time.monotonic() - t - every_s) * 1000))
+
+    def loop_lag_p99_ms(self) -> float:
+        lags = sorted(self.loop_lag_ms)
+        return lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0
 
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
@@ -62,6 +78,18 @@ class Metrics:
             "gauge",
             "Receive to commit, oldest message of the last batch.",
             [("", self.lag_ms_last / 1000)],
+        )
+        metric(
+            "loop_lag_p99_seconds",
+            "gauge",
+            "Event-loop lag, 99th percentile over the last minute.",
+            [("", self.loop_lag_p99_ms() / 1000)],
+        )
+        metric(
+            "loop_lag_max_seconds",
+            "gauge",
+            "Event-loop lag, maximum over the last minute.",
+            [("", max(self.loop_lag_ms, default=0.0) / 1000)],
         )
         metric("queue_depth", "gauge", "Messages waiting for the next batch.", [("", self.queue_depth)])
         metric("acks_sent_total", "counter", "Ack messages sent to boxes.", [("", self.acks_sent)])

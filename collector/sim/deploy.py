@@ -85,6 +85,7 @@ class Deployment:
         collector_env: dict[str, str] | None = None,
         store_url: str | None = None,
         batch_max_ms: int = 20,
+        metrics_listen: str | None = None,
     ) -> None:
         self.dir = workdir.resolve()
         self.bureau = bureau
@@ -93,6 +94,7 @@ class Deployment:
         self.collector_env = dict(collector_env or {})
         self.store_url = store_url or f"sqlite:///{self.dir / 'evalbox.db'}"
         self.batch_max_ms = batch_max_ms
+        self.metrics_listen = metrics_listen
         self.broker_port = free_port()
         self.config_path = self.dir / "evalbox.toml"
         self.boxes: dict[str, SimBox] = {}
@@ -171,6 +173,8 @@ class Deployment:
             lines += ["[[serial]]", f'port = "{self.dir / "serial" / device_id}"', ""]
         if self.web_listen:
             lines += ["[web]", f'listen = "{self.web_listen}"', ""]
+        elif self.metrics_listen:
+            lines += ["[metrics]", f'listen = "{self.metrics_listen}"', ""]
         self.config_path.write_text("\n".join(lines), encoding="utf-8")
 
     # -- the broker -----------------------------------------------------------------------------
@@ -235,6 +239,10 @@ class Deployment:
             while line := await out.readline():
                 log.write(line)
                 log.flush()
+
+    @property
+    def collector_pid(self) -> int | None:
+        return self._collector.pid if self.collector_running and self._collector is not None else None
 
     @property
     def collector_running(self) -> bool:

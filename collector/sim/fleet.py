@@ -72,13 +72,13 @@ class Fleet:
         self.min_interval_s = min_interval_ms / 1000
         self.margin_s = 0.25
         self.records: list[Record] = []
-        self.expired: list[tuple[str, int, int, Expect]] = []  # (device, invite_no, at_ms, expect)
+        self.expired: list[tuple[str, int, int, int, Expect]] = []  # (device, boot, invite_no, at_ms, expect)
         self.mismatches: list[str] = []
         self.stats = FleetStats(steps=sum(len(p) for p in self.plans.values()))
         self._on_step = on_step
         self._cut_wanted: dict[str, asyncio.Event] = {d: asyncio.Event() for d in self.boxes}
         self._officer: dict[str, str | None] = {d: None for d in self.boxes}
-        self._last_invite_no: dict[str, int | None] = {}
+        self._last_invite_no: dict[str, tuple[int, int] | None] = {}  # (boot, invite no.)
 
     def request_cut(self, device_id: str) -> None:
         """Cut the box's power at its next safe point."""
@@ -102,9 +102,13 @@ class Fleet:
             if step.op == "press" and step.expect[0].kind != "misuse":
                 await _sleep_until(last_press + self.min_interval_s + 0.05)
             if step.op == "expire":
+                # The box closes the window on its own ticks: wait until it says no invite is open,
+                # so the ``unrated`` event is saved before anything else happens to the box.
+                while (await box.command("state")).get("invite") is not None:
+                    await asyncio.sleep(0.05)
                 inv = self._last_invite_no.get(device_id)
                 if inv is not None:
-                    self.expired.append((device_id, inv, step.at_ms, step.expect[0]))
+                    self.expired.append((device_id, inv[0], inv[1], step.at_ms, step.expect[0]))
                 self._step_done()
                 continue
             await self._ok(box, f"clock {step.at_ms}")
@@ -116,7 +120,7 @@ class Fleet:
             elif step.op == "invite":
                 last_invite = time.monotonic()
                 i = reply.get("i")
-                self._last_invite_no[device_id] = int(str(i)) if i is not None else None
+                self._last_invite_no[device_id] = (int(reply["id"][1]), int(i)) if i is not None else None
             elif step.op == "signin":
                 self._officer[device_id] = step.arg
             elif step.op == "signout":

@@ -150,7 +150,7 @@ async def simulate(
         if left:
             raise EvalboxError(f"boxes still hold unacknowledged presses after {drain_timeout:.0f} s: {left}")
         done = [(r.at_ms, r.expect) for r in fleet.records if r.at_ms]
-        done += [(at, e) for _, _, at, e in fleet.expired]
+        done += [(at, e) for _, _, _, at, e in fleet.expired]
         events = check_events(fleet.records, fleet.expired, stored_events(dep))
         result = SimResult(month, bureau, fleet, truth(done, opts.timezone), events, time.monotonic() - t0)
         (opts.workdir / "truth.json").write_text(json.dumps(result.truth_json(), ensure_ascii=False, indent=1) + "\n")

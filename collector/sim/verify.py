@@ -7,7 +7,7 @@ Two checks, both exact:
   more than once: impossible by the primary key, checked anyway on the raw
   rows) and ``extra`` (stored, never confirmed). ``unrated`` events, made by
   the boxes themselves when an invite runs out, are matched by
-  ``(device, invite number)``.
+  ``(device, boot, invite number)``.
 - ``check_report``: each officer's line of the monthly report JSON against
   the truth summed from the plan (rated, satisfied, invites, unrated,
   unsolicited, misuse).
@@ -44,19 +44,19 @@ class EventCheck:
 
 def check_events(
     records: Iterable[Record],
-    expired: Iterable[tuple[str, int, int, Any]],
+    expired: Iterable[tuple[str, int, int, int, Any]],
     stored_rows: Iterable[tuple[str, int, int, str, int | None]],
 ) -> EventCheck:
     """``stored_rows``: ``(device_id, boot, seq, type, invite_no)`` of every stored event of the fleet."""
     want = Counter((r.device_id, r.boot, r.seq) for r in records)
-    want_unrated = Counter((d, i) for d, i, _, _ in expired)
+    want_unrated = Counter((d, b, i) for d, b, i, _, _ in expired)
     have: Counter[tuple[str, int, int]] = Counter()
-    have_unrated: Counter[tuple[str, int]] = Counter()
+    have_unrated: Counter[tuple[str, int, int]] = Counter()
     rows = 0
     for device_id, boot, seq, typ, invite_no in stored_rows:
         rows += 1
         if typ == "unrated":
-            have_unrated[(device_id, int(invite_no or 0))] += 1
+            have_unrated[(device_id, boot, int(invite_no or 0))] += 1
         else:
             have[(device_id, boot, seq)] += 1
     examples: list[str] = []

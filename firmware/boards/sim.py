@@ -28,9 +28,16 @@ class SimSerial:
         self.reader = asyncio.StreamReader(self.f)
 
     async def readline(self) -> bytes:
-        # A tty delivers whole lines from the PC; readline returns one.
-        line: bytes = await self.reader.readline()
-        return line
+        # One byte per read: the fd is blocking, and read(n) would wait for n
+        # bytes (a partial line from the PC must not stall the box).
+        buf = bytearray()
+        while True:
+            b = await self.reader.read(1)
+            if not b:
+                return bytes(buf)
+            buf.extend(b)
+            if b == b"\n" or len(buf) > 2048:
+                return bytes(buf)
 
     async def write(self, data: bytes) -> None:
         self.f.write(data)
@@ -63,15 +70,19 @@ class SimBoard:
         try:
             if self.flash.created:
                 raise OSError("new image")
-            fs = vfs.VfsLfs2(self.flash, readsize=16, progsize=16)  # type: ignore[abstract]
+            fs = vfs.VfsLfs2(self.flash, readsize=32, progsize=16)  # type: ignore[abstract]
         except OSError:
-            vfs.VfsLfs2.mkfs(self.flash, readsize=16, progsize=16)
-            fs = vfs.VfsLfs2(self.flash, readsize=16, progsize=16)  # type: ignore[abstract]
+            if not self.flash.created:
+                self.reformatted = True  # reported by the self-test: whatever was on it is gone
+            vfs.VfsLfs2.mkfs(self.flash, readsize=32, progsize=16)
+            fs = vfs.VfsLfs2(self.flash, readsize=32, progsize=16)  # type: ignore[abstract]
         vfs.mount(fs, MOUNT)
         return MOUNT
 
+    reformatted = False
+
     def self_test(self) -> str:
-        return "ok"
+        return "flash reformatted: image did not mount" if self.reformatted else "ok"
 
     def feedback(self, kind: str, k: int) -> None:
         if kind == "full":
@@ -210,7 +221,13 @@ class SimBoard:
         if op == "signout" and not args:
             return app.on_signout()  # type: ignore[no-any-return]
         if op == "clock" and len(args) == 1:
-            app.set_clock(int(args[0]))
+            try:
+                ms = int(args[0])
+            except ValueError:
+                ms = -1
+            if not 0 <= ms <= 0x7FFFFFFFFFFF:
+                return {"ok": False, "err": "clock needs Unix milliseconds (0..2**47-1)"}
+            app.set_clock(ms)
             return {"ok": True}
         if op == "state" and not args:
             link = app.link

@@ -27,18 +27,18 @@ def press(n: int) -> dict:
 
 def fresh() -> RamFlash:
     dev = RamFlash(64, 4096)
-    vfs.VfsLfs2.mkfs(dev, readsize=16, progsize=16)
+    vfs.VfsLfs2.mkfs(dev, readsize=32, progsize=16)
     try:
         vfs.umount("/t")
     except OSError:
         pass
-    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+    vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
     return dev
 
 
 def remount(dev: RamFlash) -> None:
     vfs.umount("/t")
-    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+    vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
 
 
 def ids(ob: Outbox) -> list:
@@ -54,6 +54,12 @@ assert ob.open() == 2
 assert ob.raise_floor(10) is True and ob.boot == 10
 ob = Outbox("/t/ob", 100, 4)
 assert ob.open() == 11
+first = ob.save(press(0))
+assert ob.raise_floor(11) is False and ob.raise_floor(5) is False  # at or below this boot
+assert ob.save(press(1)) == (11, first[1] + 1)  # the seq runs on: no identity reused
+assert ob.ack_range(11, 0, 1) == [(11, 0), (11, 1)]
+ob = Outbox("/t/ob", 100, 4)
+assert ob.open() == 12
 ok("boot counter and floor")
 
 # saves survive a remount, in order, packed into segments or not
@@ -77,6 +83,21 @@ assert ob.ack(b, 0) is False and ob.ack_range(b, 500, 600) == []
 assert ob.ack(b, 9) is True and ob.depth == 5
 assert "%08x%08x" % (b, 0) not in os.listdir("/t/ob/s")
 ok("acks delete records and empty segments; unknown ids refused")
+
+# acks arriving while the sender walks pending() (it awaits between sends)
+it_ob = Outbox("/t/ob2", 100, 4)
+it_ob.open()
+for n in range(10):
+    it_ob.save(press(n))
+it_ob.maintain()
+it_ob.maintain()
+walked = []
+for ev in it_ob.pending():
+    walked.append(ev["s"])
+    if len(walked) == 2:
+        it_ob.ack_range(it_ob.boot, 0, 9)  # everything acked mid-walk
+assert walked == [0, 1] and it_ob.depth == 0 and it_ob.quarantined == 0, (walked, it_ob.problems)
+ok("acks during a walk of pending() are safe")
 
 # a corrupt segment is quarantined and reported; the box keeps working
 seg = "/t/ob/s/" + ob.segments[0].name
@@ -123,8 +144,8 @@ ok("full outbox refuses, recovers after an ack")
 # the flash filling up is the same clear state, never a silent drop
 dev = RamFlash(8, 4096)
 vfs.umount("/t")
-vfs.VfsLfs2.mkfs(dev, readsize=16, progsize=16)
-vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/t")
+vfs.VfsLfs2.mkfs(dev, readsize=32, progsize=16)
+vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
 ob = Outbox("/t/ob", 100000, 32)
 ob.open()
 saved = 0

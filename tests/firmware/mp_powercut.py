@@ -76,7 +76,7 @@ def scenario(ob: Outbox, dev: "CutFlash", saved: dict, acked: set) -> None:
     if dev.dead:
         return
     live = []
-    for n in range(40):
+    for n in range(64):
         ev = press(n)
         try:
             key = ob.save(ev)
@@ -103,7 +103,7 @@ def scenario(ob: Outbox, dev: "CutFlash", saved: dict, acked: set) -> None:
 
 
 def mount(dev: "RamFlash") -> None:
-    vfs.mount(vfs.VfsLfs2(dev, readsize=16, progsize=16), "/pc")
+    vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/pc")
 
 
 def umount() -> None:
@@ -160,7 +160,7 @@ def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str]]
 
 def main() -> int:
     base_dev = RamFlash(BLOCKS, BS)
-    vfs.VfsLfs2.mkfs(base_dev, readsize=16, progsize=16)
+    vfs.VfsLfs2.mkfs(base_dev, readsize=32, progsize=16)
     base = bytearray(base_dev.data)
     total, errors = run_once(base, 0, False)  # no cut: count the write steps
     if errors:

@@ -145,6 +145,7 @@ class Acker:
         self.received = 0  # every uplink event, repeats included
         self.status: dict[str, Any] = {}  # device -> last status (dict, or the bare b"offline")
         self.rejected: list[str] = []
+        self.conflicts: list[tuple[str, int, int]] = []  # one identity, two different events
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="acker", clean_session=True)
         self.client.username_pw_set("collector", USERS["collector"])
         self.client.on_connect = self._on_connect
@@ -177,7 +178,9 @@ class Acker:
         ident = protocol.identity(msg)
         with self.lock:
             self.received += 1
-            self.events.setdefault(ident, msg)  # insert-or-ignore on the identity
+            old = self.events.setdefault(ident, msg)  # insert-or-ignore on the identity
+            if old != msg:
+                self.conflicts.append(ident)
         if self.ack:
             self.send_ack(msg["d"], [(msg["b"], msg["s"])])
 

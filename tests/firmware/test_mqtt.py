@@ -50,6 +50,11 @@ def test_presses_reach_the_collector_signed_and_are_acked(
         assert signin and signin[0]["o"] == "A10293"
         st = wait_for(lambda: isinstance(acker.status.get("box-1"), dict) and acker.status["box-1"], 30, "status")
         assert st["t"] == "status" and st["b"] == box.boot and st["fw"].startswith("evalbox-fw")
+        assert st["st"] == "ok" and st["rst"] == "power_on" and st["mem"] > 0 and st["rssi"] is None
+        # the heartbeat (every 2 s here) reports the drained outbox
+        wait_for(lambda: acker.status["box-1"]["q"] == 0 and acker.status["box-1"]["up"] > st["up"], 30, "heartbeat")
+        assert acker.status["box-1"]["full"] is False
+        assert box.state()["wdt"] > 0  # watchdog fed while every task makes progress
         assert box.state()["acked"] >= 4
         assert acker.rejected == []
         box.kill()  # power cut: the broker publishes the Last Will
@@ -83,12 +88,20 @@ def test_broker_outage_and_box_power_cut_lose_and_duplicate_nothing(
             r = box.cmd("press 2")
             pressed.add((r["id"][1], r["id"][2]))
         broker.start()
-        wait_for(lambda: box.state()["q"] == 0, 90, "every press acked after the outage")
+        wait_for(lambda: box.state()["online"], 60, "box back online")
+        for _ in range(5):  # and a power cut while these are in flight
+            r = box.cmd("press 1")
+            pressed.add((r["id"][1], r["id"][2]))
+        box.kill()
+        box = SimBox(tmp_path, cfg).start()
+        wait_for(lambda: box.state()["q"] == 0, 90, "every press acked after the outage and the cuts")
         assert pressed <= acker.ids("box-1")
         assert acker.rejected == []
         # exactly once by identity in the store, and the identities are all distinct
         presses = [e for e in acker.events.values() if e["t"] == "press"]
-        assert len(presses) == len(pressed) == 20
+        assert len(presses) == len(pressed) == 25
+        assert acker.conflicts == []
+        assert acker.received >= len(acker.events)  # repeats are fine: the store keeps one per identity
     finally:
         box.kill()
 
@@ -123,6 +136,10 @@ def test_config_by_cv_commands_and_bad_downlinks(tmp_path: pathlib.Path, broker:
         wait_for(lambda: "not in the outbox" in (box.state()["err"] or ""), 30, "unknown ack reported")
         r = box.cmd("press 1")
         assert r["ok"] and r["i"] is not None, r  # still working, the invite is rated
+        # the collector's boot floor moves the box's boot number up at once
+        acker.send_ack("box-1", [(r["id"][1], r["id"][2])], bf=50)
+        wait_for(lambda: box.state()["boot"] == 50, 30, "boot floor applied")
+        assert box.cmd("press 2")["id"][1] == 50
         wait_for(lambda: box.state()["q"] == 0, 30, "drained")
         invites = [e for e in acker.events.values() if e["t"] == "invite"]
         assert len(invites) == 1 and invites[0]["tk"] == "T-9"
@@ -131,3 +148,23 @@ def test_config_by_cv_commands_and_bad_downlinks(tmp_path: pathlib.Path, broker:
     with SimBox(tmp_path, box_config(tmp_path, port=broker.port)) as box:
         st = box.state()
         assert st["cv"] == 5 and st["officer"] == "B77"
+        assert box.boot == 51  # never below the floor, bumped at every start
+
+
+def test_two_boxes_share_the_broker_each_on_its_own_topics(
+    tmp_path: pathlib.Path, broker: Mosquitto, acker: Acker
+) -> None:
+    boxes = [SimBox(tmp_path, box_config(tmp_path, d, port=broker.port, min_interval_ms=0)) for d in ("box-1", "box-2")]
+    try:
+        for b in boxes:
+            b.start()
+        for b in boxes:
+            wait_for(lambda b=b: b.state()["online"], 30, "online")
+        ids = {b.cfg["device_id"]: {tuple(b.cmd("press 1")["id"][1:]) for _ in range(4)} for b in boxes}
+        for b in boxes:
+            wait_for(lambda b=b: b.state()["q"] == 0, 30, "acked")
+        assert acker.ids("box-1") == ids["box-1"] and acker.ids("box-2") == ids["box-2"]
+        assert acker.conflicts == [] and acker.rejected == []
+    finally:
+        for b in boxes:
+            b.kill()

@@ -89,9 +89,15 @@ def test_unrated_expiry_and_control_errors(tmp_path: pathlib.Path) -> None:
         assert box.cmd("press 9")["ok"] is False
         assert box.cmd("press x")["ok"] is False
         assert box.cmd("frobnicate")["ok"] is False
+        assert box.cmd("clock -5")["ok"] is False and box.cmd("clock soon")["ok"] is False
         assert box.cmd("")["ok"] is False
         assert box.cmd("signout")["ok"] and box.state()["officer"] is None
         assert box.cmd("signin B2")["ok"] and box.state()["officer"] == "B2"
+        bad = box.cmd("signin bad/id")
+        assert bad["ok"] is False and "bad officer id" in bad["err"], bad
+        bad = box.cmd("invite T:1")
+        assert bad["ok"] is False and "bad ticket" in bad["err"], bad
+        assert box.state()["officer"] == "B2"
         assert box.state()["q"] == 5
         assert box.cmd("quit") == {"ok": True}
         assert box.proc is not None and box.proc.wait(timeout=30) == 0
@@ -102,3 +108,31 @@ def test_example_config_is_valid() -> None:
 
     cfg = load(str(ROOT / "firmware" / "box.example.json"))
     assert cfg["board"] == "esp32" and cfg["seg_records"] == 32
+
+
+def test_keys_stay_responsive_when_the_broker_never_answers(tmp_path: pathlib.Path) -> None:
+    """A 'broker' that accepts TCP and then says nothing: presses are saved and lit at once."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        cfg = box_config(tmp_path, port=silent.getsockname()[1], min_interval_ms=0)
+        with SimBox(tmp_path, cfg) as box:
+            for n in range(20):
+                r = box.cmd("press 1")
+                assert r["ok"] and r["id"][2] == n, r
+            st = box.state()
+            assert st["online"] is False and st["q"] == 20
+    finally:
+        silent.close()
+
+
+def test_unusable_flash_path_is_one_clear_line(tmp_path: pathlib.Path) -> None:
+    cfg = box_config(tmp_path, port=1, flash=str(tmp_path / "no-such-dir" / "f.img"))
+    path = tmp_path / "box.json"
+    path.write_text(json.dumps(cfg))
+    proc = _run_sim(path)
+    assert proc.returncode == 2 and proc.stderr.startswith("flash error: "), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

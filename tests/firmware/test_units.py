@@ -22,7 +22,7 @@ def test_session_rules() -> None:
 
 def test_outbox_on_littlefs() -> None:
     out = _run("mp_outbox.py")
-    assert out.strip().splitlines()[-1] == "outbox: 7 passed", out
+    assert out.strip().splitlines()[-1] == "outbox: 8 passed", out
     assert "ok corrupt segment quarantined and reported" in out
 
 
@@ -34,3 +34,13 @@ def test_power_cut_at_every_write_step() -> None:
     print(f"power cuts: {tried} cut points tried (drop and tear at every write step), {failures} failures")
     assert failures == 0, out
     assert tried >= 200, out
+
+
+def test_mqtt_packets_byte_for_byte() -> None:
+    out = _run("mp_mqtt_packets.py")
+    assert out.strip().splitlines()[-1] == "mqtt packets: 11 passed", out
+
+
+def test_watchdog_fed_only_while_tasks_progress() -> None:
+    out = _run("mp_watchdog.py")
+    assert out.strip().splitlines()[-1] == "watchdog: 2 passed", out
