@@ -259,8 +259,8 @@ class Collector:
             stdout=self._log,
             stderr=self._log,
         )
-        n = self.log.read_text(errors="replace").count("MQTT connected")
-        wait_until(lambda: self.log.read_text(errors="replace").count("MQTT connected") > n, 60, "collector connect")
+        n = self.log.read_text(errors="replace").count("MQTT subscribed")
+        wait_until(lambda: self.log.read_text(errors="replace").count("MQTT subscribed") > n, 60, "collector connect")
 
     def stop(self) -> None:
         assert self.proc

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from collector.errors import ConfigError, EvalboxError, UsageError
+from collector.errors import EvalboxError, UsageError
 from collector.ingest import provision
 from collector.ingest.config import EXAMPLE, BrokerConfig, Config, load_config
 from collector.store import Store, open_store
@@ -157,7 +157,19 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("evalbox").setLevel(logging.INFO)
-    return asyncio.run(serve(cfg))
+    try:
+        return asyncio.run(serve(cfg))
+    except BaseExceptionGroup as group:  # a task of the TaskGroup failed: report the first expected error plainly
+        first = _first_leaf(group)
+        if isinstance(first, EvalboxError):
+            raise first from None
+        raise
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -340,6 +352,3 @@ def _status(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"collector not reachable at {listen} 服务未运行 ({exc})")
     return 0
-
-
-__all__ = ["register", "ConfigError", "EvalboxError"]

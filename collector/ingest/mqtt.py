@@ -57,6 +57,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -113,6 +114,13 @@ class MqttSource:
             self._configs_sent = True
             self.publish_configs(list(self.pipeline.devices.values()))
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any = None) -> None:
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            log.error("MQTT subscription refused: %s (check the collector's ACL) / 订阅被拒绝", failed)
+        else:
+            log.info("MQTT subscribed to %s", ", ".join(f for f, _ in self._filters()))
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         self.pipeline.metrics.sources[self.name] = False
         self._up.clear()
@@ -147,16 +155,11 @@ class MqttSource:
         _r, w = await asyncio.wait_for(asyncio.open_connection(self.cfg.host, self.cfg.port), 10)
         w.close()
         self._down.clear()
-        if self.connects == 0 and not self._down_before:
-            self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
-            self._down_before = True
-        else:
-            self.client.reconnect()
+        # connect() re-arms host and port and reconnects; the persistent session makes it a resume.
+        self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         sock = self.client.socket()
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048 * 1024)
-
-    _down_before = False
 
     async def run(self, until: asyncio.Event) -> None:
         """Stay connected until ``until`` is set (the pipeline has drained); then disconnect cleanly."""

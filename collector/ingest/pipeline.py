@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import protocol
-from collector.errors import ConfigError
+from collector.errors import ConfigError, StoreError
 from collector.ingest.metrics import Metrics
 from collector.store import Device, Rejection, StatusUpdate, Store
 from collector.timeplace import month_bounds, month_of
@@ -34,6 +34,7 @@ FLAG_CLOCK_SUSPECT = 64  # set by the collector: the box's wall time was far off
 CLOCK_FUTURE_MS = 10 * 60 * 1000  # a press more than 10 min after its arrival is a wrong clock
 CLOCK_PAST_MS = 400 * 86400 * 1000  # a press more than 400 days before its arrival is a wrong clock
 OFFLINE = b"offline"
+COMMIT_ATTEMPTS = 5
 # What every box is told in its retained config (until per-window settings exist).
 
 
@@ -197,7 +198,7 @@ class Pipeline:
             log.error("EVALBOX_FAULT: crashing before commit %d", self._commits)
             os._exit(137)
         t0 = time.perf_counter()
-        stored = await self.store.write_batch(events, statuses=statuses, rejects=rejects, seen=seen)
+        stored = await self._commit(events, statuses, rejects, seen)
         commit_ms = (time.perf_counter() - t0) * 1000
         m = self.metrics
         m.batches += 1
@@ -211,6 +212,25 @@ class Pipeline:
         m.lag_ms_last = now - items[0][3] if items else 0
         self._settle(items)
         self._ack(outcome, now)
+
+    async def _commit(
+        self,
+        events: list[tuple[Any, ...]],
+        statuses: list[StatusUpdate],
+        rejects: list[Rejection],
+        seen: dict[str, int],
+    ) -> list[bool]:
+        # A failed transaction rolled back whole: retrying is safe. A store that stays down stops the
+        # process (nothing was acked, the broker keeps the messages).
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                return await self.store.write_batch(events, statuses=statuses, rejects=rejects, seen=seen)
+            except StoreError as exc:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                log.warning("commit failed (%s); retrying / 写入失败，重试", exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _unknown_topic_device(self, origin: str) -> bool:
         d = topics.device_of(origin)

@@ -96,7 +96,7 @@ class Collector:
         self.out: list[str] = []
         self.log = config.parent / f"collector-{int(time.time() * 1000)}.log"
 
-    def start(self, wait: bool = True) -> Collector:
+    def start(self, wait: bool = True, subscribed: bool = True) -> Collector:
         self._err = open(self.log, "w")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "collector.cli", "serve", "--config", str(self.config)],
@@ -110,6 +110,10 @@ class Collector:
         if wait:
             wait_for(lambda: any("running" in line for line in self.out) or self.proc.poll() is not None, 30, "start")
             assert self.proc.poll() is None, self.stderr()
+            if (
+                subscribed and "[mqtt]" in self.config.read_text()
+            ):  # boxes may publish once the subscription is in place
+                wait_for(lambda: "MQTT subscribed" in self.stderr() or self.proc.poll() is not None, 30, "subscribe")
         return self
 
     def _read(self) -> None:

@@ -7,7 +7,6 @@ import pathlib
 import pytest
 
 from tests.collector.harness import Box, Collector, broker, make_store, stored, wait_for, write_config
-from tests.mosquitto import Mosquitto
 
 
 @pytest.fixture
@@ -65,7 +64,6 @@ def test_box_cannot_publish_on_another_boxes_topic(setup) -> None:  # type: igno
         # The broker dropped BOX-1's publish on a foreign topic (ACL): only box 2's event arrived.
         assert stored(db) == 1
         assert stored(db, "SELECT COALESCE(SUM(n), 0) FROM rejected_counts") == 0
-        assert "BOX-1" not in mq.log() or True
     finally:
         box1.close()
         box2.close()
@@ -103,21 +101,31 @@ def test_ack_only_after_commit_crash_before_commit(setup) -> None:  # type: igno
 def test_broker_restart_mid_stream_loses_nothing(setup) -> None:  # type: ignore[no-untyped-def]
     tmp_path, mq = setup
     db = tmp_path / "store.db"
-    col = Collector(write_config(tmp_path, port=mq.port)).start()
+    cfg = write_config(tmp_path, port=mq.port)
+    col = Collector(cfg).start()
     box = Box("BOX-3", mq.port)
     try:
         for s in range(100):
             box.publish(box.press(s))
-        mq.restart()  # clean stop: mosquitto saves its persistence file
+        mq.restart()  # mid-stream; a clean stop saves the broker's persistence file
+        acked = set(box.acked)
         box.close()
         box = Box("BOX-3", mq.port)
-        box.acked.clear()
-        for s in range(100):  # the box resends whatever it has not seen acked (here: everything)
-            box.publish(box.press(s))
+        box.acked |= acked
+        for s in range(100):  # as the box does: resend what it has not seen acked
+            if (1, s) not in acked:
+                box.publish(box.press(s))
+        wait_for(lambda: len(box.acked) == 100, what="100 acked")
+        # Messages the broker holds for the collector's session survive a broker restart.
+        assert col.terminate() == 0, col.stderr()
         for s in range(100, 150):
-            box.publish(box.press(s))
-        wait_for(lambda: stored(db) == 150, what="150 stored")
-        wait_for(lambda: len(box.acked) == 150, what="150 acked")
+            box.publish(box.press(s)).wait_for_publish(30)  # PUBACKed: the broker has them
+        mq.restart()
+        box.close()
+        box = Box("BOX-3", mq.port)
+        col = Collector(cfg).start()
+        wait_for(lambda: stored(db) == 150, what="150 stored (50 kept by the broker)")
+        wait_for(lambda: len(box.acked) == 50, what="the 50 acked")
         assert col.terminate() == 0, col.stderr()
         assert stored(db) == 150
         assert stored(db, "SELECT SUM(n) FROM rollups") == 150
@@ -129,11 +137,11 @@ def test_broker_restart_mid_stream_loses_nothing(setup) -> None:  # type: ignore
 def test_unreachable_broker_at_start_then_it_comes(tmp_path: pathlib.Path) -> None:
     make_store(tmp_path / "store.db", ["BOX-1"])
     mq = broker(tmp_path, ["BOX-1"])
-    col = Collector(write_config(tmp_path, port=mq.port)).start()
+    col = Collector(write_config(tmp_path, port=mq.port)).start(subscribed=False)
     try:
         wait_for(lambda: "unreachable" in col.stderr(), what="a clear message")
         mq.start()
-        wait_for(lambda: "MQTT connected" in col.stderr(), what="the collector connects (jittered backoff)")
+        wait_for(lambda: "MQTT subscribed" in col.stderr(), what="the collector connects (jittered backoff)")
         box = Box("BOX-1", mq.port)
         box.publish(box.press(1))
         wait_for(lambda: (1, 1) in box.acked, what="ack once the broker is up")
@@ -165,7 +173,3 @@ def test_status_and_last_will(setup) -> None:  # type: ignore[no-untyped-def]
     finally:
         box.close()
         col.kill()
-
-
-def _unused(m: Mosquitto) -> None:  # keep the import for type checkers
-    del m
