@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--boxes", type=int, default=20)
     ap.add_argument("--days", type=int, default=31, help="days of the month simulated (default: all)")
-    ap.add_argument("--arrivals-per-hour", type=float, default=15.0)
+    ap.add_argument("--arrivals-per-hour", type=float, default=18.0)
     ap.add_argument("--every-s", type=float, default=4.0, help="mean seconds between faults")
     ap.add_argument("--month", default="2026-10")
     ap.add_argument("--seed", type=int, default=1)
