@@ -39,11 +39,13 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         async with _http(config, pipeline, stop) as (watcher, http_what), asyncio.TaskGroup() as tg:
             tg.create_task(pipeline.run(stop))
             tg.create_task(pipeline.metrics.watch_loop_lag(pipeline.drained))
+            tg.create_task(pipeline.command_loop(pipeline.drained))
             tg.create_task(pipeline.refresh_loop(stop))
             if config.mqtt is not None:
                 from collector.ingest.mqtt import MqttSource
 
                 mqtt_source = MqttSource(config.mqtt, pipeline)
+                pipeline.default_route = mqtt_source
                 sources.append(mqtt_source)
                 tg.create_task(mqtt_source.run(pipeline.drained))
             for sc in config.serial:

@@ -101,6 +101,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _store_args(a)
     a.set_defaults(func=_device_list)
 
+    p = sub.add_parser(
+        "box-cmd", help="send a box an invite (with a ticket), a sign-in or a sign-out / 向评价器发送指令"
+    )
+    p.add_argument("device")
+    p.add_argument("op", choices=("invite", "signin", "signout"))
+    p.add_argument("--ticket", help="ticket or case number for an invite (票号/案件号)")
+    p.add_argument("--officer", help="badge number for signin (警号)")
+    _store_args(p)
+    p.set_defaults(func=_box_cmd)
     p = sub.add_parser("broker-config", help="write mosquitto config, password and ACL files / 生成代理配置")
     p.add_argument("-o", "--output", required=True, help="directory for mosquitto.conf, passwd, acl")
     p.add_argument("--config", default=None, help="evalbox.toml: the collector's MQTT login and port")
@@ -255,6 +264,24 @@ def _settings(args: argparse.Namespace) -> BoxSettings:
         gated=not args.ungated,
         hours=_hours(args.hours),
     )
+
+
+def _box_cmd(args: argparse.Namespace) -> int:
+    import protocol
+
+    if args.op == "signin" and not args.officer:
+        raise UsageError("box-cmd signin needs --officer BADGE / 签到需要警号")
+    if args.op != "signin" and args.officer:
+        raise UsageError("--officer goes with signin only")
+    if args.op != "invite" and args.ticket:
+        raise UsageError("--ticket goes with invite only")
+    try:  # the same checks the box applies: refuse here what it would refuse
+        protocol.make(protocol.COMMAND, args.device, cid=1, op=args.op, o=args.officer, tk=args.ticket)
+    except protocol.ProtocolError as exc:
+        raise UsageError(f"box-cmd: {exc}") from None
+    cid = _with_store(args, lambda s: s.queue_command(args.device, args.op, args.officer, args.ticket))
+    print(f"command {cid} queued for {args.device}: the running collector sends it within a second / 指令已排队")
+    return 0
 
 
 def _device_set(args: argparse.Namespace) -> int:

@@ -137,7 +137,7 @@ class MqttSource:
             ack(mid, qos)
 
     def send(self, device_id: str, kind: str, wire: bytes) -> None:
-        topic = topics.ack(device_id) if kind == "ack" else topics.config(device_id)
+        topic = {"ack": topics.ack, "cmd": topics.command}.get(kind, topics.config)(device_id)
         self.client.publish(topic, wire, qos=1, retain=kind == "config")
 
     def publish_configs(self, devices: list[Device]) -> None:

@@ -47,7 +47,7 @@ class Source(Protocol):
         """The messages behind ``tokens`` are committed (or rejected and recorded): release them."""
 
     def send(self, device_id: str, kind: str, wire: bytes) -> None:
-        """Deliver a signed downlink message (``ack`` or ``config``) to the box."""
+        """Deliver a signed downlink message (``ack``, ``config`` or ``cmd``) to the box."""
 
 
 Item = tuple[Source, str, bytes, int, Any]  # source, origin (topic/port), payload, recv_ms, token
@@ -82,6 +82,9 @@ class Pipeline:
         self._uptime: dict[str, tuple[int, int, int]] = {}  # device → (boot, uptime ms, received at ms)
         self._pending: list[Item] = []
         self._rejects: list[Rejection] = []  # found by a source itself (serial framing), written with the next batch
+        self.routes: dict[str, Source] = {}  # device → the source it last spoke on
+        self.default_route: Source | None = None  # MQTT, when configured: reaches every networked box
+        self._serial_cv: dict[str, int] = {}  # device → config version sent down its serial line
         self._wake = asyncio.Event()
         self._month: tuple[int, int, str] = (0, 0, "")
         self._refreshed = 0.0
@@ -106,6 +109,42 @@ class Pipeline:
             for cb in self.on_new_devices:
                 cb(changed)
         return changed
+
+    def _route(self, dev: Device, source: Source) -> None:
+        """Remember the transport the box last spoke on; a serial box gets its config there (MQTT boxes
+        get theirs retained on the broker)."""
+        self.routes[dev.id] = source
+        if source.name.startswith("serial") and self._serial_cv.get(dev.id) != dev.settings_cv:
+            try:
+                source.send(dev.id, "config", self.config_message(dev))
+                self._serial_cv[dev.id] = dev.settings_cv
+            except Exception:
+                log.exception("%s: sending the config to %s failed", source.name, dev.id)
+
+    async def command_loop(self, stop: asyncio.Event, every_s: float = 0.3) -> None:
+        """Relay queued box commands (``evalbox box-cmd``): signed ``cmd`` over the box's transport."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except TimeoutError:
+                pass
+            try:
+                pending = await self.store.pending_commands()
+            except Exception:
+                log.exception("reading box commands failed")
+                continue
+            for cid, device_id, op, officer, ticket in pending:
+                source = self.routes.get(device_id) or self.default_route
+                if device_id not in self.devices:
+                    await self.refresh()
+                if source is None or device_id not in self.devices:
+                    continue  # not heard from yet on serial, and no MQTT: try again next round
+                msg = protocol.make(protocol.COMMAND, device_id, cid=cid, op=op, o=officer, tk=ticket)
+                try:
+                    source.send(device_id, "cmd", self.signed(msg))
+                    await self.store.mark_command_sent(cid, source.name)
+                except Exception:
+                    log.exception("%s: sending command %d to %s failed", source.name, cid, device_id)
 
     async def refresh_loop(self, stop: asyncio.Event, every_s: float = 5.0) -> None:
         """Pick up boxes added while running (``evalbox device add``)."""
@@ -250,6 +289,7 @@ class Pipeline:
     def _ack(self, outcome: dict[tuple[int, str], tuple[Source, list[tuple[int, int]]]], now: int) -> None:
         for (_sid, device_id), (source, ids) in outcome.items():
             dev = self.devices[device_id]
+            self._route(dev, source)
             ranges = protocol.ack_ranges(ids)
             for i in range(0, len(ranges), 64):
                 msg = {
@@ -317,6 +357,7 @@ class Pipeline:
                 t = msg["t"]
                 if t == "status":
                     self._uptime[d] = (msg["b"], msg["up"], recv_ms)
+                    self._route(self.devices[d], source)
                     statuses.append(StatusUpdate(d, recv_ms, msg))
                     seen[d] = recv_ms
                     m.statuses += 1

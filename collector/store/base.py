@@ -18,6 +18,7 @@ excluded.n`` rolls up only them. No statement runs per row.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import dataclasses
 import time
@@ -242,14 +243,21 @@ class Store(abc.ABC):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        """Statements inside commit together, or roll back on any error."""
-        await self._begin()
-        try:
-            yield
-        except BaseException:
-            await self._rollback()
-            raise
-        await self._commit()
+        """Statements inside commit together, or roll back on any error.
+
+        One transaction at a time per store: the writer's batches and the few
+        other writers in the collector (box commands) take turns on the one
+        connection instead of landing inside each other's transactions.
+        """
+        lock = self.__dict__.setdefault("_tx_lock", asyncio.Lock())
+        async with lock:
+            await self._begin()
+            try:
+                yield
+            except BaseException:
+                await self._rollback()
+                raise
+            await self._commit()
 
     async def write_batch(
         self,
@@ -506,3 +514,32 @@ class Store(abc.ABC):
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (portable SQL with ``?``)."""
         return await self._rows(sql, params)
+
+    # ---- commands for boxes (window PC, queue system) ----
+
+    async def queue_command(self, device_id: str, op: str, officer: str | None, ticket: str | None) -> int:
+        """Queue a command for a box; its id (the ``cid`` the box sees)."""
+        async with self.transaction():
+            if not await self._rows("SELECT 1 FROM devices WHERE id = ?", (device_id,)):
+                raise StoreError(f"device {device_id!r} does not exist (evalbox device add) / 设备不存在")
+            rows = await self._rows("SELECT COALESCE(MAX(id), 0) + 1 FROM box_commands")
+            cid = int(rows[0][0])
+            await self._run(
+                "INSERT INTO box_commands (id, device_id, op, officer_id, ticket, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (cid, device_id, op, officer, ticket, now_ms()),
+            )
+        return cid
+
+    async def pending_commands(self, max_age_ms: int = 60_000) -> list[tuple[int, str, str, str | None, str | None]]:
+        """Unsent commands younger than ``max_age_ms`` (an invite a minute late is worse than none)."""
+        rows = await self._rows(
+            "SELECT id, device_id, op, officer_id, ticket FROM box_commands"
+            " WHERE sent_ms IS NULL AND created_ms >= ? ORDER BY id",
+            (now_ms() - max_age_ms,),
+        )
+        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def mark_command_sent(self, cid: int, via: str) -> None:
+        async with self.transaction():
+            await self._run("UPDATE box_commands SET sent_ms = ?, via = ? WHERE id = ?", (now_ms(), via, cid))

@@ -287,3 +287,27 @@ ALTER TABLE devices ADD COLUMN settings_cv INTEGER NOT NULL DEFAULT 1;
 """,
     )
 )
+
+
+# Commands for a box from the window PC or the queue system (invite with a
+# ticket number, sign-in, sign-out): ``evalbox box-cmd`` queues one here; the
+# running collector signs it (``cmd``, ``cid`` = id) and sends it over the
+# transport the box last spoke on; the box applies each ``cid`` once.
+MIGRATIONS.append(
+    (
+        "0006_box_commands",
+        """
+CREATE TABLE box_commands (
+    id           INTEGER PRIMARY KEY,
+    device_id    TEXT NOT NULL REFERENCES devices(id),
+    op           TEXT NOT NULL,             -- invite | signin | signout
+    officer_id   TEXT,
+    ticket       TEXT,
+    created_ms   BIGINT NOT NULL,
+    sent_ms      BIGINT,
+    via          TEXT                       -- mqtt | serial:<port>
+);
+CREATE INDEX box_commands_pending ON box_commands (sent_ms, id);
+""",
+    )
+)

@@ -23,6 +23,7 @@ class SerialBox:
         self.key = key_of(device)
         self.decoder = FrameDecoder()
         self.acked: set[tuple[int, int]] = set()
+        self.configs: list[dict[str, object]] = []
         self.plug()
 
     def plug(self) -> None:
@@ -58,6 +59,9 @@ class SerialBox:
                 return
             for payload in self.decoder.feed(data):
                 m = protocol.decode(payload, self.key, self.device)
+                if m["t"] == "config":  # a serial box gets its config on the line it speaks on
+                    self.configs.append(m)
+                    continue
                 for b, lo, hi in m["r"]:
                     self.acked.update((b, s) for s in range(lo, hi + 1))
 
@@ -98,6 +102,7 @@ def test_serial_frames_garbage_and_replug(tmp_path: pathlib.Path) -> None:
                 box.write(b">>> import machine\r\n\x00\xff garbage\n" + box.frame(1000 + s)[:30] + b"\n")
         box.write(box.frame(7))  # a resend: stored once, acked again
         box.wait_acked(20)
+        assert box.configs and box.configs[0]["cv"] >= 1  # its signed config came down the same line
         assert stored(db) == 20
         # Unplug mid-run, then plug in again (a new pty behind the same path).
         box.unplug()
