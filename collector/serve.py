@@ -97,12 +97,16 @@ async def _http(
     async with contextlib.AsyncExitStack() as stack:
         watcher: Coroutine[Any, Any, None] | None = None
         if config.web is not None:
-            from collector.web import SqliteDatabase, add_web_routes, build_sinks, run_watcher
+            from collector.web import add_web_routes, build_sinks, run_watcher
+            from collector.web.db import connect_database
 
-            if not config.store_url.startswith("sqlite:"):
-                raise NotImplementedError("the web page reads SQLite stores for now")
             settings = config.web_settings()
-            db = await stack.enter_async_context(SqliteDatabase(sqlite_path(config.store_url, config.base)))
+            url = config.store_url
+            if url.startswith("sqlite:"):
+                url = f"sqlite:///{sqlite_path(url, config.base)}"  # relative to the config file, as the store
+            # The store has applied the migrations already.
+            db = connect_database(url, migrate=False)
+            await stack.enter_async_context(db)
             http = await stack.enter_async_context(aiohttp.ClientSession())
             state = add_web_routes(app, db, settings)
             state.sinks.update(build_sinks(settings, http))
