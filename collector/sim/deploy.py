@@ -231,8 +231,20 @@ class Deployment:
                 log.write(line)
                 if b"running" in line:
                     asyncio.get_running_loop().create_task(self._drain_collector(out))
+                    if self.collector_starts == 1:
+                        # First start: the broker holds nothing for a session that has never subscribed,
+                        # so let the subscription land before the boxes speak (they would resend anyway).
+                        await self._wait_log(b"MQTT subscribed", deadline)
                     return
         raise EvalboxError(f"the collector did not start (see {self.dir / 'collector.log'})")
+
+    async def _wait_log(self, needle: bytes, deadline: float) -> None:
+        path = self.dir / "collector.log"
+        while time.monotonic() < deadline:
+            if needle in path.read_bytes():
+                return
+            await asyncio.sleep(0.05)
+        raise EvalboxError(f"the collector did not subscribe (see {path})")
 
     async def _drain_collector(self, out: asyncio.StreamReader) -> None:
         with contextlib.suppress(Exception), (self.dir / "collector.log").open("ab") as log:
