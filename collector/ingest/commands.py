@@ -301,7 +301,10 @@ def _device_add(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.output or f"{args.device}.json")
     settings = _settings(args)
     _with_store(
-        args, lambda s: s.add_device(args.device, args.window, key_hex, replace=args.replace, settings=settings)
+        args,
+        lambda s: s.add_device(
+            args.device, args.window, key_hex, replace=args.replace, settings=settings, transport=args.transport
+        ),
     )
     box = provision.box_config(
         args.device, key_hex, args.window, args.transport, broker.host, broker.port, password, args.board

@@ -39,6 +39,7 @@ keepalive = 30
 # [[serial]]
 # port = "/dev/serial/by-id/usb-evalbox-01"
 # baud = 115200
+# device = "BJ-hr-02"     # optional: the box on this line (config and commands reach it before it speaks)
 
 [batch]
 max_events = 1000   # commit when this many messages are waiting ...
@@ -84,6 +85,7 @@ class MqttConfig:
 class SerialConfig:
     port: str
     baud: int = 115200
+    device: str | None = None  # the box on this line: its config and commands go out as soon as the port opens
 
 
 @dataclasses.dataclass(frozen=True)

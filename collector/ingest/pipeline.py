@@ -110,7 +110,7 @@ class Pipeline:
                 cb(changed)
         return changed
 
-    def _route(self, dev: Device, source: Source) -> None:
+    def route(self, dev: Device, source: Source) -> None:
         """Remember the transport the box last spoke on; a serial box gets its config there (MQTT boxes
         get theirs retained on the broker)."""
         self.routes[dev.id] = source
@@ -134,11 +134,15 @@ class Pipeline:
                 log.exception("reading box commands failed")
                 continue
             for cid, device_id, op, officer, ticket in pending:
-                source = self.routes.get(device_id) or self.default_route
                 if device_id not in self.devices:
                     await self.refresh()
-                if source is None or device_id not in self.devices:
-                    continue  # not heard from yet on serial, and no MQTT: try again next round
+                dev = self.devices.get(device_id)
+                if dev is None:
+                    continue
+                # A serial box is reached only on its line (once known); a networked one over MQTT.
+                source = self.routes.get(device_id) or (self.default_route if dev.transport == "mqtt" else None)
+                if source is None:
+                    continue  # not heard from yet: try again next round
                 msg = protocol.make(protocol.COMMAND, device_id, cid=cid, op=op, o=officer, tk=ticket)
                 try:
                     source.send(device_id, "cmd", self.signed(msg))
@@ -289,7 +293,7 @@ class Pipeline:
     def _ack(self, outcome: dict[tuple[int, str], tuple[Source, list[tuple[int, int]]]], now: int) -> None:
         for (_sid, device_id), (source, ids) in outcome.items():
             dev = self.devices[device_id]
-            self._route(dev, source)
+            self.route(dev, source)
             ranges = protocol.ack_ranges(ids)
             for i in range(0, len(ranges), 64):
                 msg = {
@@ -357,7 +361,7 @@ class Pipeline:
                 t = msg["t"]
                 if t == "status":
                     self._uptime[d] = (msg["b"], msg["up"], recv_ms)
-                    self._route(self.devices[d], source)
+                    self.route(self.devices[d], source)
                     statuses.append(StatusUpdate(d, recv_ms, msg))
                     seen[d] = recv_ms
                     m.statuses += 1

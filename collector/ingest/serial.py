@@ -113,6 +113,8 @@ class SerialSource:
                 self.transport = transport
                 self.pipeline.metrics.sources[self.name] = True
                 log.info("serial port %s open", self.cfg.port)
+                if self.cfg.device is not None and self.cfg.device in self.pipeline.devices:
+                    self.pipeline.route(self.pipeline.devices[self.cfg.device], self)
                 lost = asyncio.create_task(proto.lost.wait())
                 await asyncio.wait((lost, stopping), return_when=asyncio.FIRST_COMPLETED)
                 lost.cancel()

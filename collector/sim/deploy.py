@@ -134,7 +134,9 @@ class Deployment:
                     scale=window.scale, invite_ms=self.box_settings.invite_ms,
                     min_interval_ms=self.box_settings.min_interval_ms, gated=self.box_settings.gated,
                 )  # fmt: skip
-                await store.add_device(window.device_id, window.id, key, replace=True, settings=settings)
+                await store.add_device(
+                    window.device_id, window.id, key, replace=True, settings=settings, transport=window.transport
+                )
                 password = new_password()
                 set_broker_password(self.dir / "broker" / "passwd", window.device_id, password)
                 cfg: dict[str, Any] = box_config(
@@ -170,7 +172,7 @@ class Deployment:
             "",
         ]
         for device_id in serial:
-            lines += ["[[serial]]", f'port = "{self.dir / "serial" / device_id}"', ""]
+            lines += ["[[serial]]", f'port = "{self.dir / "serial" / device_id}"', f'device = "{device_id}"', ""]
         if self.web_listen:
             lines += ["[web]", f'listen = "{self.web_listen}"', ""]
         elif self.metrics_listen:

@@ -134,6 +134,7 @@ class Device:
     uptime_ms: int | None = None
     settings: BoxSettings = dataclasses.field(default_factory=lambda: BoxSettings())
     settings_cv: int = 1
+    transport: str = "mqtt"  # mqtt | serial
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -383,7 +384,7 @@ class Store(abc.ABC):
         """Every provisioned box by id."""
         rows = await self._rows(
             "SELECT id, window_id, key_hex, boot_floor, status, last_seen_ms, boot, uptime_ms, scale, invite_ms,"
-            " min_interval_ms, gated, open_min, close_min, settings_cv FROM devices"
+            " min_interval_ms, gated, open_min, close_min, settings_cv, transport FROM devices"
         )
         out: dict[str, Device] = {}
         for r in rows:
@@ -456,6 +457,7 @@ class Store(abc.ABC):
         *,
         replace: bool = False,
         settings: BoxSettings | None = None,
+        transport: str = "mqtt",
     ) -> None:
         """Register a box with its key and session settings; ``StoreError``: unknown window, or the box exists."""
         async with self.transaction():
@@ -473,6 +475,7 @@ class Store(abc.ABC):
                     "INSERT INTO devices (id, window_id, key_hex, created_ms) VALUES (?, ?, ?, ?)",
                     (device_id, window_id, key_hex, now_ms()),
                 )
+            await self._run("UPDATE devices SET transport = ? WHERE id = ?", (transport, device_id))
             if settings is not None:
                 await self._set_settings(device_id, settings)
 

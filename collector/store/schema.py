@@ -284,6 +284,7 @@ ALTER TABLE devices ADD COLUMN gated INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE devices ADD COLUMN open_min INTEGER;
 ALTER TABLE devices ADD COLUMN close_min INTEGER;
 ALTER TABLE devices ADD COLUMN settings_cv INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE devices ADD COLUMN transport TEXT NOT NULL DEFAULT 'mqtt';   -- mqtt | serial
 """,
     )
 )
