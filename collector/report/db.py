@@ -19,6 +19,7 @@ import aiosqlite
 
 from collector.errors import StoreError
 from collector.store.dialect import dollar_params
+from collector.store.handle import OneConnection
 from collector.store.migrate import apply_sqlite_migrations
 from collector.store.url import parse_store_url
 
@@ -69,7 +70,7 @@ def connect_database(url: str, *, must_exist: bool = True) -> SqliteDatabase | P
     return SqliteDatabase(where.path, must_exist=must_exist)
 
 
-class SqliteDatabase:
+class SqliteDatabase(OneConnection[aiosqlite.Connection]):
     """``Database`` over one aiosqlite connection; use as ``async with``."""
 
     dialect = "sqlite"
@@ -99,18 +100,6 @@ class SqliteDatabase:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StoreError("database is not open")
-        return self._conn
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -17,9 +17,10 @@ from collector.errors import StoreError
 from collector.report.db import Row
 from collector.store import pgdb
 from collector.store.dialect import dollar_params, rowcount
+from collector.store.handle import OneConnection
 
 
-class PostgresDatabase:
+class PostgresDatabase(OneConnection[asyncpg.Connection]):
     """``Database`` over one asyncpg connection; use as ``async with``.
 
     >>> async with PostgresDatabase("postgresql://evalbox@db/evalbox") as db:
@@ -41,18 +42,6 @@ class PostgresDatabase:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def close(self) -> None:
-        """Close the connection; safe to call twice."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-    @property
-    def conn(self) -> asyncpg.Connection:
-        if self._conn is None:
-            raise StoreError("database is not open")
-        return self._conn
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

@@ -11,10 +11,11 @@ import aiosqlite
 
 from collector.errors import StoreError
 from collector.store.base import Store
+from collector.store.handle import OneConnection
 from collector.store.migrate import apply_sqlite_migrations
 
 
-class SqliteStore(Store):
+class SqliteStore(OneConnection[aiosqlite.Connection], Store):
     """``Store`` on one aiosqlite connection (its own thread); the process is the single writer.
 
     >>> async with SqliteStore("evalbox.db") as store:
@@ -51,16 +52,7 @@ class SqliteStore(Store):
             await self.close()
             raise StoreError(f"{self.path}: {exc}") from None
 
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StoreError("store is not open")
-        return self._conn
+    _closed_message = "store is not open"
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:

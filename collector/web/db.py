@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiosqlite
 
 from collector.errors import StoreError
+from collector.store.handle import OneConnection
 from collector.store.migrate import apply_sqlite_migrations
 from collector.store.url import parse_store_url
 
@@ -96,7 +97,7 @@ def connect_database(url: str, *, migrate: bool = True) -> SqliteDatabase | Post
     return SqliteDatabase(where.path, migrate=migrate)
 
 
-class SqliteDatabase:
+class SqliteDatabase(OneConnection[aiosqlite.Connection]):
     """One aiosqlite connection (WAL, ``synchronous=FULL``); use ``async with``.
 
     >>> async with SqliteDatabase("evalbox.db") as db:
@@ -134,18 +135,6 @@ class SqliteDatabase:
         self._conn = conn
         if self._migrate:
             await apply_migrations(self)
-
-    async def close(self) -> None:
-        """Close; safe to call twice."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StoreError("database is not open")
-        return self._conn
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._lock:
