@@ -40,7 +40,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as mqtt  # noqa: E402
 
 import protocol  # noqa: E402
-from collector.sim.deploy import Deployment, free_port  # noqa: E402
+from collector.sim.deploy import Deployment, cancelled_by_sigterm, free_port  # noqa: E402
 from collector.sim.traffic import demo_bureau  # noqa: E402
 from protocol import topics  # noqa: E402
 
@@ -126,9 +126,16 @@ async def main() -> int:
     bureau = demo_bureau(args.boxes, 1, serial_every=0)
     dep = Deployment(workdir, bureau, metrics_listen=listen)
     await dep.provision()
+    with cancelled_by_sigterm():
+        return await _soak(args, rate, workdir, listen, bureau, dep)
+
+
+async def _soak(
+    args: argparse.Namespace, rate: float, workdir: pathlib.Path, listen: str, bureau: Any, dep: Deployment
+) -> int:
     dep.start_broker()
-    await dep.start_collector()
     try:
+        await dep.start_collector()
         boxes = [Box(json.loads((workdir / "boxes" / f"{w.device_id}.json").read_text())) for w in bureau.windows]
         officers = {w.device_id: w.shifts[0] for w in bureau.windows}
         print(f"soak: {args.minutes:g} min at {rate:.1f} presses/s ({args.factor:g}× a province), {len(boxes)} boxes")
@@ -186,4 +193,7 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM: everything started is stopped
+        raise SystemExit(130) from None

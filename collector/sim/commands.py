@@ -89,14 +89,18 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(f"ground truth 真值: {workdir / 'truth.json'}; store: {workdir / 'evalbox.db'}")
             return 0 if ev.ok else 1
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\nstopped 已停止", file=sys.stderr)
+        return 130
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     workdir = _workdir(args)
     try:
         return asyncio.run(_demo(args, workdir))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (see cancelled_by_sigterm)
         print("\nstopped 已停止", file=sys.stderr)
         return 0
 

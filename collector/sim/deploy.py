@@ -43,6 +43,29 @@ from collector.store.base import Officer as OfficerRow
 COLLECTOR_USER = "collector"
 
 
+@contextlib.contextmanager
+def cancelled_by_sigterm() -> Any:
+    """While inside, SIGTERM cancels the running task as Ctrl-C does: ``finally`` blocks stop every child.
+
+    Without it, ``kill PID`` (systemd, a CI timeout) ends Python at once and leaves mosquitto, the collector
+    and the boxes' interpreters running.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is None:
+        yield
+        return
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: leave it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

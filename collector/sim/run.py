@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from collector.errors import EvalboxError
-from collector.sim.deploy import BoxSettings, Deployment, evalbox_command
+from collector.sim.deploy import BoxSettings, Deployment, cancelled_by_sigterm, evalbox_command
 from collector.sim.fleet import Fleet, wait_drained
 from collector.sim.traffic import Bureau, OfficerTruth, Traffic, demo_bureau, plan, truth
 from collector.sim.verify import EventCheck, check_events, check_report
@@ -125,36 +125,42 @@ async def simulate(
         f"==> deploying 部署: mosquitto, evalbox serve, {len(bureau.windows)} boxes 评价器 ({n_serial} on serial 串口),"
         f" {len(bureau.officers)} officers 民警 in {len(bureau.units)} units 单位"
     )
-    async with Deployment(opts.workdir, bureau, web_listen=opts.web_listen, box_settings=opts.box_settings) as dep:
-        total = sum(len(p) for p in plans.values())
-        say(f"==> simulating 模拟 {month}: {total} steps (sign-in, invites, ratings) on the real firmware")
-        progress = Progress(f"month {month}", total)
-        fleet = Fleet(
-            dep.boxes, plans, invite_ms=opts.box_settings.invite_ms, min_interval_ms=opts.box_settings.min_interval_ms,
-            on_step=progress.step,
-        )  # fmt: skip
-        chaos = asyncio.create_task(during(dep, fleet)) if during is not None else None
-        try:
-            await fleet.run()
-        finally:
-            if chaos is not None:
-                chaos.cancel()
-                try:
-                    await chaos
-                except asyncio.CancelledError:
-                    pass
-        if fleet.mismatches:
-            raise EvalboxError("the firmware flagged presses unlike the plan: " + "; ".join(fleet.mismatches[:5]))
-        say("==> waiting for every press to be stored and acknowledged 等待全部确认")
-        left = await wait_drained(dep.boxes, drain_timeout)
-        if left:
-            raise EvalboxError(f"boxes still hold unacknowledged presses after {drain_timeout:.0f} s: {left}")
-        done = [(r.at_ms, r.expect) for r in fleet.records if r.at_ms]
-        done += [(at, e) for _, _, _, at, e in fleet.expired]
-        events = check_events(fleet.records, fleet.expired, stored_events(dep))
-        result = SimResult(month, bureau, fleet, truth(done, opts.timezone), events, time.monotonic() - t0)
-        (opts.workdir / "truth.json").write_text(json.dumps(result.truth_json(), ensure_ascii=False, indent=1) + "\n")
-        yield dep, result
+    with cancelled_by_sigterm():
+        async with Deployment(opts.workdir, bureau, web_listen=opts.web_listen, box_settings=opts.box_settings) as dep:
+            total = sum(len(p) for p in plans.values())
+            say(f"==> simulating 模拟 {month}: {total} steps (sign-in, invites, ratings) on the real firmware")
+            progress = Progress(f"month {month}", total)
+            fleet = Fleet(
+                dep.boxes,
+                plans,
+                invite_ms=opts.box_settings.invite_ms,
+                min_interval_ms=opts.box_settings.min_interval_ms,
+                on_step=progress.step,
+            )
+            chaos = asyncio.create_task(during(dep, fleet)) if during is not None else None
+            try:
+                await fleet.run()
+            finally:
+                if chaos is not None:
+                    chaos.cancel()
+                    try:
+                        await chaos
+                    except asyncio.CancelledError:
+                        pass
+            if fleet.mismatches:
+                raise EvalboxError("the firmware flagged presses unlike the plan: " + "; ".join(fleet.mismatches[:5]))
+            say("==> waiting for every press to be stored and acknowledged 等待全部确认")
+            left = await wait_drained(dep.boxes, drain_timeout)
+            if left:
+                raise EvalboxError(f"boxes still hold unacknowledged presses after {drain_timeout:.0f} s: {left}")
+            done = [(r.at_ms, r.expect) for r in fleet.records if r.at_ms]
+            done += [(at, e) for _, _, _, at, e in fleet.expired]
+            events = check_events(fleet.records, fleet.expired, stored_events(dep))
+            result = SimResult(month, bureau, fleet, truth(done, opts.timezone), events, time.monotonic() - t0)
+            (opts.workdir / "truth.json").write_text(
+                json.dumps(result.truth_json(), ensure_ascii=False, indent=1) + "\n"
+            )
+            yield dep, result
 
 
 def evalbox(dep: Deployment, *args: str, capture: bool = True) -> str:

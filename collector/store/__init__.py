@@ -1,4 +1,4 @@
-"""Storage: one interface (``Store``), SQLite (aiosqlite) now, PostgreSQL (asyncpg) at scale.
+"""Storage: one interface (``Store``), SQLite (aiosqlite) by default, PostgreSQL (asyncpg) at scale.
 
 ``open_store(url)`` picks the implementation by URL scheme::
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pathlib
 
-from collector.errors import ConfigError
 from collector.store.base import EVENT_COLUMNS, Device, Officer, Rejection, StatusUpdate, Store
 from collector.store.migrate import apply_migrations, apply_sqlite_migrations
+from collector.store.url import parse_store_url
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -35,11 +35,13 @@ def sqlite_path(url: str, base: pathlib.Path | None = None) -> pathlib.Path:
     return path if path.is_absolute() or base is None else base / path
 
 
-def open_store(url: str, *, base: pathlib.Path | None = None) -> Store:
-    """The store for ``url`` (not yet open: use ``async with``). ``sqlite:///PATH`` now; ``postgresql://`` later."""
-    if url.startswith("sqlite:"):
-        from collector.store.sqlite import SqliteStore
+def open_store(url: str, *, base: pathlib.Path | None = None, migrate: bool = True) -> Store:
+    """The store for ``url`` (not yet open: use ``async with``): ``sqlite:///PATH`` or ``postgresql://…``."""
+    where = parse_store_url(url, base=base)
+    if where.kind == "postgresql":
+        from collector.store.postgres import PostgresStore
 
-        return SqliteStore(sqlite_path(url, base))
-    scheme = url.split(":", 1)[0] if ":" in url else url
-    raise ConfigError(f"store.url: unsupported scheme {scheme!r} (use sqlite:///PATH)")
+        return PostgresStore(where.target, migrate=migrate)
+    from collector.store.sqlite import SqliteStore
+
+    return SqliteStore(where.path, migrate=migrate)

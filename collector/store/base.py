@@ -4,9 +4,11 @@
 their identity ``(device_id, boot, seq)``, rollups, duty, invites, device
 status and rejected input updated **in the same transaction** as the batch.
 A subclass supplies only the connection layer (``_run``, ``_run_many``,
-``_rows``, ``_begin``/``_commit``/``_rollback``): SQLite now
-(``collector.store.sqlite``); PostgreSQL swaps that layer and rewrites ``?``
-with ``collector.report.db.dollar_params``.
+``_rows``, ``_begin``/``_commit``/``_rollback``) and may replace the three
+steps of a batch that its engine does faster or must do differently
+(``_closed_months``, ``_stage``, ``_insert_new``): SQLite
+(``collector.store.sqlite``) and PostgreSQL (``collector.store.postgres``:
+``COPY`` into staging, ``INSERT … RETURNING``, several writers at once).
 
 How a batch finds out which events are new, in one pass: the rows go into a
 temporary ``staging`` table, one ``UPDATE`` marks those whose identity is
@@ -78,6 +80,8 @@ _ROLLUP = (
     f" SELECT COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind, {_LEVEL}, {_SCALE}, late, COUNT(*)"
     f" FROM staging WHERE dup = 0 AND kind IN ({_KINDS})"
     f" GROUP BY COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind, {_LEVEL}, {_SCALE}, late"
+    # A fixed order: two writers (PostgreSQL, several collectors) lock rollup rows in the same order.
+    " ORDER BY 2, 1, 3, 4, 5, 6, 7"
     " ON CONFLICT (month, officer_id, window_id, kind, level, scale, late) DO UPDATE SET n = rollups.n + excluded.n"
 )
 _DUTY_IN = (
@@ -86,7 +90,7 @@ _DUTY_IN = (
 )
 _DUTY_OUT = (
     "UPDATE duty SET end_ms = ? WHERE device_id = ? AND end_ms IS NULL AND start_ms <= ?"
-    " AND (? IS NULL OR officer_id = ?)"
+    " AND (CAST(? AS TEXT) IS NULL OR officer_id = ?)"
 )
 _INVITE_OPEN = (
     "INSERT INTO invites (device_id, boot, invite_no, officer_id, ticket, opened_ms) SELECT device_id, boot,"
@@ -280,13 +284,13 @@ class Store(abc.ABC):
             if statuses:
                 await self._write_statuses(statuses)
             if seen:
-                await self._run_many(_SEEN, [(ms, dev, ms) for dev, ms in seen.items()])
+                await self._run_many(_SEEN, [(ms, dev, ms) for dev, ms in sorted(seen.items())])
             if rejects:
                 await self._write_rejects(rejects)
         return stored
 
     async def _write_events(self, events: Sequence[EventRow]) -> list[bool]:
-        closed = {r[0] for r in await self._rows("SELECT month FROM months")}
+        closed = await self._closed_months()
         month_i, dev_i, boot_i, seq_i = _I["month"], _I["device_id"], _I["boot"], _I["seq"]
         first: dict[tuple[str, int, int], int] = {}
         rows = []
@@ -296,19 +300,35 @@ class Store(abc.ABC):
                 continue
             first[ident] = idx
             rows.append((idx, *ev, 1 if ev[month_i] in closed else 0))
-        await self._run_many(_STAGE, rows)
-        await self._run(_MARK_DUPS)
-        dup = {int(r[0]) for r in await self._rows("SELECT idx FROM staging WHERE dup = 1")}
+        await self._stage(rows)
+        dup = await self._insert_new()
         stored = [False] * len(events)
         for idx in first.values():
             stored[idx] = idx not in dup
         new = [ev for idx, ev in enumerate(events) if stored[idx]]
         if new:
-            await self._run(_INSERT_EVENTS)
             await self._run(_ROLLUP)
             await self._side_tables(new)
         await self._run("DELETE FROM staging")
         return stored
+
+    async def _closed_months(self) -> set[str]:
+        """The closed months (events for them are stored ``late``)."""
+        return {r[0] for r in await self._rows("SELECT month FROM months")}
+
+    async def _stage(self, rows: list[tuple[Any, ...]]) -> None:
+        """Put the batch's rows ``(idx, *event, late)`` into ``staging`` (``dup`` 0)."""
+        await self._run_many(_STAGE, rows)
+
+    async def _insert_new(self) -> set[int]:
+        """Insert the staged events not yet stored; mark the others ``dup = 1``; their ``idx``.
+
+        The single writer (SQLite) can ask first and insert after.
+        """
+        await self._run(_MARK_DUPS)
+        dup = {int(r[0]) for r in await self._rows("SELECT idx FROM staging WHERE dup = 1")}
+        await self._run(_INSERT_EVENTS)
+        return dup
 
     async def _side_tables(self, new: list[EventRow]) -> None:
         types = {ev[3] for ev in new}
@@ -336,7 +356,7 @@ class Store(abc.ABC):
     async def _write_statuses(self, statuses: Sequence[StatusUpdate]) -> None:
         online = []
         offline = []
-        for st in statuses:
+        for st in sorted(statuses, key=lambda st: st.device_id):  # stable: a box's last status wins
             m = st.msg
             if m is None:
                 offline.append((st.device_id,))

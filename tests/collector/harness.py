@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
 from collector.ingest.provision import ACL
-from collector.store.sqlite import SqliteStore
+from collector.store import open_store
 from protocol import topics
 from tests.conftest import ROOT
 from tests.mosquitto import Mosquitto, free_port  # noqa: F401 - re-exported for tests
@@ -46,9 +46,11 @@ def wait_for(cond: Callable[[], object], timeout: float = 60.0, what: str = "con
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def make_store(path: pathlib.Path, devices: list[str]) -> None:
+def make_store(where: pathlib.Path | str, devices: list[str]) -> None:
+    """Provision a store (an SQLite file or a PostgreSQL URL) with one unit, window, officer and ``devices``."""
+
     async def run() -> None:
-        async with SqliteStore(path) as store:
+        async with open_store(str(where)) as store:
             await store.import_registry(
                 units=[("U1", "城关派出所", None, None)],
                 windows=[("W1", "U1", "户籍1号窗")],
@@ -72,8 +74,10 @@ def write_config(
     serial: list[str] = (),
     extra: str = "",
     max_ms: int = 20,  # type: ignore[assignment]
+    store: pathlib.Path | str = "store.db",
 ) -> pathlib.Path:
-    lines = ['[store]\nurl = "sqlite:///store.db"\n', f"[batch]\nmax_events = 500\nmax_ms = {max_ms}\n"]
+    url = store if isinstance(store, str) and store.startswith("postgresql") else f"sqlite:///{store}"
+    lines = [f'[store]\nurl = "{url}"\n', f"[batch]\nmax_events = 500\nmax_ms = {max_ms}\n"]
     if port is not None:
         lines.append(
             f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nusername = "{COLLECTOR_USER}"\n'
@@ -197,7 +201,10 @@ class Box:
         self.client.loop_stop()
 
 
-def stored(db: pathlib.Path, sql: str = "SELECT COUNT(*) FROM events") -> int:
+def stored(db: pathlib.Path | str, sql: str = "SELECT COUNT(*) FROM events") -> int:
+    """One number from the store: an SQLite file (0 while it does not exist) or a PostgreSQL URL."""
+    if isinstance(db, str):
+        return asyncio.run(_pg_number(db, sql))
     if not db.exists():
         return 0
     try:
@@ -205,3 +212,21 @@ def stored(db: pathlib.Path, sql: str = "SELECT COUNT(*) FROM events") -> int:
             return int(conn.execute(sql).fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+async def _pg_number(url: str, sql: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        value = await conn.fetchval(sql)
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+    return int(value or 0)
+
+
+def store_of(tmp_path: pathlib.Path, store_url: str) -> pathlib.Path | str:
+    """The ``store_url`` fixture's store as harness functions take it: a PostgreSQL URL or the SQLite file."""
+    return store_url if store_url.startswith("postgresql") else pathlib.Path(store_url)

@@ -1,4 +1,7 @@
-"""MQTT ingest end to end: real mosquitto with passwords and ACL, the collector process, simulated boxes."""
+"""MQTT ingest end to end: real mosquitto with passwords and ACL, the collector process, simulated boxes.
+
+Each test runs on an SQLite file and on the machine's PostgreSQL (``store_url``).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,21 @@ import pathlib
 
 import pytest
 
-from tests.collector.harness import Box, Collector, broker, make_store, stored, wait_for, write_config
+from tests.collector.harness import Box, Collector, broker, make_store, store_of, stored, wait_for, write_config
 
 
 @pytest.fixture
-def setup(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
+def setup(tmp_path: pathlib.Path, store_url: str):  # type: ignore[no-untyped-def]
     devices = ["BOX-1", "BOX-2", "BOX-3"]
-    make_store(tmp_path / "store.db", devices)
+    db = store_of(tmp_path, store_url)
+    make_store(db, devices)
     with broker(tmp_path, devices) as mq:
-        yield tmp_path, mq
+        yield tmp_path, mq, db
 
 
 def test_exactly_once_duplicates_acked_again_forgery_rejected(setup) -> None:  # type: ignore[no-untyped-def]
-    tmp_path, mq = setup
-    db = tmp_path / "store.db"
-    col = Collector(write_config(tmp_path, port=mq.port)).start()
+    tmp_path, mq, db = setup
+    col = Collector(write_config(tmp_path, store=db, port=mq.port)).start()
     box = Box("BOX-1", mq.port)
     try:
         for s in range(50):
@@ -51,9 +54,8 @@ def test_exactly_once_duplicates_acked_again_forgery_rejected(setup) -> None:  #
 
 
 def test_box_cannot_publish_on_another_boxes_topic(setup) -> None:  # type: ignore[no-untyped-def]
-    tmp_path, mq = setup
-    db = tmp_path / "store.db"
-    col = Collector(write_config(tmp_path, port=mq.port)).start()
+    tmp_path, mq, db = setup
+    col = Collector(write_config(tmp_path, store=db, port=mq.port)).start()
     box1, box2 = Box("BOX-1", mq.port), Box("BOX-2", mq.port)
     try:
         # BOX-1 signs a valid BOX-2-looking message? It has only its own key; publish its own event on BOX-2's topic.
@@ -71,9 +73,8 @@ def test_box_cannot_publish_on_another_boxes_topic(setup) -> None:  # type: igno
 
 
 def test_ack_only_after_commit_crash_before_commit(setup) -> None:  # type: ignore[no-untyped-def]
-    tmp_path, mq = setup
-    db = tmp_path / "store.db"
-    cfg = write_config(tmp_path, port=mq.port, max_ms=200)
+    tmp_path, mq, db = setup
+    cfg = write_config(tmp_path, store=db, port=mq.port, max_ms=200)
     col = Collector(cfg).start()
     box = Box("BOX-1", mq.port)
     try:
@@ -99,9 +100,8 @@ def test_ack_only_after_commit_crash_before_commit(setup) -> None:  # type: igno
 
 
 def test_broker_restart_mid_stream_loses_nothing(setup) -> None:  # type: ignore[no-untyped-def]
-    tmp_path, mq = setup
-    db = tmp_path / "store.db"
-    cfg = write_config(tmp_path, port=mq.port)
+    tmp_path, mq, db = setup
+    cfg = write_config(tmp_path, store=db, port=mq.port)
     col = Collector(cfg).start()
     box = Box("BOX-3", mq.port)
     try:
@@ -156,9 +156,8 @@ def test_status_and_last_will(setup) -> None:  # type: ignore[no-untyped-def]
     import protocol
     from protocol import topics
 
-    tmp_path, mq = setup
-    db = tmp_path / "store.db"
-    col = Collector(write_config(tmp_path, port=mq.port)).start()
+    tmp_path, mq, db = setup
+    col = Collector(write_config(tmp_path, store=db, port=mq.port)).start()
     box = Box("BOX-2", mq.port)
     try:
         st = protocol.make(

@@ -1,15 +1,14 @@
-"""The pipeline on a real SQLite store with a recording source: placement, flags, side tables, acks."""
+"""The pipeline on a real store (SQLite, PostgreSQL) with a recording source: placement, flags, side tables, acks."""
 
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import time
 from typing import Any
 
 import protocol
 from collector.ingest.pipeline import FLAG_CLOCK_SUSPECT, Pipeline
-from collector.store.sqlite import SqliteStore
+from collector.store import Store, open_store
 from collector.timeplace import month_of
 from protocol import topics
 
@@ -41,8 +40,8 @@ def msg(t: str, seq: int, **kw: Any) -> bytes:
     return protocol.encode(protocol.make(t, D, **fields), KEY)
 
 
-async def _pipeline(tmp: pathlib.Path) -> tuple[SqliteStore, Pipeline]:
-    store = SqliteStore(tmp / "p.db")
+async def _pipeline(url: str) -> tuple[Store, Pipeline]:
+    store = open_store(url)
     await store.open()
     await store.import_registry(
         units=[("U1", "U", None, None)], windows=[("W1", "U1", "W")], officers=[("A1", "张三", "U1", "W1")]
@@ -53,9 +52,9 @@ async def _pipeline(tmp: pathlib.Path) -> tuple[SqliteStore, Pipeline]:
     return store, pipe
 
 
-def test_placement_flags_side_tables_and_acks(tmp_path: pathlib.Path) -> None:
+def test_placement_flags_side_tables_and_acks(store_url: str) -> None:
     async def run() -> None:
-        store, pipe = await _pipeline(tmp_path)
+        store, pipe = await _pipeline(store_url)
         src = Recorder()
         recv = int(time.time() * 1000)
         up_topic = topics.uplink(D)
@@ -97,9 +96,9 @@ def test_placement_flags_side_tables_and_acks(tmp_path: pathlib.Path) -> None:
     asyncio.run(run())
 
 
-def test_closed_month_is_late_and_unrated_invite(tmp_path: pathlib.Path) -> None:
+def test_closed_month_is_late_and_unrated_invite(store_url: str) -> None:
     async def run() -> None:
-        store, pipe = await _pipeline(tmp_path)
+        store, pipe = await _pipeline(store_url)
         src = Recorder()
         ts = 1_790_000_000_000
         await store._run("INSERT INTO months VALUES (?, 1, 'test')", (month_of(ts),))
