@@ -66,15 +66,23 @@ def summary(result: CopyResult, seconds: float) -> str:
 
 def cmd_store_copy(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    result = asyncio.run(
-        copy_store(
-            args.source,
-            args.target,
-            batch=args.batch,
-            progress=_bar if sys.stderr.isatty() else None,
-            confirm=None if args.yes else _confirm,
+    try:
+        result = asyncio.run(
+            copy_store(
+                args.source,
+                args.target,
+                batch=args.batch,
+                progress=_bar if sys.stderr.isatty() else None,
+                confirm=None if args.yes else _confirm,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the batches copied so far are kept; run the same command again to resume"
+            " / 已中断，重新运行即可续传",
+            file=sys.stderr,
+        )
+        return 130
     print(summary(result, time.perf_counter() - t0))
     return 0 if result.ok else 1
 

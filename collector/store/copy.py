@@ -41,7 +41,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from collector.errors import UsageError
+from collector.errors import StoreError, UsageError
 from collector.report.db import Database, Row, apply_migrations, connect_database, has_table
 from collector.report.rebuild import rollup_select
 from collector.store.pgdb import redact
@@ -343,49 +343,69 @@ async def copy_store(
     _check_ends(source, target)
     if target.kind == "sqlite" and not target.path.parent.is_dir():
         raise UsageError(f"target {target}: no such directory {target.path.parent} / 目标目录不存在")
-    async with connect_database(str(source)) as src, connect_database(str(target), must_exist=False) as dst:
-        if source.kind == target.kind == "postgresql" and await _same_postgres(src, dst):
-            raise UsageError("--from and --to are the same store / 源库与目标库相同")
-        if not await has_table(src, "schema_migrations"):
-            raise UsageError(f"source {_name(source)}: not an evalbox store (no schema_migrations) / 不是evalbox数据库")
-        known = sorted(name for name, _ in MIGRATIONS)
-        have = await _migrations(src)
-        unknown = sorted(set(have) - set(known))
-        if unknown:
-            raise UsageError(
-                f"source {_name(source)} has migrations this evalbox does not know ({', '.join(unknown)}): "
-                "upgrade evalbox first / 源库版本较新"
-            )
-        missing = sorted(set(known) - set(have))
-        if missing:
-            raise UsageError(
-                f"source {_name(source)} lacks migrations {', '.join(missing)}: start this version's collector on it "
-                "once (it migrates the store), then copy / 源库需先升级"
-            )
-        if await has_table(dst, "schema_migrations"):
-            ahead = sorted(set(await _migrations(dst)) - set(known))
-            if ahead:
-                raise UsageError(
-                    f"target {_name(target)} has migrations this evalbox does not know ({', '.join(ahead)}): "
-                    "upgrade evalbox first / 目标库版本较新"
-                )
-        await apply_migrations(dst)
-        if await _migrations(dst) != have:
-            raise UsageError(
-                f"target {_name(target)}: its schema_migrations differ from the source's / 数据库结构不一致"
-            )
+    async with connect_database(str(source)) as src:
+        have = await _source_migrations(src, source)
+        async with connect_database(str(target), must_exist=False) as dst:
+            if source.kind == target.kind == "postgresql" and await _same_postgres(src, dst):
+                raise UsageError("--from and --to are the same store / 源库与目标库相同")
+            await _migrate_target(dst, target, have)
+            return await _copy(src, dst, batch, progress, confirm)
 
-        results = [TableResult(t.name, source=await _count(src, t.name)) for t in (*TABLES, ROLLUPS)]
-        already = 0
-        for t in (*TABLES, ROLLUPS):
-            already += await _count(dst, t.name)
-        if already and confirm is not None and not confirm(already):
-            raise UsageError("copy cancelled; nothing written / 已取消")
 
-        copier = _Copier(src, dst, batch, progress)
+async def _source_migrations(src: Database, source: StoreUrl) -> list[str]:
+    """The source's migrations, which must be exactly this evalbox's."""
+    if not await has_table(src, "schema_migrations"):
+        raise UsageError(f"source {_name(source)}: not an evalbox store (no schema_migrations) / 不是evalbox数据库")
+    known = sorted(name for name, _ in MIGRATIONS)
+    have = await _migrations(src)
+    unknown = sorted(set(have) - set(known))
+    if unknown:
+        raise UsageError(
+            f"source {_name(source)} has migrations this evalbox does not know ({', '.join(unknown)}): "
+            "upgrade evalbox first / 源库版本较新"
+        )
+    missing = sorted(set(known) - set(have))
+    if missing:
+        raise UsageError(
+            f"source {_name(source)} lacks migrations {', '.join(missing)}: start this version's collector on it "
+            "once (it migrates the store), then copy / 源库需先升级"
+        )
+    return have
+
+
+async def _migrate_target(dst: Database, target: StoreUrl, have: list[str]) -> None:
+    """Bring the target to this evalbox's schema; it must then list the source's migrations."""
+    if await has_table(dst, "schema_migrations"):
+        ahead = sorted(set(await _migrations(dst)) - {name for name, _ in MIGRATIONS})
+        if ahead:
+            raise UsageError(
+                f"target {_name(target)} has migrations this evalbox does not know ({', '.join(ahead)}): "
+                "upgrade evalbox first / 目标库版本较新"
+            )
+    await apply_migrations(dst)
+    if await _migrations(dst) != have:
+        raise UsageError(f"target {_name(target)}: its schema_migrations differ from the source's / 数据库结构不一致")
+
+
+async def _copy(
+    src: Database, dst: Database, batch: int, progress: Progress | None, confirm: Callable[[int], bool] | None
+) -> CopyResult:
+    results = [TableResult(t.name, source=await _count(src, t.name)) for t in (*TABLES, ROLLUPS)]
+    already = 0
+    for t in (*TABLES, ROLLUPS):
+        already += await _count(dst, t.name)
+    if already and confirm is not None and not confirm(already):
+        raise UsageError("copy cancelled; no rows copied / 已取消")
+
+    copier = _Copier(src, dst, batch, progress)
+    try:
         for t, r in zip(TABLES, results, strict=False):
             await copier.table(t, r)
         await copier.rollups(results[-1])
         await copier.reset_identities()
-        problems = await verify(src, dst, results)
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc} — the batches copied so far are kept: run the same command again to resume / 重新运行即可续传"
+        ) from None
+    problems = await verify(src, dst, results)
     return CopyResult(tables=results, problems=problems)

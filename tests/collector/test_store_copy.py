@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import re
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +19,7 @@ from collector.report.db import connect_database
 from collector.report.months import close_month
 from collector.store.copy import ROLLUPS, SKIPPED, TABLES, CopyResult, copy_store
 from collector.store.schema import MIGRATIONS
+from tests.conftest import ROOT
 from tests.report.store import Ev, create_store, ingest, local_ms, press, rated_presses, seed_registry
 
 OCT = local_ms("2026-10-12 09:30:00")
@@ -271,6 +277,7 @@ def test_a_source_with_unknown_or_missing_migrations_is_refused(
     asyncio.run(tamper("DELETE FROM schema_migrations WHERE name IN ('9999_future', '0006_box_commands')"))
     assert main(["store", "copy", "--from", src, "--to", str(tmp_path / "b.db")]) == 2
     assert "lacks migrations 0006_box_commands" in capsys.readouterr().err
+    assert not (tmp_path / "b.db").exists()  # refused before the target was touched
 
 
 def test_a_target_with_other_data_or_a_corrupt_source_fails_verification(
@@ -318,3 +325,57 @@ def test_same_postgresql_database_is_refused(postgres_database: str, capsys: pyt
     asyncio.run(migrated())
     assert main(["store", "copy", "--from", postgres_database, "--to", spelt_otherwise]) == 2
     assert "the same store" in capsys.readouterr().err
+
+
+def test_a_killed_copy_resumes(tmp_path: pathlib.Path, postgres_database: str) -> None:
+    """SIGKILL the command mid-copy (one event per transaction), then run it again."""
+    src = str(tmp_path / "a.db")
+    asyncio.run(fill(src))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "collector.cli", "store", "copy", "--from", src, "--to", postgres_database]
+
+    async def copied_events() -> int:
+        async with connect_database(postgres_database) as db:
+            try:
+                return int((await db.fetch("SELECT COUNT(*) FROM events"))[0][0])
+            except Exception:  # not migrated yet
+                return 0
+
+    proc = subprocess.Popen([*cmd, "--batch", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while asyncio.run(copied_events()) < 10 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    killed_at = asyncio.run(copied_events())
+    assert 10 <= killed_at < 1562
+
+    done = subprocess.run([*cmd, "--yes"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(rf"^events\s+1,562\s+1,562\s+{1562 - killed_at:,}$", done.stdout, re.M), done.stdout
+    assert asyncio.run(dump(postgres_database)) == asyncio.run(dump(src))
+
+
+def test_a_missing_postgresql_database_is_a_clear_error(
+    tmp_path: pathlib.Path, postgres_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = str(tmp_path / "a.db")
+    asyncio.run(fill(src))
+    missing = postgres_server.rsplit("/", 1)[0] + "/evalbox_no_such_database"
+    assert main(["store", "copy", "--from", src, "--to", missing]) == 2
+    err = capsys.readouterr().err
+    assert "evalbox_no_such_database" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_ctrl_c_says_how_to_resume(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import collector.store.commands as commands
+
+    async def interrupted(*args: Any, **kw: Any) -> CopyResult:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "copy_store", interrupted)
+    assert main(["store", "copy", "--from", str(tmp_path / "a.db"), "--to", str(tmp_path / "b.db")]) == 130
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err and "Traceback" not in err
