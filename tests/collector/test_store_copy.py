@@ -200,7 +200,12 @@ def test_an_interrupted_copy_resumes_and_picks_up_the_tail(tmp_path: pathlib.Pat
     assert partial["units"] == total["units"]
 
     asked: list[int] = []
-    second = copy(src, postgres_database, batch=100, confirm=lambda rows: asked.append(rows) is None)
+
+    def confirm(rows: int) -> bool:
+        asked.append(rows)
+        return True
+
+    second = copy(src, postgres_database, batch=100, confirm=confirm)
     assert asked and asked[0] > 100  # the target was not empty: asked before resuming
     assert second.ok, second.problems
     assert second.table("events").copied == len(total["events"]) - 100
