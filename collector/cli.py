@@ -45,6 +45,7 @@ COMMAND_MODULES: list[str] = [
     "collector.web.cli",
     "collector.ingest.commands",
     "collector.sim.commands",
+    "collector.store.commands",
 ]
 
 

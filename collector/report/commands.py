@@ -207,13 +207,15 @@ def cmd_month_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def progress_bar(done: int, total: int, label: str, *, stream: Any = None, width: int = 30) -> None:
+def progress_bar(
+    done: int, total: int, label: str, *, stream: Any = None, width: int = 30, title: str = "rebuild"
+) -> None:
     """One-line progress bar on stderr (redrawn with ``\\r`` on a terminal)."""
     out = stream or sys.stderr
     filled = width * done // max(total, 1)
     bar = "#" * filled + "." * (width - filled)
     end = "\n" if done == total or not out.isatty() else ""
-    out.write(f"\rrebuild [{bar}] {done}/{total} {label}{end}")
+    out.write(f"\r{title} [{bar}] {done}/{total} {label}{end}")
     out.flush()
 
 

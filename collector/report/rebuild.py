@@ -21,19 +21,25 @@ from collector.timeplace import month_bounds, month_of, zone
 Progress = Callable[[int, int, str], None]
 
 _KINDS = ", ".join(f"'{k}'" for k in ROLLUP_KINDS)
-ROLLUP_SQL = f"""
-INSERT INTO rollups (officer_id, month, window_id, kind, level, scale, late, n)
+
+
+def rollup_select(where: str = "month = ?") -> str:
+    """The rollup rows (key columns, then ``n``) recomputed from events matching ``where``."""
+    return f"""
 SELECT COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
        CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
        CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
        late, COUNT(*)
 FROM events
-WHERE month = ? AND kind IN ({_KINDS})
+WHERE {where} AND kind IN ({_KINDS})
 GROUP BY COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
          CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
          CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
          late
 """
+
+
+ROLLUP_SQL = "\nINSERT INTO rollups (officer_id, month, window_id, kind, level, scale, late, n)" + rollup_select()
 
 
 @dataclasses.dataclass(frozen=True)
