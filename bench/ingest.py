@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py                          # 100,000 events, 8 publishers
     .venv/bin/python bench/ingest.py --events 20000 --publishers 4 --rate 1000
+    .venv/bin/python bench/ingest.py --store postgresql://postgres@127.0.0.1/evalbox_bench --collectors 1 2
 
 A real mosquitto (config, passwords and ACL from ``evalbox broker-config``)
 and the real ``evalbox serve`` process on a temporary SQLite store (or
@@ -19,7 +20,13 @@ publish pre-signed events at QoS 1 and count the signed acks they receive.
    event's ``ts`` is its press (send) time; press → ack received by the box
    is an upper bound of press → commit. p50/p99 of that.
 
-Last line: JSON ``{"events_per_s", "raw_paho_per_s", "ratio", "p50_ms", "p99_ms"}``.
+4. **scale-out** (``--collectors 1 2``): the drain of step 2 again with N
+   collectors in one shared-subscription group (``$share/…``, one
+   persistent session each) writing the same store, for each N, in the same
+   run: fresh identities each time. Rate = N events / (last − first ack).
+
+Last line: JSON ``{"events_per_s", "raw_paho_per_s", "ratio", "p50_ms", "p99_ms"}``; with ``--collectors``
+also ``"store"``, ``"events_per_s_<N>"`` for each N and ``"ratio_2_to_1"``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ import os
 import pathlib
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -52,6 +58,10 @@ from protocol import topics  # noqa: E402
 
 COLLECTOR = ("collector", "bench-collector-pw")
 T0 = 1_790_000_000_000
+
+
+def officer_of(device: str) -> str:
+    return "A-" + device
 
 
 def key_of(device: str) -> bytes:
@@ -90,6 +100,7 @@ def publisher(
 ) -> None:
     """Publish ``count`` events (pre-signed unless paced), wait for PUBACKs, then (optionally) for every ack."""
     key = key_of(device)
+    officer = officer_of(device)
     sent: dict[int, float] = {}
     lat: list[float] = []
     acked: set[int] = set()
@@ -133,8 +144,8 @@ def publisher(
     if rate <= 0:
         payloads = [
             protocol.encode(
-                protocol.make("press", device, b=boot, s=s, ts=T0 + s, up=s, o="A1", k=1 + s % 2, n=2, i=None, tk=None,
-                              f=0),
+                protocol.make("press", device, b=boot, s=s, ts=T0 + s, up=s, o=officer, k=1 + s % 2, n=2, i=None,
+                              tk=None, f=0),
                 key,
             )
             for s in range(count)
@@ -150,8 +161,8 @@ def publisher(
                 time.sleep(delay)
             now = time.time()
             p = protocol.encode(
-                protocol.make("press", device, b=boot, s=s, ts=int(now * 1000), up=s, o="A1", k=1, n=2, i=None,
-                              tk=None, f=0),
+                protocol.make("press", device, b=boot, s=s, ts=int(now * 1000), up=s, o=officer, k=1, n=2,
+                              i=None, tk=None, f=0),
                 key,
             )  # fmt: skip
             sent[s] = now
@@ -160,7 +171,7 @@ def publisher(
         info.wait_for_publish(120)
     published.set()
     if want_acks:
-        done.wait(600)
+        done.wait(float(os.environ.get("BENCH_ACK_WAIT_S", "600")))
     c.disconnect()
     c.loop_stop()
     results.put((device, len(acked), first_last[0], first_last[1], lat))
@@ -251,7 +262,8 @@ class Collector:
         self.log = config.parent / "collector.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        self._subscribed = self.log.read_text(errors="replace").count("MQTT subscribed") if self.log.exists() else 0
         self._log = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "collector.cli", "serve", "--config", str(self.config)],
@@ -259,7 +271,11 @@ class Collector:
             stdout=self._log,
             stderr=self._log,
         )
-        n = self.log.read_text(errors="replace").count("MQTT subscribed")
+        if wait:
+            self.wait_subscribed()
+
+    def wait_subscribed(self) -> None:
+        n = self._subscribed
         wait_until(lambda: self.log.read_text(errors="replace").count("MQTT subscribed") > n, 60, "collector connect")
 
     def stop(self) -> None:
@@ -285,12 +301,24 @@ def main() -> None:
     ap.add_argument("--store", help="store URL (default: a temporary SQLite file)")
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s of the latency run (0: skip it)")
     ap.add_argument("--latency-events", type=int, default=10_000)
+    ap.add_argument("--dir", help="working directory, kept (default: a temporary one, removed)")
+    ap.add_argument(
+        "--collectors",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="also drain with N collectors sharing the stream",
+    )
     args = ap.parse_args()
+    if any(n < 1 or n > 8 for n in args.collectors):
+        ap.error("--collectors: 1 to 8")
     m = args.publishers
     per = max(1, args.events // m)
     total = per * m
     devices = [f"BENCH-{i:03d}" for i in range(m)]
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="evalbox-bench-"))
+    tmp = pathlib.Path(args.dir) if args.dir else pathlib.Path(tempfile.mkdtemp(prefix="evalbox-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     broker = None
     try:
         port = free_port()
@@ -311,10 +339,15 @@ def main() -> None:
 
         async def provision() -> None:
             async with open_store(store_url) as store:
-                await store.import_registry(units=[("U1", "U", None, None)], windows=[("W1", "U1", "W")],
-                                            officers=[("A1", "张三", "U1", "W1")])  # fmt: skip
+                # One window and officer per box, as in a bureau (batches of different collectors then
+                # update mostly different rollup rows).
+                await store.import_registry(
+                    units=[("U1", "U", None, None)],
+                    windows=[(f"W-{d}", "U1", d) for d in devices],
+                    officers=[(officer_of(d), d, "U1", f"W-{d}") for d in devices],
+                )
                 for d in devices:
-                    await store.add_device(d, "W1", key_of(d).hex(), replace=True)
+                    await store.add_device(d, f"W-{d}", key_of(d).hex(), replace=True)
 
         asyncio.run(provision())
         cfg = tmp / "evalbox.toml"
@@ -339,8 +372,7 @@ def main() -> None:
         first = min(o[2] for o in out)
         last = max(o[3] for o in out)
         rate = acked / max(last - first, 1e-9)
-        with sqlite3.connect(store_url[len("sqlite:///") :]) if store_url.startswith("sqlite") else _none() as conn:
-            n_stored = conn.execute("SELECT COUNT(*) FROM events WHERE boot = 2").fetchone()[0]
+        n_stored = count_stored(store_url, 2)
         print(f"collector: {acked} acked, {n_stored} stored; {rate:,.0f} events/s durable and acked", flush=True)
         if acked != total or n_stored != total:
             raise SystemExit(f"bench: lost events: {total} sent, {acked} acked, {n_stored} stored")
@@ -356,17 +388,91 @@ def main() -> None:
         col.stop()
         ratio = rate / raw
         print(f"ratio collector/raw: {ratio:.2f}")
-        print(json.dumps({"events_per_s": round(rate), "raw_paho_per_s": round(raw), "ratio": round(ratio, 3),
-                          "p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}))  # fmt: skip
+        figures: dict[str, Any] = {"events_per_s": round(rate), "raw_paho_per_s": round(raw), "ratio": round(ratio, 3),
+                                   "p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}  # fmt: skip
+        if args.collectors:
+            figures["store"] = store_url.split(":", 1)[0]
+            for i, n in enumerate(args.collectors):
+                r = scale_out(tmp, cfg, port, devices, per, boot=10 + i, collectors=n, store_url=store_url)
+                figures[f"events_per_s_{n}"] = round(r)
+            if "events_per_s_1" in figures and "events_per_s_2" in figures:
+                figures["ratio_2_to_1"] = round(figures["events_per_s_2"] / figures["events_per_s_1"], 3)
+                print(f"two collectors / one: {figures['ratio_2_to_1']:.2f}")
+        print(json.dumps(figures))
     finally:
         if broker is not None:
             broker.kill()
             broker.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not args.dir:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _none() -> Any:
-    raise SystemExit("bench: only SQLite stores are counted for now")
+def count_stored(store_url: str, boot: int) -> int:
+    async def count() -> int:
+        async with open_store(store_url, migrate=False) as store:
+            return int((await store.fetch("SELECT COUNT(*) FROM events WHERE boot = ?", (boot,)))[0][0])
+
+    return asyncio.run(count())
+
+
+def end_session(port: int, client_id: str) -> None:
+    """Remove a persistent session from the broker (connect once with a clean session)."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    c.username_pw_set(*COLLECTOR)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    time.sleep(0.2)
+    c.disconnect()
+    c.loop_stop()
+
+
+def scale_out(
+    tmp: pathlib.Path,
+    cfg: pathlib.Path,
+    port: int,
+    devices: list[str],
+    per: int,
+    *,
+    boot: int,
+    collectors: int,
+    store_url: str,
+) -> float:
+    """Queue the events for ``collectors`` collectors in one shared group, start them all, time the drain."""
+    total = per * len(devices)
+    end_session(port, "bench-collector")  # the single collector's session would take its own copy
+    cols = []
+    for i in range(collectors):
+        d = tmp / f"scale-{boot}-{i}"
+        d.mkdir()
+        text = cfg.read_text().replace(
+            'client_id = "bench-collector"', f'client_id = "bench-{boot}-{i}"\nshared_group = "g{boot}"'
+        )
+        (d / "evalbox.toml").write_text(text)
+        cols.append(Collector(d / "evalbox.toml"))
+    for c in cols:  # create the sessions and their shared subscriptions
+        c.start()
+    for c in cols:
+        c.stop()
+    procs, events, results = run_publishers(devices, port, boot, per, 0, True)
+    for ev in events:
+        ev.wait(600)
+    for c in cols:  # all at once: the drain is timed from the first ack to the last
+        c.start(wait=False)
+    for c in cols:
+        c.wait_subscribed()
+    out = collect(procs, results)
+    acked = sum(o[1] for o in out)
+    rate = acked / max(max(o[3] for o in out) - min(o[2] for o in out), 1e-9)
+    for c in cols:
+        c.stop()
+    for i in range(collectors):
+        end_session(port, f"bench-{boot}-{i}")
+    n_stored = count_stored(store_url, boot)
+    print(f"{collectors} collector(s) sharing the stream: {acked} acked, {n_stored} stored; {rate:,.0f} events/s",
+          flush=True)  # fmt: skip
+    if acked != total or n_stored != total:
+        raise SystemExit(f"bench: lost events: {total} sent, {acked} acked, {n_stored} stored")
+    return rate
 
 
 if __name__ == "__main__":

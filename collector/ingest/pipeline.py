@@ -294,21 +294,38 @@ class Pipeline:
         for (_sid, device_id), (source, ids) in outcome.items():
             dev = self.devices[device_id]
             self.route(dev, source)
-            ranges = protocol.ack_ranges(ids)
-            for i in range(0, len(ranges), 64):
-                msg = {
-                    "v": 1,
-                    "t": "ack",
-                    "d": device_id,
-                    "r": ranges[i : i + 64],
-                    "now": now,
-                    "bf": dev.boot_floor or None,
-                }
+            try:
+                wires = self._signed_acks(device_id, protocol.ack_ranges(ids), now, dev.boot_floor or None)
+            except Exception:
+                log.exception("%s: signing the acks for %s failed", source.name, device_id)
+                continue
+            for wire in wires:
                 try:
-                    source.send(device_id, "ack", self.signed(msg))
+                    source.send(device_id, "ack", wire)
                     self.metrics.acks_sent += 1
                 except Exception:
                     log.exception("%s: sending an ack to %s failed", source.name, device_id)
+
+    def _signed_acks(self, device_id: str, ranges: list[list[int]], now: int, bf: int | None) -> list[bytes]:
+        """Signed acks naming ``ranges``: at most 64 ranges each, and split further while one is too big.
+
+        Scattered identities make many ranges (a box whose stream several collectors share, or one that
+        resent a few old presses); long ids and big numbers make ranges long. Every message stays within
+        the protocol's size limit, so the box hears of every commit.
+        """
+        parts = [ranges[i : i + 64] for i in range(0, len(ranges), 64)]
+        wires: list[bytes] = []
+        while parts:
+            part = parts.pop(0)
+            msg = {"v": 1, "t": "ack", "d": device_id, "r": part, "now": now, "bf": bf}
+            try:
+                wires.append(self.signed(msg))
+            except ProtocolError as exc:
+                if exc.reason != "oversize" or len(part) == 1:
+                    raise
+                half = len(part) // 2
+                parts[0:0] = [part[:half], part[half:]]
+        return wires
 
     def _month_of(self, ms: int) -> str:
         lo, hi, month = self._month

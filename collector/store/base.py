@@ -254,15 +254,25 @@ class Store(abc.ABC):
         other writers in the collector (box commands) take turns on the one
         connection instead of landing inside each other's transactions.
         """
-        lock = self.__dict__.setdefault("_tx_lock", asyncio.Lock())
-        async with lock:
-            await self._begin()
+        async with self._tx_lock:
+            self._tx_owner = asyncio.current_task()
             try:
-                yield
-            except BaseException:
-                await self._rollback()
-                raise
-            await self._commit()
+                await self._begin()
+                try:
+                    yield
+                except BaseException:
+                    await self._rollback()
+                    raise
+                await self._commit()
+            finally:
+                self._tx_owner = None
+
+    @property
+    def _tx_lock(self) -> asyncio.Lock:
+        lock: asyncio.Lock = self.__dict__.setdefault("_tx_lock_", asyncio.Lock())
+        return lock
+
+    _tx_owner: asyncio.Task[Any] | None = None
 
     async def write_batch(
         self,

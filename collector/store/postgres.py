@@ -19,13 +19,19 @@ what differs is how a batch gets in and how writers share the store:
 
 A lost connection (server restart, failover) is reopened at the next
 transaction; the batch that failed is retried by the pipeline.
+
+An asyncpg connection runs one operation at a time, and the collector's
+tasks share the store (the writer's batches, the box-command and registry
+loops): a statement outside a transaction waits until the transaction in
+progress has ended, so it neither collides with it nor runs inside it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -91,25 +97,31 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
             return _Retry(f"{self.path}: {exc}")
         return pgdb.store_error(self.dsn, exc)
 
-    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[asyncpg.Connection]:
+        """The connection, once no other task's transaction holds it; errors as ``StoreError``."""
         try:
-            return rowcount(await self.conn.execute(dollar_params(sql), *params))
+            if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+                yield self.conn
+            else:
+                async with self._tx_lock:
+                    yield self.conn
         except pgdb.ERRORS as exc:
             raise self._error(exc) from None
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._turn() as conn:
+            return rowcount(await conn.execute(dollar_params(sql), *params))
 
     async def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        try:
-            await self.conn.executemany(dollar_params(sql), [tuple(r) for r in rows])
-        except pgdb.ERRORS as exc:
-            raise self._error(exc) from None
+        async with self._turn() as conn:
+            await conn.executemany(dollar_params(sql), [tuple(r) for r in rows])
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return [tuple(r) for r in await self.conn.fetch(dollar_params(sql), *params)]
-        except pgdb.ERRORS as exc:
-            raise self._error(exc) from None
+        async with self._turn() as conn:
+            return [tuple(r) for r in await conn.fetch(dollar_params(sql), *params)]
 
     async def _begin(self) -> None:
         if self.conn.is_closed():  # the server went away since the last batch: reconnect once
@@ -153,10 +165,8 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
         return await super()._closed_months()
 
     async def _stage(self, rows: list[tuple[Any, ...]]) -> None:
-        try:
-            await self.conn.copy_records_to_table("staging", records=[(*r, 1) for r in rows], columns=_STAGING_COLUMNS)
-        except pgdb.ERRORS as exc:
-            raise self._error(exc) from None
+        async with self._turn() as conn:
+            await conn.copy_records_to_table("staging", records=[(*r, 1) for r in rows], columns=_STAGING_COLUMNS)
 
     async def _insert_new(self) -> set[int]:
         await self._run(_INSERT_NEW)

@@ -117,3 +117,21 @@ def test_closed_month_is_late_and_unrated_invite(store_url: str) -> None:
         await store.close()
 
     asyncio.run(run())
+
+
+def test_scattered_identities_are_acked_in_messages_within_the_size_limit(store_url: str) -> None:
+    """A box whose presses reach this collector with gaps (the others went to another collector)."""
+
+    async def run() -> None:
+        store, pipe = await _pipeline(store_url)
+        src = Recorder()
+        recv = int(time.time() * 1000)
+        seqs = list(range(1_000_000_000, 1_000_000_600, 2))  # 300 one-press ranges, long numbers
+        await pipe.write([(src, topics.uplink(D), msg("press", s, b=123_456), recv, (s, 1)) for s in seqs])
+        wires = [w for _d, kind, w in src.sent if kind == "ack"]
+        assert all(len(w) <= 1024 for w in wires) and len(wires) > 300 // 64
+        acked = {(b, s) for w in wires for b, lo, hi in protocol.decode(w, KEY, D)["r"] for s in range(lo, hi + 1)}
+        assert acked == {(123_456, s) for s in seqs}
+        await store.close()
+
+    asyncio.run(run())

@@ -177,3 +177,29 @@ def test_postgresql_store_reconnects_after_the_server_drops_it(postgres_database
             assert sum(r[-1] for r in await _rollups(store)) == 3
 
     asyncio.run(run())
+
+
+def test_postgresql_reads_wait_for_the_transaction_in_progress(postgres_database: str) -> None:
+    """The box-command loop reads while the writer's batch is open: it waits its turn (one asyncpg connection)."""
+
+    async def run() -> None:
+        async with PostgresStore(postgres_database) as store:
+            await _registry(store)
+            order = []
+
+            async def batch() -> None:
+                async with store.transaction():
+                    await store._run("UPDATE devices SET fw = 'x'")
+                    await asyncio.sleep(0.2)
+                    order.append("commit")
+
+            async def read() -> None:
+                await asyncio.sleep(0.05)
+                assert await store.pending_commands() == []
+                assert await store.fetch("SELECT fw FROM devices") == [("x",)]  # after the commit
+                order.append("read")
+
+            await asyncio.gather(batch(), read())
+            assert order == ["commit", "read"]
+
+    asyncio.run(run())
