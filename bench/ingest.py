@@ -398,7 +398,8 @@ def main() -> None:
             if "events_per_s_1" in figures and "events_per_s_2" in figures:
                 figures["ratio_2_to_1"] = round(figures["events_per_s_2"] / figures["events_per_s_1"], 3)
                 print(f"two collectors / one: {figures['ratio_2_to_1']:.2f}")
-        print(json.dumps(figures))
+        # No latency run (--rate 0): null, not NaN (which is not JSON).
+        print(json.dumps({k: None if isinstance(v, float) and v != v else v for k, v in figures.items()}))
     finally:
         if broker is not None:
             broker.kill()
