@@ -23,6 +23,7 @@ import abc
 import asyncio
 import contextlib
 import dataclasses
+import random
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
@@ -118,6 +119,10 @@ _REJECT_COUNT = (
     "INSERT INTO rejected_counts (reason, n) VALUES (?, ?)"
     " ON CONFLICT (reason) DO UPDATE SET n = rejected_counts.n + excluded.n"
 )
+
+
+class RetryBatch(StoreError):
+    """The engine aborted the transaction (deadlock, serialization failure); it rolled back whole."""
 
 
 def now_ms() -> int:
@@ -285,8 +290,28 @@ class Store(abc.ABC):
         """Store a batch in ONE transaction; for each event, True if newly stored, False if a duplicate.
 
         Rollups, duty (sign-in/out), invites, device status and last-seen,
-        and rejected input are written in the same transaction.
+        and rejected input are written in the same transaction. A transaction
+        the engine aborted for a conflict with another writer (``RetryBatch``)
+        rolled back whole and runs again, up to ``write_attempts`` times.
         """
+        for attempt in range(1, self.write_attempts + 1):
+            try:
+                return await self._write_batch(events, statuses, rejects, seen)
+            except RetryBatch:
+                if attempt == self.write_attempts:
+                    raise
+                await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    write_attempts = 1
+
+    async def _write_batch(
+        self,
+        events: Sequence[EventRow],
+        statuses: Sequence[StatusUpdate],
+        rejects: Sequence[Rejection],
+        seen: dict[str, int] | None,
+    ) -> list[bool]:
         stored = [False] * len(events)
         async with self.transaction():
             if events:

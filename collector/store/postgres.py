@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -38,7 +37,7 @@ import asyncpg
 
 from collector.errors import StoreError
 from collector.store import pgdb
-from collector.store.base import EVENT_COLUMNS, EventRow, Rejection, StatusUpdate, Store
+from collector.store.base import EVENT_COLUMNS, RetryBatch, Store
 from collector.store.dialect import dollar_params, postgres_ddl, rowcount
 from collector.store.handle import OneConnection
 
@@ -52,11 +51,6 @@ _INSERT_NEW = (
     " UPDATE staging s SET dup = 0 FROM ins"
     " WHERE s.device_id = ins.device_id AND s.boot = ins.boot AND s.seq = ins.seq"
 )
-WRITE_ATTEMPTS = 5
-
-
-class _Retry(StoreError):
-    """A deadlock or serialization failure: the transaction rolled back; run it again."""
 
 
 class PostgresStore(OneConnection[asyncpg.Connection], Store):
@@ -67,6 +61,7 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
     """
 
     dialect = "postgresql"
+    write_attempts = 5
     _closed_message = "store is not open"
 
     def __init__(self, dsn: str, *, migrate: bool = True) -> None:
@@ -94,7 +89,7 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
 
     def _error(self, exc: BaseException) -> StoreError:
         if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
-            return _Retry(f"{self.path}: {exc}")
+            return RetryBatch(f"{self.path}: {exc}")
         return pgdb.store_error(self.dsn, exc)
 
     @contextlib.asynccontextmanager
@@ -142,23 +137,6 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
             await conn.close()  # unusable: the next transaction reconnects
 
     # ---- the batch, PostgreSQL's way ----
-
-    async def write_batch(
-        self,
-        events: Sequence[EventRow],
-        *,
-        statuses: Sequence[StatusUpdate] = (),
-        rejects: Sequence[Rejection] = (),
-        seen: dict[str, int] | None = None,
-    ) -> list[bool]:
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                return await super().write_batch(events, statuses=statuses, rejects=rejects, seen=seen)
-            except _Retry:
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-        raise AssertionError("unreachable")
 
     async def _closed_months(self) -> set[str]:
         await self._run("LOCK TABLE months IN SHARE MODE")
