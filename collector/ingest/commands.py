@@ -125,7 +125,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", help="SQLite store file")
+    p.add_argument("--db", metavar="URL", help="the store: an SQLite file path, sqlite:///PATH or postgresql://…")
     p.add_argument("--config", help=f"config file (default ./{DEFAULT_CONFIG})")
 
 
@@ -142,7 +142,7 @@ def _config(args: argparse.Namespace, *, required: bool = False) -> Config | Non
 
 def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[T]]) -> T:
     if getattr(args, "db", None):
-        url, base = f"sqlite:///{pathlib.Path(args.db).resolve()}", None
+        url, base = args.db, pathlib.Path.cwd()  # an SQLite path (relative to here) or a postgresql:// URL
     else:
         cfg = _config(args)
         if cfg is None:

@@ -60,8 +60,8 @@ def test_missing_config_file(tmp_path: pathlib.Path) -> None:
     assert proc.returncode == 2 and "no such config file" in proc.stderr
 
 
-def test_provisioning_commands(tmp_path: pathlib.Path) -> None:
-    db = str(tmp_path / "s.db")
+def test_provisioning_commands(tmp_path: pathlib.Path, store_url: str) -> None:
+    db = store_url  # an SQLite file, or a postgresql:// URL
     assert main(["unit", "add", "U1", "--name", "城关派出所", "--db", db]) == 0
     assert main(["window", "add", "W1", "--unit", "U1", "--name", "户籍1号窗", "--db", db]) == 0
     assert main(["officer", "add", "A1", "--name", "张三", "--unit", "U1", "--window", "W1", "--db", db]) == 0
