@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import dataclasses
+import sys
 import time
+from collections.abc import Callable
+
+
+def _sqlite_memory_used() -> Callable[[], int] | None:
+    """SQLite's own allocator total for this process (page cache included), or None where it cannot be read.
+
+    The ``sqlite3`` module does not expose ``sqlite3_memory_used()``; its extension links the library,
+    so ctypes finds the function there (the same library instance the store uses).
+    """
+    try:
+        import _sqlite3
+
+        fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    except (ImportError, OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int64
+    fn.argtypes = []
+    return lambda: int(fn())
+
+
+SQLITE_MEMORY_USED = _sqlite_memory_used()
 
 
 @dataclasses.dataclass
@@ -91,6 +114,19 @@ class Metrics:
             "Event-loop lag, maximum over the last minute.",
             [("", max(self.loop_lag_ms, default=0.0) / 1000)],
         )
+        metric(
+            "python_allocated_blocks",
+            "gauge",
+            "Memory blocks held by Python objects (grows with a leak; the SQLite page cache is not in it).",
+            [("", sys.getallocatedblocks())],
+        )
+        if SQLITE_MEMORY_USED is not None:
+            metric(
+                "sqlite_memory_bytes",
+                "gauge",
+                "Memory held by SQLite in this process, its page cache included (bounded by cache_size).",
+                [("", SQLITE_MEMORY_USED())],
+            )
         metric("queue_depth", "gauge", "Messages waiting for the next batch.", [("", self.queue_depth)])
         metric("acks_sent_total", "counter", "Ack messages sent to boxes.", [("", self.acks_sent)])
         metric(
