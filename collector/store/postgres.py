@@ -100,7 +100,7 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
                 yield self.conn
             else:
                 async with self._tx_lock:
-                    yield self.conn
+                    yield await self._live()
         except pgdb.ERRORS as exc:
             raise self._error(exc) from None
 
@@ -118,10 +118,17 @@ class PostgresStore(OneConnection[asyncpg.Connection], Store):
         async with self._turn() as conn:
             return [tuple(r) for r in await conn.fetch(dollar_params(sql), *params)]
 
-    async def _begin(self) -> None:
-        if self.conn.is_closed():  # the server went away since the last batch: reconnect once
-            self._conn = None
+    async def _live(self) -> asyncpg.Connection:
+        """The connection, reopened if the server dropped it (restart, failover) since the last statement.
+
+        If the server is still away this raises, and the closed connection stays: the next call tries again.
+        """
+        if self.conn.is_closed():
             self._conn = await self._connect(migrate=False)
+        return self.conn
+
+    async def _begin(self) -> None:
+        await self._live()
         await self._run("BEGIN")
 
     async def _commit(self) -> None:

@@ -175,6 +175,15 @@ def test_postgresql_store_reconnects_after_the_server_drops_it(postgres_database
             assert await store.write_batch([ev(2), ev(3)]) in ([True, True], [False, True])
             assert await store.count_events() == 3
             assert sum(r[-1] for r in await _rollups(store)) == 3
+            # Outside a batch too (the box-command loop's reads): dropped, then reopened.
+            async with PostgresStore(postgres_database, migrate=False) as admin:
+                await admin.fetch("SELECT pg_terminate_backend(?)", (store.conn.get_server_pid(),))
+            await asyncio.sleep(0.2)
+            try:
+                await store.pending_commands()
+            except Exception:
+                pass
+            assert await store.pending_commands() == []
 
     asyncio.run(run())
 
