@@ -4,7 +4,8 @@ Faults (one at a time, at seeded random moments, each lasting a random
 outage before recovery):
 
 - ``broker_kill``: mosquitto SIGKILLed (what it had not autosaved is gone), restarted;
-- ``collector_kill``: ``evalbox serve`` SIGKILLed mid-batch, restarted;
+- ``collector_kill``: ``evalbox serve`` SIGKILLed mid-batch, restarted (with several collectors
+  sharing the stream: one of them, chosen at random);
 - ``power_cut``: a box's interpreter SIGKILLed between two citizens, booted again on its flash image;
 - ``serial_unplug``: a serial box's cable pulled, plugged back in.
 
@@ -26,6 +27,7 @@ from typing import Any
 from collector.sim.deploy import Deployment
 from collector.sim.fleet import Fleet
 from collector.sim.run import SimOptions, simulate
+from collector.store.url import parse_store_url
 
 FAULTS = ("broker_kill", "collector_kill", "power_cut", "serial_unplug")
 
@@ -40,6 +42,8 @@ class ChaosResult:
     extra: int
     seconds: float
     examples: list[str]
+    collectors: int = 1
+    store: str = "sqlite"
 
     @property
     def ok(self) -> bool:
@@ -49,11 +53,12 @@ class ChaosResult:
         faults = ", ".join(f"{k} {self.faults.get(k, 0)}" for k in FAULTS)
         return (f"chaos 故障注入: {sum(self.faults.values())} faults ({faults}); {self.presses} presses, "
                 f"{self.events} events checked: lost {self.lost}, duplicated {self.duplicated}, extra {self.extra}"
-                f" ({self.seconds:.0f} s)")  # fmt: skip
+                f" ({self.collectors} collector(s) 采集器, {self.store} store 存储; {self.seconds:.0f} s)")  # fmt: skip
 
     def json_line(self) -> str:
         return json.dumps({"presses": self.presses, "faults": sum(self.faults.values()), "lost": self.lost,
-                           "duplicated": self.duplicated, "extra": self.extra})  # fmt: skip
+                           "duplicated": self.duplicated, "extra": self.extra, "collectors": self.collectors,
+                           "store": self.store})  # fmt: skip
 
 
 async def inject(dep: Deployment, fleet: Fleet, rnd: random.Random, counts: Counter[str], every_s: float) -> None:
@@ -70,9 +75,11 @@ async def inject(dep: Deployment, fleet: Fleet, rnd: random.Random, counts: Coun
                 await asyncio.sleep(outage)
                 dep.start_broker()
             elif fault == "collector_kill":
-                await dep.kill_collector()
+                # one of several (the draw only then, so a one-collector run keeps its seeded schedule)
+                which = rnd.randrange(dep.collectors) if dep.collectors > 1 else 0
+                await dep.kill_collector(which)
                 await asyncio.sleep(outage)
-                await dep.start_collector()
+                await dep.start_collector(which)
             elif fault == "power_cut":
                 fleet.request_cut(rnd.choice(devices))
             else:
@@ -91,7 +98,7 @@ async def recover(dep: Deployment) -> None:
     if dep._broker is None or dep._broker.poll() is not None:  # noqa: SLF001 - our own deployment
         dep.start_broker()
     if not dep.collector_running:
-        await dep.start_collector()
+        await dep.start_collector()  # every one that is down
 
 
 async def run_chaos(opts: SimOptions, *, seed: int, every_s: float, say: Any = print) -> ChaosResult:
@@ -105,5 +112,9 @@ async def run_chaos(opts: SimOptions, *, seed: int, every_s: float, say: Any = p
         counts["power_cut"] = result.fleet.stats.power_cuts  # the cuts that happened (asked for at safe points)
         presses = sum(1 for r in result.fleet.records if r.expect.kind in ("rated", "unsolicited", "misuse"))
         ev = result.events
-        return ChaosResult(presses, ev.expected, counts, ev.lost, ev.duplicated, ev.extra, result.seconds, ev.examples)
+        store = parse_store_url(dep.store_url).kind
+        return ChaosResult(
+            presses, ev.expected, counts, ev.lost, ev.duplicated, ev.extra, result.seconds, ev.examples,
+            collectors=dep.collectors, store=store,
+        )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover

@@ -11,7 +11,7 @@ import tempfile
 from typing import Any
 
 from collector.errors import UsageError
-from collector.sim.run import SimOptions, evalbox, report_json, simulate, verify_report
+from collector.sim.run import SimOptions, check_store_options, evalbox, report_json, simulate, verify_report
 from collector.timeplace import parse_month
 
 
@@ -48,6 +48,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("sim", help="run a simulated fleet of boxes and check the stored events / 模拟评价器")
     _common(p, 8, None)
     p.add_argument("--web", metavar="HOST:PORT", help="also serve the web page while it runs")
+    p.add_argument("--store", metavar="URL",
+                   help="store URL (default: an SQLite file in the workdir), e.g. postgresql://user@host/db; "
+                        "the database must exist (it is migrated) / 存储地址")  # fmt: skip
+    p.add_argument("--collectors", type=_positive(int, "--collectors"), default=1,
+                   help="collectors sharing the broker stream (MQTT shared subscription); 2 or more need a "
+                        "PostgreSQL --store (default 1) / 采集器数量")  # fmt: skip
     p.set_defaults(func=cmd_sim)
     p = sub.add_parser("demo", help="the whole system on this machine, a month in minutes / 演示")
     _common(p, 8, "evalbox-demo")
@@ -59,9 +65,12 @@ def register(sub: Any) -> None:
 def _options(args: argparse.Namespace, workdir: pathlib.Path) -> SimOptions:
     if args.serial_every < 0:
         raise UsageError("--serial-every: 0 or more")
+    store_url, collectors = getattr(args, "store", None), getattr(args, "collectors", 1)
+    check_store_options(store_url, collectors)
     return SimOptions(
         workdir=workdir, boxes=args.boxes, serial_every=args.serial_every, month=args.month, days=args.days,
-        arrivals_per_hour=args.arrivals_per_hour, seed=args.seed, web_listen=args.web,
+        arrivals_per_hour=args.arrivals_per_hour, seed=args.seed, web_listen=args.web, store_url=store_url,
+        collectors=collectors,
     )  # fmt: skip
 
 
@@ -80,13 +89,16 @@ def _workdir(args: argparse.Namespace) -> pathlib.Path:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     workdir = _workdir(args)
+    opts = _options(args, workdir)
 
     async def main() -> int:
-        async with simulate(_options(args, workdir)) as (_dep, result):
+        async with simulate(opts) as (dep, result):
             ev = result.events
             print(f"simulated 模拟 {result.month}: {ev.expected} events confirmed by the boxes, {ev.stored} stored; "
                   f"lost {ev.lost}, duplicated {ev.duplicated}, extra {ev.extra} ({result.seconds:.0f} s)")  # fmt: skip
-            print(f"ground truth 真值: {workdir / 'truth.json'}; store: {workdir / 'evalbox.db'}")
+            from collector.store.pgdb import redact  # asyncpg: only here
+
+            print(f"ground truth 真值: {workdir / 'truth.json'}; store 存储: {redact(dep.store_url)}")
             return 0 if ev.ok else 1
 
     try:
@@ -126,7 +138,7 @@ async def _demo(args: argparse.Namespace, workdir: pathlib.Path) -> int:
         pw_file.write_text(password + "\n", encoding="utf-8")
         pw_file.chmod(0o600)
         evalbox(dep, "user", "add", "demo", "--role", "admin", "--password-file", str(pw_file),
-                "--db", f"sqlite:///{workdir / 'evalbox.db'}")  # fmt: skip
+                "--db", dep.store_url)  # fmt: skip
         if not ev.ok or diffs:
             return 1
         if args.no_wait:

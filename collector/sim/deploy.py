@@ -7,10 +7,15 @@
       boxes/BOX-001.json, BOX-001.flash, BOX-001.log …   box configs and littlefs images
       serial/BOX-004 → /dev/pts/N                        the collector's end of each serial cable
       evalbox.toml, evalbox.db, collector.log
+      evalbox-1.toml, collector-1.log …                   with ``collectors=N``: collector 1 … N-1
 
 and runs each part as its own process, so a test can kill any one of them:
-``kill_broker()``/``start_broker()``, ``kill_collector()``/``start_collector()``
-(SIGKILL, as a crash), ``boxes[d].power_cut()``, ``links[d].unplug()``.
+``kill_broker()``/``start_broker()``, ``kill_collector(i)``/``start_collector(i)``
+(SIGKILL, as a crash; no index: every collector), ``boxes[d].power_cut()``, ``links[d].unplug()``.
+
+With ``collectors=N`` (N ≥ 2) the N collectors share the boxes' stream (MQTT shared
+subscription, ``[mqtt] shared_group``, each its own ``client_id``) and write one store
+(``store_url``: PostgreSQL); the serial lines and the web page or metrics belong to collector 0.
 Every box is the real firmware on the real ``micropython`` interpreter
 (``collector.sim.boxes``); the collector is ``evalbox serve``.
 """
@@ -109,7 +114,10 @@ class Deployment:
         store_url: str | None = None,
         batch_max_ms: int = 20,
         metrics_listen: str | None = None,
+        collectors: int = 1,
     ) -> None:
+        if collectors < 1:
+            raise EvalboxError(f"collectors: 1 or more, not {collectors}")
         self.dir = workdir.resolve()
         self.bureau = bureau
         self.web_listen = web_listen
@@ -119,12 +127,22 @@ class Deployment:
         self.batch_max_ms = batch_max_ms
         self.metrics_listen = metrics_listen
         self.broker_port = free_port()
-        self.config_path = self.dir / "evalbox.toml"
+        self.collectors = collectors
+        self.config_path = self.config_path_of(0)
         self.boxes: dict[str, SimBox] = {}
         self.links: dict[str, SerialLink] = {}
         self._broker: subprocess.Popen[bytes] | None = None
-        self._collector: asyncio.subprocess.Process | None = None
+        self._collectors: list[asyncio.subprocess.Process | None] = [None] * collectors
+        self._starts = [0] * collectors
         self.collector_starts = 0
+
+    def config_path_of(self, index: int) -> pathlib.Path:
+        """Collector ``index``'s config file: ``evalbox.toml`` for collector 0, ``evalbox-I.toml`` for the others."""
+        return self.dir / ("evalbox.toml" if index == 0 else f"evalbox-{index}.toml")
+
+    def log_path_of(self, index: int) -> pathlib.Path:
+        """Collector ``index``'s log: ``collector.log`` for collector 0, ``collector-I.log`` for the others."""
+        return self.dir / ("collector.log" if index == 0 else f"collector-{index}.log")
 
     # -- setting up -----------------------------------------------------------------------------
 
@@ -146,6 +164,11 @@ class Deployment:
         conf.write_text(text, encoding="utf-8")
         os.chmod(self.dir / "broker", 0o755)
         async with open_store(self.store_url, base=self.dir) as store:
+            if held := await store.count_events():  # the check compares every stored event with this run's truth
+                raise EvalboxError(
+                    f"the store already holds {held} events: a simulation needs a fresh one (a new database)"
+                    " / 存储中已有事件，模拟须使用新的数据库"
+                )
             for unit in self.bureau.units:
                 await store.add_unit(unit.id, unit.name)
             for window in self.bureau.windows:
@@ -177,8 +200,14 @@ class Deployment:
                 path = self.dir / "boxes" / f"{window.device_id}.json"
                 path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         serial = [w.device_id for w in self.bureau.windows if w.transport == "serial"]
+        for index in range(self.collectors):
+            self._write_config(index, collector_password, serial)
+
+    def _write_config(self, index: int, collector_password: str, serial: list[str]) -> None:
+        """Collector ``index``'s ``evalbox.toml``; serial lines, web page and metrics only on collector 0."""
+        shared = self.collectors > 1
         lines = [
-            "# evalbox demo deployment (generated)",
+            "# evalbox demo deployment (generated)" + (f", collector {index} of {self.collectors}" if shared else ""),
             "[store]",
             f'url = "{self.store_url}"',
             "",
@@ -187,20 +216,22 @@ class Deployment:
             f"port = {self.broker_port}",
             f'username = "{COLLECTOR_USER}"',
             f'password = "{collector_password}"',
-            'client_id = "evalbox-collector"',
+            f'client_id = "evalbox-collector-{index}"' if shared else 'client_id = "evalbox-collector"',
+            *(['shared_group = "collectors"'] if shared else []),
             "",
             "[batch]",
             "max_events = 1000",
             f"max_ms = {self.batch_max_ms}",
             "",
         ]
-        for device_id in serial:
-            lines += ["[[serial]]", f'port = "{self.dir / "serial" / device_id}"', f'device = "{device_id}"', ""]
-        if self.web_listen:
-            lines += ["[web]", f'listen = "{self.web_listen}"', ""]
-        elif self.metrics_listen:
-            lines += ["[metrics]", f'listen = "{self.metrics_listen}"', ""]
-        self.config_path.write_text("\n".join(lines), encoding="utf-8")
+        if index == 0:
+            for device_id in serial:
+                lines += ["[[serial]]", f'port = "{self.dir / "serial" / device_id}"', f'device = "{device_id}"', ""]
+            if self.web_listen:
+                lines += ["[web]", f'listen = "{self.web_listen}"', ""]
+            elif self.metrics_listen:
+                lines += ["[metrics]", f'listen = "{self.metrics_listen}"', ""]
+        self.config_path_of(index).write_text("\n".join(lines), encoding="utf-8")
 
     # -- the broker -----------------------------------------------------------------------------
 
@@ -230,91 +261,124 @@ class Deployment:
 
     # -- the collector --------------------------------------------------------------------------
 
-    async def start_collector(self, env: dict[str, str] | None = None, timeout: float = 60.0) -> None:
-        """``evalbox serve``; returns once it says it is running."""
-        log = (self.dir / "collector.log").open("ab")
+    def _indexes(self, index: int | None) -> list[int]:
+        if index is None:
+            return list(range(self.collectors))
+        if not 0 <= index < self.collectors:
+            raise EvalboxError(f"no collector {index}: this deployment runs {self.collectors}")
+        return [index]
+
+    async def start_collector(
+        self, index: int | None = None, *, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> None:
+        """``evalbox serve`` (collector ``index``; None: every one not running); returns once each says it runs."""
+        todo = [i for i in self._indexes(index) if index is not None or not self.is_collector_running(i)]
+        await asyncio.gather(*(self._start_one(i, env, timeout) for i in todo))
+
+    async def _start_one(self, index: int, env: dict[str, str] | None, timeout: float) -> None:
+        path = self.log_path_of(index)
+        log = path.open("ab")
         try:
-            self._collector = await asyncio.create_subprocess_exec(
-                *evalbox_command(), "serve", "--config", str(self.config_path),
+            proc = await asyncio.create_subprocess_exec(
+                *evalbox_command(), "serve", "--config", str(self.config_path_of(index)),
                 stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL,
                 env=dict(os.environ, **self.collector_env, **(env or {})), start_new_session=True,
             )  # fmt: skip
         finally:
             log.close()
+        self._collectors[index] = proc
+        self._starts[index] += 1
         self.collector_starts += 1
-        out = self._collector.stdout
+        out = proc.stdout
         assert out is not None
         deadline = time.monotonic() + timeout
-        with (self.dir / "collector.log").open("ab") as log:
+        with path.open("ab") as log:
             while time.monotonic() < deadline:
                 try:
                     line = await asyncio.wait_for(out.readline(), max(0.1, deadline - time.monotonic()))
                 except TimeoutError:
                     break
                 if not line:
-                    raise EvalboxError(f"the collector exited at start (see {self.dir / 'collector.log'})")
+                    raise EvalboxError(f"the collector exited at start (see {path})")
                 log.write(line)
                 if b"running" in line:
-                    asyncio.get_running_loop().create_task(self._drain_collector(out))
-                    if self.collector_starts == 1:
+                    asyncio.get_running_loop().create_task(self._drain_collector(out, path))
+                    if self._starts[index] == 1:
                         # First start: the broker holds nothing for a session that has never subscribed,
                         # so let the subscription land before the boxes speak (they would resend anyway).
-                        await self._wait_log(b"MQTT subscribed", deadline)
+                        await self._wait_log(path, b"MQTT subscribed", deadline)
                     return
-        raise EvalboxError(f"the collector did not start (see {self.dir / 'collector.log'})")
+        raise EvalboxError(f"the collector did not start (see {path})")
 
-    async def _wait_log(self, needle: bytes, deadline: float) -> None:
-        path = self.dir / "collector.log"
+    async def _wait_log(self, path: pathlib.Path, needle: bytes, deadline: float) -> None:
         while time.monotonic() < deadline:
             if needle in path.read_bytes():
                 return
             await asyncio.sleep(0.05)
         raise EvalboxError(f"the collector did not subscribe (see {path})")
 
-    async def _drain_collector(self, out: asyncio.StreamReader) -> None:
-        with contextlib.suppress(Exception), (self.dir / "collector.log").open("ab") as log:
+    async def _drain_collector(self, out: asyncio.StreamReader, path: pathlib.Path) -> None:
+        with contextlib.suppress(Exception), path.open("ab") as log:
             while line := await out.readline():
                 log.write(line)
                 log.flush()
 
     @property
     def collector_pid(self) -> int | None:
-        return self._collector.pid if self.collector_running and self._collector is not None else None
+        """Collector 0's process id while it runs."""
+        return self.collector_pid_of(0)
+
+    def collector_pid_of(self, index: int) -> int | None:
+        proc = self._collectors[index]
+        return proc.pid if proc is not None and proc.returncode is None else None
 
     @property
     def collector_running(self) -> bool:
-        return self._collector is not None and self._collector.returncode is None
+        """Every collector runs."""
+        return all(self.is_collector_running(i) for i in range(self.collectors))
 
-    async def kill_collector(self) -> None:
-        """SIGKILL the collector, as a crash or a power loss of its machine would."""
-        if self._collector is not None and self._collector.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._collector.pid, signal.SIGKILL)
-            await self._collector.wait()
-        self._collector = None
+    def is_collector_running(self, index: int) -> bool:
+        proc = self._collectors[index]
+        return proc is not None and proc.returncode is None
 
-    async def wait_collector_exit(self, timeout: float = 60.0) -> int | None:
-        """Wait for the collector to exit on its own (e.g. an injected fault); its exit status."""
-        if self._collector is None:
+    async def kill_collector(self, index: int | None = None) -> None:
+        """SIGKILL collector ``index`` (None: all), as a crash or a power loss of its machine would."""
+        for i in self._indexes(index):
+            proc = self._collectors[i]
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            self._collectors[i] = None
+
+    async def wait_collector_exit(self, timeout: float = 60.0, index: int = 0) -> int | None:
+        """Wait for collector ``index`` to exit on its own (e.g. an injected fault); its exit status."""
+        proc = self._collectors[self._indexes(index)[0]]
+        if proc is None:
             return None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._collector.wait(), timeout)
-        return self._collector.returncode
+            await asyncio.wait_for(proc.wait(), timeout)
+        return proc.returncode
 
-    async def stop_collector(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM: the collector drains (commit, ack) and exits 0."""
-        if self._collector is None:
+    async def stop_collector(self, timeout: float = 30.0, index: int | None = None) -> int | None:
+        """SIGTERM: the collector drains (commit, ack) and exits 0; None: every one. Collector ``index``'s
+        exit status (every one: the first nonzero, else collector 0's); None if it had to be killed."""
+        codes = await asyncio.gather(*(self._stop_one(i, timeout) for i in self._indexes(index)))
+        return next((c for c in codes if c != 0), codes[0])
+
+    async def _stop_one(self, index: int, timeout: float) -> int | None:
+        proc = self._collectors[index]
+        if proc is None:
             return None
-        if self._collector.returncode is None:
-            self._collector.send_signal(signal.SIGTERM)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self._collector.wait(), timeout)
+                await asyncio.wait_for(proc.wait(), timeout)
             except TimeoutError:
-                await self.kill_collector()
+                await self.kill_collector(index)
                 return None
-        code = self._collector.returncode
-        self._collector = None
-        return code
+        self._collectors[index] = None
+        return proc.returncode
 
     # -- the boxes ------------------------------------------------------------------------------
 

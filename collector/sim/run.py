@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import json
 import pathlib
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,11 +20,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from collector.errors import EvalboxError
+from collector.errors import EvalboxError, UsageError
 from collector.sim.deploy import BoxSettings, Deployment, cancelled_by_sigterm, evalbox_command
 from collector.sim.fleet import Fleet, wait_drained
 from collector.sim.traffic import Bureau, OfficerTruth, Traffic, demo_bureau, plan, truth
 from collector.sim.verify import EventCheck, check_events, check_report
+from collector.store import open_store
+from collector.store.url import parse_store_url
 from collector.timeplace import DEFAULT_TIMEZONE, zone
 
 
@@ -43,6 +44,8 @@ class SimOptions:
     timezone: str = DEFAULT_TIMEZONE
     web_listen: str | None = None
     box_settings: BoxSettings = BoxSettings()
+    store_url: str | None = None  # None: an SQLite file in ``workdir``
+    collectors: int = 1  # 2 or more: sharing the broker stream, writing one (PostgreSQL) store
 
 
 @dataclasses.dataclass
@@ -68,14 +71,23 @@ def last_month(tz: str) -> str:
     return f"{first.year:04d}-{first.month:02d}"
 
 
-def stored_events(dep: Deployment) -> list[tuple[str, int, int, str, int | None]]:
-    """``(device, boot, seq, type, invite_no)`` of every stored event (read-only SQLite connection)."""
-    path = dep.dir / "evalbox.db"
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return list(con.execute("SELECT device_id, boot, seq, type, invite_no FROM events"))
-    finally:
-        con.close()
+async def stored_events(dep: Deployment) -> list[tuple[str, int, int, str, int | None]]:
+    """``(device, boot, seq, type, invite_no)`` of every stored event, read through the deployment's store URL."""
+    async with open_store(dep.store_url, base=dep.dir, migrate=False) as store:
+        rows = await store.fetch("SELECT device_id, boot, seq, type, invite_no FROM events")
+    return [(str(d), int(b), int(s), str(t), None if i is None else int(i)) for d, b, s, t, i in rows]
+
+
+def check_store_options(store_url: str | None, collectors: int) -> None:
+    """Several collectors write one store only on PostgreSQL; ``UsageError`` (bilingual) otherwise."""
+    if collectors < 1:
+        raise UsageError(f"--collectors: 1 or more, not {collectors} / 采集器数量至少为1")
+    kind = parse_store_url(store_url).kind if store_url else "sqlite"
+    if collectors > 1 and kind != "postgresql":
+        raise UsageError(
+            f"--collectors {collectors}: several collectors need a PostgreSQL store (--store postgresql://…)"
+            " / 多个采集器须共用PostgreSQL库"
+        )
 
 
 class Progress:
@@ -116,17 +128,23 @@ async def simulate(
 
     ``during(dep, fleet)``: a coroutine run beside the fleet (fault injection); cancelled when the fleet is done.
     """
+    check_store_options(opts.store_url, opts.collectors)
     t0 = time.monotonic()
     month = opts.month or last_month(opts.timezone)
     bureau = demo_bureau(opts.boxes, opts.seed, serial_every=opts.serial_every)
     plans = plan(bureau, month, Traffic(arrivals_per_hour=opts.arrivals_per_hour), opts.seed, opts.timezone, opts.days)
     n_serial = sum(w.transport == "serial" for w in bureau.windows)
+    serve = "evalbox serve" if opts.collectors == 1 else f"{opts.collectors}× evalbox serve (shared 共享订阅)"
+    kind = parse_store_url(opts.store_url).kind if opts.store_url else "sqlite"
     say(
-        f"==> deploying 部署: mosquitto, evalbox serve, {len(bureau.windows)} boxes 评价器 ({n_serial} on serial 串口),"
-        f" {len(bureau.officers)} officers 民警 in {len(bureau.units)} units 单位"
+        f"==> deploying 部署: mosquitto, {serve}, {kind} store 存储, {len(bureau.windows)} boxes 评价器"
+        f" ({n_serial} on serial 串口), {len(bureau.officers)} officers 民警 in {len(bureau.units)} units 单位"
     )
     with cancelled_by_sigterm():
-        async with Deployment(opts.workdir, bureau, web_listen=opts.web_listen, box_settings=opts.box_settings) as dep:
+        async with Deployment(
+            opts.workdir, bureau, web_listen=opts.web_listen, box_settings=opts.box_settings,
+            store_url=opts.store_url, collectors=opts.collectors,
+        ) as dep:  # fmt: skip
             total = sum(len(p) for p in plans.values())
             say(f"==> simulating 模拟 {month}: {total} steps (sign-in, invites, ratings) on the real firmware")
             progress = Progress(f"month {month}", total)
@@ -155,7 +173,7 @@ async def simulate(
                 raise EvalboxError(f"boxes still hold unacknowledged presses after {drain_timeout:.0f} s: {left}")
             done = [(r.at_ms, r.expect) for r in fleet.records if r.at_ms]
             done += [(at, e) for _, _, _, at, e in fleet.expired]
-            events = check_events(fleet.records, fleet.expired, stored_events(dep))
+            events = check_events(fleet.records, fleet.expired, await stored_events(dep))
             result = SimResult(month, bureau, fleet, truth(done, opts.timezone), events, time.monotonic() - t0)
             (opts.workdir / "truth.json").write_text(
                 json.dumps(result.truth_json(), ensure_ascii=False, indent=1) + "\n"
