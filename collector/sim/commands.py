@@ -143,7 +143,8 @@ async def _demo(args: argparse.Namespace, workdir: pathlib.Path) -> int:
             return 1
         if args.no_wait:
             return 0
-        print(f"\nweb page 网页: http://{args.web}/   login 登录: demo / {password}")
+        # Straight to the simulated month (the page opens on the current one, which the demo left empty).
+        print(f"\nweb page 网页: http://{args.web}/month?month={result.month}   login 登录: demo / {password}")
         print(f"files 文件: {workdir}   (Ctrl-C stops everything 按Ctrl-C停止)")
         await asyncio.Event().wait()
     return 0
