@@ -33,6 +33,7 @@ tls = false                   # true: TLS to the broker (ca_file optional, else 
 # ca_file = "/etc/ssl/certs/broker-ca.pem"
 client_id = "evalbox-collector"   # fixed: the broker keeps this session while we are away
 # shared_group = "collectors"     # several collectors share the stream ($share/<group>/...)
+# clean_session = true            # with shared_group: no queue kept for a stopped collector (see docs)
 keepalive = 30
 
 # One [[serial]] table per box on a serial line (window PC / USB).
@@ -78,6 +79,7 @@ class MqttConfig:
     ca_file: str | None = None
     client_id: str = "evalbox-collector"
     shared_group: str | None = None
+    clean_session: bool = False
     keepalive: int = 30
 
 

@@ -7,6 +7,11 @@ and a small task calls ``loop_misc`` for keepalive, as paho's
 id, ``clean_session=False``) and ``manual_ack=True``: the broker keeps every
 message we have not PUBACKed and sends it again after a reconnect or a crash,
 so a message is released only once the pipeline has committed it.
+
+``[mqtt] clean_session = true`` gives that up on purpose, for collectors in a
+shared group: the broker then keeps no queue for a collector that is down
+and hands new presses to the live ones at once; what the dead one held
+unacked is sent again by the boxes (they keep every press until its ack).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class MqttSource:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
-            clean_session=False,
+            clean_session=cfg.clean_session,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )

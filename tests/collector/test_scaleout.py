@@ -13,17 +13,20 @@ import re
 import threading
 import time
 
+import pytest
+
 from tests.collector.harness import Box, Collector, broker, make_store, stored, wait_for, write_config
 
 BOXES = [f"BOX-{i}" for i in range(1, 5)]
 PRESSES = 300  # per box
 
 
-def _collector(tmp_path: pathlib.Path, port: int, url: str, name: str) -> Collector:
+def _collector(tmp_path: pathlib.Path, port: int, url: str, name: str, clean: bool) -> Collector:
     d = tmp_path / name
     d.mkdir(exist_ok=True)
     cfg = write_config(d, port=port, store=url)
-    cfg.write_text(cfg.read_text().replace('client_id = "collector-test"', f'client_id = "{name}"\nshared_group = "g"'))
+    group = f'client_id = "{name}"\nshared_group = "g"\nclean_session = {str(clean).lower()}'
+    cfg.write_text(cfg.read_text().replace('client_id = "collector-test"', group))
     return Collector(cfg)
 
 
@@ -58,12 +61,13 @@ class Resender:
         self._thread.join(10)
 
 
+@pytest.mark.parametrize("clean", [False, True], ids=["persistent", "clean-session"])
 def test_two_collectors_on_postgresql_one_killed_mid_run_loses_nothing(
-    tmp_path: pathlib.Path, postgres_database: str
+    tmp_path: pathlib.Path, postgres_database: str, clean: bool
 ) -> None:
     make_store(postgres_database, BOXES)
     with broker(tmp_path, BOXES) as mq:
-        cols = [_collector(tmp_path, mq.port, postgres_database, f"c{i}").start() for i in range(2)]
+        cols = [_collector(tmp_path, mq.port, postgres_database, f"c{i}", clean).start() for i in range(2)]
         boxes = [Box(d, mq.port) for d in BOXES]
         sent = dict.fromkeys(BOXES, 0)
         try:
@@ -82,7 +86,7 @@ def test_two_collectors_on_postgresql_one_killed_mid_run_loses_nothing(
                     what="every press acked by the surviving collector",
                 )
             # The killed collector comes back: whatever the broker kept for its session is a duplicate now.
-            cols[0] = _collector(tmp_path, mq.port, postgres_database, "c0").start()
+            cols[0] = _collector(tmp_path, mq.port, postgres_database, "c0", clean).start()
             time.sleep(2)
             outs = []
             for c in cols:
