@@ -19,7 +19,8 @@ from typing import Any
 
 from collector.ingest.config import Config
 from collector.ingest.pipeline import Pipeline
-from collector.store import open_store, sqlite_path
+from collector.store import open_store
+from collector.store.url import parse_store_url
 
 log = logging.getLogger("evalbox.serve")
 
@@ -101,11 +102,9 @@ async def _http(
             from collector.web.db import connect_database
 
             settings = config.web_settings()
-            url = config.store_url
-            if url.startswith("sqlite:"):
-                url = f"sqlite:///{sqlite_path(url, config.base)}"  # relative to the config file, as the store
-            # The store has applied the migrations already.
-            db = connect_database(url, migrate=False)
+            # The store's own URL resolved as open_store resolves it (SQLite paths relative to the config file);
+            # the store has applied the migrations already.
+            db = connect_database(str(parse_store_url(config.store_url, base=config.base)), migrate=False)
             await stack.enter_async_context(db)
             http = await stack.enter_async_context(aiohttp.ClientSession())
             state = add_web_routes(app, db, settings)

@@ -24,15 +24,7 @@ __all__ = [
     "apply_migrations",
     "apply_sqlite_migrations",
     "open_store",
-    "sqlite_path",
 ]
-
-
-def sqlite_path(url: str, base: pathlib.Path | None = None) -> pathlib.Path:
-    """The file of ``sqlite:///path`` (relative paths from ``base``, the config file's directory)."""
-    rest = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite:") :]
-    path = pathlib.Path(rest)
-    return path if path.is_absolute() or base is None else base / path
 
 
 def open_store(url: str, *, base: pathlib.Path | None = None, migrate: bool = True) -> Store:

@@ -274,7 +274,9 @@ class Store(abc.ABC):
 
     @property
     def _tx_lock(self) -> asyncio.Lock:
-        lock: asyncio.Lock = self.__dict__.setdefault("_tx_lock_", asyncio.Lock())
+        lock: asyncio.Lock | None = self.__dict__.get("_tx_lock_")
+        if lock is None:  # made on first use: the subclasses' __init__ stay free of it
+            lock = self.__dict__["_tx_lock_"] = asyncio.Lock()
         return lock
 
     _tx_owner: asyncio.Task[Any] | None = None
