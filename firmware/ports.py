@@ -266,16 +266,17 @@ def pin_problems(board: str, pins: "dict[str, Any]", uart: "dict[str, Any] | Non
 def _uart_problems(board: str, u: "dict[str, Any]", use: "Any") -> "list[str]":
     pname = BOARDS[board]["port"]
     port = PORTS[pname]
-    uid = u.get("id")
+    uid: "Any" = u.get("id")
     for name in u:
         if name not in ("id", "tx", "rx", "baud", "rxbuf"):
             return ["uart.%s: unknown key (id, tx, rx, baud, rxbuf)" % name]
     if uid == "usb":
         if BOARDS[board]["wifi"] or len(u) > 1:
-            return ["uart.id: \"usb\" (the USB CDC port) is the data channel of the plain Pico boards only, alone"]
+            return ['uart.id: "usb" (the USB CDC port) is the data channel of the plain Pico boards only, alone']
         return []
     if uid not in port["uart_ids"]:
-        return ["uart.id: %r is not a data UART on the %s (%s)" % (uid, pname, ", ".join(str(i) for i in port["uart_ids"]))]
+        ids = ", ".join(str(i) for i in port["uart_ids"])
+        return ["uart.id: %r is not a data UART on the %s (%s)" % (uid, pname, ids)]
     out = []
     for role, name in ((1, "rx"), (0, "tx")):
         pin = u.get(name)
