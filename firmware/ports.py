@@ -313,7 +313,7 @@ def timing_problems(board: str, cfg: "dict[str, Any]") -> "list[str]":
     if wdt < floor:
         return ["watchdog_ms: %d below %d ms (the %s's minimum and two feed periods of margin)" % (wdt, floor, pname)]
     budget = wdt - MARGIN_MS
-    if cfg["connect_timeout_ms"] > budget:
+    if cfg["transport"] == "mqtt" and cfg["connect_timeout_ms"] > budget:
         return [
             "connect_timeout_ms: %d above watchdog_ms - %d = %d ms (a connect attempt must fit inside the watchdog)"
             % (cfg["connect_timeout_ms"], MARGIN_MS, budget)

@@ -110,9 +110,10 @@ class BoardBox:
 
     # ---- power ----
 
-    def start(self, reset_cause: int = PWRON_RESET) -> BoardBox:
-        """Power on (or reset into) the box and wait for its first word on the control channel."""
+    def start(self, reset_cause: int = PWRON_RESET, held: tuple[int, ...] = ()) -> BoardBox:
+        """Power on (or reset into) the box, with ``held`` pins pulled low, and wait for its first word."""
         hw = {
+            "inputs": {str(p): 0 for p in held},
             "port": self.port,
             "board": self.board,
             "control": self._srv.getsockname()[1],
@@ -156,6 +157,8 @@ class BoardBox:
         )
         log.close()
         wait_for(lambda: self._hello_count() >= boots, 60, f"{self.board} box boots")
+        # the app runs once its supervisor armed the watchdog (or the box stopped in its REPL)
+        wait_for(lambda: self.wdt_timeout is not None or self.in_repl, 60, f"{self.board} app running")
         return self
 
     def _hello_count(self) -> int:
@@ -355,10 +358,18 @@ class Radio:
             return  # the sessions stay open and go quiet
         self._drop_all()
         if mode == "refuse" and self._srv is not None:
-            self._srv.close()
-            self._srv = None
+            self._close_listener()
         elif old == "refuse" and mode != "refuse":
             self._listen()
+
+    def _close_listener(self) -> None:
+        srv, self._srv = self._srv, None
+        if srv is not None:
+            try:
+                srv.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread; close() alone would not
+            except OSError:
+                pass
+            srv.close()
 
     def _drop_all(self) -> None:
         with self.lock:
@@ -417,5 +428,4 @@ class Radio:
 
     def close(self) -> None:
         self._drop_all()
-        if self._srv is not None:
-            self._srv.close()
+        self._close_listener()

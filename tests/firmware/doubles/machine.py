@@ -48,7 +48,7 @@ _BOARD_WIRED = {
     "esp32": {6: "SPI flash", 7: "SPI flash", 8: "SPI flash", 9: "SPI flash", 10: "SPI flash", 11: "SPI flash"},
 }.get(CFG["board"], {})
 
-_inputs = {}  # pin number -> level driven by the bench (absent: released)
+_inputs = {int(k): v for k, v in CFG.get("inputs", {}).items()}  # pin -> level the bench drives (absent: released)
 _pins = {}  # pin number -> Pin
 
 
@@ -201,6 +201,15 @@ def _rp2_uart_ok(uart_id, pin, role):
 
 MP_STREAM_POLL = 3
 _uarts = []
+
+
+def _hang_uart(msg):
+    for u in _uarts:
+        u.tx_stuck = True  # the transmitter never takes another byte (a stuck FIFO, flow control held)
+    return {}
+
+
+hwlink.handlers["hang_uart"] = _hang_uart
 hwlink.stat_sources.append(
     lambda: {"uart_overrun": sum(u.overrun for u in _uarts), "uart_tx_lost": sum(u.tx_lost for u in _uarts)}
 )
@@ -240,6 +249,7 @@ class UART(io.IOBase):  # io.IOBase: asyncio can poll it through ``ioctl`` like 
         self.ring = bytearray()
         self.overrun = 0  # bytes dropped because the ring was full
         self.tx_lost = 0
+        self.tx_stuck = False
         _uarts.append(self)
 
     def _drain_wire(self):
@@ -265,7 +275,7 @@ class UART(io.IOBase):  # io.IOBase: asyncio can poll it through ``ioctl`` like 
             r = 0
             if arg & select.POLLIN and self.ring:
                 r |= select.POLLIN
-            if arg & select.POLLOUT:
+            if arg & select.POLLOUT and not self.tx_stuck:
                 r |= select.POLLOUT
             return r
         return 0
@@ -296,6 +306,9 @@ class UART(io.IOBase):  # io.IOBase: asyncio can poll it through ``ioctl`` like 
         return self._take(len(self.ring) if i < 0 else i + 1)
 
     def write(self, data):
+        hwlink.pump()
+        if self.tx_stuck:
+            return None  # would block: asyncio's drain waits for POLLOUT, which never comes
         if self.wready.poll(0):
             self.f.write(data)  # FileIO is unbuffered (and flush() on a tty raises EINVAL)
         else:
