@@ -332,7 +332,8 @@ class Radio:
     def __init__(self, broker_port: int) -> None:
         self.broker_port = broker_port
         self.mode = "pass"
-        self.accepted = 0
+        self.accepted = 0  # connections the far end accepted (any mode)
+        self.forwarded = 0  # of them, those passed on to the broker
         self.lock = threading.Lock()
         self.conns: list[tuple[socket.socket, socket.socket | None]] = []
         self._srv: socket.socket | None = None
@@ -402,6 +403,7 @@ class Radio:
                 continue
             with self.lock:
                 self.conns.append((conn, up))
+                self.forwarded += 1
             threading.Thread(target=self._pump, args=(conn, up), daemon=True).start()
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
