@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the evalbox firmware on a real board over USB with mpremote.
-#   tools/deploy_box.sh box.json [PORT]      (PORT e.g. /dev/ttyUSB0 or /dev/ttyACM0; default: auto)
+#   tools/deploy_box.sh [--frozen] box.json [PORT]   (PORT e.g. /dev/ttyUSB0 or /dev/ttyACM0; default: auto)
 # The board must already run MicroPython (ESP32: esptool write_flash; Pico / Pico W: copy the .uf2).
+# --frozen: the board runs a MicroPython built with tools/manifest.py (firmware frozen into flash):
+# copy only /box.json and /main.py, and remove any /firmware and /protocol that would shadow it.
 # Checks the config against the board's port limits, builds the mpy-cross tree (tools/build_box.sh),
 # copies protocol/ and firmware/ as packages, the config as /box.json and a one-line /main.py,
 # then resets the board.
@@ -11,7 +13,9 @@
 # lights on: maintenance mode, the app does not start) and run this script then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONFIG=${1:?usage: tools/deploy_box.sh box.json [PORT]}
+FROZEN=
+if [ "${1:-}" = "--frozen" ]; then FROZEN=1; shift; fi
+CONFIG=${1:?usage: tools/deploy_box.sh [--frozen] box.json [PORT]}
 PORT=${2:-auto}
 BIN=.venv/bin
 MPR="$BIN/mpremote"
@@ -26,7 +30,25 @@ BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
 tools/build_box.sh "$BUILD"
 C="connect $PORT"
-if ! $MPR $C cp -r "$BUILD/protocol" : + cp -r "$BUILD/firmware" : + cp "$CONFIG" :box.json + cp "$BUILD/main.py" :main.py; then
+if [ -n "$FROZEN" ]; then
+    RMTREES='import os
+def rm(p):
+    try:
+        for n in os.listdir(p):
+            rm(p + "/" + n)
+        os.rmdir(p)
+    except OSError:
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+rm("/firmware")
+rm("/protocol")'
+    COPY=(exec "$RMTREES" + cp "$CONFIG" :box.json + cp "$BUILD/main.py" :main.py)
+else
+    COPY=(cp -r "$BUILD/protocol" : + cp -r "$BUILD/firmware" : + cp "$CONFIG" :box.json + cp "$BUILD/main.py" :main.py)
+fi
+if ! $MPR $C "${COPY[@]}"; then
     echo "could not reach the board's REPL: power it up with the invite key held (maintenance mode) and retry" >&2
     exit 1
 fi
