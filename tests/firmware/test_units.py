@@ -46,7 +46,7 @@ def test_power_cut_at_every_write_step() -> None:
 
 def test_mqtt_packets_byte_for_byte() -> None:
     out = _run("mp_mqtt_packets.py")
-    assert out.strip().splitlines()[-1] == "mqtt packets: 11 passed", out
+    assert out.strip().splitlines()[-1] == "mqtt packets: 12 passed", out
 
 
 def test_watchdog_fed_only_while_tasks_progress() -> None:
