@@ -141,7 +141,6 @@ class MQTTClient:
         self.connected = False
         self.io_timeout_ms = 5000  # any single send waits at most this long (set by connect)
         self.lookup_ms = 0  # how long the address lookup blocked the loop
-        self._sock: "Any" = None
         self._stream: "Any" = None
         self._pid = 0
         self._lock = asyncio.Lock()
@@ -163,7 +162,10 @@ class MQTTClient:
             raise MQTTError("cannot resolve %s: %r" % (self.host, exc))
         finally:
             self.lookup_ms = time.ticks_diff(time.ticks_ms(), t0)
-        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of sockets (EMFILE, lwIP ENOMEM): the next attempt may find one
+            raise MQTTError("no socket for %s:%d: %r" % (self.host, self.port, exc))
         try:
             s.setblocking(False)
             try:
@@ -174,7 +176,6 @@ class MQTTClient:
         except Exception as exc:
             s.close()
             raise MQTTError("connect to %s:%d failed: %r" % (self.host, self.port, exc))
-        self._sock = s
         self._stream = asyncio.StreamReader(s)
 
     async def _handshake(self) -> None:
@@ -314,7 +315,6 @@ class MQTTClient:
         self._tasks = []
         stream = self._stream
         self._stream = None
-        self._sock = None
         if stream is not None:
             try:
                 await stream.wait_closed()  # MicroPython's Stream.close() is a no-op: this closes the socket
