@@ -71,18 +71,6 @@ PORTS: "dict[str, dict[str, Any]]" = {
         "epoch": 2000,
         "tcp_sockets": 5,
     },
-    "rp2350": {
-        "wdt_max_ms": 16777,
-        "wdt_min_ms": 1,
-        "gpio": _span(0, 29),
-        "no_pull_up": (),
-        "input_only": (),
-        "uart_ids": (0, 1),
-        "rxbuf": (32, 32766),
-        "reset_causes": {1: "power_on", 3: "watchdog"},
-        "epoch": 2000,
-        "tcp_sockets": 5,
-    },
     "esp32": {
         "wdt_max_ms": None,  # uint32 ms in ESP-IDF; no limit the firmware could reach
         "wdt_min_ms": 1000,
@@ -96,6 +84,7 @@ PORTS: "dict[str, dict[str, Any]]" = {
         "tcp_sockets": 10,
     },
 }
+PORTS["rp2350"] = dict(PORTS["rp2040"], wdt_max_ms=16777)  # the same rp2 port; the watchdog counts 1 tick/us
 
 _PICO_PINS = {"keys": [2, 3, 4, 5, 6], "invite": 7, "led_ok": 10, "led_bad": 11, "led_busy": 12, "buzzer": 13}
 _CYW43 = {
@@ -144,25 +133,10 @@ BOARDS: "dict[str, dict[str, Any]]" = {
         "wifi": False,
         "uart": {"id": "usb"},  # the USB CDC port (also the REPL: see the maintenance path)
     },
-    "pico2w": {
-        "port": "rp2350",
-        "pins": _PICO_PINS,
-        "reserved": _CYW43,
-        "no_key": {},
-        "out_only": {},
-        "wifi": True,
-        "uart": {"id": 0, "tx": 0, "rx": 1},
-    },
-    "pico2": {
-        "port": "rp2350",
-        "pins": _PICO_PINS,
-        "reserved": _PICO_BOARD,
-        "no_key": {},
-        "out_only": {25: "the on-board LED"},
-        "wifi": False,
-        "uart": {"id": "usb"},
-    },
 }
+# the Pico 2 boards: the same wiring on the RP2350
+BOARDS["pico2w"] = dict(BOARDS["picow"], port="rp2350")
+BOARDS["pico2"] = dict(BOARDS["pico"], port="rp2350")
 OUTPUTS = ("led_ok", "led_bad", "led_busy", "buzzer")
 
 

@@ -20,6 +20,40 @@ except ImportError:  # MicroPython: annotations are not evaluated
     pass
 
 IDLE_MS = 100  # an empty read (stream closed on the unix port) waits this long before the next
+MAX_LINE = 2048  # longest line taken before giving up on its end (a frame is far shorter)
+
+
+class BlockingLineReader:
+    """Lines from a blocking byte stream (a tty, MicroPython's stdin) without blocking the loop.
+
+    ``read(n)`` on such a stream waits for all ``n`` bytes, so a partial line
+    from the PC would hold the box: wait (through asyncio) for the first byte,
+    then take one byte at a time while ``poll`` says more is there.
+    """
+
+    def __init__(self, f: "Any") -> None:
+        import select
+
+        self.f = f
+        self.reader = asyncio.StreamReader(f)
+        self.ready = select.poll()
+        self.ready.register(f, select.POLLIN)
+
+    async def readline(self) -> bytes:
+        buf = bytearray()
+        while len(buf) < MAX_LINE:
+            b = await self.reader.read(1)
+            if not b:
+                break  # end of stream
+            buf.extend(b)
+            while b != b"\n" and len(buf) < MAX_LINE and self.ready.poll(0):
+                b = self.f.read(1)
+                if not b:
+                    break
+                buf.extend(b)
+            if not b or b == b"\n":
+                break  # else the rest of the line is not there yet: wait for it
+        return bytes(buf)
 
 
 class SerialLink:

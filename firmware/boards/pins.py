@@ -24,7 +24,6 @@ DEBOUNCE_MS = 50
 POLL_MS = 10
 FEEDBACK_MS = 800
 MAINT_HOLD_MS = 100  # the invite key held this long at power-up skips the app (maintenance)
-MAX_LINE = 2048  # longest frame the data channel reads before giving up on a line
 
 
 class PinBoard:
@@ -189,34 +188,18 @@ class UsbStream:
     """
 
     def __init__(self) -> None:
-        import select
         import sys
 
         import micropython
 
+        from firmware.serial_link import BlockingLineReader
+
         micropython.kbd_intr(-1)
-        self.inp = sys.stdin.buffer
+        self.lines = BlockingLineReader(sys.stdin.buffer)
         self.out = sys.stdout.buffer
-        self.ready = select.poll()
-        self.ready.register(self.inp, select.POLLIN)
-        self.reader = asyncio.StreamReader(self.inp)
 
     async def readline(self) -> bytes:
-        # stdin blocks until it has as many bytes as asked for: wait (without blocking the loop)
-        # for the first byte, then take only what poll says is there.
-        buf = bytearray()
-        while True:
-            b = await self.reader.read(1)
-            if not b:
-                return bytes(buf)
-            buf.extend(b)
-            while b != b"\n" and len(buf) < MAX_LINE and self.ready.poll(0):
-                b = self.inp.read(1)
-                if not b:
-                    return bytes(buf)
-                buf.extend(b)
-            if b == b"\n" or len(buf) >= MAX_LINE:
-                return bytes(buf)
+        return await self.lines.readline()
 
     async def write(self, data: bytes) -> None:
         self.out.write(data)
