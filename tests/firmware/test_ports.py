@@ -14,7 +14,7 @@ from firmware import ports
 from firmware.config import ConfigError, validate
 
 BASE = {"device_id": "box-1", "key_hex": "00" * 32, "transport": "serial"}
-MQTT = {"transport": "mqtt", "broker_host": "10.0.0.2", "broker_port": 1883, "broker_user": "box-1", "broker_password": "p"}
+MQTT = {"transport": "mqtt", "broker_host": "10.0.0.2", "broker_port": 1883, "broker_user": "b", "broker_password": "p"}
 
 
 def _check(**raw: Any) -> dict[str, Any]:
