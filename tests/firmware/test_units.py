@@ -54,8 +54,8 @@ def test_watchdog_fed_only_while_tasks_progress() -> None:
     assert out.strip().splitlines()[-1] == "watchdog: 2 passed", out
 
 
-def _run_doubles(tmp_path: pathlib.Path, port: str, board: str) -> str:
-    """mp_doubles.py against a bench that only listens (the doubles need someone to report to)."""
+def _run_doubles(tmp_path: pathlib.Path, port: str, board: str, script: str = "mp_doubles.py") -> str:
+    """A script on the silicon doubles, against a bench that only listens (the doubles report to someone)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -73,7 +73,7 @@ def _run_doubles(tmp_path: pathlib.Path, port: str, board: str) -> str:
     (tmp_path / "hw.json").write_text(json.dumps(hw))
     env = dict(os.environ, EVALBOX_HW=str(tmp_path / "hw.json"), MICROPYPATH=f"{ROOT}/{HERE}/doubles:{ROOT}:.frozen")
     proc = subprocess.Popen(
-        [micropython_path(), f"{HERE}/mp_doubles.py"],
+        [micropython_path(), f"{HERE}/{script}"],
         cwd=ROOT,
         env=env,
         stdin=subprocess.PIPE,
@@ -100,3 +100,8 @@ def test_doubles_enforce_the_rp2040_port(tmp_path: pathlib.Path) -> None:
 def test_doubles_enforce_the_esp32_port(tmp_path: pathlib.Path) -> None:
     out = _run_doubles(tmp_path, "esp32", "esp32")
     assert out.strip().splitlines()[-1] == "doubles: 4 passed", out
+
+
+def test_memory_error_in_keys_links_and_status_is_survived(tmp_path: pathlib.Path) -> None:
+    out = _run_doubles(tmp_path, "rp2040", "pico", "mp_memerror.py")
+    assert out.strip().splitlines()[-1] == "memerror: 4 passed", out
