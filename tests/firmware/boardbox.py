@@ -48,9 +48,23 @@ RESET_BY_SOFTWARE = {"rp2040": WDT_RESET, "rp2350": WDT_RESET, "esp32": SOFT_RES
 
 
 def build_firmware(out: pathlib.Path) -> pathlib.Path:
-    """The deployable tree, built exactly as tools/deploy_box.sh builds it."""
+    """The deployable tree, built exactly as tools/deploy_box.sh builds it.
+
+    Beside it (``<out>/../bench``), the doubles and the boot script compiled by mpy-cross too:
+    on a chip ``machine`` is C and costs no heap, so the bench should take as little as it can.
+    """
     subprocess.run(["bash", str(ROOT / "tools" / "build_box.sh"), str(out)], cwd=ROOT, check=True, timeout=300)
+    bench = out.parent / "bench"
+    bench.mkdir(exist_ok=True)
+    sources = [*DOUBLES.glob("*.py"), ROOT / "tests" / "firmware" / "board_boot.py"]
+    for src in sources:
+        subprocess.run([mpy_cross(), "-o", str(bench / f"{src.stem}.mpy"), str(src)], check=True, timeout=60)
     return out
+
+
+def mpy_cross() -> str:
+    here = pathlib.Path(micropython_path()).parent / "mpy-cross"
+    return str(here) if here.exists() else (shutil.which("mpy-cross") or "mpy-cross")
 
 
 class BoardBox:
@@ -77,6 +91,7 @@ class BoardBox:
         if not self.deploy.exists():  # deploy_box.sh: the build, the config, /main.py
             shutil.copytree(build, self.deploy)
             (self.deploy / "box.json").write_text(json.dumps(cfg))
+        self.bench = build.parent / "bench"  # the compiled doubles and boot script
         self.heap = heap
         self.nofile = nofile
         self.ssid = ssid if ssid is not None else cfg.get("wifi_ssid")
@@ -124,15 +139,15 @@ class BoardBox:
             "flash": str(self.image),
             "blocks": FLASH_BLOCKS[self.board],
             "deploy": str(self.deploy),
-            "doubles": str(DOUBLES),
+            "doubles": str(self.bench),
         }
         path = self.dir / "hw.json"
         path.write_text(json.dumps(hw))
-        env = dict(os.environ, EVALBOX_HW=str(path), MICROPYPATH=f"{DOUBLES}:{ROOT}:.frozen")
+        env = dict(os.environ, EVALBOX_HW=str(path), MICROPYPATH=f"{self.bench}:{ROOT}:.frozen")
         cmd = [micropython_path()]
         if self.heap:
             cmd += ["-X", f"heapsize={self.heap}"]
-        cmd.append(str(ROOT / "tests" / "firmware" / "board_boot.py"))
+        cmd += ["-c", "import board_boot"]
         log = open(self.console, "ab")  # noqa: SIM115 - handed to the child
         with self.lock:
             self.wdt_timeout = None
