@@ -45,6 +45,14 @@ if PORT == "rp2040":
     w = machine.WDT(timeout=8388)
     w.feed()
     ok("rp2040 WDT at 8388 ms starts")
+    key = machine.Pin(2, machine.Pin.IN, machine.Pin.PULL_UP)
+    edges = []
+    key.irq(lambda p: edges.append(p.value()), machine.Pin.IRQ_FALLING)
+    assert key.value() == 1  # released: the pull-up
+    machine._on_pin({"pin": 2, "v": 0})  # what the bench's "pin" operation does
+    machine._on_pin({"pin": 2, "v": None})
+    assert edges == [0] and key.value() == 1, edges
+    ok("Pin: pull-up level when released, IRQ on the falling edge only")
 if PORT == "esp32":
     raises(lambda: machine.WDT(timeout=500), "WDT timeout too short")
     ok("esp32 WDT below 1 s raises")

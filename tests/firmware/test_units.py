@@ -94,7 +94,7 @@ def _run_doubles(tmp_path: pathlib.Path, port: str, board: str, script: str = "m
 
 def test_doubles_enforce_the_rp2040_port(tmp_path: pathlib.Path) -> None:
     out = _run_doubles(tmp_path, "rp2040", "picow")
-    assert out.strip().splitlines()[-1] == "doubles: 5 passed", out
+    assert out.strip().splitlines()[-1] == "doubles: 6 passed", out
 
 
 def test_doubles_enforce_the_esp32_port(tmp_path: pathlib.Path) -> None:
