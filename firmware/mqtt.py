@@ -380,6 +380,7 @@ class MqttLink:
             wall = ntp()
             if wall is not None:
                 app.clock.set_wall(wall, "ntp")
+        app.beats["link"] = time.ticks_ms()  # each step below is bounded on its own: NTP, connect, first publish
         c = self._client(app)
         self.attempts += 1
         try:
@@ -393,6 +394,7 @@ class MqttLink:
         connected = False
         try:
             await c.connect(self.downlinks, self.cfg["connect_timeout_ms"])
+            app.beats["link"] = time.ticks_ms()
             if c.lookup_ms > 1000:
                 app.report("DNS lookup of %s took %d ms: give an IP address" % (c.host, c.lookup_ms))
             connected = True
