@@ -282,11 +282,11 @@ class BoardBox:
     def _drive(self, pin: int, level: int | None) -> None:
         self.send({"op": "pin", "pin": pin, "v": level})
 
-    def press(self, k: int, hold: float = 0.12) -> None:
+    def press(self, k: int, hold: float = 0.2) -> None:
         """Press citizen key ``k`` (1 = best) for ``hold`` seconds (debounce is 50 ms)."""
         self.hold(self.pins["keys"][k - 1], hold)
 
-    def invite(self, hold: float = 0.12) -> None:
+    def invite(self, hold: float = 0.2) -> None:
         self.hold(self.pins["invite"], hold)
 
     def hold(self, pin: int, seconds: float) -> None:
