@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+import protocol
+from protocol import topics
 from tests.firmware.boardbox import BoardBox, Radio
-from tests.firmware.simbox import KEY_HEX, USERS, Acker, wait_for
+from tests.firmware.simbox import KEY, KEY_HEX, USERS, Acker, wait_for
 from tests.firmware.windowpc import WindowPC
 from tests.mosquitto import Mosquitto
 
@@ -183,6 +185,16 @@ def test_wifi_box_over_mqtt_outage_power_cut_and_wedged_radio(
         pressed += 1
         wait_for(lambda: box.level("led_ok"), 10, "thank-you light")
         wait_for(lambda: len(acker.ids("box-1")) == 2, 20, "invite and press acked")
+        # the panel has 5 keys: key 3 is beyond the 2-level scale until the collector's config says 3 levels
+        box.press(3)
+        config = protocol.make(protocol.CONFIG, "box-1", cv=2, o=None, w=None, n=3, iw=10000, mi=0, g=True, hr=None)
+        acker.publish(topics.config("box-1"), protocol.encode(config, KEY), retain=True)
+        wait_for(lambda: acker.status["box-1"].get("cv") == 2, 30, "config applied (status cv)")
+        assert "key 3 beyond the scale 1..2 ignored (1 so far)" in (acker.status["box-1"]["err"] or "")
+        box.press(3)
+        pressed += 1
+        wait_for(lambda: [e["k"] for e in acker.events.values() if e["t"] == "press"] == [1, 3], 20, "key 3 taken")
+        assert [e["n"] for e in acker.events.values() if e["t"] == "press"] == [2, 3]
         # the Wi-Fi goes: presses are saved and lit at once, the broker publishes the Will
         box.wifi(False)
         radio.set("refuse")
