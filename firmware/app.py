@@ -14,6 +14,7 @@ from binascii import unhexlify
 
 import protocol
 from firmware.outbox import Outbox, OutboxFull, message_fields, read_file, write_atomic
+from firmware.ports import FEED_EVERY_MS
 from firmware.session import Session
 
 try:
@@ -24,7 +25,6 @@ except ImportError:  # MicroPython: annotations are not evaluated
 FW_VERSION = "evalbox-fw 0.1.0"
 WINDOW = 16  # events in flight (sent, not yet acked) at a time
 RECENT_CIDS = 32
-STALL_MS = 25000  # a task silent this long stops the watchdog feeding
 
 
 class Clock:
@@ -76,6 +76,8 @@ class App:
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
         self.beats: "dict[str, Any]" = {}  # task name -> ticks of its last beat
+        self.stall_ms: int = cfg["watchdog_ms"]  # a task silent for a whole watchdog period is wedged
+        self.ignored_keys = 0  # presses of keys beyond the configured scale
         self.self_test = "ok"
         self.boot = 0
 
@@ -128,6 +130,12 @@ class App:
     def on_key(self, k: int) -> "dict[str, Any]":
         """A citizen key: save, then feedback. Returns what the sim reports."""
         t0 = time.ticks_ms()
+        if not 1 <= k <= self.session.scale:
+            # A key the panel has but the scale has not (a 3-key panel on a 2-level box): not a rating.
+            self.ignored_keys += 1
+            n = self.session.scale
+            self.report("key %d beyond the scale 1..%d ignored (%d so far)" % (k, n, self.ignored_keys))
+            return {"ok": False, "err": "beyond_scale"}
         if self.outbox.full:  # refuse before the session counts the press
             self.report("outbox full: %d unacked events" % self.outbox.depth)
             self.board.feedback("full", k)
@@ -393,6 +401,9 @@ class App:
             if link is not None and link.online:
                 try:
                     await link.send_status(self.status_message())
+                except MemoryError:
+                    gc.collect()  # this status is dropped; the next one comes in heartbeat_ms
+                    self.report("MemoryError: status not sent")
                 except Exception as exc:
                     self.report("status failed: %r" % (exc,))
             slept = 0
@@ -402,18 +413,21 @@ class App:
                 self.beats["heartbeat"] = time.ticks_ms()
 
     async def supervisor(self) -> None:
-        """Feed the watchdog only while every task keeps beating."""
+        """Feed the watchdog once a second, only while every task beat within ``stall_ms``.
+
+        Every await a task makes (a connect, a send, the Wi-Fi join) is bounded
+        below the watchdog by config validation, so a silent task is wedged.
+        """
         while True:
             now = time.ticks_ms()
             alive = True
             for name in self.beats:
-                # 25 s: longer than a connect attempt (2 x 10 s timeouts), shorter than the 30 s watchdog
-                if time.ticks_diff(now, self.beats[name]) > STALL_MS:
+                if time.ticks_diff(now, self.beats[name]) > self.stall_ms:
                     alive = False
                     self.report("task stalled: %s" % name)
             if alive:
                 self.board.feed_watchdog()
-            await asyncio.sleep_ms(1000)
+            await asyncio.sleep_ms(FEED_EVERY_MS)
 
     async def run(self, link: "Any") -> None:
         """Run every task until one of them fails (the board then resets)."""

@@ -1,10 +1,17 @@
 """The box's device config: a JSON file checked key by key.
 
 ``load(path)`` returns a dict with every key present (defaults filled in) or
-raises ``ConfigError`` naming the first missing, unknown or bad key.
+raises ``ConfigError`` naming the first missing, unknown or bad key. On a
+real board the config is also checked against the board's port limits
+(``firmware.ports``): a pin the chip lacks, a key without a pull-up, pins
+used twice, a watchdog or timeout beyond what the port allows. The same
+``validate`` runs on CPython, so the collector can refuse a box file before
+it reaches the box.
 """
 
 import json
+
+from firmware import ports
 
 try:
     from typing import Any
@@ -40,6 +47,8 @@ SCHEMA = {
     "tz_min": ("int", 480),
     "heartbeat_ms": ("int", 60000),
     "backoff_max_ms": ("int", 30000),
+    "watchdog_ms": ("int", 8000),  # fits every port: rp2040's limit is 8388 ms
+    "connect_timeout_ms": ("int", 5000),  # one whole MQTT connect (TCP + CONNACK); inside the watchdog
     "resend_ms": ("int", 15000),
     "outbox_capacity": ("int", 2000),
     "seg_records": ("int", 32),
@@ -67,8 +76,8 @@ def _check(name: str, kind: str, v: "Any") -> None:
         ok = type(v) is str and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)
     elif base == "transport":
         ok = v in ("mqtt", "serial")
-    elif base == "board":
-        ok = v in ("sim", "esp32", "picow")
+    elif base == "board":  # the real boards are listed in firmware/ports.py
+        ok = v == "sim" or v in ports.BOARDS
     elif base == "str":
         ok = type(v) is str
     elif base == "int":
@@ -79,6 +88,8 @@ def _check(name: str, kind: str, v: "Any") -> None:
         ok = type(v) is dict
     elif base == "hours":
         ok = type(v) is list and len(v) == 2 and all(type(x) is int and 0 <= x <= 1440 for x in v)
+    if not ok and base == "board":
+        raise ConfigError("%s: %r is not a board (sim, %s)" % (name, v, ", ".join(sorted(ports.BOARDS))))
     if not ok:
         raise ConfigError("%s: bad value %r (%s expected)" % (name, v, base))
 
@@ -108,6 +119,9 @@ def validate(raw: "Any") -> "dict[str, Any]":
         raise ConfigError("flash: missing (sim board)")
     if not 2 <= cfg["scale"] <= 5:
         raise ConfigError("scale: %d outside 2..5" % cfg["scale"])
+    bad = ports.problems(cfg)
+    if bad:
+        raise ConfigError(bad[0])
     return cfg
 
 

@@ -1,13 +1,48 @@
-"""Entry point on a real board: ``import firmware.main`` from the device's ``main.py``.
+"""Entry point on a real board: the device's ``/main.py`` does ``import firmware.main``.
 
-Reads ``/box.json``; a bad config is printed and the box blinks nothing and
-waits (no reset loop). Any crash of the app resets the board after 5 s (the
-watchdog would anyway); the outbox on flash survives.
+Boot order:
+
+1. ``/box.json`` is read and checked against the board's port limits; a bad
+   config prints one ``config error: <key>: <why>`` line and returns to the
+   REPL (no reset loop, mpremote can fix it).
+2. Maintenance path: the invite key held down at power-up (all lights on)
+   also returns to the REPL before anything else runs, so ``mpremote`` and
+   ``tools/deploy_box.sh`` reach a box whose app disabled Ctrl-C.
+3. The app runs. A crash is noted in ``/crash`` (reported as ``err`` in the
+   next boot's status: on rp2 ``machine.reset()`` reads back as a watchdog
+   reset, so the note is the only trace) and the board resets after 3 s;
+   the watchdog resets it if a task stops making progress. The outbox on
+   flash survives both.
 """
 
 import sys
 
 CONFIG = "/box.json"
+CRASH = "/crash"
+RESET_DELAY_MS = 3000  # below the smallest watchdog the config allows (4000 ms)
+
+
+def _take_crash_note(root: str) -> "str | None":
+    try:
+        with open(root + CRASH) as f:
+            note: str = f.read()
+    except OSError:
+        return None
+    try:
+        import os
+
+        os.remove(root + CRASH)
+    except OSError:
+        pass
+    return note
+
+
+def _write_crash_note(root: str, exc: BaseException) -> None:
+    try:
+        with open(root + CRASH, "w") as f:
+            f.write(("%s: %s" % (type(exc).__name__, exc))[:60])
+    except Exception:
+        pass  # the flash itself may be what failed: reset anyway
 
 
 def start() -> None:
@@ -15,39 +50,40 @@ def start() -> None:
     import time
 
     from firmware.app import App
+    from firmware.boards import board_class
     from firmware.config import ConfigError, load
 
     try:
         cfg = load(CONFIG)
+        if cfg["board"] == "sim":
+            raise ConfigError("board: 'sim' runs on the unix port (firmware/sim.py), not on hardware")
     except ConfigError as exc:
         print("config error: %s" % exc)
         return
-    if cfg["board"] == "esp32":
-        from firmware.boards.esp32 import Esp32Board
-
-        board: "object" = Esp32Board(cfg)
-    elif cfg["board"] == "picow":
-        from firmware.boards.picow import PicoWBoard
-
-        board = PicoWBoard(cfg)
-    else:
-        print("config error: board %r does not run on hardware" % cfg["board"])
+    board = board_class(cfg["board"])(cfg)
+    if board.maintenance_requested():
+        print("evalbox: maintenance mode (invite key held at power-up): app not started, REPL free")
         return
-    app = App(cfg, board, board.mount_flash())  # type: ignore[attr-defined]
-    app.start()
-    if cfg["transport"] == "mqtt":
-        from firmware.mqtt import MqttLink
-
-        link: "object" = MqttLink(cfg)
-    else:
-        from firmware.serial_link import SerialLink
-
-        link = SerialLink(board.open_serial())  # type: ignore[attr-defined]
+    root = board.mount_flash()
     try:
+        app = App(cfg, board, root)
+        app.start()
+        note = _take_crash_note(root)
+        if note:
+            app.report("restarted after a crash: %s" % note)
+        if cfg["transport"] == "mqtt":
+            from firmware.mqtt import MqttLink
+
+            link: "object" = MqttLink(cfg)
+        else:
+            from firmware.serial_link import SerialLink
+
+            link = SerialLink(board.open_serial())
         asyncio.run(app.run(link))
     except Exception as exc:
         sys.print_exception(exc)  # type: ignore[attr-defined]
-        time.sleep(5)
+        _write_crash_note(root, exc)
+        time.sleep_ms(RESET_DELAY_MS)
         import machine
 
         machine.reset()

@@ -4,10 +4,21 @@ CONNECT with username/password and a retained Last Will, QoS 0/1 PUBLISH
 with packet ids (PUBACKs tracked), SUBSCRIBE, PINGREQ keepalive, and a
 reader task that hands every incoming PUBLISH to ``on_message`` (QoS 1
 ones are PUBACKed after the callback returns). One connection per
-``connect()``; the caller owns reconnecting (see ``app.py``).
+``connect()``; the caller owns reconnecting (``MqttLink``).
+
+Sockets are finite (lwIP: 5 TCP PCBs on rp2, 10 sockets on ESP32): every
+attempt, timeout and drop closes its socket. MicroPython's
+``StreamWriter.close()`` does nothing (``wait_closed()`` closes the socket)
+and ``asyncio.open_connection`` leaks its socket when a ``wait_for`` times it
+out, so the client opens the socket itself and ``close()`` always releases
+it. The broker's address is looked up once per boot (``getaddrinfo`` blocks
+the loop; an IP literal returns at once) and every wait is bounded by the
+connect timeout, which config validation keeps inside the watchdog.
 """
 
 import asyncio
+import gc
+import socket
 import struct
 import time
 
@@ -25,6 +36,23 @@ SUBACK = 0x90
 PINGREQ = 0xC0
 PINGRESP = 0xD0
 DISCONNECT = 0xE0
+
+EINPROGRESS = 115  # Linux and lwIP (MP_EINPROGRESS) agree
+MAX_PACKET = 8192  # a downlink larger than this is refused, never allocated
+CLOSE_WAIT_MS = 1000  # the polite DISCONNECT on close, at most
+
+_ADDRS: "dict[tuple[str, int], Any]" = {}  # (host, port) -> (family, sockaddr), looked up once per boot
+
+
+def resolve(host: str, port: int) -> "tuple[Any, Any]":
+    """The broker's (family, address), cached: ``getaddrinfo`` blocks the loop for a name lookup."""
+    key = (host, port)
+    got = _ADDRS.get(key)
+    if got is None:
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        got = (ai[0], ai[-1])
+        _ADDRS[key] = got
+    return got
 
 
 class MQTTError(Exception):
@@ -85,7 +113,7 @@ def subscribe_packet(pid: int, topics: "list[str]") -> bytes:
 
 
 class MQTTClient:
-    """One MQTT session over asyncio streams."""
+    """One MQTT session over a socket the client opens, and always closes."""
 
     def __init__(
         self,
@@ -111,52 +139,69 @@ class MQTTClient:
         self.clean = clean
         self.on_message = on_message
         self.connected = False
-        self._reader: "Any" = None
-        self._writer: "Any" = None
+        self.io_timeout_ms = 5000  # any single send waits at most this long (set by connect)
+        self.lookup_ms = 0  # how long the address lookup blocked the loop
+        self._stream: "Any" = None
         self._pid = 0
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._tasks: "list[Any]" = []
         self._last_rx: "Any" = 0  # ticks
         self.unacked: "dict[int, Any]" = {}  # packet id -> ticks sent (broker PUBACK pending)
-        self.connack = asyncio.Event()
 
     def _next_pid(self) -> int:
         self._pid = self._pid % 65535 + 1
         return self._pid
 
-    async def connect(self, topics: "list[str]", timeout_ms: int = 10000) -> None:
-        """Open the connection, CONNECT, SUBSCRIBE to ``topics``; raise ``MQTTError`` on failure."""
-        self._closed = asyncio.Event()
+    def _open(self) -> None:
+        """A non-blocking socket with its connect started; closed again if anything fails."""
+        t0 = time.ticks_ms()
         try:
-            self._reader, self._writer = await asyncio.wait_for_ms(
-                asyncio.open_connection(self.host, self.port), timeout_ms
-            )
+            family, addr = resolve(self.host, self.port)
         except Exception as exc:
+            raise MQTTError("cannot resolve %s: %r" % (self.host, exc))
+        finally:
+            self.lookup_ms = time.ticks_diff(time.ticks_ms(), t0)
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of sockets (EMFILE, lwIP ENOMEM): the next attempt may find one
+            raise MQTTError("no socket for %s:%d: %r" % (self.host, self.port, exc))
+        try:
+            s.setblocking(False)
+            try:
+                s.connect(addr)
+            except OSError as exc:
+                if exc.errno != EINPROGRESS:
+                    raise
+        except Exception as exc:
+            s.close()
             raise MQTTError("connect to %s:%d failed: %r" % (self.host, self.port, exc))
-        try:
-            await self._send(
-                connect_packet(
-                    self.client_id,
-                    self.user,
-                    self.password,
-                    self.keepalive,
-                    self.will_topic,
-                    self.will_msg,
-                    self.clean,
-                )
+        self._stream = asyncio.StreamReader(s)
+
+    async def _handshake(self) -> None:
+        # The CONNECT waits in the stream until the TCP connect completes (as open_connection's wait does).
+        self._stream.write(
+            connect_packet(
+                self.client_id, self.user, self.password, self.keepalive, self.will_topic, self.will_msg, self.clean
             )
-            got: "tuple[int, bytes]" = await asyncio.wait_for_ms(self._read_packet(), timeout_ms)
-            kind, body = got
-        except MQTTError:
-            await self.close()
-            raise
-        except Exception as exc:
-            await self.close()
-            raise MQTTError("no CONNACK: %r" % (exc,))
+        )
+        await self._stream.drain()
+        kind, body = await self._read_packet()
         if kind != CONNACK or len(body) != 2 or body[1] != 0:
-            await self.close()
             raise MQTTError("connection refused (code %d)" % (body[1] if len(body) == 2 else -1))
+
+    async def connect(self, topics: "list[str]", timeout_ms: int = 5000) -> None:
+        """Open the socket, CONNECT and SUBSCRIBE within ``timeout_ms``; raise ``MQTTError`` on failure."""
+        self._closed = asyncio.Event()
+        self.io_timeout_ms = timeout_ms
+        self._open()
+        try:
+            await asyncio.wait_for_ms(self._handshake(), timeout_ms)
+        except BaseException as exc:  # timeout, refusal, reset, cancellation: the socket goes with it
+            await self.close()
+            if isinstance(exc, MQTTError) or not isinstance(exc, Exception):
+                raise
+            raise MQTTError("no CONNACK from %s:%d: %r" % (self.host, self.port, exc))
         self.connected = True
         self._last_rx = time.ticks_ms()
         self.unacked = {}
@@ -165,12 +210,13 @@ class MQTTClient:
             await self._send(subscribe_packet(self._next_pid(), topics))
 
     async def _send(self, pkt: bytes) -> None:
-        if self._writer is None:
+        if self._stream is None:
             raise MQTTError("not connected")
         async with self._lock:
             try:
-                self._writer.write(pkt)
-                await self._writer.drain()
+                self._stream.write(pkt)
+                # a broker that stopped reading fills the socket buffer: never wait for it forever
+                await asyncio.wait_for_ms(self._stream.drain(), self.io_timeout_ms)
             except Exception as exc:
                 self._mark_closed()
                 raise MQTTError("send failed: %r" % (exc,))
@@ -186,7 +232,7 @@ class MQTTClient:
         return pid
 
     async def _read_packet(self) -> "tuple[int, bytes]":
-        r = self._reader
+        r = self._stream
         head = await r.readexactly(1)
         n = 0
         shift = 0
@@ -198,6 +244,8 @@ class MQTTClient:
                 break
             if shift > 21:
                 raise MQTTError("bad remaining length")
+        if n > MAX_PACKET:
+            raise MQTTError("packet of %d bytes refused (max %d)" % (n, MAX_PACKET))
         body = await r.readexactly(n) if n else b""
         return head[0], body
 
@@ -244,31 +292,34 @@ class MQTTClient:
                 break
 
     def _mark_closed(self) -> None:
-        if self.connected or not self._closed.is_set():
-            self.connected = False
-            if self._writer is not None:
-                try:
-                    self._writer.close()
-                except Exception:
-                    pass
-            self._closed.set()
+        """The connection is over; ``close()`` (always awaited by the owner) releases the socket."""
+        self.connected = False
+        self._closed.set()
 
     async def wait_closed(self) -> None:
         """Return when the connection has dropped."""
         await self._closed.wait()
 
     async def close(self) -> None:
-        """Send DISCONNECT if connected (the Will is then not published) and close."""
+        """DISCONNECT if connected (the Will is then not published), stop the tasks, close the socket."""
         if self.connected:
             try:
-                await self._send(_packet(DISCONNECT, b""))
-            except MQTTError:
+                await asyncio.wait_for_ms(self._send(_packet(DISCONNECT, b"")), CLOSE_WAIT_MS)
+            except Exception:
                 pass
         self._mark_closed()
+        me = asyncio.current_task()
         for t in self._tasks:
-            if t is not asyncio.current_task():
-                t.cancel()
+            if t is not me:
+                t.cancel()  # first: a task still polling the socket would outlive it
         self._tasks = []
+        stream = self._stream
+        self._stream = None
+        if stream is not None:
+            try:
+                await stream.wait_closed()  # MicroPython's Stream.close() is a no-op: this closes the socket
+            except Exception:
+                pass
 
 
 class MqttLink:
@@ -283,7 +334,8 @@ class MqttLink:
         self.status_topic = topics.status(d)
         self.downlinks = [topics.ack(d), topics.config(d), topics.command(d)]
         self.online = False
-        self.connects = 0
+        self.connects = 0  # sessions established
+        self.attempts = 0  # connect attempts, failed ones included
         self.client: "MQTTClient | None" = None
 
     async def send_event(self, payload: bytes) -> bool:
@@ -298,54 +350,97 @@ class MqttLink:
         if c is not None and c.connected:
             await c.publish(self.status_topic, payload, 1, True)
 
-    async def run(self, app: "Any") -> None:
-        import random
+    def _downlink(self, app: "Any", payload: bytes) -> None:
+        try:
+            app.on_downlink(payload)
+        except MemoryError:
+            # dropped: an ack comes again after the resend, a retained config at the next connect
+            gc.collect()
+            app.report("MemoryError on a downlink: dropped")
 
+    def _client(self, app: "Any") -> MQTTClient:
         cfg = self.cfg
-        backoff = 500
-        while True:
-            app.beats["link"] = time.ticks_ms()
-            await app.board.network_up()
-            ntp = getattr(app.board, "ntp_ms", None)
-            if ntp is not None and app.clock.source in (None, "ack"):
-                wall = ntp()
-                if wall is not None:
-                    app.clock.set_wall(wall, "ntp")
-            c = MQTTClient(
-                cfg["device_id"],
-                cfg["broker_host"],
-                cfg["broker_port"],
-                cfg["broker_user"],
-                cfg["broker_password"],
-                cfg["keepalive_s"],
-                self.status_topic,
-                b"offline",
-                False,
-                lambda topic, payload: app.on_downlink(payload),
-            )
-            try:
-                await c.connect(self.downlinks)
-                self.client = c
-                self.online = True
-                self.connects += 1
-                backoff = 500
-                await c.publish(self.status_topic, app.status_message(), 1, True)
-                app.on_connected()
-                while c.connected:
-                    app.beats["link"] = time.ticks_ms()
-                    try:
-                        await asyncio.wait_for_ms(c.wait_closed(), 2000)
-                    except asyncio.TimeoutError:
-                        pass
-                app.report("broker connection lost")
-            except MQTTError as exc:
-                app.report(str(exc))
+        return MQTTClient(
+            cfg["device_id"],
+            cfg["broker_host"],
+            cfg["broker_port"],
+            cfg["broker_user"],
+            cfg["broker_password"],
+            cfg["keepalive_s"],
+            self.status_topic,
+            b"offline",
+            False,
+            lambda topic, payload: self._downlink(app, payload),
+        )
+
+    async def _session(self, app: "Any") -> bool:
+        """One connect attempt and, if it succeeds, the session until it drops. True if it connected."""
+        ntp = getattr(app.board, "ntp_ms", None)
+        if ntp is not None and app.clock.source in (None, "ack"):
+            wall = ntp()
+            if wall is not None:
+                app.clock.set_wall(wall, "ntp")
+        app.beats["link"] = time.ticks_ms()  # each step below is bounded on its own: NTP, connect, first publish
+        c = self._client(app)
+        self.attempts += 1
+        try:
+            return await self._run_session(app, c)
+        finally:  # whatever ended the attempt, its socket goes with it
             self.online = False
             self.client = None
             await c.close()
+
+    async def _run_session(self, app: "Any", c: MQTTClient) -> bool:
+        connected = False
+        try:
+            await c.connect(self.downlinks, self.cfg["connect_timeout_ms"])
+            app.beats["link"] = time.ticks_ms()
+            if c.lookup_ms > 1000:
+                app.report("DNS lookup of %s took %d ms: give an IP address" % (c.host, c.lookup_ms))
+            connected = True
+            self.client = c
+            self.online = True
+            self.connects += 1
+            try:
+                status = app.status_message()
+            except MemoryError:
+                gc.collect()
+                app.report("MemoryError: status not sent")
+            else:
+                await c.publish(self.status_topic, status, 1, True)
+            app.on_connected()
+            while c.connected:
+                app.beats["link"] = time.ticks_ms()
+                try:
+                    await asyncio.wait_for_ms(c.wait_closed(), 2000)
+                except asyncio.TimeoutError:
+                    pass
+            app.report("broker connection lost")
+        except MQTTError as exc:
+            app.report(str(exc))
+        except MemoryError:
+            gc.collect()
+            app.report("MemoryError in the link: reconnecting")
+        return connected
+
+    async def run(self, app: "Any") -> None:
+        import random
+
+        floor = max(1, min(500, self.cfg["backoff_max_ms"]))
+        backoff = floor
+        board = app.board
+        while True:
+            app.beats["link"] = time.ticks_ms()
+            await board.network_up()
+            app.beats["link"] = time.ticks_ms()
+            radio = getattr(board, "online", None)
+            if radio is not None and not radio():
+                app.report("Wi-Fi not joined")
+            elif await self._session(app):
+                backoff = floor
             # jitter: wait between half and all of the backoff, so a fleet does not reconnect in step
             wait = backoff // 2 + random.getrandbits(16) % (backoff // 2 + 1)
-            backoff = min(backoff * 2, cfg["backoff_max_ms"])
+            backoff = min(backoff * 2, self.cfg["backoff_max_ms"])
             slept = 0
             while slept < wait:
                 await asyncio.sleep_ms(min(500, wait - slept))

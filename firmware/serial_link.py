@@ -4,10 +4,13 @@ Uplink: every event and status is one signed message in one frame. Downlink:
 the window PC (or the collector's serial source) sends the same signed
 ``ack``, ``config`` and ``cmd`` messages as frames; ``cmd`` carries the PC's
 invite / sign-in / sign-out. Line noise and REPL chatter are dropped by the
-frame decoder. Ctrl-C is disabled on the data channel (``kbd_intr(-1)``) so
-a stray 0x03 cannot stop the box. Unacked events are sent again after
-``resend_ms`` by the app's sender.
+frame decoder. The board's stream decides about Ctrl-C: the USB CDC port
+(shared with the REPL) disables it, a UART of its own leaves the REPL alone.
+Unacked events are sent again after ``resend_ms`` by the app's sender.
 """
+
+import asyncio
+import gc
 
 from protocol import FrameDecoder, encode_frame
 
@@ -15,6 +18,42 @@ try:
     from typing import Any
 except ImportError:  # MicroPython: annotations are not evaluated
     pass
+
+IDLE_MS = 100  # an empty read (stream closed on the unix port) waits this long before the next
+MAX_LINE = 2048  # longest line taken before giving up on its end (a frame is far shorter)
+
+
+class BlockingLineReader:
+    """Lines from a blocking byte stream (a tty, MicroPython's stdin) without blocking the loop.
+
+    ``read(n)`` on such a stream waits for all ``n`` bytes, so a partial line
+    from the PC would hold the box: wait (through asyncio) for the first byte,
+    then take one byte at a time while ``poll`` says more is there.
+    """
+
+    def __init__(self, f: "Any") -> None:
+        import select
+
+        self.f = f
+        self.reader = asyncio.StreamReader(f)
+        self.ready = select.poll()
+        self.ready.register(f, select.POLLIN)
+
+    async def readline(self) -> bytes:
+        buf = bytearray()
+        while len(buf) < MAX_LINE:
+            b = await self.reader.read(1)
+            if not b:
+                break  # end of stream
+            buf.extend(b)
+            while b != b"\n" and len(buf) < MAX_LINE and self.ready.poll(0):
+                b = self.f.read(1)
+                if not b:
+                    break
+                buf.extend(b)
+            if not b or b == b"\n":
+                break  # else the rest of the line is not there yet: wait for it
+        return bytes(buf)
 
 
 class SerialLink:
@@ -25,12 +64,6 @@ class SerialLink:
         self.online = True  # a serial line has no session: always try, resend on timeout
         self.decoder = FrameDecoder()
         self.sent = 0
-        try:
-            import micropython
-
-            micropython.kbd_intr(-1)
-        except (ImportError, AttributeError):
-            pass
 
     async def _write(self, payload: bytes) -> bool:
         try:
@@ -47,10 +80,21 @@ class SerialLink:
         await self._write(payload)
 
     async def run(self, app: "Any") -> None:
-        await self._write(app.status_message())
+        try:
+            await self._write(app.status_message())
+        except MemoryError:
+            gc.collect()
+            app.report("MemoryError: first status not sent")
         while True:
             line = await self.stream.readline()
             if not line:
+                await asyncio.sleep_ms(IDLE_MS)
                 continue
-            for payload in self.decoder.feed(line):
-                app.on_downlink(payload)
+            try:
+                for payload in self.decoder.feed(line):
+                    app.on_downlink(payload)
+            except MemoryError:
+                # a frame the heap could not take: dropped (an ack comes again, a config with the next status)
+                self.decoder = FrameDecoder()
+                gc.collect()
+                app.report("MemoryError on a downlink frame: dropped")

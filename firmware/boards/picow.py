@@ -1,9 +1,7 @@
-"""Raspberry Pi Pico W: keys, LEDs, buzzer on GPIO; Wi-Fi (CYW43)."""
+"""Raspberry Pi Pico W / Pico 2 W: keys, LEDs, buzzer on GPIO; Wi-Fi (CYW43). Wiring: ``firmware/ports.py``."""
 
-from firmware.boards.pins import WifiBoard
+from firmware.boards.wifi import WifiBoard
 
 
 class PicoWBoard(WifiBoard):
-    name = "picow"
-    # default wiring (override with "pins" in box.json)
-    DEFAULT_PINS = {"keys": [2, 3, 4, 5, 6], "invite": 7, "led_ok": 10, "led_bad": 11, "led_busy": 12, "buzzer": 13}
+    """A Pico W box: MQTT over Wi-Fi, or serial on UART0 (GP0 TX, GP1 RX by default)."""

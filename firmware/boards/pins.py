@@ -1,14 +1,19 @@
-"""Shared code of the real boards: keys on GPIO with debounce, LEDs, buzzer, watchdog.
+"""Shared code of the real boards: keys on GPIO with debounce, LEDs, buzzer, watchdog, data channel.
 
-Pins come from the config's ``pins`` object (defaults per board):
-``keys`` (list, level 1 first), ``invite``, ``led_ok``, ``led_bad``,
-``led_busy`` and ``buzzer`` (or null). Keys are active-low with pull-ups.
+Pins come from the config's ``pins`` object laid over the board's defaults
+(``firmware/ports.py``): ``keys`` (list, level 1 first), ``invite``,
+``led_ok``, ``led_bad``, ``led_busy`` and ``buzzer`` (or null). Keys are
+active-low with pull-ups. Nothing here imports ``network``: the radio lives
+in ``WifiBoard`` (``wifi.py``), so a plain Pico never loads it.
 """
 
 import asyncio
+import gc
 import time
 
 import machine
+
+from firmware import ports
 
 try:
     from typing import Any
@@ -18,27 +23,17 @@ except ImportError:  # MicroPython: annotations are not evaluated
 DEBOUNCE_MS = 50
 POLL_MS = 10
 FEEDBACK_MS = 800
-
-_RESET_NAMES = {
-    getattr(machine, "PWRON_RESET", -1): "power_on",
-    getattr(machine, "HARD_RESET", -2): "hard",
-    getattr(machine, "WDT_RESET", -3): "watchdog",
-    getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
-    getattr(machine, "SOFT_RESET", -5): "soft",
-}
+MAINT_HOLD_MS = 100  # the invite key held this long at power-up skips the app (maintenance)
 
 
 class PinBoard:
-    """GPIO keys and lights; subclasses add the radio."""
-
-    name = "pins"
-    DEFAULT_PINS: "dict[str, Any]" = {}
+    """GPIO keys and lights, the watchdog and the data channel; subclasses add the radio."""
 
     def __init__(self, cfg: "dict[str, Any]") -> None:
         self.cfg = cfg
-        pins = dict(self.DEFAULT_PINS)
-        pins.update(cfg["pins"] or {})
-        self.pins = pins
+        self.name = cfg["board"]
+        self.pins = ports.board_pins(cfg["board"], cfg["pins"])
+        pins = self.pins
         self.keys = [machine.Pin(p, machine.Pin.IN, machine.Pin.PULL_UP) for p in pins["keys"]]
         self.invite_key = machine.Pin(pins["invite"], machine.Pin.IN, machine.Pin.PULL_UP)
         self.leds: "dict[str, Any]" = {}
@@ -52,6 +47,17 @@ class PinBoard:
 
     def mount_flash(self) -> str:
         return ""  # MicroPython mounts the internal littlefs at / on boot
+
+    def maintenance_requested(self) -> bool:
+        """The invite key held down at power-up: skip the app so mpremote can reach the REPL."""
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < MAINT_HOLD_MS:
+            if self.invite_key.value() != 0:
+                return False
+            time.sleep_ms(POLL_MS)
+        for led in self.leds.values():  # all lights on: the installer sees maintenance mode
+            led.value(1)
+        return True
 
     def self_test(self) -> str:
         stuck = [str(n + 1) for n, k in enumerate(self.keys) if k.value() == 0]
@@ -92,22 +98,42 @@ class PinBoard:
 
     def feed_watchdog(self) -> None:
         if self.wdt is None:
-            self.wdt = machine.WDT(timeout=30000)
+            # watchdog_ms was checked against the port's limit by config.validate (rp2040: 8388 ms)
+            self.wdt = machine.WDT(timeout=self.cfg["watchdog_ms"])
         self.wdt.feed()
 
     def reset_cause(self) -> str:
-        return _RESET_NAMES.get(machine.reset_cause(), "unknown")
+        return ports.reset_cause_name(self.name, machine.reset_cause())
 
     def rssi(self) -> "int | None":
         return None
+
+    def online(self) -> bool:
+        """Whether the radio (if any) is up; a board without one is always 'up'."""
+        return True
 
     async def network_up(self) -> None:
         return None
 
     def open_serial(self) -> "Any":
-        u = self.cfg["uart"] or {}
-        uart = machine.UART(u.get("id", 1), baudrate=u.get("baud", 115200), tx=u.get("tx"), rx=u.get("rx"))
+        """The data channel: the USB CDC port (plain Pico) or a UART of its own."""
+        u = ports.board_uart(self.name, self.cfg["uart"])
+        if u["id"] == "usb":
+            return UsbStream()
+        uart = machine.UART(u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"], rxbuf=u["rxbuf"])
         return UartStream(uart)
+
+    def _press(self, app: "Any", n: int) -> None:
+        try:
+            if n == len(self.keys):
+                app.on_invite(None)
+            else:
+                app.on_key(n + 1)
+        except MemoryError:
+            gc.collect()
+            app.report("MemoryError on key %d: press not taken" % (n + 1))
+        except Exception as exc:  # a bug must not leave the counter without keys
+            app.report("key %d failed: %r" % (n + 1, exc))
 
     async def run(self, app: "Any") -> None:
         """Poll the keys; a press counts once it has been down for ``DEBOUNCE_MS``."""
@@ -123,10 +149,7 @@ class PinBoard:
                         down_since[n] = now
                     elif not fired[n] and time.ticks_diff(now, down_since[n]) >= DEBOUNCE_MS:
                         fired[n] = True
-                        if n == len(pins) - 1:
-                            app.on_invite(None)
-                        else:
-                            app.on_key(n + 1)
+                        self._press(app, n)
                 else:
                     down_since[n] = None
                     fired[n] = False
@@ -140,7 +163,7 @@ class PinBoard:
 
 
 class UartStream:
-    """A UART as the serial data channel: async readline, write."""
+    """A UART of its own as the data channel (the USB REPL keeps Ctrl-C for maintenance)."""
 
     def __init__(self, uart: "Any") -> None:
         self.uart = uart
@@ -156,41 +179,27 @@ class UartStream:
         await self.writer.drain()
 
 
-class WifiBoard(PinBoard):
-    """A board with a Wi-Fi station: connect, RSSI, NTP."""
+class UsbStream:
+    """The USB CDC port (MicroPython's stdio) as the data channel of a plain Pico.
 
-    def __init__(self, cfg: "dict[str, Any]") -> None:
-        super().__init__(cfg)
-        import network
+    The REPL shares it, so Ctrl-C is disabled: a 0x03 byte among the PC's data
+    would otherwise stop the box. mpremote then cannot interrupt the app;
+    hold the invite key at power-up to skip it (``maintenance_requested``).
+    """
 
-        self.wlan = network.WLAN(network.STA_IF)
-        self.ntp_done = False
+    def __init__(self) -> None:
+        import sys
 
-    def rssi(self) -> "int | None":
-        try:
-            if self.wlan.isconnected():
-                return int(self.wlan.status("rssi"))
-        except (OSError, ValueError):
-            pass
-        return None
+        import micropython
 
-    async def network_up(self) -> None:
-        if self.wlan.isconnected():
-            return
-        self.wlan.active(True)
-        if self.cfg["wifi_ssid"]:
-            self.wlan.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"] or "")
-        for _ in range(150):  # up to 15 s; keys stay live meanwhile
-            if self.wlan.isconnected():
-                break
-            await asyncio.sleep_ms(100)
+        from firmware.serial_link import BlockingLineReader
 
-    def ntp_ms(self) -> "int | None":
-        """Wall time from NTP (Unix ms), or None."""
-        try:
-            import ntptime
+        micropython.kbd_intr(-1)
+        self.lines = BlockingLineReader(sys.stdin.buffer)
+        self.out = sys.stdout.buffer
 
-            secs = ntptime.time()  # type: ignore[no-untyped-call]  # unannotated stub; seconds since the port's epoch (2000 on most ports)
-            return int((secs + (946684800 if time.gmtime(0)[0] == 2000 else 0)) * 1000)
-        except Exception:
-            return None
+    async def readline(self) -> bytes:
+        return await self.lines.readline()
+
+    async def write(self, data: bytes) -> None:
+        self.out.write(data)

@@ -5,6 +5,7 @@ Prints ``mqtt packets: N passed`` last.
 
 import sys
 
+from firmware import mqtt
 from firmware.mqtt import _packet, connect_packet, publish_packet, subscribe_packet
 
 passed = 0
@@ -43,6 +44,28 @@ check(_packet(0xC0, b""), b"\xc0\x00", "PINGREQ")
 check(_packet(0x30, bytes(127))[:2], b"\x30\x7f", "remaining length 127: one byte")
 check(_packet(0x30, bytes(128))[:3], b"\x30\x80\x01", "remaining length 128: two bytes")
 check(_packet(0x30, bytes(16384))[:4], b"\x30\x80\x80\x01", "remaining length 16384: three bytes")
+
+# the broker's address: looked up once per boot (getaddrinfo blocks the loop), an IP literal taken as it is
+lookups = []
+real_socket = mqtt.socket
+
+
+class CountingSocketModule:
+    SOCK_STREAM = real_socket.SOCK_STREAM
+
+    def getaddrinfo(self, *args: "object") -> "object":
+        lookups.append(args[0])
+        return real_socket.getaddrinfo(*args)
+
+
+mqtt.socket = CountingSocketModule()
+first = mqtt.resolve("localhost", 1883)
+assert mqtt.resolve("localhost", 1883) == first and mqtt.resolve("127.0.0.1", 1883)[0] == first[0]
+mqtt.resolve("127.0.0.1", 1883)
+assert lookups == ["localhost", "127.0.0.1"], lookups
+mqtt.socket = real_socket
+passed += 1
+print("ok broker address looked up once per host and cached")
 
 print("mqtt packets: %d passed" % passed)
 sys.exit(0)

@@ -9,7 +9,6 @@ import time
 
 import vfs
 
-from firmware import app as app_mod
 from firmware.app import App
 from firmware.config import validate
 from firmware.flashdev import RamFlash
@@ -33,7 +32,7 @@ cfg = validate({"device_id": "wd-1", "key_hex": "00" * 32, "transport": "serial"
 board = Board()
 app = App(cfg, board, "/w")
 app.start()
-app_mod.STALL_MS = 300
+app.stall_ms = 300  # instead of a whole watchdog period
 
 
 async def beating() -> None:

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
-
-import pytest
 
 import protocol
 from protocol import topics
-from tests.firmware.simbox import ACL, KEY, USERS, Acker, SimBox, box_config, wait_for
+from tests.firmware.simbox import KEY, Acker, SimBox, box_config, wait_for
 from tests.mosquitto import Mosquitto
-
-
-@pytest.fixture
-def broker(tmp_path: pathlib.Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path, users=USERS, acl=ACL) as b:
-        yield b
-
-
-@pytest.fixture
-def acker(broker: Mosquitto) -> Iterator[Acker]:
-    a = Acker(broker.port)
-    wait_for(lambda: a.client.is_connected(), 20, "acker connected")
-    yield a
-    a.close()
 
 
 def test_presses_reach_the_collector_signed_and_are_acked(

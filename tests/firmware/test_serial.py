@@ -4,54 +4,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import threading
-import time
 import tty
-from typing import Any
 
 import protocol
-from protocol import FrameDecoder, encode_frame
 from tests.firmware.simbox import KEY, SimBox, box_config, wait_for
-
-
-class WindowPC:
-    """The PC end of the serial line: decode frames, keep events by identity, ack them."""
-
-    def __init__(self, fd: int, ack: bool = True) -> None:
-        self.fd = fd
-        self.ack = ack
-        self.decoder = FrameDecoder()
-        self.events: dict[tuple[str, int, int], dict[str, Any]] = {}
-        self.frames = 0
-        self.statuses: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.stop = False
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while not self.stop:
-            try:
-                data = os.read(self.fd, 4096)
-            except OSError:
-                return
-            for payload in self.decoder.feed(data):
-                msg = protocol.decode(payload, KEY, "box-1")
-                with self.lock:
-                    self.frames += 1
-                    if msg["t"] == "status":
-                        self.statuses.append(msg)
-                        continue
-                    self.events.setdefault(protocol.identity(msg), msg)
-                if self.ack:
-                    self.send_ack([(msg["b"], msg["s"])])
-
-    def send(self, payload: bytes) -> None:
-        os.write(self.fd, encode_frame(payload))
-
-    def send_ack(self, ids: list[tuple[int, int]]) -> None:
-        ack = protocol.make(protocol.ACK, "box-1", r=protocol.ack_ranges(ids), now=int(time.time() * 1000), bf=None)
-        self.send(protocol.encode(ack, KEY))
+from tests.firmware.windowpc import WindowPC
 
 
 def test_serial_frames_out_acks_and_pc_commands_in(tmp_path: pathlib.Path) -> None:

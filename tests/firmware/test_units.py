@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 import re
+import socket
+import subprocess
+import threading
+import time
+import tty
 
-from tests.conftest import run_micropython
+from tests.conftest import ROOT, micropython_path, run_micropython
 
 HERE = "tests/firmware"
 
@@ -38,9 +46,62 @@ def test_power_cut_at_every_write_step() -> None:
 
 def test_mqtt_packets_byte_for_byte() -> None:
     out = _run("mp_mqtt_packets.py")
-    assert out.strip().splitlines()[-1] == "mqtt packets: 11 passed", out
+    assert out.strip().splitlines()[-1] == "mqtt packets: 12 passed", out
 
 
 def test_watchdog_fed_only_while_tasks_progress() -> None:
     out = _run("mp_watchdog.py")
     assert out.strip().splitlines()[-1] == "watchdog: 2 passed", out
+
+
+def _run_doubles(tmp_path: pathlib.Path, port: str, board: str, script: str = "mp_doubles.py") -> str:
+    """A script on the silicon doubles, against a bench that only listens (the doubles report to someone)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def drain() -> None:
+        conn, _ = srv.accept()
+        while conn.recv(4096):
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    hw = {"port": port, "board": board, "control": srv.getsockname()[1], "reset_cause": 1}
+    hw["uart"] = {"0": os.ttyname(slave)}
+    (tmp_path / "hw.json").write_text(json.dumps(hw))
+    env = dict(os.environ, EVALBOX_HW=str(tmp_path / "hw.json"), MICROPYPATH=f"{ROOT}/{HERE}/doubles:{ROOT}:.frozen")
+    proc = subprocess.Popen(
+        [micropython_path(), f"{HERE}/{script}"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        os.write(master, b"x" * 100)  # more than a 32-byte ring holds
+        time.sleep(0.3)
+        out, _ = proc.communicate(b"\n", timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+        srv.close()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+def test_doubles_enforce_the_rp2040_port(tmp_path: pathlib.Path) -> None:
+    out = _run_doubles(tmp_path, "rp2040", "picow")
+    assert out.strip().splitlines()[-1] == "doubles: 6 passed", out
+
+
+def test_doubles_enforce_the_esp32_port(tmp_path: pathlib.Path) -> None:
+    out = _run_doubles(tmp_path, "esp32", "esp32")
+    assert out.strip().splitlines()[-1] == "doubles: 4 passed", out
+
+
+def test_memory_error_in_keys_links_and_status_is_survived(tmp_path: pathlib.Path) -> None:
+    out = _run_doubles(tmp_path, "rp2040", "pico", "mp_memerror.py")
+    assert out.strip().splitlines()[-1] == "memerror: 4 passed", out
