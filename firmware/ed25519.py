@@ -28,13 +28,16 @@ differs between the two equations.
 
 Not constant-time: verification handles only public data.
 
-The work is a generator (``_steps``) that yields every few bits of the
-scalar ladder; ``verify`` runs it straight through, ``averify`` gives the
-asyncio loop a turn at every yield so keys and the watchdog are served
-while a release is checked (``bench/ota.py`` measures the longest slice).
+The work is a generator (``_steps``) of small steps — one bit of the
+scalar ladder, a few field multiplications, four SHA-512 rounds.
+``verify`` runs it straight through; ``averify`` runs it with
+``run_sliced``, which gives the asyncio loop a turn whenever ``BUDGET_MS``
+of work has passed, so keys and the watchdog are served while a release is
+checked (``bench/ota.py`` measures the steps and the loop's longest wait).
 """
 
 import asyncio
+import time
 
 from firmware.sha512 import sha512
 
@@ -42,6 +45,19 @@ try:
     from typing import Any, Iterator
 except ImportError:  # MicroPython: annotations are not evaluated
     pass
+
+_ticks_ms = getattr(time, "ticks_ms", None)  # MicroPython; CPython falls back to time.time()
+_ticks_diff = getattr(time, "ticks_diff", None)
+
+
+def _now_ms() -> int:
+    return _ticks_ms() if _ticks_ms else int(time.time() * 1000)
+
+
+def _since(t0: int) -> int:
+    now = _now_ms()
+    return _ticks_diff(now, t0) if _ticks_diff else now - t0
+
 
 P = 57896044618658097711785492504343953926634992332820282019728792003956564819949  # 2**255 - 19
 L = 7237005577332262213973186563042994240857116359379907606001950938285454250989  # 2**252 + 2774...8493
@@ -52,18 +68,21 @@ _BX = 15112221349535400772501151409588531511454012693041857206046113283949847762
 _BY = 46316835694926478169428394003475163141307993866256225615783033603165251855960  # 4/5
 BASE = (_BX, _BY, 1, _BX * _BY % P)  # extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z, xy = T/Z
 IDENTITY = (0, 1, 1, 0)
-_SLICE_BITS = 4  # ladder bits between two yields (bench/ota.py: the longest slice stays a few ms on an RP2040)
+BUDGET_MS = 5  # averify: work between two turns of the asyncio loop (one step more at most)
 
 
-def _square(x: int, n: int) -> int:
+def _squares(x: int, n: int, out: "list[Any]") -> "Iterator[None]":
+    """``out[0] = x**(2**n)`` mod p, yielding every few squarings."""
     while n:
         x = x * x % P
         n -= 1
-    return x
+        if n % 8 == 0:
+            yield None
+    out[0] = x
 
 
 def _chain(z: int, out: "list[Any]") -> "Iterator[None]":
-    """``out[0] = (z**(2**250 - 1), z**11)`` mod p, yielding between the long runs of squarings.
+    """``out[0] = (z**(2**250 - 1), z**11)`` mod p, in steps of a few multiplications.
 
     The addition chain of the reference implementation (ref10): 250
     squarings and 11 multiplications serve both the inverse and the square
@@ -71,34 +90,39 @@ def _chain(z: int, out: "list[Any]") -> "Iterator[None]":
     ``pow`` call could not (and is missing on ports built without it).
     """
     z2 = z * z % P
-    z9 = _square(z2, 2) * z % P
+    z9 = z2 * z2 % P
+    z9 = z9 * z9 % P * z % P
     z11 = z9 * z2 % P
-    z5 = z11 * z11 % P * z9 % P  # 2**5 - 1
-    z10 = _square(z5, 5) * z5 % P
-    z20 = _square(z10, 10) * z10 % P
-    z40 = _square(z20, 20) * z20 % P
-    z50 = _square(z40, 10) * z10 % P
-    yield None
-    z100 = _square(z50, 50) * z50 % P
-    yield None
-    z200 = _square(z100, 50)
-    yield None
-    z200 = _square(z200, 50) * z100 % P
-    yield None
-    out[0] = (_square(z200, 50) * z50 % P, z11)
+    z5 = z11 * z11 % P * z9 % P  # z**(2**5 - 1)
+    yield from _squares(z5, 5, out)
+    z10 = out[0] * z5 % P
+    yield from _squares(z10, 10, out)
+    z20 = out[0] * z10 % P
+    yield from _squares(z20, 20, out)
+    z40 = out[0] * z20 % P
+    yield from _squares(z40, 10, out)
+    z50 = out[0] * z10 % P
+    yield from _squares(z50, 50, out)
+    z100 = out[0] * z50 % P
+    yield from _squares(z100, 100, out)
+    z200 = out[0] * z100 % P
+    yield from _squares(z200, 50, out)
+    out[0] = (out[0] * z50 % P, z11)
 
 
 def _invert(z: int, out: "list[Any]") -> "Iterator[None]":
-    """``out[0] = 1/z`` mod p (``z**(p-2)``), in slices."""
+    """``out[0] = 1/z`` mod p (``z**(p-2)``), in steps."""
     yield from _chain(z, out)
     z250, z11 = out[0]
-    out[0] = _square(z250, 5) * z11 % P  # 2**255 - 21 = p - 2
+    yield from _squares(z250, 5, out)
+    out[0] = out[0] * z11 % P  # 2**255 - 21 = p - 2
 
 
 def _pow22523(z: int, out: "list[Any]") -> "Iterator[None]":
-    """``out[0] = z**((p-5)/8)`` mod p, the exponent of the square root in §5.1.3, in slices."""
+    """``out[0] = z**((p-5)/8)`` mod p, the exponent of the square root in §5.1.3, in steps."""
     yield from _chain(z, out)
-    out[0] = _square(out[0][0], 2) * z % P  # 2**252 - 3
+    yield from _squares(out[0][0], 2, out)
+    out[0] = out[0] * z % P  # 2**252 - 3
 
 
 def _run(steps: "Iterator[None]") -> None:
@@ -221,7 +245,7 @@ def check_public_key(public_key: bytes) -> "str | None":
 
 
 def _steps(public_key: bytes, message: bytes, signature: bytes, out: "list[Any]") -> "Iterator[None]":
-    """Verify, yielding between bounded slices of work; the reason (None: valid) goes to ``out[0]``."""
+    """Verify in small steps (a yield after each); the reason (None: valid) goes to ``out[0]``."""
     out[0] = "bad_length"
     if len(public_key) != 32 or len(signature) != 64:
         return
@@ -258,8 +282,7 @@ def _steps(public_key: bytes, message: bytes, signature: bytes, out: "list[Any]"
         j = ((s >> i) & 1) | (((k >> i) & 1) << 1)
         if j:
             q = _add(q, table[j])
-        if i % _SLICE_BITS == 0:
-            yield None
+        yield None
         i -= 1
     out[0] = "unfinished"
     yield from _encode(q, out)
@@ -279,9 +302,26 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return reason(public_key, message, signature) is None
 
 
-async def averify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    """``verify`` that gives the asyncio loop a turn after every bounded slice of work."""
+async def run_sliced(steps: "Iterator[None]", budget_ms: int = BUDGET_MS) -> None:
+    """Run a generator of small steps, giving the asyncio loop a turn once ``budget_ms`` of work has passed.
+
+    A step is one ladder bit or a few field multiplications (bench/ota.py
+    measures the longest); awaiting after every step would cost more than
+    the step on MicroPython (~20 us per ``sleep(0)`` on the unix port).
+    The generator is closed if this is cancelled.
+    """
+    t0 = _now_ms()
+    try:
+        for _ in steps:
+            if _since(t0) >= budget_ms:
+                await asyncio.sleep(0)
+                t0 = _now_ms()
+    finally:
+        steps.close()  # type: ignore[attr-defined]
+
+
+async def averify(public_key: bytes, message: bytes, signature: bytes, budget_ms: int = BUDGET_MS) -> bool:
+    """``verify`` that gives the asyncio loop a turn after every ``budget_ms`` of work."""
     out: "list[Any]" = [None]
-    for _ in _steps(public_key, message, signature, out):
-        await asyncio.sleep(0)
+    await run_sliced(_steps(public_key, message, signature, out), budget_ms)
     return out[0] is None

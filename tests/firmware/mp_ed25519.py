@@ -249,16 +249,20 @@ def run():
             ticks[0] += 1
             await asyncio.sleep(0)
 
-    async def both():
+    async def both(budget_ms):
+        done[0] = False
+        ticks[0] = 0
         t = asyncio.create_task(ticker())
         name, _sk, pk_hex, msg_hex, sig_hex = RFC8032[3]
-        res = await ed.averify(unhexlify(pk_hex), unhexlify(msg_hex), unhexlify(sig_hex))
+        res = await ed.averify(unhexlify(pk_hex), unhexlify(msg_hex), unhexlify(sig_hex), budget_ms)
         done[0] = True
         await t
         return res
 
-    check(asyncio.run(both()) is True, "async verify beside a ticker")
-    check(ticks[0] >= 60, "ticker ran %d times during one async verify" % ticks[0])
+    # budget 0: a turn after every step, so at least one per ladder bit
+    check(asyncio.run(both(0)) is True, "async verify beside a ticker")
+    check(ticks[0] >= 253, "ticker ran %d times during one async verify" % ticks[0])
+    check(asyncio.run(both(ed.BUDGET_MS)) is True, "async verify, default budget")
     return ok, fails
 
 
