@@ -186,37 +186,41 @@ def _read(f: "Any", n: int, what: str) -> bytes:
     return b  # type: ignore[no-any-return]
 
 
-def _steps(
-    path: str,
-    public_key: bytes,
-    board: "str | None",
-    floor: "str | None",
-    protocol: int,
-    config: int,
-    mpy: "int | None",
-    out: "list[Any]",
-) -> "Iterator[None]":
+class BoxState:
+    """What the box checking a release is: its board, version floor, protocol and config formats, .mpy version.
+
+    ``board``/``floor`` None: not checked (the collector's ``verify`` without
+    ``--board``/``--floor``); ``mpy`` None: not checked (CPython).
+    """
+
+    def __init__(
+        self,
+        board: "str | None" = None,
+        floor: "str | None" = None,
+        protocol: int = PROTOCOL_VERSION,
+        config: int = CONFIG_FORMAT,
+        mpy: "int | None" = BOX_MPY,
+    ) -> None:
+        self.board = board
+        self.floor = floor
+        self.protocol = protocol
+        self.config = config
+        self.mpy = mpy
+
+
+def _steps(path: str, public_key: bytes, box: BoxState, out: "list[Any]") -> "Iterator[None]":
     yield from ed25519._key(public_key, out)
     if type(out[0]) is str:
         raise ReleaseError("bad_key", "the trusted release key is unusable (%s)" % out[0])
     out[0] = None
     try:
         with open(path, "rb") as f:
-            yield from _check(f, public_key, board, floor, protocol, config, mpy, out)
+            yield from _check(f, public_key, box, out)
     except OSError as exc:  # missing file, flash read error
         raise ReleaseError("unreadable", "%s: %s" % (path, exc))
 
 
-def _check(
-    f: "Any",
-    public_key: bytes,
-    board: "str | None",
-    floor: "str | None",
-    protocol: int,
-    config: int,
-    mpy: "int | None",
-    out: "list[Any]",
-) -> "Iterator[None]":
+def _check(f: "Any", public_key: bytes, box: BoxState, out: "list[Any]") -> "Iterator[None]":
     head = f.read(8)
     if head is None or len(head) < 4 or head[:4] != MAGIC:
         raise ReleaseError("bad_magic", "not an evalbox release file")
@@ -241,16 +245,16 @@ def _check(
     raw = b""
     yield None
     yield from _manifest_steps(m)
-    if board is not None and m["board"] != board:
-        raise ReleaseError("wrong_board", "release for %s, this box is %s" % (m["board"], board))
-    if floor is not None and parse_version(m["version"]) < parse_version(floor):
-        raise ReleaseError("below_min_version", "version %s is below this box's minimum %s" % (m["version"], floor))
-    if m["min_protocol"] > protocol:
-        raise ReleaseError("needs_protocol", "needs protocol %d, this box has %d" % (m["min_protocol"], protocol))
-    if m["min_config"] > config:
-        raise ReleaseError("needs_config", "needs config format %d, this box has %d" % (m["min_config"], config))
-    if mpy is not None and m["mpy"] != mpy:
-        raise ReleaseError("mpy_mismatch", ".mpy version %d, this box loads %d" % (m["mpy"], mpy))
+    if box.board is not None and m["board"] != box.board:
+        raise ReleaseError("wrong_board", "release for %s, this box is %s" % (m["board"], box.board))
+    if box.floor is not None and parse_version(m["version"]) < parse_version(box.floor):
+        raise ReleaseError("below_min_version", "version %s is below this box's minimum %s" % (m["version"], box.floor))
+    if m["min_protocol"] > box.protocol:
+        raise ReleaseError("needs_protocol", "needs protocol %d, this box has %d" % (m["min_protocol"], box.protocol))
+    if m["min_config"] > box.config:
+        raise ReleaseError("needs_config", "needs config format %d, this box has %d" % (m["min_config"], box.config))
+    if box.mpy is not None and m["mpy"] != box.mpy:
+        raise ReleaseError("mpy_mismatch", ".mpy version %d, this box loads %d" % (m["mpy"], box.mpy))
     yield None
     buf = bytearray(CHUNK)
     mv = memoryview(buf)
@@ -272,38 +276,22 @@ def _check(
     out[0] = m
 
 
-def verify_release(
-    path: str,
-    public_key: bytes,
-    board: "str | None" = None,
-    floor: "str | None" = None,
-    protocol: int = PROTOCOL_VERSION,
-    config: int = CONFIG_FORMAT,
-    mpy: "int | None" = BOX_MPY,
-) -> "dict[str, Any]":
-    """Check the release at ``path`` as a box would; its manifest (files with ``offset``) or ``ReleaseError``.
+def verify_release(path: str, public_key: bytes, box: "BoxState | None" = None) -> "dict[str, Any]":
+    """Check the release at ``path`` as ``box`` (default: any board, no floor, this interpreter) would.
 
-    ``board``: this box's board (None: any); ``floor``: the lowest version
-    this box may install (None: any); ``protocol``/``config``: the versions
-    this box has; ``mpy``: the .mpy format it loads (None: not checked).
+    Returns the manifest (each file with its ``offset`` from the body's
+    start) or raises ``ReleaseError``.
     """
     out: "list[Any]" = [None]
-    for _ in _steps(path, public_key, board, floor, protocol, config, mpy, out):
+    for _ in _steps(path, public_key, box or BoxState(), out):
         pass
     return out[0]  # type: ignore[no-any-return]
 
 
 async def averify_release(
-    path: str,
-    public_key: bytes,
-    board: "str | None" = None,
-    floor: "str | None" = None,
-    protocol: int = PROTOCOL_VERSION,
-    config: int = CONFIG_FORMAT,
-    mpy: "int | None" = BOX_MPY,
-    budget_ms: int = ed25519.BUDGET_MS,
+    path: str, public_key: bytes, box: "BoxState | None" = None, budget_ms: int = ed25519.BUDGET_MS
 ) -> "dict[str, Any]":
     """``verify_release`` that gives the asyncio loop a turn after every ``budget_ms`` of work."""
     out: "list[Any]" = [None]
-    await ed25519.run_sliced(_steps(path, public_key, board, floor, protocol, config, mpy, out), budget_ms)
+    await ed25519.run_sliced(_steps(path, public_key, box or BoxState(), out), budget_ms)
     return out[0]  # type: ignore[no-any-return]

@@ -222,7 +222,7 @@ def check_release(
     verifiers ever disagree (a bug in one of them).
     """
     try:
-        manifest = box.verify_release(str(path), public_key, board=board, floor=floor, mpy=None)
+        manifest = box.verify_release(str(path), public_key, box.BoxState(board, floor, mpy=None))
     except box.ReleaseError as exc:
         if exc.reason == "bad_signature" and _openssl_verdict(path, public_key):
             raise FleetError(f"{path}: OpenSSL accepts the signature the box's verifier refuses ({exc})") from None

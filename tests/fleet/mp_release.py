@@ -25,7 +25,7 @@ def run(cases_path, key):
     for c in cases:
         gc.collect()
         try:
-            release.verify_release(c["file"], key, board=c["board"], floor=c["floor"])
+            release.verify_release(c["file"], key, release.BoxState(c["board"], c["floor"]))
             got = "ok"
         except release.ReleaseError as exc:
             got = exc.reason
@@ -46,7 +46,7 @@ def run(cases_path, key):
 
     async def main():
         t = asyncio.create_task(ticker())
-        m = await release.averify_release(cases[0]["file"], key, board=cases[0]["board"], budget_ms=0)
+        m = await release.averify_release(cases[0]["file"], key, release.BoxState(cases[0]["board"]), 0)
         done[0] = True
         await t
         return m

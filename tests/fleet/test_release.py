@@ -61,7 +61,7 @@ def _write(tmp: pathlib.Path, name: str, data: bytes) -> pathlib.Path:
 
 def _refusal(path: pathlib.Path, pub: bytes, **kw: Any) -> box.ReleaseError | None:
     try:
-        box.verify_release(str(path), pub, mpy=None, **kw)
+        box.verify_release(str(path), pub, box.BoxState(mpy=None, **kw))
     except box.ReleaseError as exc:
         return exc
     return None
@@ -128,7 +128,7 @@ def test_manifest_describes_every_file(release: bytes, pub: bytes, tmp_path: pat
     for f in manifest["files"]:
         assert hashlib.sha256(release[body : body + f["size"]]).hexdigest() == f["sha256"]
         body += f["size"]
-    checked = box.verify_release(str(_write(tmp_path, "r.evr", release)), pub, board="sim", floor="1.4.0", mpy=6)
+    checked = box.verify_release(str(_write(tmp_path, "r.evr", release)), pub, box.BoxState("sim", "1.4.0", mpy=6))
     assert [f["offset"] for f in checked["files"]][:2] == [0, manifest["files"][0]["size"]]
 
 
@@ -211,11 +211,11 @@ def test_wrong_key_board_floor_and_versions_refused(
         assert exc is not None and exc.reason == want, (kw, exc)
     exc = None
     try:
-        box.verify_release(str(path), pub, mpy=5)
+        box.verify_release(str(path), pub, box.BoxState(mpy=5))
     except box.ReleaseError as e:
         exc = e
     assert exc is not None and exc.reason == "mpy_mismatch"
-    assert box.verify_release(str(path), pub, board="sim", floor="1.4.0", mpy=None)["version"] == "1.4.0"
+    assert box.verify_release(str(path), pub, box.BoxState("sim", "1.4.0", mpy=None))["version"] == "1.4.0"
     # a release that needs a newer protocol or config than the box has
     newer = pack(sim_files, ReleaseSpec("1.5.0", "sim", min_protocol=2, min_config=2), key, mpy=6, built=BUILT)
     exc = _refusal(_write(tmp_path, "newer.evr", newer), pub)
