@@ -312,6 +312,22 @@ def test_box_reader_on_micropython_in_a_small_heap(
             "bad_signature",
         ),  # fmt: skip
     }
+    body = b"x = 1\n"
+    entry: dict[str, Any] = {"path": "firmware/x.py", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    base = {"format": 1, "version": "1.4.0", "min_version": "1.0.0", "board": "sim", "min_protocol": 1,
+            "min_config": 1, "mpy": 6, "built": BUILT, "files": [entry]}  # fmt: skip
+    variants["signed_traversal"] = (
+        _signed(key, {**base, "files": [{**entry, "path": "firmware/../main.py"}]}, body),
+        "sim",
+        None,
+        "bad_manifest",
+    )
+    variants["signed_format_2"] = (_signed(key, {**base, "format": 2}, body), "sim", None, "unsupported_format")
+    variants["signed_upper_hex"] = (
+        _signed(key, {**base, "files": [{**entry, "sha256": entry["sha256"].upper()}]}, body), "sim", None,
+        "bad_manifest",
+    )  # fmt: skip
+    variants["signed_minimal"] = (_signed(key, base, body), "sim", "1.4.0", "ok")
     cases = []
     for name, (data, board, floor, expect) in variants.items():
         path = _write(tmp_path, name + ".evr", data)
