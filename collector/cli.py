@@ -46,6 +46,7 @@ COMMAND_MODULES: list[str] = [
     "collector.ingest.commands",
     "collector.sim.commands",
     "collector.store.commands",
+    "collector.fleet.commands",
 ]
 
 

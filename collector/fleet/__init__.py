@@ -1,0 +1,6 @@
+"""Fleet: signed firmware releases for the boxes (``evalbox firmware keygen|build|verify``).
+
+The release key signs offline; the collector only relays signed releases and
+checks them with the box's own verifier (``firmware.release``). The format is
+``docs/firmware-updates.md``.
+"""
