@@ -19,8 +19,7 @@ from typing import Any
 
 from collector.ingest.config import Config
 from collector.ingest.pipeline import Pipeline
-from collector.store import open_store
-from collector.store.url import parse_store_url
+from collector.store import connect, open_store
 
 log = logging.getLogger("evalbox.serve")
 
@@ -99,12 +98,10 @@ async def _http(
         watcher: Coroutine[Any, Any, None] | None = None
         if config.web is not None:
             from collector.web import add_web_routes, build_sinks, run_watcher
-            from collector.web.db import connect_database
 
             settings = config.web_settings()
-            # The store's own URL resolved as open_store resolves it (SQLite paths relative to the config file);
-            # the store has applied the migrations already.
-            db = connect_database(str(parse_store_url(config.store_url, base=config.base)), migrate=False)
+            # Its own connection to the store (reads beside the writer's batches); migrated already.
+            db = connect(config.store_url, base=config.base, migrate=False)
             await stack.enter_async_context(db)
             http = await stack.enter_async_context(aiohttp.ClientSession())
             state = add_web_routes(app, db, settings)

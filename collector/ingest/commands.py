@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 from collector.errors import EvalboxError, UsageError
 from collector.ingest import provision
 from collector.ingest.config import EXAMPLE, BrokerConfig, Config, load_config
-from collector.store import Store, open_store
-from collector.store.base import BoxSettings
+from collector.store import BoxSettings, Store, open_store
 
 T = TypeVar("T")
 DEFAULT_CONFIG = "evalbox.toml"
@@ -357,8 +356,8 @@ def _broker_config(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     async def job(s: Store) -> dict[str, Any]:
-        rows = await s.fetch("SELECT source, COUNT(*), MAX(recv_ms) FROM events GROUP BY source")
-        dev = await s.fetch("SELECT status, COUNT(*) FROM devices GROUP BY status")
+        rows = await s.db.fetch("SELECT source, COUNT(*), MAX(recv_ms) FROM events GROUP BY source")
+        dev = await s.db.fetch("SELECT status, COUNT(*) FROM devices GROUP BY status")
         return {"events": rows, "devices": dev, "rejected": await s.rejected_counts()}
 
     st = _with_store(args, job)

@@ -21,15 +21,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from collector.errors import ConfigError, UsageError
-from collector.report.db import Database, SqliteDatabase, connect_database, has_table
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
-from collector.report.pgdb import PostgresDatabase
 from collector.report.policy import EXAMPLE_POLICY, Policy, load_policy, policy_from_dict
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
-from collector.store.url import parse_store_url
+from collector.store import Database, connect, parse_store_url
 
 T = TypeVar("T")
 DEFAULT_CONFIG = "evalbox.toml"
@@ -86,10 +84,10 @@ class Settings:
         if tz is not None and not (policy_file and _sets_timezone(policy_file)):
             self.policy = policy_from_dict({**_policy_dict(policy_file), "timezone": tz})
 
-    def database(self) -> SqliteDatabase | PostgresDatabase:
+    def database(self) -> Database:
         if self.db is None:
             raise UsageError("no store given: use --db URL or --config evalbox.toml ([store] url)")
-        return connect_database(self.db)
+        return connect(self.db, must_exist=True, cache_mb=512)
 
 
 def _policy_dict(path: pathlib.Path | None) -> dict[str, Any]:
@@ -103,11 +101,11 @@ def _sets_timezone(path: pathlib.Path) -> bool:
 def _run(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
         async with settings.database() as db:
-            if not await has_table(db, "rollups"):
-                raise UsageError(f"{db.path}: not an evalbox store (no rollups table)")
-            if not await has_table(db, "complaints"):
+            if not await db.has_table("rollups"):
+                raise UsageError(f"{db.name}: not an evalbox store (no rollups table)")
+            if not await db.has_table("complaints"):
                 raise UsageError(
-                    f"{db.path}: the store lacks migration 0003_report_complaints; apply the store's migrations"
+                    f"{db.name}: the store lacks migration 0003_report_complaints; apply the store's migrations"
                 )
             return await job(db)
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from collector.errors import StoreError, UsageError
-from collector.report.db import Database, Row
 from collector.report.policy import Policy
 from collector.report.rates import LEVEL_COLUMNS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
+from collector.store import Database, Row
 from collector.timeplace import parse_month
 
 

@@ -96,7 +96,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             ev = result.events
             print(f"simulated 模拟 {result.month}: {ev.expected} events confirmed by the boxes, {ev.stored} stored; "
                   f"lost {ev.lost}, duplicated {ev.duplicated}, extra {ev.extra} ({result.seconds:.0f} s)")  # fmt: skip
-            from collector.store.pgdb import redact  # asyncpg: only here
+            from collector.store.url import redact
 
             print(f"ground truth 真值: {workdir / 'truth.json'}; store 存储: {redact(dep.store_url)}")
             return 0 if ev.ok else 1

@@ -41,9 +41,9 @@ from collector.errors import EvalboxError
 from collector.ingest.provision import box_config, broker_files, new_key_hex, new_password, set_broker_password
 from collector.sim.boxes import SerialLink, SimBox
 from collector.sim.traffic import Bureau
+from collector.store import BoxSettings as StoreBoxSettings
+from collector.store import Officer as OfficerRow
 from collector.store import open_store
-from collector.store.base import BoxSettings as StoreBoxSettings
-from collector.store.base import Officer as OfficerRow
 
 COLLECTOR_USER = "collector"
 

@@ -24,8 +24,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from collector.clock import now_ms
+from collector.store import Database, Row
 from collector.timeplace import month_of
-from collector.web.db import Database, Transaction, now_ms
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
 
@@ -50,7 +51,7 @@ def sink_names(settings: WebSettings) -> list[str]:
 
 
 async def raise_alert(
-    tx: Transaction,
+    tx: Database,
     *,
     key: str,
     kind: str,
@@ -63,11 +64,12 @@ async def raise_alert(
     now: int,
 ) -> int:
     """Record an alert and its pending deliveries; the new id, 0 when this cause was already raised."""
-    alert_id = await tx.insert(
+    row = await tx.fetchone(
         "INSERT INTO alerts (key, kind, unit_id, subject, created_ms, text_zh, text_en, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id",
         (key, kind, unit_id, subject, now, text_zh, text_en, json.dumps(dict(payload), ensure_ascii=False)),
     )
+    alert_id = int(row[0]) if row else 0
     if alert_id:
         for sink in sink_names(settings):
             await tx.execute(
@@ -160,7 +162,7 @@ async def scan_alerts(db: Database, settings: WebSettings, now: int | None = Non
     return new
 
 
-def _body(row: Mapping[str, Any]) -> bytes:
+def _body(row: Row) -> bytes:
     doc = {
         "id": row["id"],
         "kind": row["kind"],
@@ -192,7 +194,7 @@ async def deliver_due(
     )
     due = [r for r in due if r["sink"] in sinks]
 
-    async def attempt(row: dict[str, Any]) -> str | None:
+    async def attempt(row: Row) -> str | None:
         sink = sinks[row["sink"]]
         try:
             await asyncio.wait_for(sink.deliver(_body(row)), timeout=settings.webhook_timeout_s + 1)
@@ -201,11 +203,11 @@ async def deliver_due(
             return f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
 
     # one sink's rows in order, sinks in parallel
-    by_sink: dict[str, list[dict[str, Any]]] = {}
+    by_sink: dict[str, list[Row]] = {}
     for r in due:
         by_sink.setdefault(r["sink"], []).append(r)
 
-    async def run_sink(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
+    async def run_sink(rows: list[Row]) -> list[tuple[Row, str | None]]:
         out = []
         for r in rows:
             err = await attempt(r)
@@ -253,7 +255,7 @@ async def acknowledge(db: Database, alert_id: int, viewer: Viewer) -> dict[str, 
     )
     out = await db.fetchone("SELECT * FROM alerts WHERE id = ?", (alert_id,))
     assert out is not None
-    return out
+    return dict(out)
 
 
 async def list_alerts(
@@ -261,11 +263,12 @@ async def list_alerts(
 ) -> list[dict[str, Any]]:
     scope_sql, params = viewer.unit_filter("a.unit_id")
     where = scope_sql + (" AND a.acked_ms IS NULL" if unacked_only else "")
-    alerts = await db.fetch(
+    rows = await db.fetch(
         "SELECT a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh, a.text_en, a.acked_ms, a.acked_by"
         " FROM alerts a WHERE " + where + " ORDER BY a.acked_ms IS NULL DESC, a.id DESC LIMIT ?",
         [*params, limit],
     )
+    alerts = [dict(r) for r in rows]
     if alerts:
         ids = [a["id"] for a in alerts]
         marks = ",".join("?" * len(ids))
@@ -276,7 +279,7 @@ async def list_alerts(
         )
         by_alert: dict[int, list[dict[str, Any]]] = {}
         for d in deliveries:
-            by_alert.setdefault(d["alert_id"], []).append(d)
+            by_alert.setdefault(d["alert_id"], []).append(dict(d))
         for a in alerts:
             a["deliveries"] = by_alert.get(a["id"], [])
     return alerts

@@ -30,11 +30,11 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from collector.errors import ConfigError
+from collector.store import Database
 from collector.timeplace import parse_month, zone
 from collector.web import alerts as alerts_mod
 from collector.web import auth, cases, data, detection
 from collector.web.charts import heat_colour, trend_svg
-from collector.web.db import Database
 from collector.web.i18n import LANGS, label
 from collector.web.render import RENDERERS
 from collector.web.scope import Viewer, viewer_for
@@ -328,7 +328,14 @@ async def _officer(request: web.Request, viewer: Viewer) -> dict[str, Any]:
     grid = await data.heat_map(state.db, officer_id, month, state.settings)
     recent = await data.recent_events(state.db, officer_id)
     officer_cases = await cases.list_cases(state.db, viewer, officer=officer_id)
-    return {"officer": row, "month": month, "trend": trend, "grid": grid, "recent": recent, "cases": officer_cases}
+    return {
+        "officer": dict(row),
+        "month": month,
+        "trend": trend,
+        "grid": grid,
+        "recent": recent,
+        "cases": officer_cases,
+    }
 
 
 async def officer_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:

@@ -17,9 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from collector.clock import now_ms
 from collector.errors import EvalboxError
+from collector.store import Database, Row
 from collector.timeplace import zone
-from collector.web.db import Database, Transaction, now_ms
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
 
@@ -58,12 +59,12 @@ def working_deadline(start_ms: int, working_days: int, settings: WebSettings) ->
     return int(end.timestamp() * 1000)
 
 
-async def _watermark(tx: Transaction, name: str) -> int:
+async def _watermark(tx: Database, name: str) -> int:
     row = await tx.fetchone("SELECT value FROM web_watermarks WHERE name = ?", (name,))
     return int(row["value"]) if row else 0
 
 
-async def _set_watermark(tx: Transaction, name: str, value: int) -> None:
+async def _set_watermark(tx: Database, name: str, value: int) -> None:
     await tx.execute(
         "INSERT INTO web_watermarks (name, value) VALUES (?, ?)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -92,10 +93,10 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
             scale = int(r["scale"] or 2)
             if r["level"] not in settings.bad(scale):
                 continue
-            case_id = await tx.insert(
+            new = await tx.fetchone(
                 "INSERT INTO cases (device_id, boot, seq, officer_id, window_id, unit_id, month, press_ms, level,"
                 " scale, ticket, opened_ms, visit_due_ms, fix_due_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (device_id, boot, seq) DO NOTHING",
+                " ON CONFLICT (device_id, boot, seq) DO NOTHING RETURNING id",
                 (
                     r["device_id"],
                     r["boot"],
@@ -113,8 +114,9 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
                     working_deadline(r["press_ms"], settings.rectification_working_days, settings),
                 ),
             )
-            if not case_id:
+            if new is None:
                 continue
+            case_id = int(new[0])
             opened.append(case_id)
             if now - r["press_ms"] > settings.bad_alert_max_age_s * 1000:
                 continue
@@ -144,8 +146,9 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
     return opened
 
 
-def case_status(case: dict[str, Any], now: int) -> dict[str, Any]:
-    """Add ``visit_overdue``, ``fix_overdue`` and ``overdue`` to a case row."""
+def case_status(row: Row | dict[str, Any], now: int) -> dict[str, Any]:
+    """A case row as a dict with ``visit_overdue``, ``fix_overdue`` and ``overdue`` added."""
+    case = dict(row)
     open_ = case["state"] == "open"
     case["visit_overdue"] = open_ and case["visit_ms"] is None and now > case["visit_due_ms"]
     case["fix_overdue"] = open_ and now > case["fix_due_ms"]

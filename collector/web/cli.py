@@ -53,13 +53,13 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _user_add(args: argparse.Namespace) -> int:
+    from collector.store import connect
     from collector.web.auth import add_user
-    from collector.web.db import connect_database
 
     password = _read_password(args)
 
     async def run() -> None:
-        async with connect_database(args.db) as db:
+        async with connect(args.db) as db:
             await add_user(db, args.name, args.role, password, args.unit)
 
     asyncio.run(run())
@@ -78,8 +78,8 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 def _web(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from collector.store import connect
     from collector.web.app import create_app
-    from collector.web.db import connect_database
     from collector.web.settings import WebSettings
 
     host, port = _host_port(args.listen, "--listen")
@@ -87,7 +87,7 @@ def _web(args: argparse.Namespace) -> int:
     settings = WebSettings(webhook_urls=tuple(args.webhook), mqtt_host=mqtt_host, mqtt_port=mqtt_port)
 
     async def run() -> None:
-        async with connect_database(args.db) as db:
+        async with connect(args.db) as db:
             runner = web.AppRunner(create_app(db, settings))
             await runner.setup()
             stop = asyncio.Event()

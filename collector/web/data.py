@@ -14,8 +14,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from collector.clock import now_ms
+from collector.store import Database, Row
 from collector.timeplace import month_bounds, parse_month, zone
-from collector.web.db import Database, now_ms
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
 
@@ -132,7 +133,7 @@ async def monthly_rates(
     scales = await window_scales(db, month)
     # A closed month is frozen: rows stored after closing (late = 1) are shown as a revision only.
     closed = await db.fetchone("SELECT month FROM months WHERE month = ?", (month,)) is not None
-    by_officer: dict[str, list[dict[str, Any]]] = {}
+    by_officer: dict[str, list[Any]] = {}
     for r in rollups:
         by_officer.setdefault(r["officer_id"], []).append(r)
     out = []
@@ -225,12 +226,15 @@ async def heat_map(db: Database, officer_id: str, month: str, settings: WebSetti
 
 async def recent_events(db: Database, officer_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The officer's latest presses with their flags and any misuse rule that flagged them."""
-    rows = await db.fetch(
-        "SELECT e.device_id, e.boot, e.seq, e.press_ms, e.level, e.scale, e.ticket, e.flags, e.kind, e.window_id,"
-        " e.invite_no, e.late FROM events e WHERE e.officer_id = ? AND e.type = 'press'"
-        " ORDER BY e.press_ms DESC LIMIT ?",
-        (officer_id, limit),
-    )
+    rows = [
+        dict(r)
+        for r in await db.fetch(
+            "SELECT e.device_id, e.boot, e.seq, e.press_ms, e.level, e.scale, e.ticket, e.flags, e.kind, e.window_id,"
+            " e.invite_no, e.late FROM events e WHERE e.officer_id = ? AND e.type = 'press'"
+            " ORDER BY e.press_ms DESC LIMIT ?",
+            (officer_id, limit),
+        )
+    ]
     if rows:
         flagged = await db.fetch(
             "SELECT device_id, boot, seq, rule FROM anomalies WHERE officer_id = ? AND press_ms >= ?",
@@ -254,13 +258,14 @@ async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> 
         " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
         params,
     )
+    out = [dict(r) for r in rows]
     limit = now_ms() - settings.offline_after_s * 1000
-    for r in rows:
+    for r in out:
         r["stale"] = r["last_seen_ms"] is None or r["last_seen_ms"] < limit
-    return rows
+    return out
 
 
-async def units_and_windows(db: Database, viewer: Viewer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+async def units_and_windows(db: Database, viewer: Viewer) -> tuple[list[Row], list[Row]]:
     """The units and windows the viewer may filter by."""
     scope_sql, params = viewer.unit_filter("id")
     units = await db.fetch("SELECT id, name FROM units WHERE " + scope_sql + " ORDER BY id", params)

@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collector.clock import now_ms
+from collector.store import Database, Row
 from collector.timeplace import month_of, zone
-from collector.web.db import Database, now_ms
 from collector.web.settings import DetectionRules, WebSettings
 from protocol.messages import FLAG_NO_OFFICER, FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED
 
@@ -245,14 +246,14 @@ FIRST_RUN_LOOKBACK_MS = 35 * 86_400_000  # a first run looks at the last five we
 DAY_MS = 86_400_000
 
 
-def _press(r: dict[str, Any]) -> Press:
+def _press(r: Row) -> Press:
     return Press(
         r["device_id"], r["boot"], r["seq"], r["officer_id"], r["unit_id"], r["press_ms"], r["flags"], r["invite_ms"]
     )
 
 
-async def _context(db: Database, devices: list[str], lo: int, hi: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+async def _context(db: Database, devices: list[str], lo: int, hi: int) -> list[Row]:
+    rows: list[Row] = []
     for i in range(0, len(devices), 500):
         chunk = devices[i : i + 500]
         rows += await db.fetch(
@@ -262,7 +263,7 @@ async def _context(db: Database, devices: list[str], lo: int, hi: int) -> list[d
     return rows
 
 
-async def month_share_flags(db: Database, month: str, rules: DetectionRules) -> list[tuple[Flag, dict[str, Any]]]:
+async def month_share_flags(db: Database, month: str, rules: DetectionRules) -> list[tuple[Flag, Row]]:
     """The ``unsolicited_share`` rule on one month, counted in SQL; flags with their press rows."""
     counts_rows = await db.fetch(
         "SELECT COALESCE(e.officer_id, '') AS officer_id, COALESCE(o.unit_id, w.unit_id, '') AS unit_id,"
@@ -338,12 +339,13 @@ async def list_anomalies(
         + " ORDER BY a.press_ms DESC, a.rule LIMIT ?",
         [*args, limit],
     )
-    for r in rows:
+    out = [dict(r) for r in rows]
+    for r in out:
         detail = json.loads(r["detail"])
         r["detail"] = detail
         r["explain_zh"] = explain(r["rule"], detail, "zh")
         r["explain_en"] = explain(r["rule"], detail, "en")
-    return rows
+    return out
 
 
 def by_press(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

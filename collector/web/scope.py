@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.web.db import Database
+from collector.store import Database
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from collector.store import Database, connect
 from collector.web.app import create_app
 from collector.web.auth import add_user
-from collector.web.db import Database, connect_database
 from collector.web.settings import WebSettings
 from tests.mosquitto import free_port
 from tests.web.seed import Seeder, seed
@@ -38,7 +38,7 @@ class Server:
 
 async def _start(store: str, settings: WebSettings | None, watcher: bool) -> tuple[Server, web.AppRunner]:
     settings = settings or WebSettings(scan_interval_s=0.2)
-    db = connect_database(store)
+    db = connect(store)
     await db.open()
     seeder = await seed(db)
     await add_user(db, "admin", "admin", PASSWORD, [])

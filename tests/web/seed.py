@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from collector.clock import now_ms
+from collector.store import Database
 from collector.timeplace import month_of
-from collector.web.db import Database, now_ms
 
 MONTH = "2026-10"
 TZ = ZoneInfo("Asia/Shanghai")

@@ -11,10 +11,10 @@ import time
 import aiohttp
 from aiohttp import web
 
+from collector.clock import now_ms
 from collector.web.alerts import deliver_due, scan_alerts
 from collector.web.app import build_sinks
 from collector.web.cases import open_cases
-from collector.web.db import now_ms
 from collector.web.settings import WebSettings
 from protocol import topics
 from tests.mosquitto import Mosquitto, free_port

@@ -9,9 +9,9 @@ import pathlib
 import pytest
 
 from collector.cli import main
+from collector.store import connect
 from collector.web.app import PAGES
 from collector.web.cases import working_deadline
-from collector.web.db import connect_database
 from collector.web.settings import WebSettings
 from tests.conftest import ROOT
 from tests.web.seed import TZ, local_ms, seed
@@ -21,7 +21,7 @@ def test_user_add_command(store_url: str, tmp_path: pathlib.Path, capsys: pytest
     db_path = store_url
 
     async def prepare() -> None:
-        async with connect_database(db_path) as db:
+        async with connect(db_path) as db:
             await seed(db)
 
     asyncio.run(prepare())
@@ -39,10 +39,10 @@ def test_user_add_command(store_url: str, tmp_path: pathlib.Path, capsys: pytest
                  "--db", str(db_path)]) == 2  # fmt: skip
 
     async def check() -> None:
-        async with connect_database(db_path) as db:
+        async with connect(db_path) as db:
             row = await db.fetchone("SELECT role, password_hash FROM users WHERE name = 'chen'")
             assert row is not None and row["role"] == "supervisor" and row["password_hash"].startswith("$argon2id$")
-            assert await db.fetch("SELECT unit_id FROM user_units WHERE user_name = 'chen'") == [{"unit_id": "U1"}]
+            assert await db.fetch("SELECT unit_id FROM user_units WHERE user_name = 'chen'") == [("U1",)]
 
     asyncio.run(check())
 

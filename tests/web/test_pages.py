@@ -6,8 +6,8 @@ import io
 import pathlib
 import zipfile
 
+from collector.clock import now_ms
 from collector.web.auth import session_for
-from collector.web.db import now_ms
 from tests.web.conftest import PASSWORD, Server, csrf_of, login, new_client, serve, signed_in
 from tests.web.seed import EXPECTED, MONTH
 
