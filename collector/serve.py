@@ -17,9 +17,15 @@ import signal
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from collector.ingest.config import Config
+import aiohttp
+from aiohttp import web
+
+from collector.config import Config
+from collector.ingest.mqtt import MqttSource
 from collector.ingest.pipeline import Pipeline
+from collector.ingest.serial import SerialSource
 from collector.store import connect, open_store
+from collector.web import add_web_routes, build_sinks, run_watcher
 
 log = logging.getLogger("evalbox.serve")
 
@@ -42,15 +48,11 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
             tg.create_task(pipeline.command_loop(pipeline.drained))
             tg.create_task(pipeline.refresh_loop(stop))
             if config.mqtt is not None:
-                from collector.ingest.mqtt import MqttSource
-
                 mqtt_source = MqttSource(config.mqtt, pipeline)
                 pipeline.default_route = mqtt_source
                 sources.append(mqtt_source)
                 tg.create_task(mqtt_source.run(pipeline.drained))
             for sc in config.serial:
-                from collector.ingest.serial import SerialSource
-
                 serial_source = SerialSource(sc, pipeline)
                 sources.append(serial_source)
                 tg.create_task(serial_source.run(pipeline.drained))
@@ -80,8 +82,6 @@ async def _http(
     if listen is None:
         yield None, []
         return
-    import aiohttp
-    from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:
         pipeline.metrics.queue_depth = len(pipeline._pending)
@@ -97,8 +97,6 @@ async def _http(
     async with contextlib.AsyncExitStack() as stack:
         watcher: Coroutine[Any, Any, None] | None = None
         if config.web is not None:
-            from collector.web import add_web_routes, build_sinks, run_watcher
-
             settings = config.web_settings()
             # Its own connection to the store (reads beside the writer's batches); migrated already.
             db = connect(config.store_url, base=config.base, migrate=False)

@@ -17,8 +17,9 @@ from typing import Any
 import serial
 import serial_asyncio_fast
 
-from collector.ingest.config import SerialConfig
+from collector.clock import now_ms
 from collector.ingest.pipeline import Pipeline
+from collector.ingest.settings import SerialConfig
 from collector.store import Rejection
 from protocol.framing import FrameDecoder, encode_frame
 
@@ -135,6 +136,4 @@ class SerialSource:
 
 
 def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
+    return now_ms()

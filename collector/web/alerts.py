@@ -19,16 +19,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import aiohttp
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.clock import now_ms
 from collector.store import Database, Row
 from collector.timeplace import month_of
+from collector.web.data import monthly_rates
+from collector.web.errors import ActionError, Forbidden
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
+from protocol import topics
 
 log = logging.getLogger("evalbox.web.alerts")
 ADMIN = Viewer("system", "admin", None)
@@ -80,8 +86,6 @@ async def raise_alert(
 
 async def scan_alerts(db: Database, settings: WebSettings, now: int | None = None) -> int:
     """Raise below-floor, offline and outbox alerts for the current state; how many were new."""
-    from collector.web.data import monthly_rates
-
     now = now or now_ms()
     month = month_of(now, settings.timezone)
     new = 0
@@ -242,13 +246,11 @@ async def deliver_due(
 
 async def acknowledge(db: Database, alert_id: int, viewer: Viewer) -> dict[str, Any]:
     """Mark an alert acknowledged by ``viewer`` (once; a second ack keeps the first)."""
-    from collector.web.cases import CaseError, CaseForbidden
-
     row = await db.fetchone("SELECT * FROM alerts WHERE id = ?", (alert_id,))
     if row is None:
-        raise CaseError(f"alert #{alert_id} does not exist")
+        raise ActionError(f"alert #{alert_id} does not exist")
     if not viewer.sees_unit(row["unit_id"]):
-        raise CaseForbidden(f"alert #{alert_id} belongs to another unit")
+        raise Forbidden(f"alert #{alert_id} belongs to another unit")
     await db.execute(
         "UPDATE alerts SET acked_ms = ?, acked_by = ? WHERE id = ? AND acked_ms IS NULL",
         (now_ms(), viewer.name, alert_id),
@@ -319,9 +321,6 @@ class MqttSink:
         password: str | None = None,
         timeout_s: float = 5.0,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         self._timeout = timeout_s
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if username:
@@ -331,15 +330,11 @@ class MqttSink:
         self._started = False
 
     def _publish(self, body: bytes) -> None:
-        from protocol import topics
-
         if not self._started:
             self._client.connect_async(self._host, self._port, keepalive=30)
             self._client.loop_start()
             self._started = True
         if not self._client.is_connected():
-            import time
-
             deadline = time.monotonic() + self._timeout
             while not self._client.is_connected() and time.monotonic() < deadline:
                 time.sleep(0.05)

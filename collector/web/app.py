@@ -33,12 +33,13 @@ from collector.errors import ConfigError
 from collector.store import Database
 from collector.timeplace import parse_month, zone
 from collector.web import alerts as alerts_mod
-from collector.web import auth, cases, data, detection
+from collector.web import auth, cases, data, detection, errors
 from collector.web.charts import heat_colour, trend_svg
 from collector.web.i18n import LANGS, label
 from collector.web.render import RENDERERS
 from collector.web.scope import Viewer, viewer_for
 from collector.web.settings import WebSettings
+from protocol.messages import flag_names
 
 log = logging.getLogger("evalbox.web")
 SESSION_COOKIE = "evalbox_session"
@@ -342,8 +343,6 @@ async def officer_page(request: web.Request, viewer: Viewer, session: auth.Sessi
     d = await _officer(request, viewer)
     peak = max((cell[0] for row in d["grid"] for cell in row), default=0)
     svg = trend_svg(d["trend"], request.app[WEB].settings.floor_percent)
-    from protocol.messages import flag_names
-
     return render(
         request, "officer.html", session=session, viewer=viewer, svg=svg, peak=peak, flag_names=flag_names,
         explain=detection.explain, **d,
@@ -351,8 +350,6 @@ async def officer_page(request: web.Request, viewer: Viewer, session: auth.Sessi
 
 
 async def api_officer(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    from protocol.messages import flag_names
-
     d = await _officer(request, viewer)
     for r in d["recent"]:
         r["flag_names"] = flag_names(r["flags"])
@@ -418,9 +415,9 @@ def _int_param(request: web.Request, name: str) -> int:
 async def alert_ack(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
     try:
         row = await alerts_mod.acknowledge(request.app[WEB].db, _int_param(request, "id"), viewer)
-    except cases.CaseForbidden as exc:
+    except errors.Forbidden as exc:
         return _api_error(403, "forbidden", str(exc)) if _is_api(request) else web.Response(status=403, text=str(exc))
-    except cases.CaseError as exc:
+    except errors.ActionError as exc:
         return _api_error(404, "not_found", str(exc)) if _is_api(request) else web.Response(status=404, text=str(exc))
     if _is_api(request):
         return web.json_response({"alert": row})
@@ -462,11 +459,11 @@ async def case_action(request: web.Request, viewer: Viewer, session: auth.Sessio
         action = cases.CaseAction(str(form.get("action", "")), str(form.get("note", "")))
     try:
         updated = await cases.act(request.app[WEB].db, case_id, viewer, action)
-    except cases.CaseForbidden as exc:
+    except errors.Forbidden as exc:
         if _is_api(request):
             return _api_error(403, "forbidden", str(exc))
         return render(request, "error.html", 403, session, viewer=viewer, message_key="forbidden")
-    except cases.CaseError as exc:
+    except errors.ActionError as exc:
         if _is_api(request):
             return _api_error(409, "case", str(exc))
         return await _cases_render(request, viewer, session, 409, str(exc))

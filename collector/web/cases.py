@@ -7,7 +7,7 @@ of the Nth working day after it, the rectification (整改) likewise.
 
 Flow: ``open`` → record return visit → record rectification → ``closed``; or
 ``open`` → ``appeal`` (mistaken or malicious rating) with a reason. A case is
-closed once: a second close raises ``CaseError`` and changes nothing.
+closed once: a second close raises ``ActionError`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.clock import now_ms
-from collector.errors import EvalboxError
 from collector.store import Database, Row
 from collector.timeplace import zone
+from collector.web.alerts import raise_alert
+from collector.web.errors import ActionError, Forbidden
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
 
@@ -29,14 +30,6 @@ WATERMARK = "cases"
 # past catches rows committed late. Inserting a case is idempotent.
 OVERLAP_MS = 120_000
 BATCH = 50_000  # events read per scan; the watermark advances to the last one read
-
-
-class CaseError(EvalboxError):
-    """A case action that cannot be done (already closed, not found, missing text)."""
-
-
-class CaseForbidden(CaseError):
-    """The case belongs to a unit the viewer may not see."""
 
 
 def is_working_day(day: dt.date, settings: WebSettings) -> bool:
@@ -74,8 +67,6 @@ async def _set_watermark(tx: Database, name: str, value: int) -> None:
 
 async def open_cases(db: Database, settings: WebSettings, now: int | None = None) -> list[int]:
     """Open a case (and a ``bad_rating`` alert) for each new bad rating; the new case ids. Idempotent."""
-    from collector.web.alerts import raise_alert  # alerts import cases' types; keep the cycle local
-
     now = now or now_ms()
     opened: list[int] = []
     async with db.transaction() as tx:
@@ -178,9 +169,9 @@ async def list_cases(
 async def get_case(db: Database, case_id: int, viewer: Viewer) -> dict[str, Any]:
     row = await db.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
     if row is None:
-        raise CaseError(f"case #{case_id} does not exist")
+        raise ActionError(f"case #{case_id} does not exist")
     if not viewer.sees_unit(row["unit_id"]):
-        raise CaseForbidden(f"case #{case_id} belongs to another unit")
+        raise Forbidden(f"case #{case_id} belongs to another unit")
     return case_status(row, now_ms())
 
 
@@ -193,32 +184,32 @@ class CaseAction:
 
 
 async def act(db: Database, case_id: int, viewer: Viewer, action: CaseAction) -> dict[str, Any]:
-    """Apply ``action`` in one transaction; ``CaseError`` with a clear message when it cannot apply."""
+    """Apply ``action`` in one transaction; ``ActionError`` with a clear message when it cannot apply."""
     note = action.note.strip()
     if action.action not in ("visit", "rectify", "close", "appeal"):
-        raise CaseError(f"unknown case action {action.action!r}")
+        raise ActionError(f"unknown case action {action.action!r}")
     if action.action in ("visit", "rectify", "appeal") and not note:
-        raise CaseError("a note is required (what was done, or the reason of the appeal)")
+        raise ActionError("a note is required (what was done, or the reason of the appeal)")
     now = now_ms()
     async with db.transaction() as tx:
         case = await tx.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
         if case is None:
-            raise CaseError(f"case #{case_id} does not exist")
+            raise ActionError(f"case #{case_id} does not exist")
         if not viewer.sees_unit(case["unit_id"]):
-            raise CaseForbidden(f"case #{case_id} belongs to another unit")
+            raise Forbidden(f"case #{case_id} belongs to another unit")
         if case["state"] != "open":
-            raise CaseError(f"case #{case_id} is already {case['state']} (by {case['closed_by']}); nothing changed")
+            raise ActionError(f"case #{case_id} is already {case['state']} (by {case['closed_by']}); nothing changed")
         if action.action == "visit":
             sql = "UPDATE cases SET visit_ms = ?, visit_by = ?, visit_note = ? WHERE id = ? AND state = 'open'"
             args: tuple[Any, ...] = (now, viewer.name, note, case_id)
         elif action.action == "rectify":
             if case["visit_ms"] is None:
-                raise CaseError("record the return visit first")
+                raise ActionError("record the return visit first")
             sql = "UPDATE cases SET fix_ms = ?, fix_by = ?, fix_note = ? WHERE id = ? AND state = 'open'"
             args = (now, viewer.name, note, case_id)
         elif action.action == "close":
             if case["visit_ms"] is None or case["fix_ms"] is None:
-                raise CaseError("record the return visit and the rectification before closing")
+                raise ActionError("record the return visit and the rectification before closing")
             sql = "UPDATE cases SET state = 'closed', closed_ms = ?, closed_by = ? WHERE id = ? AND state = 'open'"
             args = (now, viewer.name, case_id)
         else:
@@ -228,7 +219,7 @@ async def act(db: Database, case_id: int, viewer: Viewer, action: CaseAction) ->
             )
             args = (now, viewer.name, note, case_id)
         if await tx.execute(sql, args) != 1:
-            raise CaseError(f"case #{case_id} changed meanwhile; reload and try again")
+            raise ActionError(f"case #{case_id} changed meanwhile; reload and try again")
         updated = await tx.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
     assert updated is not None
     return case_status(updated, now)

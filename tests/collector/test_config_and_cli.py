@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from collector.cli import main
-from collector.ingest.config import EXAMPLE, load_config
+from collector.config import EXAMPLE, load_config
 from tests.conftest import ROOT
 
 

@@ -375,7 +375,7 @@ def test_a_missing_postgresql_database_is_a_clear_error(
 def test_ctrl_c_says_how_to_resume(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import collector.store.commands as commands
+    import collector.cli.store as commands
 
     async def interrupted(*args: Any, **kw: Any) -> CopyResult:
         raise KeyboardInterrupt

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from collector.report.commands import progress_bar
+from collector.cli.console import progress_bar
 from collector.store.copy import DEFAULT_BATCH, SKIPPED, CopyResult, copy_store
 
 COPY_HELP = """\

@@ -12,7 +12,13 @@ import getpass
 import pathlib
 import signal
 
+from aiohttp import web
+
 from collector.errors import UsageError
+from collector.store import connect
+from collector.web.app import create_app
+from collector.web.auth import add_user
+from collector.web.settings import WebSettings
 
 DEFAULT_DB = "evalbox.db"
 
@@ -53,8 +59,6 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _user_add(args: argparse.Namespace) -> int:
-    from collector.store import connect
-    from collector.web.auth import add_user
 
     password = _read_password(args)
 
@@ -76,12 +80,6 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from collector.store import connect
-    from collector.web.app import create_app
-    from collector.web.settings import WebSettings
-
     host, port = _host_port(args.listen, "--listen")
     mqtt_host, mqtt_port = _host_port(args.mqtt, "--mqtt") if args.mqtt else (None, 1883)
     settings = WebSettings(webhook_urls=tuple(args.webhook), mqtt_host=mqtt_host, mqtt_port=mqtt_port)

@@ -17,9 +17,11 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import protocol
+from collector.config import EXAMPLE, BrokerConfig, Config, load_config
 from collector.errors import EvalboxError, UsageError
 from collector.ingest import provision
-from collector.ingest.config import EXAMPLE, BrokerConfig, Config, load_config
+from collector.serve import serve
 from collector.store import BoxSettings, Store, open_store
 
 T = TypeVar("T")
@@ -156,7 +158,6 @@ def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[T]]) 
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from collector.serve import serve
 
     cfg = load_config(args.config)
     logging.basicConfig(
@@ -266,8 +267,6 @@ def _settings(args: argparse.Namespace) -> BoxSettings:
 
 
 def _box_cmd(args: argparse.Namespace) -> int:
-    import protocol
-
     if args.op == "signin" and not args.officer:
         raise UsageError("box-cmd signin needs --officer BADGE / 签到需要警号")
     if args.op != "signin" and args.officer:

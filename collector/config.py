@@ -14,7 +14,10 @@ import typing
 from typing import Any
 
 from collector.errors import ConfigError
+from collector.ingest.settings import BatchConfig, MqttConfig, SerialConfig
+from collector.report.policy import load_policy
 from collector.timeplace import DEFAULT_TIMEZONE, zone
+from collector.web.settings import WebSettings
 
 EXAMPLE = """\
 # evalbox collector config (evalbox serve --config evalbox.toml)
@@ -66,35 +69,6 @@ port = 1883
 # file = "policy.toml"        # evalbox policy init; sets the time zone (default Asia/Shanghai)
 """
 
-_REQUIRED = object()
-
-
-@dataclasses.dataclass(frozen=True)
-class MqttConfig:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: str | None = None
-    client_id: str = "evalbox-collector"
-    shared_group: str | None = None
-    clean_session: bool = False
-    keepalive: int = 30
-
-
-@dataclasses.dataclass(frozen=True)
-class SerialConfig:
-    port: str
-    baud: int = 115200
-    device: str | None = None  # the box on this line: its config and commands go out as soon as the port opens
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchConfig:
-    max_events: int = 1000
-    max_ms: int = 20
-
 
 @dataclasses.dataclass(frozen=True)
 class BrokerConfig:
@@ -118,10 +92,8 @@ class Config:
     policy_file: pathlib.Path | None = None
     timezone: str = DEFAULT_TIMEZONE
 
-    def web_settings(self) -> Any:
+    def web_settings(self) -> WebSettings:
         """``collector.web.WebSettings`` from ``[web]`` (``listen`` removed), in the policy's zone."""
-        from collector.web.settings import WebSettings
-
         values = {k: v for k, v in (self.web or {}).items() if k != "listen"}
         return WebSettings(timezone=self.timezone, **values)
 
@@ -166,8 +138,6 @@ def _section(file: str, name: str, raw: Any, cls: type) -> Any:
 
 
 def _web_section(file: str, raw: Any) -> dict[str, Any]:
-    from collector.web.settings import WebSettings
-
     where = f"{file}: web"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table [web]")
@@ -255,8 +225,6 @@ def parse_config(conf: dict[str, Any], file: str = "evalbox.toml", base: pathlib
     if not isinstance(tz, str):
         raise ConfigError(f"{file}: timezone: expected a string")
     if policy_file is not None:
-        from collector.report.policy import load_policy
-
         tz = load_policy(policy_file).timezone
     zone(tz)
     return Config(

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from collector.cli.console import progress_bar, write_output
 from collector.errors import ConfigError, UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
@@ -112,14 +113,6 @@ def _run(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _write(data: bytes, output: str | None) -> None:
-    if output:
-        pathlib.Path(output).write_bytes(data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-
-
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -141,11 +134,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.unit:
             raise UsageError("--unit applies to --month reports")
         ledger = _run(settings, lambda db: year_ledger(db, args.year, policy))
-        _write(render_ledger(ledger, policy, args.format, args.lang), args.output)
+        write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
         return 0
     report = _run(settings, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
     colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    _write(render(report, policy, args.format, args.lang, colour=colour), args.output)
+    write_output(render(report, policy, args.format, args.lang, colour=colour), args.output)
     return 0
 
 
@@ -203,18 +196,6 @@ def cmd_month_list(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(closed_ms / 1000))
         print(f"{month}\tclosed {when} UTC\tby {by}")
     return 0
-
-
-def progress_bar(
-    done: int, total: int, label: str, *, stream: Any = None, width: int = 30, title: str = "rebuild"
-) -> None:
-    """One-line progress bar on stderr (redrawn with ``\\r`` on a terminal)."""
-    out = stream or sys.stderr
-    filled = width * done // max(total, 1)
-    bar = "#" * filled + "." * (width - filled)
-    end = "\n" if done == total or not out.isatty() else ""
-    out.write(f"\r{title} [{bar}] {done}/{total} {label}{end}")
-    out.flush()
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
