@@ -1,8 +1,23 @@
-"""``evalbox.toml``: the collector's config, validated where it is read.
+"""The one configuration loader: where the store is, which policy counts, and the service's settings.
 
-Every error names the file and the key (``mqtt.port: expected an integer``);
-unknown keys and missing required keys are errors, so a typo never silently
-falls back to a default. ``EXAMPLE`` is what ``evalbox init`` writes.
+Every command finds the store and the policy the same way::
+
+    config = load(config="evalbox.toml", db=None, policy=None)   # --config, --db, --policy
+    async with config.database() as db: ...
+
+- ``--config FILE`` (default ``./evalbox.toml`` when it exists) is read and
+  checked whole: an unknown key, a key in the wrong table (``policy`` under
+  ``[store]``, ``floor`` in ``[web]``), a wrong type, a policy file that is
+  not there — each is a ``ConfigError`` naming the file and the key.
+- The store is ``[store] url`` (an SQLite path relative to the config file)
+  or ``--db URL`` (relative to the working directory); given both, they must
+  name the same store.
+- The policy is the file ``policy = "policy.toml"`` (or ``[policy] file``)
+  names, relative to the config file; ``--policy FILE`` replaces it for one
+  report; none: the built-in defaults. A top-level ``timezone`` sets the
+  policy's zone (an error if the policy file sets another).
+
+``EXAMPLE`` is what ``evalbox init`` writes.
 """
 
 from __future__ import annotations
@@ -13,11 +28,15 @@ import tomllib
 import typing
 from typing import Any
 
-from collector.errors import ConfigError
+from collector.errors import ConfigError, UsageError
 from collector.ingest.settings import BatchConfig, MqttConfig, SerialConfig
-from collector.report.policy import load_policy
-from collector.timeplace import DEFAULT_TIMEZONE, zone
+from collector.report.policy import Policy, load_policy
+from collector.store import Database, StoreUrl, connect, parse_store_url
+from collector.timeplace import zone
 from collector.web.settings import WebSettings
+
+DEFAULT_CONFIG = "evalbox.toml"
+CLI_CACHE_MB = 512  # SQLite page cache of a command: a rebuild or a copy reads a month's rows through an index
 
 EXAMPLE = """\
 # evalbox collector config (evalbox serve --config evalbox.toml)
@@ -65,13 +84,17 @@ port = 1883
 # [metrics]
 # listen = "127.0.0.1:9108"
 
-[policy]
-# file = "policy.toml"        # evalbox policy init; sets the time zone (default Asia/Shanghai)
+# The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
+# satisfied levels, sanctions, time zone. Every command reads the same one.
+# [policy]
+# file = "policy.toml"          # relative to this file
 """
 
 
 @dataclasses.dataclass(frozen=True)
 class BrokerConfig:
+    """What ``evalbox device add`` tells the boxes about the broker."""
+
     host: str = "127.0.0.1"
     port: int = 1883
     password_file: str | None = None
@@ -79,27 +102,102 @@ class BrokerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The whole file, checked. ``base`` is the directory relative paths start from."""
+    """Everything a command takes from ``evalbox.toml``, ``--config``, ``--db`` and ``--policy``, checked."""
 
-    store_url: str
-    base: pathlib.Path = pathlib.Path(".")
+    file: pathlib.Path | None = None  # the config file read, if any
+    store: StoreUrl | None = None
+    policy: Policy = dataclasses.field(default_factory=Policy)
+    policy_file: pathlib.Path | None = None
     mqtt: MqttConfig | None = None
     serial: tuple[SerialConfig, ...] = ()
     batch: BatchConfig = BatchConfig()
     broker: BrokerConfig = BrokerConfig()
-    web: dict[str, Any] | None = None  # WebSettings keys plus ``listen``
+    web: WebSettings | None = None  # [web]: the page is served by ``evalbox serve``
+    web_listen: str | None = None
     metrics_listen: str | None = None
-    policy_file: pathlib.Path | None = None
-    timezone: str = DEFAULT_TIMEZONE
 
-    def web_settings(self) -> WebSettings:
-        """``collector.web.WebSettings`` from ``[web]`` (``listen`` removed), in the policy's zone."""
-        values = {k: v for k, v in (self.web or {}).items() if k != "listen"}
-        return WebSettings(timezone=self.timezone, **values)
+    @property
+    def base(self) -> pathlib.Path:
+        """The directory relative paths in the config file start from."""
+        return self.file.parent if self.file else pathlib.Path(".")
+
+    @property
+    def timezone(self) -> str:
+        return self.policy.timezone
 
     def path(self, value: str) -> pathlib.Path:
+        """A path from the config file, relative to it."""
         p = pathlib.Path(value)
         return p if p.is_absolute() else self.base / p
+
+    def require_store(self) -> StoreUrl:
+        """The store; ``UsageError`` when neither ``--db`` nor ``[store] url`` gives one."""
+        if self.store is None:
+            where = f"{self.file}: store: missing" if self.file else "no store given"
+            raise UsageError(f'{where} (use --db URL, or [store] url = "sqlite:///evalbox.db" in {DEFAULT_CONFIG})')
+        return self.store
+
+    def database(self, *, must_exist: bool = True, migrate: bool = True, cache_mb: int = CLI_CACHE_MB) -> Database:
+        """The store's ``Database`` (not yet open). ``must_exist``: refuse to create a new store."""
+        return connect(self.require_store(), must_exist=must_exist, migrate=migrate, cache_mb=cache_mb)
+
+
+# -- reading -------------------------------------------------------------------------
+
+Table = dict[str, Any]
+_SECTIONS: dict[str, type] = {"mqtt": MqttConfig, "batch": BatchConfig, "broker": BrokerConfig}
+_WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
+TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "policy", "timezone")
+POLICY_TABLES = ("rates", "sanctions", "ranking")
+# Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
+POLICY_KEYS = (
+    "target",
+    "floor",
+    "satisfied",
+    "bad",
+    "count_unsolicited",
+    "count_misuse",
+    "penalty_points",
+    "min_sample",
+    "target_percent",
+    "floor_percent",
+    "satisfied_levels",
+    "bad_levels",
+)
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _known_keys() -> dict[str, list[str]]:
+    """Each table's keys (``""``: the top level)."""
+    return {
+        "": ["policy", "timezone"],
+        "store": ["url"],
+        "mqtt": _fields(MqttConfig),
+        "serial": _fields(SerialConfig),
+        "batch": _fields(BatchConfig),
+        "broker": _fields(BrokerConfig),
+        "web": ["listen", *(k for k in _fields(WebSettings) if k not in _WEB_NOT_KEYS)],
+        "metrics": ["listen"],
+        "policy": ["file"],
+    }
+
+
+def _unknown(file: str, table: str, key: str) -> ConfigError:
+    """An unknown key, and where it belongs when it is another table's key or a policy key."""
+    known = _known_keys()
+    name = f"{table}.{key}" if table else key
+    homes = [t for t, keys in known.items() if key in keys and t != table]
+    if key in POLICY_TABLES or key in POLICY_KEYS:
+        hint = 'a policy key: it belongs in the policy file (policy = "policy.toml"; docs/policy.md)'
+    elif homes:
+        places = ("at the top level, before any [table]" if t == "" else f"in [{t}]" for t in homes)
+        hint = "it belongs " + " or ".join(places)
+    else:
+        hint = f"known: {', '.join(known[table] if table else TOP_KEYS)}"
+    return ConfigError(f"{file}: {name}: unknown key ({hint})")
 
 
 def _typename(t: Any) -> str:
@@ -116,142 +214,194 @@ def _check(where: str, key: str, value: Any, want: type) -> Any:
     return value
 
 
-def _section(file: str, name: str, raw: Any, cls: type) -> Any:
-    where = f"{file}: {name}"
+def _table(file: str, name: str, raw: Any) -> Table:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table [{name}]")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        raise ConfigError(f"{file}: {name}: expected a table [{name.split('[')[0]}]")
     for key in raw:
-        if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(fields)})")
+        if key not in _known_keys()[name.split("[")[0]]:
+            raise _unknown(file, name, key)
+    return raw
+
+
+def _section(file: str, name: str, raw: Any, cls: type) -> Any:
+    """A table as the dataclass ``cls``: every key known, every type right, required keys present."""
+    table = _table(file, name, raw)
+    where = f"{file}: {name}"
+    hints = typing.get_type_hints(cls)
     values = {}
-    for key, f in fields.items():
-        if key not in raw:
-            if f.default is dataclasses.MISSING:
-                raise ConfigError(f"{where}.{key}: missing")
+    for f in dataclasses.fields(cls):
+        if f.name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}.{f.name}: missing")
             continue
-        hint = hints[key]
-        base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-        values[key] = _check(where, key, raw[key], base)
-    return cls(**values)
-
-
-def _web_section(file: str, raw: Any) -> dict[str, Any]:
-    where = f"{file}: web"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table [web]")
-    hints = typing.get_type_hints(WebSettings)
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "listen":
-            out[key] = _listen(where, key, value)
-            continue
-        if key not in hints or key in ("timezone", "detection", "satisfied_levels", "bad_levels"):
-            raise ConfigError(f"{where}.{key}: unknown key (WebSettings fields in docs/web.md, and listen)")
-        hint = hints[key]
+        hint = hints[f.name]
         origin = typing.get_origin(hint)
+        value = table[f.name]
         if origin in (tuple, frozenset):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}.{key}: expected a list of strings")
-            out[key] = origin(value)
+                raise ConfigError(f"{where}.{f.name}: expected a list of strings")
+            values[f.name] = origin(value)
         else:
             base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-            out[key] = _check(where, key, value, base)
+            values[f.name] = _check(where, f.name, value, base)
     try:
-        WebSettings(**{k: v for k, v in out.items() if k != "listen"})
+        return cls(**values)
     except ConfigError as exc:
         raise ConfigError(f"{where}.{exc}") from None
-    return out
 
 
-def _listen(where: str, key: str, value: Any) -> str:
+def _listen(where: str, value: Any) -> str:
     host, _, port = str(value).rpartition(":")
     if not isinstance(value, str) or not host or not port.isdigit():
-        raise ConfigError(f"{where}.{key}: expected 'HOST:PORT', got {value!r}")
+        raise ConfigError(f"{where}.listen: expected 'HOST:PORT', got {value!r}")
     return value
 
 
-TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "policy", "report", "timezone")
+def _read_toml(path: pathlib.Path, what: str) -> Table:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-def parse_config(conf: dict[str, Any], file: str = "evalbox.toml", base: pathlib.Path | None = None) -> Config:
-    """Check a parsed TOML document; ``ConfigError`` naming the first bad key."""
+def same_store(a: StoreUrl, b: StoreUrl) -> bool:
+    """Whether two store URLs name one store (SQLite files compared as absolute paths)."""
+    if a.kind != b.kind:
+        return False
+    if a.kind == "sqlite":
+        return a.path.resolve() == b.path.resolve()
+    return a.target == b.target
+
+
+def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, policy: str | None = None) -> Config:
+    """Check a parsed ``evalbox.toml`` (with ``--db`` and ``--policy``); ``ConfigError`` naming the first bad key."""
+    name = str(file)
     for key in conf:
         if key not in TOP_KEYS:
-            raise ConfigError(f"{file}: {key}: unknown key (known: {', '.join(TOP_KEYS)})")
-    if "store" not in conf:
-        raise ConfigError(f'{file}: store: missing ([store] url = "sqlite:///evalbox.db")')
-    store = conf["store"]
-    if not isinstance(store, dict):
-        raise ConfigError(f"{file}: store: expected a table [store]")
-    for key in store:
-        if key != "url":
-            raise ConfigError(f"{file}: store.{key}: unknown key (known: url)")
-    if "url" not in store:
-        raise ConfigError(f"{file}: store.url: missing")
-    url = _check(f"{file}: store", "url", store["url"], str)
-    if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
-        raise ConfigError(f"{file}: store.url: {url!r}: expected sqlite:///PATH or postgresql://…")
-    mqtt = _section(file, "mqtt", conf["mqtt"], MqttConfig) if "mqtt" in conf else None
+            raise _unknown(name, "", key)
+    store = None
+    if "store" in conf:
+        table = _table(name, "store", conf["store"])
+        if "url" not in table:
+            raise ConfigError(f'{name}: store.url: missing (e.g. url = "sqlite:///evalbox.db")')
+        url = _check(f"{name}: store", "url", table["url"], str)
+        if not url.startswith(("sqlite:", "postgresql:", "postgres:")):
+            raise ConfigError(f"{name}: store.url: {url!r}: expected sqlite:///PATH or postgresql://…")
+        store = _store_url(url, file.parent, f"{name}: store.url")
+    if db is not None:
+        given = _store_url(db, pathlib.Path.cwd(), "--db")
+        if store is not None and not same_store(store, given):
+            raise ConfigError(
+                f"{name}: store.url: {store.display} and --db {given.display} name different stores; give one"
+            )
+        store = given
+    mqtt = _section(name, "mqtt", conf["mqtt"], MqttConfig) if "mqtt" in conf else None
     if mqtt is not None and not 0 < mqtt.port < 65536:
-        raise ConfigError(f"{file}: mqtt.port: {mqtt.port} is not a TCP port")
+        raise ConfigError(f"{name}: mqtt.port: {mqtt.port} is not a TCP port")
     serial_raw = conf.get("serial", [])
     if not isinstance(serial_raw, list):
-        raise ConfigError(f"{file}: serial: expected [[serial]] tables")
-    serial = tuple(_section(file, f"serial[{i}]", s, SerialConfig) for i, s in enumerate(serial_raw))
-    batch = _section(file, "batch", conf.get("batch", {}), BatchConfig)
+        raise ConfigError(f"{name}: serial: expected [[serial]] tables")
+    serial = tuple(_section(name, f"serial[{i}]", s, SerialConfig) for i, s in enumerate(serial_raw))
+    batch = _section(name, "batch", conf.get("batch", {}), BatchConfig)
     if batch.max_events < 1 or not 1 <= batch.max_ms <= 10_000:
-        raise ConfigError(f"{file}: batch: max_events must be ≥ 1 and max_ms 1..10000")
-    broker = _section(file, "broker", conf.get("broker", {}), BrokerConfig)
-    web = _web_section(file, conf["web"]) if "web" in conf else None
-    metrics_listen = None
+        raise ConfigError(f"{name}: batch: max_events must be ≥ 1 and max_ms 1..10000")
+    broker = _section(name, "broker", conf.get("broker", {}), BrokerConfig)
+    web = web_listen = metrics_listen = None
+    if "web" in conf:
+        table = dict(_table(name, "web", conf["web"]))
+        if "listen" in table:
+            web_listen = _listen(f"{name}: web", table.pop("listen"))
+        web = _section(name, "web", table, WebSettings)
     if "metrics" in conf:
-        m = conf["metrics"]
-        if not isinstance(m, dict) or set(m) - {"listen"} or "listen" not in m:
-            raise ConfigError(f"{file}: metrics: expected a table with listen = 'HOST:PORT' only")
-        metrics_listen = _listen(f"{file}: metrics", "listen", m["listen"])
-    base = base or pathlib.Path(".")
-    policy_file = None
-    tz = conf.get("timezone", DEFAULT_TIMEZONE)
-    if "policy" in conf:
-        p = conf["policy"]
-        if isinstance(p, str):
-            p = {"file": p}
-        if not isinstance(p, dict) or set(p) - {"file"}:
-            raise ConfigError(f"{file}: policy: expected a table with file = 'policy.toml' only")
-        if "file" in p:
-            policy_file = base / _check(f"{file}: policy", "file", p["file"], str)
-    if not isinstance(tz, str):
-        raise ConfigError(f"{file}: timezone: expected a string")
-    if policy_file is not None:
-        tz = load_policy(policy_file).timezone
-    zone(tz)
+        table = _table(name, "metrics", conf["metrics"])
+        if "listen" not in table:
+            raise ConfigError(f"{name}: metrics.listen: missing (e.g. listen = '127.0.0.1:9108')")
+        metrics_listen = _listen(f"{name}: metrics", table["listen"])
+    policy_file = _policy_file(name, file.parent, conf.get("policy"))
+    if policy is not None:
+        policy_file = pathlib.Path(policy)
+    rules = _policy(name, policy_file, conf.get("timezone"))
     return Config(
-        store_url=url,
-        base=base,
+        file=file,
+        store=store,
+        policy=rules,
+        policy_file=policy_file,
         mqtt=mqtt,
         serial=serial,
         batch=batch,
         broker=broker,
         web=web,
+        web_listen=web_listen,
         metrics_listen=metrics_listen,
-        policy_file=policy_file,
-        timezone=tz,
     )
 
 
+def _store_url(text: str, base: pathlib.Path, where: str) -> StoreUrl:
+    try:
+        return parse_store_url(text, base=base)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _policy_file(file: str, base: pathlib.Path, raw: Any) -> pathlib.Path | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        table = _table(file, "policy", raw)
+        if "file" not in table:
+            return None
+        raw = _check(f"{file}: policy", "file", table["file"], str)
+    elif not isinstance(raw, str):
+        raise ConfigError(f'{file}: policy: expected a file name, policy = "policy.toml"')
+    path = pathlib.Path(raw)
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ConfigError(f"{file}: policy: {path}: no such policy file (evalbox policy init -o {raw} writes one)")
+    return path
+
+
+def _policy(file: str, path: pathlib.Path | None, tz: Any) -> Policy:
+    """The policy from ``path`` (else the defaults), in the config's ``timezone`` when it gives one."""
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{path}: no such policy file (evalbox policy init -o {path} writes one)")
+    policy = load_policy(path) if path is not None else Policy()
+    if tz is None:
+        return policy
+    if not isinstance(tz, str):
+        raise ConfigError(f"{file}: timezone: expected a time zone name such as 'Asia/Shanghai'")
+    try:
+        zone(tz)
+    except ConfigError:
+        raise ConfigError(f"{file}: timezone: unknown time zone {tz!r}") from None
+    if path is not None and "timezone" in _read_toml(path, "policy file") and policy.timezone != tz:
+        raise ConfigError(
+            f"{file}: timezone: {tz!r}, but {path} says timezone = {policy.timezone!r}; set it in one place"
+        )
+    return dataclasses.replace(policy, timezone=tz)
+
+
+def load(config: str | pathlib.Path | None = None, db: str | None = None, policy: str | None = None) -> Config:
+    """The configuration of one command: ``--config`` (default ``./evalbox.toml`` when there), ``--db``, ``--policy``.
+
+    ``ConfigError`` (one line naming the file and key) for anything wrong; nothing is opened or written here.
+    """
+    if config is None:
+        if not pathlib.Path(DEFAULT_CONFIG).is_file():  # no config: --db and --policy only
+            store = _store_url(db, pathlib.Path.cwd(), "--db") if db is not None else None
+            policy_file = pathlib.Path(policy) if policy is not None else None
+            return Config(store=store, policy=_policy("", policy_file, None), policy_file=policy_file)
+        config = DEFAULT_CONFIG
+    path = pathlib.Path(config)
+    conf = _read_toml(path, "config file (evalbox init writes an example)")
+    return parse_config(conf, path, db=db, policy=policy)
+
+
 def load_config(path: str | pathlib.Path) -> Config:
-    """Read and check ``evalbox.toml``."""
-    p = pathlib.Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such config file (evalbox init -o {p} writes an example)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the config file ({exc})") from None
-    try:
-        conf = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return parse_config(conf, str(p), p.parent)
+    """``evalbox.toml`` at ``path``, checked (no ``--db``, no ``--policy``)."""
+    return load(path)

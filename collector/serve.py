@@ -36,7 +36,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_store(config.store_url, base=config.base) as store:
+    async with open_store(config.require_store()) as store:
         pipeline = Pipeline(
             store, timezone=config.timezone, max_events=config.batch.max_events, max_ms=config.batch.max_ms
         )
@@ -78,7 +78,7 @@ async def _http(
     config: Config, pipeline: Pipeline, stop: asyncio.Event
 ) -> AsyncIterator[tuple[Coroutine[Any, Any, None] | None, list[str]]]:
     """The web page (``[web]``) or just ``/metrics`` and ``/healthz`` (``[metrics]``), in this loop."""
-    listen = (config.web or {}).get("listen") or config.metrics_listen
+    listen = config.web_listen or config.metrics_listen
     if listen is None:
         yield None, []
         return
@@ -97,13 +97,12 @@ async def _http(
     async with contextlib.AsyncExitStack() as stack:
         watcher: Coroutine[Any, Any, None] | None = None
         if config.web is not None:
-            settings = config.web_settings()
             # Its own connection to the store (reads beside the writer's batches); migrated already.
-            db = connect(config.store_url, base=config.base, migrate=False)
+            db = connect(config.require_store(), migrate=False)
             await stack.enter_async_context(db)
             http = await stack.enter_async_context(aiohttp.ClientSession())
-            state = add_web_routes(app, db, settings)
-            state.sinks.update(build_sinks(settings, http))
+            state = add_web_routes(app, db, config.web, config.policy)
+            state.sinks.update(build_sinks(config.web, http))
             watcher = run_watcher(state, stop=stop)
         runner = web.AppRunner(app)
         await runner.setup()

@@ -1,116 +1,27 @@
 """``evalbox`` commands for reports: report, policy, complaint, month, rebuild.
 
-Where the store is: ``--db URL`` (``sqlite:///PATH``, ``postgresql://…``, or
-a bare path meaning an SQLite file), or ``--config FILE``
-(``evalbox.toml``: ``[store] url = "sqlite:///path"`` or ``"postgresql://…"``; optional top-level
-``timezone`` and ``policy = "policy.toml"``, or the same keys under
-``[report]``), or ``./evalbox.toml`` when present. Other keys are ignored here.
+The store and the policy come from ``--config`` (default ``./evalbox.toml``),
+``--db`` and ``--policy`` through the one loader (``collector.config``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import os
 import pathlib
 import sys
 import time
-import tomllib
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from collector.cli.console import progress_bar, write_output
-from collector.errors import ConfigError, UsageError
+from collector.cli.common import config_of, progress_bar, store_options, with_db, write_output
+from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
-from collector.report.policy import EXAMPLE_POLICY, Policy, load_policy, policy_from_dict
+from collector.report.policy import EXAMPLE_POLICY, load_policy
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
-from collector.store import Database, connect, parse_store_url
-
-T = TypeVar("T")
-DEFAULT_CONFIG = "evalbox.toml"
-
-
-def _read_config(path: pathlib.Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-
-
-def _store_url(url: Any, where: pathlib.Path) -> str:
-    if not isinstance(url, str) or "://" not in url and not url.startswith("sqlite:"):
-        raise ConfigError(f"{where}: store.url: expected a URL such as 'sqlite:///evalbox.db' or 'postgresql://…'")
-    try:
-        return str(parse_store_url(url, base=where.parent))
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-class Settings:
-    """Store path and policy from the command line and the config file."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        config_path = getattr(args, "config", None)
-        if config_path is None and pathlib.Path(DEFAULT_CONFIG).exists() and not getattr(args, "db", None):
-            config_path = DEFAULT_CONFIG
-        conf: dict[str, Any] = {}
-        self.db: str | None = getattr(args, "db", None) or None
-        policy_file: pathlib.Path | None = None
-        tz: Any = None
-        if config_path:
-            cp = pathlib.Path(config_path)
-            conf = _read_config(cp)
-            raw_section = conf.get("report")
-            section: dict[str, Any] = raw_section if isinstance(raw_section, dict) else {}
-            store = conf.get("store")
-            if self.db is None:
-                if not isinstance(store, dict) or "url" not in store:
-                    raise ConfigError(f'{cp}: store.url: missing (e.g. [store] url = "sqlite:///evalbox.db")')
-                self.db = _store_url(store["url"], cp)
-            pf = section.get("policy", conf.get("policy"))
-            if isinstance(pf, dict):  # the collector's [policy] file = "…"
-                pf = pf.get("file")
-            if isinstance(pf, str):
-                policy_file = pathlib.Path(pf) if pathlib.Path(pf).is_absolute() else cp.parent / pf
-            tz = section.get("timezone", conf.get("timezone"))
-        if getattr(args, "policy", None):
-            policy_file = pathlib.Path(args.policy)
-        self.policy = load_policy(policy_file) if policy_file else Policy()
-        if tz is not None and not (policy_file and _sets_timezone(policy_file)):
-            self.policy = policy_from_dict({**_policy_dict(policy_file), "timezone": tz})
-
-    def database(self) -> Database:
-        if self.db is None:
-            raise UsageError("no store given: use --db URL or --config evalbox.toml ([store] url)")
-        return connect(self.db, must_exist=True, cache_mb=512)
-
-
-def _policy_dict(path: pathlib.Path | None) -> dict[str, Any]:
-    return tomllib.loads(path.read_text(encoding="utf-8")) if path else {}
-
-
-def _sets_timezone(path: pathlib.Path) -> bool:
-    return "timezone" in _policy_dict(path)
-
-
-def _run(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with settings.database() as db:
-            if not await db.has_table("rollups"):
-                raise UsageError(f"{db.name}: not an evalbox store (no rollups table)")
-            if not await db.has_table("complaints"):
-                raise UsageError(
-                    f"{db.name}: the store lacks migration 0003_report_complaints; apply the store's migrations"
-                )
-            return await job(db)
-
-    return asyncio.run(main())
 
 
 def _user() -> str:
@@ -126,17 +37,17 @@ def _user() -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     if (args.month is None) == (args.year is None):
         raise UsageError("give exactly one of --month YYYY-MM or --year YYYY")
-    settings = Settings(args)
-    policy = settings.policy
+    config = config_of(args)
+    policy = config.policy
     if args.format == "xlsx" and not args.output:
         raise UsageError("--format xlsx writes a binary file: give -o FILE.xlsx")
     if args.year is not None:
         if args.unit:
             raise UsageError("--unit applies to --month reports")
-        ledger = _run(settings, lambda db: year_ledger(db, args.year, policy))
+        ledger = with_db(config, lambda db: year_ledger(db, args.year, policy))
         write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
         return 0
-    report = _run(settings, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
     colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     write_output(render(report, policy, args.format, args.lang, colour=colour), args.output)
     return 0
@@ -165,9 +76,9 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def cmd_complaint_add(args: argparse.Namespace) -> int:
-    settings = Settings(args)
-    cid = _run(
-        settings,
+    config = config_of(args)
+    cid = with_db(
+        config,
         lambda db: add_complaint(db, args.officer, args.date, args.note, by=_user(), now_ms=int(time.time() * 1000)),
     )
     print(f"complaint {cid} recorded for officer {args.officer} on {args.date} (有效投诉已登记)")
@@ -175,34 +86,34 @@ def cmd_complaint_add(args: argparse.Namespace) -> int:
 
 
 def cmd_complaint_list(args: argparse.Namespace) -> int:
-    settings = Settings(args)
-    rows = _run(settings, lambda db: db.fetch("SELECT id, officer_id, day, note FROM complaints ORDER BY day, id"))
+    config = config_of(args)
+    rows = with_db(config, lambda db: db.fetch("SELECT id, officer_id, day, note FROM complaints ORDER BY day, id"))
     for cid, officer, day, note in rows:
         print(f"{cid}\t{officer}\t{day}\t{note}")
     return 0
 
 
 def cmd_month_close(args: argparse.Namespace) -> int:
-    settings = Settings(args)
-    tz = settings.policy.timezone
-    _run(settings, lambda db: close_month(db, args.month, tz, by=_user(), now_ms=int(time.time() * 1000)))
+    config = config_of(args)
+    tz = config.policy.timezone
+    with_db(config, lambda db: close_month(db, args.month, tz, by=_user(), now_ms=int(time.time() * 1000)))
     print(f"month {args.month} closed (已关账); later arrivals will show as a revision")
     return 0
 
 
 def cmd_month_list(args: argparse.Namespace) -> int:
-    settings = Settings(args)
-    for month, closed_ms, by in _run(settings, list_closed):
+    config = config_of(args)
+    for month, closed_ms, by in with_db(config, list_closed):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(closed_ms / 1000))
         print(f"{month}\tclosed {when} UTC\tby {by}")
     return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    settings = Settings(args)
-    tz = settings.policy.timezone
+    config = config_of(args)
+    tz = config.policy.timezone
     t0 = time.perf_counter()
-    result = _run(settings, lambda db: rebuild(db, tz, progress_bar))
+    result = with_db(config, lambda db: rebuild(db, tz, progress_bar))
     print(
         f"rebuilt {result.rollup_rows} rollup rows over {len(result.months)} months in {tz}; "
         f"{result.moved_events} events moved to another month; {time.perf_counter() - t0:.1f} s"
@@ -213,17 +124,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 # -- registration -------------------------------------------------------------------
 
 
-def _store_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--db", metavar="URL", help="the store: sqlite:///PATH, postgresql://…, or an SQLite file path")
-    p.add_argument("--config", metavar="FILE", help="evalbox.toml ([store] url, timezone, policy)")
-    p.add_argument("--policy", metavar="FILE", help="policy TOML (default: built-in defaults; see docs/policy.md)")
-    return p
-
-
 def register(sub: Any) -> None:
     """Add the report commands to the ``evalbox`` parser."""
-    store = _store_options()
+    store = store_options(argparse.ArgumentParser(add_help=False), policy=True)
     p = sub.add_parser(
         "report", parents=[store], help="monthly rates (--month) or the year's sanctions ledger (--year) / 满意率月报"
     )

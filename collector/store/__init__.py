@@ -63,6 +63,8 @@ def connect(
     return SqliteDatabase(where.path, migrate=migrate, must_exist=must_exist, cache_mb=cache_mb or DEFAULT_CACHE_MB)
 
 
-def open_store(url: str | StoreUrl, *, base: pathlib.Path | None = None, migrate: bool = True) -> Store:
+def open_store(
+    url: str | StoreUrl, *, base: pathlib.Path | None = None, migrate: bool = True, must_exist: bool = False
+) -> Store:
     """The ingest writer for ``url`` on its own connection (not yet open: ``async with``)."""
-    return Store(connect(url, base=base, migrate=migrate))
+    return Store(connect(url, base=base, migrate=migrate, must_exist=must_exist))

@@ -28,9 +28,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.clock import now_ms
+from collector.report import Policy, pct_text
 from collector.store import Database, Row
 from collector.timeplace import month_of
-from collector.web.data import monthly_rates
+from collector.web.data import officer_lines, scoped_report
 from collector.web.errors import ActionError, Forbidden
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
@@ -84,37 +85,36 @@ async def raise_alert(
     return alert_id
 
 
-async def scan_alerts(db: Database, settings: WebSettings, now: int | None = None) -> int:
-    """Raise below-floor, offline and outbox alerts for the current state; how many were new."""
+async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: int | None = None) -> int:
+    """Raise below-floor, offline and outbox alerts for the current state; how many were new.
+
+    Below floor is the report's band of the month so far (``monthly_report`` under ``policy``), once
+    ``floor_min_rated`` ratings are in.
+    """
     now = now or now_ms()
-    month = month_of(now, settings.timezone)
+    month = month_of(now, policy.timezone)
     new = 0
-    rows = await monthly_rates(db, month, settings, ADMIN)
+    report = await scoped_report(db, month, policy, ADMIN)
+    floor = f"{float(policy.floor):g}%"
     devices = await db.fetch(
         "SELECT d.id, d.window_id, w.unit_id, d.status, d.last_seen_ms, d.outbox, d.outbox_full, dw.outbox AS prev"
         " FROM devices d JOIN windows w ON w.id = d.window_id LEFT JOIN device_watch dw ON dw.device_id = d.id"
     )
     day = now // 86_400_000
     async with db.transaction() as tx:
-        for m in rows:
-            if m.band == "below_floor" and m.rated >= settings.floor_min_rated:
+        for ln in officer_lines(report):
+            if ln.band == "below_floor" and ln.rated >= settings.floor_min_rated:
+                rate = f"{pct_text(ln.rate)}%"
                 new += bool(
                     await raise_alert(
                         tx,
-                        key=f"floor:{m.officer_id}:{month}",
+                        key=f"floor:{ln.key}:{month}",
                         kind="below_floor",
-                        unit_id=m.unit_id,
-                        subject=m.officer_id,
-                        text_zh=f"{m.name}（{m.officer_id}）本月满意率 {m.rate_percent}，"
-                        f"低于 {settings.floor_percent}%",
-                        text_en=f"{m.name} ({m.officer_id}) is at {m.rate_percent} this month, "
-                        f"below the {settings.floor_percent}% floor",
-                        payload={
-                            "officer_id": m.officer_id,
-                            "month": month,
-                            "rated": m.rated,
-                            "satisfied": m.satisfied,
-                        },
+                        unit_id=ln.unit,
+                        subject=ln.key,
+                        text_zh=f"{ln.name}（{ln.key}）本月满意率 {rate}，低于 {floor}",
+                        text_en=f"{ln.name} ({ln.key}) is at {rate} this month, below the {floor} floor",
+                        payload={"officer_id": ln.key, "month": month, "rated": ln.rated, "satisfied": ln.satisfied},
                         settings=settings,
                         now=now,
                     )

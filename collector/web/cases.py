@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.clock import now_ms
+from collector.report import Policy
 from collector.store import Database, Row
 from collector.timeplace import zone
 from collector.web.alerts import raise_alert
@@ -33,15 +34,16 @@ BATCH = 50_000  # events read per scan; the watermark advances to the last one r
 
 
 def is_working_day(day: dt.date, settings: WebSettings) -> bool:
+    """Mon–Fri, minus ``holidays``, plus ``extra_working_days``."""
     iso = day.isoformat()
     if iso in settings.extra_working_days:
         return True
     return day.weekday() < 5 and iso not in settings.holidays
 
 
-def working_deadline(start_ms: int, working_days: int, settings: WebSettings) -> int:
+def working_deadline(start_ms: int, working_days: int, settings: WebSettings, timezone: str) -> int:
     """Epoch ms of the end (local midnight) of the ``working_days``-th working day after ``start_ms``'s day."""
-    tz = zone(settings.timezone)
+    tz = zone(timezone)
     day = dt.datetime.fromtimestamp(start_ms / 1000, tz=tz).date()
     left = working_days
     while left > 0:
@@ -65,8 +67,11 @@ async def _set_watermark(tx: Database, name: str, value: int) -> None:
     )
 
 
-async def open_cases(db: Database, settings: WebSettings, now: int | None = None) -> list[int]:
-    """Open a case (and a ``bad_rating`` alert) for each new bad rating; the new case ids. Idempotent."""
+async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: int | None = None) -> list[int]:
+    """Open a case (and a ``bad_rating`` alert) for each new bad rating (the policy's bad levels); the new case ids.
+
+    Idempotent.
+    """
     now = now or now_ms()
     opened: list[int] = []
     async with db.transaction() as tx:
@@ -82,7 +87,7 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
         for r in rows:
             top = max(top, int(r["recv_ms"]))
             scale = int(r["scale"] or 2)
-            if r["level"] not in settings.bad(scale):
+            if r["level"] not in policy.bad.get(scale, ()):
                 continue
             new = await tx.fetchone(
                 "INSERT INTO cases (device_id, boot, seq, officer_id, window_id, unit_id, month, press_ms, level,"
@@ -101,8 +106,8 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
                     scale,
                     r["ticket"],
                     now,
-                    working_deadline(r["press_ms"], settings.return_visit_working_days, settings),
-                    working_deadline(r["press_ms"], settings.rectification_working_days, settings),
+                    working_deadline(r["press_ms"], settings.return_visit_working_days, settings, policy.timezone),
+                    working_deadline(r["press_ms"], settings.rectification_working_days, settings, policy.timezone),
                 ),
             )
             if new is None:

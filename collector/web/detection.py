@@ -283,7 +283,7 @@ async def month_share_flags(db: Database, month: str, rules: DetectionRules) -> 
     return out
 
 
-async def detect(db: Database, settings: WebSettings, now: int | None = None) -> int:
+async def detect(db: Database, settings: WebSettings, timezone: str, now: int | None = None) -> int:
     """Run the rules over presses received since the last run, with their boxes' context; store new flags.
 
     Context: the touched boxes' presses from a day before the earliest new press (the ``no_invite`` rule
@@ -304,8 +304,8 @@ async def detect(db: Database, settings: WebSettings, now: int | None = None) ->
     hi = max(int(r["hi"]) for r in touched)
     rows = await _context(db, [r["device_id"] for r in touched], lo - DAY_MS, hi + 3_600_000)
     by_key = {(r["device_id"], r["boot"], r["seq"]): r for r in rows}
-    found = [(f, by_key[f.key]) for f in find_flags([_press(r) for r in rows], rules, settings.timezone)]
-    for month in sorted({month_of(lo, settings.timezone), month_of(hi, settings.timezone)}):
+    found = [(f, by_key[f.key]) for f in find_flags([_press(r) for r in rows], rules, timezone)]
+    for month in sorted({month_of(lo, timezone), month_of(hi, timezone)}):
         found += await month_share_flags(db, month, rules)
     new = 0
     async with db.transaction() as tx:

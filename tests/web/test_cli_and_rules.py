@@ -54,11 +54,11 @@ def _day(ms: int) -> dt.date:
 def test_working_day_deadlines() -> None:
     s = WebSettings()
     friday = local_ms(9, 16)  # Fri 9 Oct 2026
-    assert _day(working_deadline(friday, 1, s)) == dt.date(2026, 10, 12)  # Monday
-    assert _day(working_deadline(friday, 15, s)) == dt.date(2026, 10, 30)
+    assert _day(working_deadline(friday, 1, s, "Asia/Shanghai")) == dt.date(2026, 10, 12)  # Monday
+    assert _day(working_deadline(friday, 15, s, "Asia/Shanghai")) == dt.date(2026, 10, 30)
     s2 = WebSettings(holidays=frozenset({"2026-10-12"}), extra_working_days=frozenset({"2026-10-10"}))
-    assert _day(working_deadline(friday, 1, s2)) == dt.date(2026, 10, 10)  # 调休 Saturday
-    assert _day(working_deadline(friday, 2, s2)) == dt.date(2026, 10, 13)  # skips the holiday Monday
+    assert _day(working_deadline(friday, 1, s2, "Asia/Shanghai")) == dt.date(2026, 10, 10)  # 调休 Saturday
+    assert _day(working_deadline(friday, 2, s2, "Asia/Shanghai")) == dt.date(2026, 10, 13)  # skips the holiday Monday
 
 
 def test_docs_cover_every_route_and_command() -> None:
