@@ -30,9 +30,8 @@ from typing import Any
 
 from collector.errors import ConfigError, UsageError
 from collector.ingest.settings import BatchConfig, MqttConfig, SerialConfig
-from collector.report.policy import Policy, load_policy
+from collector.report.policy import Policy, load_policy, policy_from_dict
 from collector.store import Database, StoreUrl, connect, parse_store_url
-from collector.timeplace import zone
 from collector.web.settings import WebSettings
 
 DEFAULT_CONFIG = "evalbox.toml"
@@ -373,12 +372,10 @@ def _policy(file: str, path: pathlib.Path | None, tz: Any) -> Policy:
     policy = load_policy(path) if path is not None else Policy()
     if tz is None:
         return policy
-    if not isinstance(tz, str):
-        raise ConfigError(f"{file}: timezone: expected a time zone name such as 'Asia/Shanghai'")
     try:
-        zone(tz)
-    except ConfigError:
-        raise ConfigError(f"{file}: timezone: unknown time zone {tz!r}") from None
+        policy_from_dict({"timezone": tz})  # the policy's own check of a zone
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
     if path is not None and "timezone" in _read_toml(path, "policy file") and policy.timezone != tz:
         raise ConfigError(
             f"{file}: timezone: {tz!r}, but {path} says timezone = {policy.timezone!r}; set it in one place"

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import protocol
 from collector.cli.common import config_of, store_options
@@ -39,51 +39,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=_init)
 
-    p = sub.add_parser("unit", help="units (派出所, 大队) / 单位")
-    s = p.add_subparsers(dest="unit_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add or rename a unit / 添加单位")
+    a = _action(_group(sub, "unit", "units (派出所, 大队) / 单位"), "add", "add or rename a unit / 添加单位", _unit_add)
     a.add_argument("id")
     a.add_argument("--name", required=True)
     a.add_argument("--parent", help="parent unit id")
     a.add_argument("--leader", help="unit leader's name")
-    store_options(a)
-    a.set_defaults(func=_unit_add)
 
-    p = sub.add_parser("window", help="service windows / 窗口")
-    s = p.add_subparsers(dest="window_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add or rename a window / 添加窗口")
+    a = _action(
+        _group(sub, "window", "service windows / 窗口"), "add", "add or rename a window / 添加窗口", _window_add
+    )
     a.add_argument("id")
     a.add_argument("--unit", required=True)
     a.add_argument("--name", required=True)
-    store_options(a)
-    a.set_defaults(func=_window_add)
 
-    p = sub.add_parser("officer", help="window officers / 民警")
-    s = p.add_subparsers(dest="officer_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add or update an officer (badge number) / 添加民警")
+    officers = _group(sub, "officer", "window officers / 民警")
+    a = _action(officers, "add", "add or update an officer (badge number) / 添加民警", _officer_add)
     a.add_argument("id", help="badge number 警号")
     a.add_argument("--name", required=True)
     a.add_argument("--unit", required=True)
     a.add_argument("--window")
-    store_options(a)
-    a.set_defaults(func=_officer_add)
-    a = s.add_parser("import", help="import officers from CSV (id,name,unit_id[,window_id]) / 导入民警")
+    a = _action(
+        officers, "import", "import officers from CSV (id,name,unit_id[,window_id]) / 导入民警", _officer_import
+    )
     a.add_argument("file", type=pathlib.Path)
-    store_options(a)
-    a.set_defaults(func=_officer_import)
 
-    p = sub.add_parser("registry", help="units, windows and officers from CSV / 批量导入")
-    s = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
-    a = s.add_parser("import", help="import CSV files in one transaction / 导入")
+    registry = _group(sub, "registry", "units, windows and officers from CSV / 批量导入")
+    a = _action(registry, "import", "import CSV files in one transaction / 导入", _registry_import)
     a.add_argument("--units", type=pathlib.Path, help="CSV: id,name[,parent_id,leader]")
     a.add_argument("--windows", type=pathlib.Path, help="CSV: id,unit_id,name")
     a.add_argument("--officers", type=pathlib.Path, help="CSV: id,name,unit_id[,window_id]")
-    store_options(a)
-    a.set_defaults(func=_registry_import)
 
-    p = sub.add_parser("device", help="evaluator boxes / 评价器")
-    s = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="register a box, create its key and config file / 注册评价器")
+    devices = _group(sub, "device", "evaluator boxes / 评价器")
+    a = _action(devices, "add", "register a box, create its key and config file / 注册评价器", _device_add)
     a.add_argument("device")
     a.add_argument("--window", required=True)
     a.add_argument("--transport", choices=("mqtt", "serial"), default="mqtt")
@@ -91,16 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("-o", "--output", help="box config file (default DEVICE.json)")
     a.add_argument("--replace", action="store_true", help="give an existing box a new key")
     _settings_args(a)
-    store_options(a)
-    a.set_defaults(func=_device_add)
-    a = s.add_parser("set", help="change a box's session settings (sent in its signed config) / 修改评价器设置")
+    a = _action(
+        devices, "set", "change a box's session settings (sent in its signed config) / 修改评价器设置", _device_set
+    )
     a.add_argument("device")
     _settings_args(a)
-    store_options(a)
-    a.set_defaults(func=_device_set)
-    a = s.add_parser("list", help="boxes and their health / 评价器状态")
-    store_options(a)
-    a.set_defaults(func=_device_list)
+    _action(devices, "list", "boxes and their health / 评价器状态", _device_list)
 
     p = sub.add_parser(
         "box-cmd", help="send a box an invite (with a ticket), a sign-in or a sign-out / 向评价器发送指令"
@@ -123,6 +106,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="ingest counts, rejections, devices, lag / 运行状态")
     store_options(p)
     p.set_defaults(func=_status)
+
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _group(sub: Subparsers, name: str, help: str) -> Subparsers:
+    """A command with actions (``evalbox unit add``)."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def _action(
+    group: Subparsers, name: str, help: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """An action that works on the store: ``--config``/``--db`` and its handler."""
+    a = group.add_parser(name, help=help)
+    store_options(a)
+    a.set_defaults(func=func)
+    return a
 
 
 def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[T]], *, must_exist: bool = False) -> T:

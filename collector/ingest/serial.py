@@ -70,7 +70,7 @@ class SerialSource:
                         fresh += delta
             # Kept in the store's rejected table too (reason frame_*), a sample of the raw line each.
             for reason, raw in self.decoder.skipped[-fresh:] if fresh else []:
-                now = now or _now_ms()
+                now = now or now_ms()
                 self.pipeline.reject(Rejection(now, f"frame_{reason}", "serial", self.cfg.port, reason, raw))
 
     def settle(self, tokens: list[Any]) -> None:
@@ -133,7 +133,3 @@ class SerialSource:
             if self.transport is not None:
                 self.transport.close()
                 self.transport = None
-
-
-def _now_ms() -> int:
-    return now_ms()

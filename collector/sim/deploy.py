@@ -351,15 +351,6 @@ class Deployment:
                 await proc.wait()
             self._collectors[i] = None
 
-    async def wait_collector_exit(self, timeout: float = 60.0, index: int = 0) -> int | None:
-        """Wait for collector ``index`` to exit on its own (e.g. an injected fault); its exit status."""
-        proc = self._collectors[self._indexes(index)[0]]
-        if proc is None:
-            return None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout)
-        return proc.returncode
-
     async def stop_collector(self, timeout: float = 30.0, index: int | None = None) -> int | None:
         """SIGTERM: the collector drains (commit, ack) and exits 0; None: every one. Collector ``index``'s
         exit status (every one: the first nonzero, else collector 0's); None if it had to be killed."""

@@ -33,9 +33,9 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, SupportsIndex, TypeVar, overload
+from typing import Any, ClassVar, Self, SupportsIndex, TypeVar, overload
 
 from collector.errors import StoreError
 from collector.store.schema import MIGRATIONS
@@ -98,10 +98,31 @@ def rows_of(names: tuple[str, ...], values: Iterable[Sequence[Any]]) -> list[Row
     return list(map(row_type(names), values))
 
 
-class Database(abc.ABC):
+class Resource(abc.ABC):
+    """Something opened and closed: ``async with thing:`` opens it and closes it whatever happens."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close; safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class Database(Resource):
     """An open connection to the store; ``async with connect(url) as db``. ``close()`` is safe to call twice."""
 
     dialect: ClassVar[str]
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
     name: str
     """What messages call the store: the SQLite file, or the DSN without its password."""
 
@@ -113,15 +134,26 @@ class Database(abc.ABC):
         self._depth = 0  # savepoints open inside the transaction
         self._session: list[str] = []
 
+    _conn: Any = None  # the driver's connection while open
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    @property
+    def conn(self) -> Any:
+        """The driver's connection (``StoreError`` when closed)."""
+        if self._conn is None:
+            raise StoreError(f"{self.name}: the store is not open")
+        return self._conn
+
     # ---- what an engine supplies ----
 
     @abc.abstractmethod
     async def _connect(self) -> None:
         """Open the connection and set it up (PRAGMAs, codecs); ``StoreError`` when it cannot."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Close the connection; safe to call twice."""
 
     @abc.abstractmethod
     async def _ready(self) -> None:
@@ -175,15 +207,6 @@ class Database(abc.ABC):
         """The columns of ``table``, in order."""
 
     # ---- the interface ----
-
-    async def __aenter__(self) -> Database:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Connect and, unless made with ``migrate=False``, apply the pending migrations.
@@ -300,6 +323,17 @@ class Database(abc.ABC):
         self._session += stmts
 
     # ---- shared plumbing ----
+
+    def _error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"{self.name}: {exc}")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The driver's errors as ``StoreError`` naming the store."""
+        try:
+            yield
+        except self.driver_errors as exc:
+            raise self._error(exc) from None
 
     async def _turn(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn`` now inside the caller's own transaction, else once no transaction holds the connection."""

@@ -50,24 +50,24 @@ class PostgresDatabase(Database):
     """
 
     dialect = "postgresql"
+    driver_errors = ERRORS
 
     def __init__(self, dsn: str, *, migrate: bool = True, must_exist: bool = False) -> None:
         super().__init__(migrate=migrate, must_exist=must_exist)
         self.dsn = dsn
         self.name = redact(dsn)
         self._conn: asyncpg.Connection | None = None
-        self._opened = False
 
     def _error(self, exc: BaseException) -> StoreError:
+        """A deadlock or serialization failure is a ``WriteConflict``."""
         if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
             return WriteConflict(f"{self.name}: {exc}")
         return StoreError(f"{self.name}: {exc}")
 
     async def _connect(self) -> None:
-        if self._opened:
+        if self._conn is not None:
             raise StoreError(f"{self.name}: already open")
         self._conn = await self._new_connection()
-        self._opened = True
 
     async def _new_connection(self) -> asyncpg.Connection:
         try:
@@ -83,53 +83,31 @@ class PostgresDatabase(Database):
             raise self._error(exc) from None
         return conn
 
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        self._opened = False
-        if conn is not None:
-            await conn.close()
-
-    @property
-    def conn(self) -> asyncpg.Connection:
-        if self._conn is None:
-            raise StoreError(f"{self.name}: the store is not open")
-        return self._conn
-
     async def _ready(self) -> None:
         if self.conn.is_closed():
             self._conn = await self._new_connection()
 
     async def _fetch(self, sql: str, params: Params) -> list[Row]:
-        try:
+        with self._errors():
             records = await self.conn.fetch(dollar_params(sql), *params)
-        except ERRORS as exc:
-            raise self._error(exc) from None
         return rows_of(tuple(records[0].keys()), records) if records else []
 
     async def _fetchone(self, sql: str, params: Params) -> Row | None:
-        try:
+        with self._errors():
             record = await self.conn.fetchrow(dollar_params(sql), *params)
-        except ERRORS as exc:
-            raise self._error(exc) from None
         return None if record is None else rows_of(tuple(record.keys()), (record,))[0]
 
     async def _execute(self, sql: str, params: Params) -> int:
-        try:
+        with self._errors():
             return rowcount(await self.conn.execute(dollar_params(sql), *params))
-        except ERRORS as exc:
-            raise self._error(exc) from None
 
     async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
+        with self._errors():
             await self.conn.executemany(dollar_params(sql), rows)
-        except ERRORS as exc:
-            raise self._error(exc) from None
 
     async def _copy(self, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> None:
-        try:
+        with self._errors():
             await self.conn.copy_records_to_table(table, records=records, columns=list(columns))
-        except ERRORS as exc:
-            raise self._error(exc) from None
 
     async def _begin(self) -> None:
         await self._execute("BEGIN", ())

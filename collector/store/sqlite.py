@@ -31,6 +31,7 @@ class SqliteDatabase(Database):
     """
 
     dialect = "sqlite"
+    driver_errors = (sqlite3.Error,)
 
     def __init__(
         self,
@@ -72,48 +73,29 @@ class SqliteDatabase(Database):
             await self.close()
             raise StoreError(f"{self.name}: {exc}") from None
 
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise StoreError(f"{self.name}: the store is not open")
-        return self._conn
-
     async def _ready(self) -> None:
         self.conn  # noqa: B018 (raises when closed)
 
     async def _fetch(self, sql: str, params: Params) -> list[Row]:
-        try:
+        with self._errors():
             async with self.conn.execute(sql, params) as cur:
                 rows = await cur.fetchall()
                 return rows_of(tuple(d[0] for d in cur.description), rows) if rows else []
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.name}: {exc}") from None
 
     async def _fetchone(self, sql: str, params: Params) -> Row | None:
-        try:
+        with self._errors():
             async with self.conn.execute(sql, params) as cur:
                 row = await cur.fetchone()
                 return rows_of(tuple(d[0] for d in cur.description), (row,))[0] if row is not None else None
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.name}: {exc}") from None
 
     async def _execute(self, sql: str, params: Params) -> int:
-        try:
+        with self._errors():
             async with self.conn.execute(sql, params) as cur:
                 return int(cur.rowcount)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.name}: {exc}") from None
 
     async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
+        with self._errors():
             await self.conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.name}: {exc}") from None
 
     async def _copy(self, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> None:
         marks = ", ".join("?" * len(columns))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from collector.store.batch import STAGING_DDL, BatchWriter
-from collector.store.database import Database
+from collector.store.database import Database, Resource
 from collector.store.registry import Registry
 
 
-class Store(BatchWriter, Registry):
+class Store(BatchWriter, Registry, Resource):
     """The collector's store: ``write_batch`` (ingest), the registry and box commands.
 
     ``async with open_store(url) as store:``; its ``db`` is the ``Database`` underneath.
@@ -35,12 +33,3 @@ class Store(BatchWriter, Registry):
     async def close(self) -> None:
         """Disconnect; safe to call twice."""
         await self.db.close()
-
-    async def __aenter__(self) -> Store:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

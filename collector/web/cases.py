@@ -171,15 +171,6 @@ async def list_cases(
     return [case_status(r, now) for r in rows]
 
 
-async def get_case(db: Database, case_id: int, viewer: Viewer) -> dict[str, Any]:
-    row = await db.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
-    if row is None:
-        raise ActionError(f"case #{case_id} does not exist")
-    if not viewer.sees_unit(row["unit_id"]):
-        raise Forbidden(f"case #{case_id} belongs to another unit")
-    return case_status(row, now_ms())
-
-
 @dataclass(frozen=True)
 class CaseAction:
     """One supervisor action on a case: ``visit``, ``rectify``, ``close`` or ``appeal``."""

@@ -69,7 +69,6 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "({n} presses)",
     ),
 }
-RULES = tuple(EXPLAIN)
 
 
 @dataclass(frozen=True)
