@@ -122,6 +122,7 @@ class Config:
 
     @property
     def timezone(self) -> str:
+        """The policy's time zone: months are calendar months of the press time in it."""
         return self.policy.timezone
 
     def path(self, value: str) -> pathlib.Path:
@@ -144,7 +145,6 @@ class Config:
 # -- reading -------------------------------------------------------------------------
 
 Table = dict[str, Any]
-_SECTIONS: dict[str, type] = {"mqtt": MqttConfig, "batch": BatchConfig, "broker": BrokerConfig}
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
 TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "policy", "timezone")
 POLICY_TABLES = ("rates", "sanctions", "ranking")
@@ -188,6 +188,7 @@ def _unknown(file: str, table: str, key: str) -> ConfigError:
     """An unknown key, and where it belongs when it is another table's key or a policy key."""
     known = _known_keys()
     name = f"{table}.{key}" if table else key
+    table = table.split("[")[0]  # serial[2] is a [[serial]] table
     homes = [t for t, keys in known.items() if key in keys and t != table]
     if key in POLICY_TABLES or key in POLICY_KEYS:
         hint = 'a policy key: it belongs in the policy file (policy = "policy.toml"; docs/policy.md)'

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pathlib
 
-from collector.store.database import Database, Row, WriteConflict
+from collector.store.database import Database, Row, Rows, WriteConflict
 from collector.store.records import EVENT_COLUMNS, BoxSettings, Device, Officer, Rejection, StatusUpdate
 from collector.store.url import StoreUrl, parse_store_url
 from collector.store.writer import Store
@@ -28,6 +28,7 @@ __all__ = [
     "Officer",
     "Rejection",
     "Row",
+    "Rows",
     "StatusUpdate",
     "Store",
     "StoreUrl",

@@ -43,7 +43,7 @@ from typing import Any
 
 from collector.errors import StoreError, UsageError
 from collector.store import connect
-from collector.store.database import Database, Row
+from collector.store.database import Database, Rows
 from collector.store.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, rollup_select
 from collector.store.schema import MIGRATIONS
 from collector.store.url import StoreUrl, parse_store_url
@@ -181,7 +181,7 @@ class _Copier:
             insert += f" ON CONFLICT ({key_list}) DO UPDATE SET {sets}"
         delete = f"DELETE FROM {t.name} WHERE " + " AND ".join(f"{k} = ?" for k in t.key)
 
-        def key_of(row: Row) -> Key:
+        def key_of(row: tuple[Any, ...]) -> Key:
             return tuple(row[i] for i in idx)
 
         total = result.source
@@ -252,7 +252,7 @@ class _Copier:
 # -- verification --------------------------------------------------------------------
 
 
-def _rollup_map(rows: list[Row]) -> dict[Key, int]:
+def _rollup_map(rows: Rows) -> dict[Key, int]:
     return {r[:7]: int(r[7]) for r in rows}
 
 

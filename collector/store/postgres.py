@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from collector.errors import StoreError
-from collector.store.database import Database, Params, Row, WriteConflict, rows_of
+from collector.store.database import Database, Params, Row, Rows, WriteConflict, row_of
 from collector.store.dialect import dollar_params, postgres_ddl, rowcount
 from collector.store.url import redact
 
@@ -87,15 +87,15 @@ class PostgresDatabase(Database):
         if self.conn.is_closed():
             self._conn = await self._new_connection()
 
-    async def _fetch(self, sql: str, params: Params) -> list[Row]:
+    async def _fetch(self, sql: str, params: Params) -> Rows:
         with self._errors():
             records = await self.conn.fetch(dollar_params(sql), *params)
-        return rows_of(tuple(records[0].keys()), records) if records else []
+        return Rows(map(tuple, records), tuple(records[0].keys()) if records else ())
 
     async def _fetchone(self, sql: str, params: Params) -> Row | None:
         with self._errors():
             record = await self.conn.fetchrow(dollar_params(sql), *params)
-        return None if record is None else rows_of(tuple(record.keys()), (record,))[0]
+        return None if record is None else row_of(tuple(record.keys()), record)
 
     async def _execute(self, sql: str, params: Params) -> int:
         with self._errors():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from collector.clock import now_ms
 from collector.errors import StoreError
-from collector.store.database import Database, Row
+from collector.store.database import Database, Rows
 from collector.store.records import BoxSettings, Device, Officer
 
 UnitRow = tuple[str, str, str | None, str | None]  # id, name, parent, leader
@@ -125,18 +126,19 @@ class Registry:
         assert row is not None
         return int(row[0])
 
-    async def device_rows(self) -> list[Row]:
+    async def device_rows(self) -> list[dict[str, Any]]:
         """Devices with their health, for ``evalbox device list``."""
-        return await self.db.fetch(
+        rows = await self.db.fetch(
             "SELECT id, window_id, status, last_seen_ms, fw, outbox, outbox_full, boot, last_error FROM devices"
             " ORDER BY id"
         )
+        return rows.dicts()
 
     async def rejected_counts(self) -> dict[str, int]:
         """Rejected input so far, by reason."""
         return {r[0]: int(r[1]) for r in await self.db.fetch("SELECT reason, n FROM rejected_counts ORDER BY reason")}
 
-    async def rejected(self, limit: int = 100) -> list[Row]:
+    async def rejected(self, limit: int = 100) -> Rows:
         """The latest rejected rows ``(at_ms, reason, source, origin, detail, raw)``, newest first."""
         return await self.db.fetch(
             "SELECT at_ms, reason, source, origin, detail, raw FROM rejected ORDER BY id DESC LIMIT ?", (limit,)

@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from collector.errors import StoreError
-from collector.store.database import Database, Params, Row, rows_of
+from collector.store.database import Database, Params, Row, Rows, row_of
 from collector.store.dialect import sqlite_ddl
 
 BUSY_TIMEOUT_MS = 10_000
@@ -76,17 +76,17 @@ class SqliteDatabase(Database):
     async def _ready(self) -> None:
         self.conn  # noqa: B018 (raises when closed)
 
-    async def _fetch(self, sql: str, params: Params) -> list[Row]:
+    async def _fetch(self, sql: str, params: Params) -> Rows:
         with self._errors():
             async with self.conn.execute(sql, params) as cur:
                 rows = await cur.fetchall()
-                return rows_of(tuple(d[0] for d in cur.description), rows) if rows else []
+                return Rows(rows, tuple(d[0] for d in cur.description or ()))
 
     async def _fetchone(self, sql: str, params: Params) -> Row | None:
         with self._errors():
             async with self.conn.execute(sql, params) as cur:
                 row = await cur.fetchone()
-                return rows_of(tuple(d[0] for d in cur.description), (row,))[0] if row is not None else None
+                return row_of(tuple(d[0] for d in cur.description), row) if row is not None else None
 
     async def _execute(self, sql: str, params: Params) -> int:
         with self._errors():

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.clock import now_ms
 from collector.report import Policy, pct_text
-from collector.store import Database, Row
+from collector.store import Database
 from collector.timeplace import month_of
 from collector.web.data import officer_lines, scoped_report
 from collector.web.errors import ActionError, Forbidden
@@ -96,10 +96,12 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
     new = 0
     report = await scoped_report(db, month, policy, ADMIN)
     floor = f"{float(policy.floor):g}%"
-    devices = await db.fetch(
-        "SELECT d.id, d.window_id, w.unit_id, d.status, d.last_seen_ms, d.outbox, d.outbox_full, dw.outbox AS prev"
-        " FROM devices d JOIN windows w ON w.id = d.window_id LEFT JOIN device_watch dw ON dw.device_id = d.id"
-    )
+    devices = (
+        await db.fetch(
+            "SELECT d.id, d.window_id, w.unit_id, d.status, d.last_seen_ms, d.outbox, d.outbox_full, dw.outbox AS prev"
+            " FROM devices d JOIN windows w ON w.id = d.window_id LEFT JOIN device_watch dw ON dw.device_id = d.id"
+        )
+    ).dicts()
     day = now // 86_400_000
     async with db.transaction() as tx:
         for ln in officer_lines(report):
@@ -166,7 +168,7 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
     return new
 
 
-def _body(row: Row) -> bytes:
+def _body(row: dict[str, Any]) -> bytes:
     doc = {
         "id": row["id"],
         "kind": row["kind"],
@@ -190,15 +192,17 @@ async def deliver_due(
 ) -> tuple[int, int]:
     """Try every due delivery once (sinks in parallel); ``(delivered, failed)``."""
     now = now or now_ms()
-    due = await db.fetch(
-        "SELECT d.alert_id, d.sink, d.attempts, a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh,"
-        " a.text_en, a.payload FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id"
-        " WHERE d.state = 'pending' AND d.next_ms <= ? ORDER BY d.next_ms LIMIT ?",
-        (now, limit),
-    )
+    due = (
+        await db.fetch(
+            "SELECT d.alert_id, d.sink, d.attempts, a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh,"
+            " a.text_en, a.payload FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.state = 'pending' AND d.next_ms <= ? ORDER BY d.next_ms LIMIT ?",
+            (now, limit),
+        )
+    ).dicts()
     due = [r for r in due if r["sink"] in sinks]
 
-    async def attempt(row: Row) -> str | None:
+    async def attempt(row: dict[str, Any]) -> str | None:
         sink = sinks[row["sink"]]
         try:
             await asyncio.wait_for(sink.deliver(_body(row)), timeout=settings.webhook_timeout_s + 1)
@@ -207,11 +211,11 @@ async def deliver_due(
             return f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
 
     # one sink's rows in order, sinks in parallel
-    by_sink: dict[str, list[Row]] = {}
+    by_sink: dict[str, list[dict[str, Any]]] = {}
     for r in due:
         by_sink.setdefault(r["sink"], []).append(r)
 
-    async def run_sink(rows: list[Row]) -> list[tuple[Row, str | None]]:
+    async def run_sink(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
         out = []
         for r in rows:
             err = await attempt(r)
@@ -265,23 +269,27 @@ async def list_alerts(
 ) -> list[dict[str, Any]]:
     scope_sql, params = viewer.unit_filter("a.unit_id")
     where = scope_sql + (" AND a.acked_ms IS NULL" if unacked_only else "")
-    rows = await db.fetch(
-        "SELECT a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh, a.text_en, a.acked_ms, a.acked_by"
-        " FROM alerts a WHERE " + where + " ORDER BY a.acked_ms IS NULL DESC, a.id DESC LIMIT ?",
-        [*params, limit],
-    )
-    alerts = [dict(r) for r in rows]
+    rows = (
+        await db.fetch(
+            "SELECT a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh, a.text_en, a.acked_ms, a.acked_by"
+            " FROM alerts a WHERE " + where + " ORDER BY a.acked_ms IS NULL DESC, a.id DESC LIMIT ?",
+            [*params, limit],
+        )
+    ).dicts()
+    alerts = rows
     if alerts:
         ids = [a["id"] for a in alerts]
         marks = ",".join("?" * len(ids))
-        deliveries = await db.fetch(
-            "SELECT alert_id, sink, state, attempts, last_error, delivered_ms FROM alert_deliveries"
-            f" WHERE alert_id IN ({marks})",
-            ids,
-        )
+        deliveries = (
+            await db.fetch(
+                "SELECT alert_id, sink, state, attempts, last_error, delivered_ms FROM alert_deliveries"
+                f" WHERE alert_id IN ({marks})",
+                ids,
+            )
+        ).dicts()
         by_alert: dict[int, list[dict[str, Any]]] = {}
         for d in deliveries:
-            by_alert.setdefault(d["alert_id"], []).append(dict(d))
+            by_alert.setdefault(d["alert_id"], []).append(d)
         for a in alerts:
             a["deliveries"] = by_alert.get(a["id"], [])
     return alerts

@@ -76,13 +76,15 @@ async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: i
     opened: list[int] = []
     async with db.transaction() as tx:
         mark = await _watermark(tx, WATERMARK)
-        rows = await tx.fetch(
-            "SELECT e.device_id, e.boot, e.seq, e.officer_id, e.window_id, e.month, e.press_ms, e.level, e.scale,"
-            " e.ticket, e.recv_ms, o.name AS officer_name, COALESCE(o.unit_id, w.unit_id) AS unit_id"
-            " FROM events e LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
-            " WHERE e.recv_ms >= ? AND e.kind = 'rated' ORDER BY e.recv_ms LIMIT ?",
-            (max(0, mark - OVERLAP_MS), BATCH),
-        )
+        rows = (
+            await tx.fetch(
+                "SELECT e.device_id, e.boot, e.seq, e.officer_id, e.window_id, e.month, e.press_ms, e.level, e.scale,"
+                " e.ticket, e.recv_ms, o.name AS officer_name, COALESCE(o.unit_id, w.unit_id) AS unit_id"
+                " FROM events e LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
+                " WHERE e.recv_ms >= ? AND e.kind = 'rated' ORDER BY e.recv_ms LIMIT ?",
+                (max(0, mark - OVERLAP_MS), BATCH),
+            )
+        ).dicts()
         top = mark
         for r in rows:
             top = max(top, int(r["recv_ms"]))
@@ -161,12 +163,14 @@ async def list_cases(
         if val:
             where.append(f"{col} = ?")
             args.append(val)
-    rows = await db.fetch(
-        "SELECT c.*, o.name AS officer_name FROM cases c LEFT JOIN officers o ON o.id = c.officer_id WHERE "
-        + " AND ".join(where)
-        + " ORDER BY c.state = 'open' DESC, c.fix_due_ms, c.id",
-        args,
-    )
+    rows = (
+        await db.fetch(
+            "SELECT c.*, o.name AS officer_name FROM cases c LEFT JOIN officers o ON o.id = c.officer_id WHERE "
+            + " AND ".join(where)
+            + " ORDER BY c.state = 'open' DESC, c.fix_due_ms, c.id",
+            args,
+        )
+    ).dicts()
     now = now_ms()
     return [case_status(r, now) for r in rows]
 
@@ -241,7 +245,9 @@ async def case_counts(
     if units is not None:
         where += f" AND unit_id IN ({','.join('?' * len(units))})" if units else " AND 1=0"
         args.extend(sorted(units))
-    rows = await db.fetch("SELECT state, closed_ms, fix_due_ms, visit_ms, visit_due_ms FROM cases WHERE " + where, args)
+    rows = (
+        await db.fetch("SELECT state, closed_ms, fix_due_ms, visit_ms, visit_due_ms FROM cases WHERE " + where, args)
+    ).dicts()
     out = {"opened": len(rows), "closed_on_time": 0, "closed_late": 0, "appeal": 0, "overdue": 0, "open": 0}
     for r in rows:
         if r["state"] == "closed":

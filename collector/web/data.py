@@ -18,7 +18,7 @@ from collector.clock import now_ms
 from collector.errors import UsageError
 from collector.report import Line, MonthlyReport, Policy, monthly_report
 from collector.report.rates import BANDS
-from collector.store import Database, Row
+from collector.store import Database
 from collector.timeplace import month_bounds, parse_month, zone
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
@@ -106,11 +106,13 @@ async def heat_map(db: Database, officer_id: str, month: str, policy: Policy) ->
     Local time and bad levels are the policy's.
     """
     start, end = month_bounds(month, policy.timezone)
-    rows = await db.fetch(
-        "SELECT press_ms, level, scale FROM events WHERE officer_id = ? AND kind = 'rated'"
-        " AND press_ms >= ? AND press_ms < ?",
-        (officer_id, start, end),
-    )
+    rows = (
+        await db.fetch(
+            "SELECT press_ms, level, scale FROM events WHERE officer_id = ? AND kind = 'rated'"
+            " AND press_ms >= ? AND press_ms < ?",
+            (officer_id, start, end),
+        )
+    ).dicts()
     grid = [[(0, 0) for _ in range(24)] for _ in range(7)]
     tz = zone(policy.timezone)
     for r in rows:
@@ -122,20 +124,21 @@ async def heat_map(db: Database, officer_id: str, month: str, policy: Policy) ->
 
 async def recent_events(db: Database, officer_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The officer's latest presses with their flags and any misuse rule that flagged them."""
-    rows = [
-        dict(r)
-        for r in await db.fetch(
+    rows = (
+        await db.fetch(
             "SELECT e.device_id, e.boot, e.seq, e.press_ms, e.level, e.scale, e.ticket, e.flags, e.kind, e.window_id,"
             " e.invite_no, e.late FROM events e WHERE e.officer_id = ? AND e.type = 'press'"
             " ORDER BY e.press_ms DESC LIMIT ?",
             (officer_id, limit),
         )
-    ]
+    ).dicts()
     if rows:
-        flagged = await db.fetch(
-            "SELECT device_id, boot, seq, rule FROM anomalies WHERE officer_id = ? AND press_ms >= ?",
-            (officer_id, min(r["press_ms"] for r in rows)),
-        )
+        flagged = (
+            await db.fetch(
+                "SELECT device_id, boot, seq, rule FROM anomalies WHERE officer_id = ? AND press_ms >= ?",
+                (officer_id, min(r["press_ms"] for r in rows)),
+            )
+        ).dicts()
         rules: dict[tuple[str, int, int], list[str]] = {}
         for f in flagged:
             rules.setdefault((f["device_id"], f["boot"], f["seq"]), []).append(f["rule"])
@@ -147,26 +150,29 @@ async def recent_events(db: Database, officer_id: str, limit: int = 50) -> list[
 async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> list[dict[str, Any]]:
     """Every box of the viewer's units with its last status; ``stale`` when silent too long."""
     scope_sql, params = viewer.unit_filter("w.unit_id")
-    rows = await db.fetch(
-        "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, u.name AS unit_name, d.status, d.last_seen_ms,"
-        " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause"
-        " FROM devices d JOIN windows w ON w.id = d.window_id JOIN units u ON u.id = w.unit_id"
-        " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
-        params,
-    )
-    out = [dict(r) for r in rows]
+    rows = (
+        await db.fetch(
+            "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, u.name AS unit_name, d.status, d.last_seen_ms,"
+            " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause"
+            " FROM devices d JOIN windows w ON w.id = d.window_id JOIN units u ON u.id = w.unit_id"
+            " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
+            params,
+        )
+    ).dicts()
     limit = now_ms() - settings.offline_after_s * 1000
-    for r in out:
+    for r in rows:
         r["stale"] = r["last_seen_ms"] is None or r["last_seen_ms"] < limit
-    return out
+    return rows
 
 
-async def units_and_windows(db: Database, viewer: Viewer) -> tuple[list[Row], list[Row]]:
+async def units_and_windows(db: Database, viewer: Viewer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The units and windows the viewer may filter by."""
     scope_sql, params = viewer.unit_filter("id")
-    units = await db.fetch("SELECT id, name FROM units WHERE " + scope_sql + " ORDER BY id", params)
+    units = (await db.fetch("SELECT id, name FROM units WHERE " + scope_sql + " ORDER BY id", params)).dicts()
     scope_sql, params = viewer.unit_filter("unit_id")
-    windows = await db.fetch("SELECT id, name, unit_id FROM windows WHERE " + scope_sql + " ORDER BY id", params)
+    windows = (
+        await db.fetch("SELECT id, name, unit_id FROM windows WHERE " + scope_sql + " ORDER BY id", params)
+    ).dicts()
     return units, windows
 
 

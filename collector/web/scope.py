@@ -51,10 +51,10 @@ async def viewer_for(db: Database, name: str) -> Viewer | None:
         return None
     if user["role"] == "admin":
         return Viewer(name, "admin", None)
-    given = [r["unit_id"] for r in await db.fetch("SELECT unit_id FROM user_units WHERE user_name = ?", (name,))]
+    given = [unit for (unit,) in await db.fetch("SELECT unit_id FROM user_units WHERE user_name = ?", (name,))]
     children: dict[str, list[str]] = {}
-    for r in await db.fetch("SELECT id, parent_id FROM units"):
-        children.setdefault(r["parent_id"] or "", []).append(r["id"])
+    for unit, parent in await db.fetch("SELECT id, parent_id FROM units"):
+        children.setdefault(parent or "", []).append(unit)
     trees = {u: _subtree(children, u) for u in given}
     roots = sorted(u for u in given if not any(u != o and u in trees[o] for o in given))
     return Viewer(name, user["role"], frozenset().union(*trees.values()), tuple(roots))

@@ -144,7 +144,7 @@ def test_user_add_on_postgresql_writes_to_postgresql(
 
     async def users() -> list[str]:
         async with connect(postgres_database, migrate=False) as db:
-            return [r["name"] for r in await db.fetch("SELECT name FROM users")]
+            return [name for (name,) in await db.fetch("SELECT name FROM users")]
 
     assert asyncio.run(users()) == ["chen"]
 

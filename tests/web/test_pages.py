@@ -188,7 +188,7 @@ def test_case_flow_and_closing_twice(store_url: str, tmp_path: pathlib.Path) -> 
                 mine = (await r.json())["cases"]
             assert [c["ticket"] for c in mine] == ["A017"] and mine[0]["overdue"]
             cid = mine[0]["id"]
-            other = (await srv.db.fetch("SELECT id FROM cases WHERE unit_id = 'U2'"))[0]["id"]
+            (other,), *_ = await srv.db.fetch("SELECT id FROM cases WHERE unit_id = 'U2'")
             async with http.post(f"{srv.url}/api/cases/{other}", json={"action": "visit", "note": "x"},
                                  headers={"X-CSRF-Token": csrf}) as r:  # fmt: skip
                 assert r.status == 403
