@@ -411,7 +411,7 @@ def main() -> None:
 def count_stored(store_url: str, boot: int) -> int:
     async def count() -> int:
         async with open_store(store_url, migrate=False) as store:
-            return int((await store.fetch("SELECT COUNT(*) FROM events WHERE boot = ?", (boot,)))[0][0])
+            return int((await store.db.fetch("SELECT COUNT(*) FROM events WHERE boot = ?", (boot,)))[0][0])
 
     return asyncio.run(count())
 

@@ -29,14 +29,15 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from collector.report.db import apply_migrations, connect_database  # noqa: E402
 from collector.report.monthly import monthly_report  # noqa: E402
 from collector.report.policy import Policy  # noqa: E402
 from collector.report.rebuild import rebuild  # noqa: E402
 from collector.report.render import render  # noqa: E402
+from collector.store import connect  # noqa: E402
 from collector.timeplace import month_bounds  # noqa: E402
 
 TZ = "Asia/Shanghai"
+CLI_CACHE_MB = 512  # what the report commands give SQLite's page cache
 YEAR = 2026
 
 # i -> one event. Officer o works at window o % W (5 officers per window); one
@@ -70,7 +71,7 @@ FROM gen
 PG_EVENT_SQL = (
     EVENT_SQL.replace(
         "WITH RECURSIVE seq(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?),",
-        "WITH seq(i) AS (SELECT generate_series($1::bigint, $2::bigint - 1)),",
+        "WITH seq(i) AS (SELECT generate_series(CAST(? AS BIGINT), CAST(? AS BIGINT) - 1)),",
     )
     .replace(
         "(q >= 70) + (q >= 95) + (q >= 98) + (q >= 99)",
@@ -116,8 +117,7 @@ def load_postgres(url: str, events: int, officers: int, windows: int) -> float:
     t = time.perf_counter()
 
     async def run() -> None:
-        async with connect_database(url) as db:
-            await apply_migrations(db)
+        async with connect(url) as db:
             async with db.transaction():
                 for sql, rows in registry(officers, windows):
                     await db.executemany(sql, rows)
@@ -126,7 +126,7 @@ def load_postgres(url: str, events: int, officers: int, windows: int) -> float:
                 sql = PG_EVENT_SQL
                 for name, value in params.items():  # named parameters inlined: all numbers or a YYYY-MM literal
                     sql = sql.replace(f":{name}", f"'{value}'" if name == "month" else str(int(value)))
-                await db.conn.execute(sql, i0, i1)
+                await db.execute(sql, (i0, i1))
                 print(f"  loaded {params['month']}: {i1:,} events, {time.perf_counter() - t:.0f} s", file=sys.stderr)
             await db.execute("ANALYZE")
 
@@ -138,8 +138,8 @@ def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
     t = time.perf_counter()
 
     async def schema() -> None:
-        async with connect_database(str(path), must_exist=False) as db:
-            await apply_migrations(db)
+        async with connect(str(path)):
+            pass  # migrated on opening
 
     asyncio.run(schema())
     con = sqlite3.connect(path, isolation_level=None)
@@ -164,13 +164,13 @@ def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
 async def measure(url: str, month: str) -> tuple[float, float, float, float]:
     """(report_s, naive_s, rebuild_s, render_s); the report read as the CLI does, in a fresh connection."""
     policy = Policy()
-    async with connect_database(url) as db:
+    async with connect(url, must_exist=True, cache_mb=CLI_CACHE_MB) as db:
         t = time.perf_counter()
         await rebuild(db, TZ)
         rebuild_s = time.perf_counter() - t
         # untimed: fold the rebuild's WAL into the file / refresh the planner's statistics
         await db.execute("ANALYZE" if db.dialect == "postgresql" else "PRAGMA wal_checkpoint(TRUNCATE)")
-    async with connect_database(url) as db:
+    async with connect(url, must_exist=True, cache_mb=CLI_CACHE_MB) as db:
         times = []
         for _ in range(5):
             t = time.perf_counter()

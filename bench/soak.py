@@ -3,7 +3,7 @@
     .venv/bin/python bench/soak.py                  # 10 minutes at 100× (≈ 63 presses/s), 100 boxes
     .venv/bin/python bench/soak.py --minutes 60 --factor 200
 
-A province is ~20,000,000 presses a year (DESIGN.md §3), 0.63/s on average;
+A province is ~20,000,000 presses a year, 0.63/s on average;
 ``--factor`` multiplies that. The broker (mosquitto with the generated
 passwords and ACL) and the collector (``evalbox serve`` with ``/metrics``)
 are the real ones, on a temporary SQLite store. The boxes here are

@@ -17,10 +17,15 @@ import signal
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from collector.ingest.config import Config
+import aiohttp
+from aiohttp import web
+
+from collector.config import Config
+from collector.ingest.mqtt import MqttSource
 from collector.ingest.pipeline import Pipeline
-from collector.store import open_store
-from collector.store.url import parse_store_url
+from collector.ingest.serial import SerialSource
+from collector.store import connect, open_store
+from collector.web import add_web_routes, build_sinks, run_watcher
 
 log = logging.getLogger("evalbox.serve")
 
@@ -31,7 +36,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with open_store(config.store_url, base=config.base) as store:
+    async with open_store(config.require_store()) as store:
         pipeline = Pipeline(
             store, timezone=config.timezone, max_events=config.batch.max_events, max_ms=config.batch.max_ms
         )
@@ -43,15 +48,11 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
             tg.create_task(pipeline.command_loop(pipeline.drained))
             tg.create_task(pipeline.refresh_loop(stop))
             if config.mqtt is not None:
-                from collector.ingest.mqtt import MqttSource
-
                 mqtt_source = MqttSource(config.mqtt, pipeline)
                 pipeline.default_route = mqtt_source
                 sources.append(mqtt_source)
                 tg.create_task(mqtt_source.run(pipeline.drained))
             for sc in config.serial:
-                from collector.ingest.serial import SerialSource
-
                 serial_source = SerialSource(sc, pipeline)
                 sources.append(serial_source)
                 tg.create_task(serial_source.run(pipeline.drained))
@@ -77,12 +78,10 @@ async def _http(
     config: Config, pipeline: Pipeline, stop: asyncio.Event
 ) -> AsyncIterator[tuple[Coroutine[Any, Any, None] | None, list[str]]]:
     """The web page (``[web]``) or just ``/metrics`` and ``/healthz`` (``[metrics]``), in this loop."""
-    listen = (config.web or {}).get("listen") or config.metrics_listen
+    listen = config.web_listen or config.metrics_listen
     if listen is None:
         yield None, []
         return
-    import aiohttp
-    from aiohttp import web
 
     async def metrics(request: web.Request) -> web.Response:
         pipeline.metrics.queue_depth = len(pipeline._pending)
@@ -98,17 +97,12 @@ async def _http(
     async with contextlib.AsyncExitStack() as stack:
         watcher: Coroutine[Any, Any, None] | None = None
         if config.web is not None:
-            from collector.web import add_web_routes, build_sinks, run_watcher
-            from collector.web.db import connect_database
-
-            settings = config.web_settings()
-            # The store's own URL resolved as open_store resolves it (SQLite paths relative to the config file);
-            # the store has applied the migrations already.
-            db = connect_database(str(parse_store_url(config.store_url, base=config.base)), migrate=False)
+            # Its own connection to the store (reads beside the writer's batches); migrated already.
+            db = connect(config.require_store(), migrate=False)
             await stack.enter_async_context(db)
             http = await stack.enter_async_context(aiohttp.ClientSession())
-            state = add_web_routes(app, db, settings)
-            state.sinks.update(build_sinks(settings, http))
+            state = add_web_routes(app, db, config.web, config.policy)
+            state.sinks.update(build_sinks(config.web, http))
             watcher = run_watcher(state, stop=stop)
         runner = web.AppRunner(app)
         await runner.setup()

@@ -1,4 +1,4 @@
-"""Fleet: signed firmware releases for the boxes (``evalbox firmware keygen|build|verify``).
+"""Fleet: signed firmware releases for the boxes (commands: ``collector/cli/firmware.py``).
 
 The release key signs offline; the collector only relays signed releases and
 checks them with the box's own verifier (``firmware.release``). The format is

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
 
-
-def _sqlite_memory_used() -> Callable[[], int] | None:
-    """SQLite's own allocator total for this process (page cache included), or None where it cannot be read.
-
-    The ``sqlite3`` module does not expose ``sqlite3_memory_used()``; its extension links the library,
-    so ctypes finds the function there (the same library instance the store uses).
-    """
-    try:
-        import _sqlite3
-
-        fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
-    except (ImportError, OSError, AttributeError):
-        return None
-    fn.restype = ctypes.c_int64
-    fn.argtypes = []
-    return lambda: int(fn())
-
-
-SQLITE_MEMORY_USED = _sqlite_memory_used()
+from collector.store.sqlite import SQLITE_MEMORY_USED
 
 
 @dataclasses.dataclass

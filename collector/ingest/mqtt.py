@@ -26,8 +26,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.ingest.config import MqttConfig
 from collector.ingest.pipeline import Pipeline
+from collector.ingest.settings import MqttConfig
 from collector.store import Device
 from protocol import topics
 

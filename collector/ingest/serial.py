@@ -17,8 +17,9 @@ from typing import Any
 import serial
 import serial_asyncio_fast
 
-from collector.ingest.config import SerialConfig
+from collector.clock import now_ms
 from collector.ingest.pipeline import Pipeline
+from collector.ingest.settings import SerialConfig
 from collector.store import Rejection
 from protocol.framing import FrameDecoder, encode_frame
 
@@ -69,7 +70,7 @@ class SerialSource:
                         fresh += delta
             # Kept in the store's rejected table too (reason frame_*), a sample of the raw line each.
             for reason, raw in self.decoder.skipped[-fresh:] if fresh else []:
-                now = now or _now_ms()
+                now = now or now_ms()
                 self.pipeline.reject(Rejection(now, f"frame_{reason}", "serial", self.cfg.port, reason, raw))
 
     def settle(self, tokens: list[Any]) -> None:
@@ -132,9 +133,3 @@ class SerialSource:
             if self.transport is not None:
                 self.transport.close()
                 self.transport = None
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)

@@ -22,10 +22,10 @@ import datetime as dt
 from collections import defaultdict
 
 from collector.errors import UsageError
-from collector.report.db import Database, lock_tables
 from collector.report.monthly import Line, MonthlyReport, monthly_report
 from collector.report.policy import Policy
 from collector.report.rates import band, pct_text, ratio, wilson
+from collector.store import Database
 
 MEASURES = ("reminder", "talk", "warning", "no_honours", "escalation")
 
@@ -79,7 +79,7 @@ async def add_complaint(db: Database, officer: str, day: str, note: str, *, by: 
     if not note.strip():
         raise UsageError("complaint note is empty; say what the complaint was about")
     async with db.transaction():
-        await lock_tables(db, "complaints")  # ids are max + 1: one writer at a time
+        await db.lock("complaints")  # ids are max + 1: one writer at a time
         if not await db.fetch("SELECT 1 FROM officers WHERE id = ?", (officer,)):
             raise UsageError(f"unknown officer {officer!r} (not in the officers table)")
         (next_id,), *_ = await db.fetch("SELECT COALESCE(MAX(id), 0) + 1 FROM complaints")

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from collector.errors import StoreError, UsageError
-from collector.report.db import Database, Row
 from collector.report.policy import Policy
 from collector.report.rates import LEVEL_COLUMNS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
+from collector.store import Database, Rows
 from collector.timeplace import parse_month
 
 
@@ -86,7 +86,7 @@ def level_plan(policy: Policy) -> LevelPlan:
     }
 
 
-def cells_from_rows(rows: Iterable[Row], policy: Policy, *, closed: bool) -> list[Cell]:
+def cells_from_rows(rows: Rows, policy: Policy, *, closed: bool) -> list[Cell]:
     """Fold rollup rows into one ``Tally`` per (officer, window, late); an open month's are all on time.
 
     ``StoreError`` for an unknown kind or a press whose level is outside its scale.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from collector.errors import UsageError
-from collector.report.db import Database
+from collector.store import Database
 from collector.timeplace import month_bounds, parse_month
 
 

@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from collector.report.policy import SCALES, Policy
+from collector.store.rollups import ROLLUP_KINDS as ROLLUP_KINDS  # the rollups' kinds, one definition
 
-PRESS_KINDS = ("rated", "unsolicited", "misuse")
-ROLLUP_KINDS = (*PRESS_KINDS, "invite", "unrated")
 BANDS = ("met", "below_target", "below_floor", "no_ratings")
 LEVEL_COLUMNS = tuple((s, lv) for s in SCALES for lv in range(1, s + 1))  # (scale, level), 14 of them
 Z95 = 1.959963984540054  # two-sided 95% normal quantile

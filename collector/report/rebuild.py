@@ -14,32 +14,13 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from collector.report.db import Database, lock_tables
-from collector.report.rates import ROLLUP_KINDS
+from collector.store import Database
+from collector.store.rollups import INSERT_ROLLUPS, rollup_select
 from collector.timeplace import month_bounds, month_of, zone
 
 Progress = Callable[[int, int, str], None]
 
-_KINDS = ", ".join(f"'{k}'" for k in ROLLUP_KINDS)
-
-
-def rollup_select(where: str = "month = ?") -> str:
-    """The rollup rows (key columns, then ``n``) recomputed from events matching ``where``."""
-    return f"""
-SELECT COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
-       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
-       CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
-       late, COUNT(*)
-FROM events
-WHERE {where} AND kind IN ({_KINDS})
-GROUP BY COALESCE(officer_id, ''), month, COALESCE(window_id, ''), kind,
-         CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(level, 0) END,
-         CASE WHEN kind IN ('invite', 'unrated') THEN 0 ELSE COALESCE(scale, 0) END,
-         late
-"""
-
-
-ROLLUP_SQL = "\nINSERT INTO rollups (officer_id, month, window_id, kind, level, scale, late, n)" + rollup_select()
+ROLLUP_SQL = INSERT_ROLLUPS + rollup_select()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +60,7 @@ async def replace_months(db: Database, tz: str) -> tuple[list[str], int]:
 async def rebuild(db: Database, tz: str, progress: Progress | None = None) -> RebuildResult:
     """Re-place every event's month in ``tz`` and recompute all rollups from raw events."""
     async with db.transaction():
-        await lock_tables(db, "events", "rollups")
+        await db.lock("events", "rollups")
         span, moved = await replace_months(db, tz)
         await db.execute("DELETE FROM rollups")
         months, total = span, 0

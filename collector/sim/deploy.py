@@ -41,9 +41,9 @@ from collector.errors import EvalboxError
 from collector.ingest.provision import box_config, broker_files, new_key_hex, new_password, set_broker_password
 from collector.sim.boxes import SerialLink, SimBox
 from collector.sim.traffic import Bureau
+from collector.store import BoxSettings as StoreBoxSettings
+from collector.store import Officer as OfficerRow
 from collector.store import open_store
-from collector.store.base import BoxSettings as StoreBoxSettings
-from collector.store.base import Officer as OfficerRow
 
 COLLECTOR_USER = "collector"
 
@@ -350,15 +350,6 @@ class Deployment:
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
             self._collectors[i] = None
-
-    async def wait_collector_exit(self, timeout: float = 60.0, index: int = 0) -> int | None:
-        """Wait for collector ``index`` to exit on its own (e.g. an injected fault); its exit status."""
-        proc = self._collectors[self._indexes(index)[0]]
-        if proc is None:
-            return None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout)
-        return proc.returncode
 
     async def stop_collector(self, timeout: float = 30.0, index: int | None = None) -> int | None:
         """SIGTERM: the collector drains (commit, ack) and exits 0; None: every one. Collector ``index``'s

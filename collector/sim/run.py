@@ -25,8 +25,7 @@ from collector.sim.deploy import BoxSettings, Deployment, cancelled_by_sigterm, 
 from collector.sim.fleet import Fleet, wait_drained
 from collector.sim.traffic import Bureau, OfficerTruth, Traffic, demo_bureau, plan, truth
 from collector.sim.verify import EventCheck, check_events, check_report
-from collector.store import open_store
-from collector.store.url import parse_store_url
+from collector.store import connect, parse_store_url
 from collector.timeplace import DEFAULT_TIMEZONE, zone
 
 
@@ -73,8 +72,8 @@ def last_month(tz: str) -> str:
 
 async def stored_events(dep: Deployment) -> list[tuple[str, int, int, str, int | None]]:
     """``(device, boot, seq, type, invite_no)`` of every stored event, read through the deployment's store URL."""
-    async with open_store(dep.store_url, base=dep.dir, migrate=False) as store:
-        rows = await store.fetch("SELECT device_id, boot, seq, type, invite_no FROM events")
+    async with connect(dep.store_url, base=dep.dir, migrate=False) as db:
+        rows = await db.fetch("SELECT device_id, boot, seq, type, invite_no FROM events")
     return [(str(d), int(b), int(s), str(t), None if i is None else int(i)) for d, b, s, t, i in rows]
 
 

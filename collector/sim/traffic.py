@@ -19,7 +19,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
-from collector.timeplace import month_bounds, month_of, parse_month, zone
+from collector.timeplace import month_of, parse_month, zone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,8 +270,3 @@ def truth(done: Iterable[tuple[int, Expect]], tz: str) -> dict[str, dict[str, Of
         elif e.kind == "misuse":
             t.misuse += 1
     return out
-
-
-def month_span(month: str, tz: str) -> tuple[int, int]:
-    """``[start, end)`` ms of ``month`` (re-exported for the fleet driver)."""
-    return month_bounds(month, tz)

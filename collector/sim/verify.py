@@ -37,10 +37,6 @@ class EventCheck:
     def ok(self) -> bool:
         return self.lost == self.duplicated == self.extra == 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"expected": self.expected, "stored": self.stored, "lost": self.lost,
-                "duplicated": self.duplicated, "extra": self.extra}  # fmt: skip
-
 
 def check_events(
     records: Iterable[Record],

@@ -1,8 +1,8 @@
 """Copy a whole store to another (``evalbox store copy``): SQLite ↔ PostgreSQL, resumable, verified.
 
 How a province that outgrows SQLite moves to PostgreSQL (and back, or to a
-fresh SQLite file). Both ends are opened through the report adapters
-(``collector.report.db.connect_database``), so any pair of stores works.
+fresh SQLite file). Both ends are ``Database``s (``collector.store.connect``),
+so any pair of stores works.
 
 - The target is migrated first; the two ``schema_migrations`` lists must be
   the same (a source with migrations this evalbox does not know, or one
@@ -42,9 +42,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from collector.errors import StoreError, UsageError
-from collector.report.db import Database, Row, apply_migrations, connect_database, has_table
-from collector.report.rebuild import rollup_select
-from collector.store.pgdb import redact
+from collector.store import connect
+from collector.store.database import Database, Rows
+from collector.store.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, rollup_select
 from collector.store.schema import MIGRATIONS
 from collector.store.url import StoreUrl, parse_store_url
 
@@ -89,7 +89,7 @@ TABLES: tuple[Table, ...] = (
     Table("web_watermarks", ("name",)),
     Table("box_commands", ("id",), identity=True),
 )
-ROLLUPS = Table("rollups", ("month", "officer_id", "window_id", "kind", "level", "scale", "late"))
+ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {
     "sessions": "sign-in sessions are ephemeral: users sign in again on the new store",
     "login_failures": "login throttling counters are ephemeral",
@@ -129,7 +129,10 @@ class CopyResult:
 # -- helpers -----------------------------------------------------------------------
 
 
-def _range(key: Sequence[str], lo: Row | None, hi: Row | None) -> tuple[str, list[Any]]:
+Key = tuple[Any, ...]
+
+
+def _range(key: Sequence[str], lo: Key | None, hi: Key | None) -> tuple[str, list[Any]]:
     """``WHERE`` for keys in ``(lo, hi]`` (either bound open when ``None``) and its parameters."""
     cols = key[0] if len(key) == 1 else f"({', '.join(key)})"
     marks = "?" if len(key) == 1 else f"({', '.join('?' for _ in key)})"
@@ -145,27 +148,8 @@ def _range(key: Sequence[str], lo: Row | None, hi: Row | None) -> tuple[str, lis
 
 
 async def _count(db: Database, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
-    rows = await db.fetch(f"SELECT COUNT(*) FROM {table} {where}", params)
-    return int(rows[0][0])
-
-
-async def _columns(db: Database, table: str) -> list[str]:
-    if getattr(db, "dialect", "sqlite") == "postgresql":
-        sql = (
-            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND CAST(table_name AS TEXT) = ? ORDER BY ordinal_position"
-        )
-    else:
-        sql = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
-    return [str(r[0]) for r in await db.fetch(sql, (table,))]
-
-
-async def _migrations(db: Database) -> list[str]:
-    return sorted(str(r[0]) for r in await db.fetch("SELECT name FROM schema_migrations"))
-
-
-def _name(where: StoreUrl) -> str:
-    return redact(str(where))
+    row = await db.fetchone(f"SELECT COUNT(*) FROM {table} {where}", params)
+    return int(row[0]) if row else 0
 
 
 async def _same_postgres(a: Database, b: Database) -> bool:
@@ -182,8 +166,8 @@ class _Copier:
         self.src, self.dst, self.batch, self.progress = src, dst, batch, progress
 
     async def table(self, t: Table, result: TableResult) -> None:
-        cols = await _columns(self.dst, t.name)
-        if sorted(await _columns(self.src, t.name)) != sorted(cols):
+        cols = await self.dst.columns(t.name)
+        if sorted(await self.src.columns(t.name)) != sorted(cols):
             raise UsageError(f"table {t.name}: the source and target columns differ; both must be on one schema")
         idx = [cols.index(k) for k in t.key]
         col_list, key_list = ", ".join(cols), ", ".join(t.key)
@@ -197,12 +181,12 @@ class _Copier:
             insert += f" ON CONFLICT ({key_list}) DO UPDATE SET {sets}"
         delete = f"DELETE FROM {t.name} WHERE " + " AND ".join(f"{k} = ?" for k in t.key)
 
-        def key_of(row: Row) -> Row:
+        def key_of(row: tuple[Any, ...]) -> Key:
             return tuple(row[i] for i in idx)
 
         total = result.source
         done = 0
-        lo: Row | None = None
+        lo: Key | None = None
         while True:
             where, params = _range(t.key, lo, None)
             rows = await self.src.fetch(
@@ -244,21 +228,18 @@ class _Copier:
 
     async def rollups(self, result: TableResult) -> None:
         """Replace the target's rollups with the source's, in one transaction."""
-        cols = "officer_id, month, window_id, kind, level, scale, late, n"
-        rows = await self.src.fetch(f"SELECT {cols} FROM rollups ORDER BY {', '.join(ROLLUPS.key)}")
+        rows = await self.src.fetch(f"SELECT {', '.join(ROLLUP_COLUMNS)} FROM rollups ORDER BY {', '.join(ROLLUP_KEY)}")
         async with self.dst.transaction():
             await self.dst.execute("DELETE FROM rollups")
             for i in range(0, len(rows), self.batch):
-                await self.dst.executemany(
-                    f"INSERT INTO rollups ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[i : i + self.batch]
-                )
+                await self.dst.copy_records("rollups", ROLLUP_COLUMNS, rows[i : i + self.batch])
         result.copied = len(rows)
         if self.progress:
             self.progress("rollups", len(rows), len(rows))
 
     async def reset_identities(self) -> None:
         """PostgreSQL: identity sequences past the copied ids, so later inserts do not collide."""
-        if getattr(self.dst, "dialect", "sqlite") != "postgresql":
+        if self.dst.dialect != "postgresql":
             return
         for t in TABLES:
             if t.identity:
@@ -271,11 +252,11 @@ class _Copier:
 # -- verification --------------------------------------------------------------------
 
 
-def _rollup_map(rows: list[Row]) -> dict[Row, int]:
-    return {tuple(r[:7]): int(r[7]) for r in rows}
+def _rollup_map(rows: Rows) -> dict[Key, int]:
+    return {r[:7]: int(r[7]) for r in rows}
 
 
-def _months_differing(a: dict[Row, int], b: dict[Row, int]) -> list[str]:
+def _months_differing(a: dict[Key, int], b: dict[Key, int]) -> list[str]:
     return sorted({str(k[1]) for k in a.keys() | b.keys() if a.get(k) != b.get(k)})
 
 
@@ -292,7 +273,7 @@ async def verify(src: Database, dst: Database, results: list[TableResult]) -> li
             )
         if r.source != r.target:
             problems.append(f"{r.name}: {r.source:,} rows in the source, {r.target:,} in the target / 行数不一致")
-    cols = "officer_id, month, window_id, kind, level, scale, late, n"
+    cols = ", ".join(ROLLUP_COLUMNS)
     source_rollups = _rollup_map(await src.fetch(f"SELECT {cols} FROM rollups"))
     target_rollups = _rollup_map(await dst.fetch(f"SELECT {cols} FROM rollups"))
     months = _months_differing(source_rollups, target_rollups)
@@ -343,9 +324,9 @@ async def copy_store(
     _check_ends(source, target)
     if target.kind == "sqlite" and not target.path.parent.is_dir():
         raise UsageError(f"target {target}: no such directory {target.path.parent} / 目标目录不存在")
-    async with connect_database(str(source)) as src:
+    async with connect(source, migrate=False, cache_mb=512) as src:
         have = await _source_migrations(src, source)
-        async with connect_database(str(target), must_exist=False) as dst:
+        async with connect(target, migrate=False, cache_mb=512) as dst:
             if source.kind == target.kind == "postgresql" and await _same_postgres(src, dst):
                 raise UsageError("--from and --to are the same store / 源库与目标库相同")
             await _migrate_target(dst, target, have)
@@ -354,20 +335,20 @@ async def copy_store(
 
 async def _source_migrations(src: Database, source: StoreUrl) -> list[str]:
     """The source's migrations, which must be exactly this evalbox's."""
-    if not await has_table(src, "schema_migrations"):
-        raise UsageError(f"source {_name(source)}: not an evalbox store (no schema_migrations) / 不是evalbox数据库")
+    if not await src.has_table("schema_migrations"):
+        raise UsageError(f"source {source.display}: not an evalbox store (no schema_migrations) / 不是evalbox数据库")
     known = sorted(name for name, _ in MIGRATIONS)
-    have = await _migrations(src)
+    have = await src.migrations()
     unknown = sorted(set(have) - set(known))
     if unknown:
         raise UsageError(
-            f"source {_name(source)} has migrations this evalbox does not know ({', '.join(unknown)}): "
+            f"source {source.display} has migrations this evalbox does not know ({', '.join(unknown)}): "
             "upgrade evalbox first / 源库版本较新"
         )
     missing = sorted(set(known) - set(have))
     if missing:
         raise UsageError(
-            f"source {_name(source)} lacks migrations {', '.join(missing)}: start this version's collector on it "
+            f"source {source.display} lacks migrations {', '.join(missing)}: start this version's collector on it "
             "once (it migrates the store), then copy / 源库需先升级"
         )
     return have
@@ -375,16 +356,15 @@ async def _source_migrations(src: Database, source: StoreUrl) -> list[str]:
 
 async def _migrate_target(dst: Database, target: StoreUrl, have: list[str]) -> None:
     """Bring the target to this evalbox's schema; it must then list the source's migrations."""
-    if await has_table(dst, "schema_migrations"):
-        ahead = sorted(set(await _migrations(dst)) - {name for name, _ in MIGRATIONS})
-        if ahead:
-            raise UsageError(
-                f"target {_name(target)} has migrations this evalbox does not know ({', '.join(ahead)}): "
-                "upgrade evalbox first / 目标库版本较新"
-            )
-    await apply_migrations(dst)
-    if await _migrations(dst) != have:
-        raise UsageError(f"target {_name(target)}: its schema_migrations differ from the source's / 数据库结构不一致")
+    ahead = sorted(set(await dst.migrations()) - {name for name, _ in MIGRATIONS})
+    if ahead:
+        raise UsageError(
+            f"target {target.display} has migrations this evalbox does not know ({', '.join(ahead)}): "
+            "upgrade evalbox first / 目标库版本较新"
+        )
+    await dst.migrate()
+    if await dst.migrations() != have:
+        raise UsageError(f"target {target.display}: its schema_migrations differ from the source's / 数据库结构不一致")
 
 
 async def _copy(

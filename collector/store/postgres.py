@@ -1,158 +1,142 @@
-"""The PostgreSQL store: asyncpg, one connection per collector, several collectors at once.
+"""``Database`` on PostgreSQL: one asyncpg connection, reopened when the server drops it.
 
-Same schema, migrations and batch logic as SQLite (``collector.store.base``);
-what differs is how a batch gets in and how writers share the store:
+Several collectors and the admin commands write at once, so the few places
+where order matters lock explicitly (``Database.lock``): ``evalbox rebuild``
+locks ``events`` and ``rollups`` (ingest's inserts wait for it); an ingest
+batch reads ``months`` after ``LOCK TABLE months IN SHARE MODE``, so that
+``evalbox month close`` (an insert into ``months``) waits for the batches in
+flight and later batches see the month closed. A deadlock or serialization
+failure is a ``WriteConflict``: the transaction rolled back whole and may run
+again.
 
-- the batch goes into the session's ``staging`` table with ``COPY`` (binary,
-  one round trip) instead of one ``INSERT`` per row;
-- ``INSERT INTO events … ON CONFLICT DO NOTHING RETURNING`` says which events
-  this transaction stored. Several collectors write at once, and an event
-  another collector is committing at that moment is invisible to a ``SELECT``
-  but not to the unique index: the insert waits for the other commit, then
-  skips the row, so only the writer that stored an event rolls it up;
-- the batch reads ``months`` after ``LOCK TABLE months IN SHARE MODE``:
-  ``evalbox month close`` (an insert into ``months``) waits for the batches in
-  flight, and batches after it see the month closed and store ``late``;
-- rollup rows are upserted in one fixed order, so two writers do not
-  deadlock; if PostgreSQL still reports a deadlock or a serialization failure,
-  the whole batch is retried (it rolled back whole).
+Numbers come back as Python ``int`` (or ``float``) as on SQLite:
+PostgreSQL's ``SUM`` of a ``BIGINT`` is ``NUMERIC``, which asyncpg would
+return as ``Decimal``.
 
-A lost connection (server restart, failover) is reopened at the next
-transaction; the batch that failed is retried by the pipeline.
-
-An asyncpg connection runs one operation at a time, and the collector's
-tasks share the store (the writer's batches, the box-command and registry
-loops): a statement outside a transaction waits until the transaction in
-progress has ended, so it neither collides with it nor runs inside it.
+A lost connection (server restart, failover) is reopened before the next
+transaction or lone statement; a failed reopen leaves the closed connection
+and is tried again next time. Session setup (temporary tables) is replayed
+on the new connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from collector.errors import StoreError
-from collector.store import pgdb
-from collector.store.base import EVENT_COLUMNS, RetryBatch, Store
+from collector.store.database import Database, Params, Row, Rows, WriteConflict, row_of
 from collector.store.dialect import dollar_params, postgres_ddl, rowcount
-from collector.store.handle import OneConnection
+from collector.store.url import redact
 
-_COLS = ", ".join(EVENT_COLUMNS)
-_STAGING_COLUMNS = ("idx", *EVENT_COLUMNS, "late", "dup")
-# Every staged event starts as a duplicate; the insert below clears ``dup`` for the ones it stored.
-_INSERT_NEW = (
-    f"WITH ins AS (INSERT INTO events ({_COLS}, late) SELECT {_COLS}, late FROM staging"
-    " ORDER BY device_id, boot, seq ON CONFLICT (device_id, boot, seq) DO NOTHING"
-    " RETURNING device_id, boot, seq)"
-    " UPDATE staging s SET dup = 0 FROM ins"
-    " WHERE s.device_id = ins.device_id AND s.boot = ins.boot AND s.seq = ins.seq"
-)
+ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+CONNECT_TIMEOUT_S = 10
 
 
-class PostgresStore(OneConnection[asyncpg.Connection], Store):
-    """``Store`` on one asyncpg connection; several collectors may share the database.
+def _numeric(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
-    >>> async with PostgresStore("postgresql://evalbox@db/evalbox") as store:
-    ...     await store.write_batch(rows)
+
+class PostgresDatabase(Database):
+    """``Database`` over one asyncpg connection.
+
+    >>> async with PostgresDatabase("postgresql://evalbox@db/evalbox") as db:
+    ...     await db.fetch("SELECT month FROM months WHERE month >= ?", ("2026-01",))
     """
 
     dialect = "postgresql"
-    write_attempts = 5
-    _closed_message = "store is not open"
+    driver_errors = ERRORS
 
-    def __init__(self, dsn: str, *, migrate: bool = True) -> None:
+    def __init__(self, dsn: str, *, migrate: bool = True, must_exist: bool = False) -> None:
+        super().__init__(migrate=migrate, must_exist=must_exist)
         self.dsn = dsn
-        self.path = pgdb.redact(dsn)  # what messages name (as SqliteStore.path)
-        self._migrate = migrate
+        self.name = redact(dsn)
         self._conn: asyncpg.Connection | None = None
 
-    async def open(self) -> None:
-        if self._conn is not None:
-            raise StoreError("store already open")
-        self._conn = await self._connect(self._migrate)
+    def _error(self, exc: BaseException) -> StoreError:
+        """A deadlock or serialization failure is a ``WriteConflict``."""
+        if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+            return WriteConflict(f"{self.name}: {exc}")
+        return StoreError(f"{self.name}: {exc}")
 
-    async def _connect(self, migrate: bool) -> asyncpg.Connection:
-        conn = await pgdb.connect(self.dsn)
+    async def _connect(self) -> None:
+        if self._conn is not None:
+            raise StoreError(f"{self.name}: already open")
+        self._conn = await self._new_connection()
+
+    async def _new_connection(self) -> asyncpg.Connection:
         try:
-            if migrate:
-                await pgdb.apply_postgres_migrations(conn)
-            for stmt in postgres_ddl(self.staging_ddl):
+            conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S)
+        except ERRORS as exc:
+            raise self._error(exc) from None
+        try:
+            await conn.set_type_codec("numeric", encoder=str, decoder=_numeric, schema="pg_catalog", format="text")
+            for stmt in self._session:
                 await conn.execute(stmt)
-        except pgdb.ERRORS as exc:
+        except ERRORS as exc:
             await conn.close()
-            raise pgdb.store_error(self.dsn, exc) from None
+            raise self._error(exc) from None
         return conn
 
-    def _error(self, exc: BaseException) -> StoreError:
-        if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
-            return RetryBatch(f"{self.path}: {exc}")
-        return pgdb.store_error(self.dsn, exc)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[asyncpg.Connection]:
-        """The connection, once no other task's transaction holds it; errors as ``StoreError``."""
-        try:
-            if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
-                yield self.conn
-            else:
-                async with self._tx_lock:
-                    yield await self._live()
-        except pgdb.ERRORS as exc:
-            raise self._error(exc) from None
-
-    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._turn() as conn:
-            return rowcount(await conn.execute(dollar_params(sql), *params))
-
-    async def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        async with self._turn() as conn:
-            await conn.executemany(dollar_params(sql), [tuple(r) for r in rows])
-
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._turn() as conn:
-            return [tuple(r) for r in await conn.fetch(dollar_params(sql), *params)]
-
-    async def _live(self) -> asyncpg.Connection:
-        """The connection, reopened if the server dropped it (restart, failover) since the last statement.
-
-        If the server is still away this raises, and the closed connection stays: the next call tries again.
-        """
+    async def _ready(self) -> None:
         if self.conn.is_closed():
-            self._conn = await self._connect(migrate=False)
-        return self.conn
+            self._conn = await self._new_connection()
+
+    async def _fetch(self, sql: str, params: Params) -> Rows:
+        with self._errors():
+            records = await self.conn.fetch(dollar_params(sql), *params)
+        return Rows(map(tuple, records), tuple(records[0].keys()) if records else ())
+
+    async def _fetchone(self, sql: str, params: Params) -> Row | None:
+        with self._errors():
+            record = await self.conn.fetchrow(dollar_params(sql), *params)
+        return None if record is None else row_of(tuple(record.keys()), record)
+
+    async def _execute(self, sql: str, params: Params) -> int:
+        with self._errors():
+            return rowcount(await self.conn.execute(dollar_params(sql), *params))
+
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._errors():
+            await self.conn.executemany(dollar_params(sql), rows)
+
+    async def _copy(self, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> None:
+        with self._errors():
+            await self.conn.copy_records_to_table(table, records=records, columns=list(columns))
 
     async def _begin(self) -> None:
-        await self._live()
-        await self._run("BEGIN")
+        await self._execute("BEGIN", ())
 
     async def _commit(self) -> None:
-        await self._run("COMMIT")
+        await self._execute("COMMIT", ())
 
     async def _rollback(self) -> None:
-        conn = self.conn
-        if conn.is_closed() or not conn.is_in_transaction():
+        conn = self._conn
+        if conn is None or conn.is_closed() or not conn.is_in_transaction():
             return
         try:
             await conn.execute("ROLLBACK")
-        except pgdb.ERRORS:
+        except ERRORS:
             await conn.close()  # unusable: the next transaction reconnects
 
-    # ---- the batch, PostgreSQL's way ----
+    def ddl(self, script: str) -> list[str]:
+        return postgres_ddl(script)
 
-    async def _closed_months(self) -> set[str]:
-        await self._run("LOCK TABLE months IN SHARE MODE")
-        return await super()._closed_months()
+    async def lock(self, *tables: str, mode: str = "SHARE ROW EXCLUSIVE") -> None:
+        await self.execute(f"LOCK TABLE {', '.join(tables)} IN {mode} MODE")
 
-    async def _stage(self, rows: list[tuple[Any, ...]]) -> None:
-        async with self._turn() as conn:
-            await conn.copy_records_to_table("staging", records=[(*r, 1) for r in rows], columns=_STAGING_COLUMNS)
+    async def has_table(self, name: str) -> bool:
+        return await self.fetchone("SELECT 1 WHERE to_regclass(?) IS NOT NULL", (name,)) is not None
 
-    async def _insert_new(self) -> set[int]:
-        await self._run(_INSERT_NEW)
-        return {int(r[0]) for r in await self._rows("SELECT idx FROM staging WHERE dup = 1")}
+    async def columns(self, table: str) -> list[str]:
+        rows = await self.fetch(
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND CAST(table_name AS TEXT) = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(r[0]) for r in rows]

@@ -33,6 +33,20 @@ class StoreUrl:
     def __str__(self) -> str:
         return self.target if self.kind == "postgresql" else f"sqlite:///{self.target}"
 
+    @property
+    def display(self) -> str:
+        """The URL as messages show it: a PostgreSQL password replaced by ``***``."""
+        return redact(str(self))
+
+
+def redact(dsn: str) -> str:
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    scheme, sep, rest = dsn.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return dsn
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
 
 def parse_store_url(text: str, *, base: pathlib.Path | None = None) -> StoreUrl:
     """A store URL or bare path; relative SQLite paths are taken from ``base`` when given."""

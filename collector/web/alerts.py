@@ -19,15 +19,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import aiohttp
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.clock import now_ms
+from collector.report import Policy, pct_text
+from collector.store import Database
 from collector.timeplace import month_of
-from collector.web.db import Database, Transaction, now_ms
+from collector.web.data import officer_lines, scoped_report
+from collector.web.errors import ActionError, Forbidden
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
+from protocol import topics
 
 log = logging.getLogger("evalbox.web.alerts")
 ADMIN = Viewer("system", "admin", None)
@@ -50,7 +58,7 @@ def sink_names(settings: WebSettings) -> list[str]:
 
 
 async def raise_alert(
-    tx: Transaction,
+    tx: Database,
     *,
     key: str,
     kind: str,
@@ -63,11 +71,12 @@ async def raise_alert(
     now: int,
 ) -> int:
     """Record an alert and its pending deliveries; the new id, 0 when this cause was already raised."""
-    alert_id = await tx.insert(
+    row = await tx.fetchone(
         "INSERT INTO alerts (key, kind, unit_id, subject, created_ms, text_zh, text_en, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id",
         (key, kind, unit_id, subject, now, text_zh, text_en, json.dumps(dict(payload), ensure_ascii=False)),
     )
+    alert_id = int(row[0]) if row else 0
     if alert_id:
         for sink in sink_names(settings):
             await tx.execute(
@@ -76,39 +85,38 @@ async def raise_alert(
     return alert_id
 
 
-async def scan_alerts(db: Database, settings: WebSettings, now: int | None = None) -> int:
-    """Raise below-floor, offline and outbox alerts for the current state; how many were new."""
-    from collector.web.data import monthly_rates
+async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: int | None = None) -> int:
+    """Raise below-floor, offline and outbox alerts for the current state; how many were new.
 
+    Below floor is the report's band of the month so far (``monthly_report`` under ``policy``), once
+    ``floor_min_rated`` ratings are in.
+    """
     now = now or now_ms()
-    month = month_of(now, settings.timezone)
+    month = month_of(now, policy.timezone)
     new = 0
-    rows = await monthly_rates(db, month, settings, ADMIN)
-    devices = await db.fetch(
-        "SELECT d.id, d.window_id, w.unit_id, d.status, d.last_seen_ms, d.outbox, d.outbox_full, dw.outbox AS prev"
-        " FROM devices d JOIN windows w ON w.id = d.window_id LEFT JOIN device_watch dw ON dw.device_id = d.id"
-    )
+    report = await scoped_report(db, month, policy, ADMIN)
+    floor = f"{float(policy.floor):g}%"
+    devices = (
+        await db.fetch(
+            "SELECT d.id, d.window_id, w.unit_id, d.status, d.last_seen_ms, d.outbox, d.outbox_full, dw.outbox AS prev"
+            " FROM devices d JOIN windows w ON w.id = d.window_id LEFT JOIN device_watch dw ON dw.device_id = d.id"
+        )
+    ).dicts()
     day = now // 86_400_000
     async with db.transaction() as tx:
-        for m in rows:
-            if m.band == "below_floor" and m.rated >= settings.floor_min_rated:
+        for ln in officer_lines(report):
+            if ln.band == "below_floor" and ln.rated >= settings.floor_min_rated:
+                rate = f"{pct_text(ln.rate)}%"
                 new += bool(
                     await raise_alert(
                         tx,
-                        key=f"floor:{m.officer_id}:{month}",
+                        key=f"floor:{ln.key}:{month}",
                         kind="below_floor",
-                        unit_id=m.unit_id,
-                        subject=m.officer_id,
-                        text_zh=f"{m.name}（{m.officer_id}）本月满意率 {m.rate_percent}，"
-                        f"低于 {settings.floor_percent}%",
-                        text_en=f"{m.name} ({m.officer_id}) is at {m.rate_percent} this month, "
-                        f"below the {settings.floor_percent}% floor",
-                        payload={
-                            "officer_id": m.officer_id,
-                            "month": month,
-                            "rated": m.rated,
-                            "satisfied": m.satisfied,
-                        },
+                        unit_id=ln.unit,
+                        subject=ln.key,
+                        text_zh=f"{ln.name}（{ln.key}）本月满意率 {rate}，低于 {floor}",
+                        text_en=f"{ln.name} ({ln.key}) is at {rate} this month, below the {floor} floor",
+                        payload={"officer_id": ln.key, "month": month, "rated": ln.rated, "satisfied": ln.satisfied},
                         settings=settings,
                         now=now,
                     )
@@ -160,7 +168,7 @@ async def scan_alerts(db: Database, settings: WebSettings, now: int | None = Non
     return new
 
 
-def _body(row: Mapping[str, Any]) -> bytes:
+def _body(row: dict[str, Any]) -> bytes:
     doc = {
         "id": row["id"],
         "kind": row["kind"],
@@ -184,12 +192,14 @@ async def deliver_due(
 ) -> tuple[int, int]:
     """Try every due delivery once (sinks in parallel); ``(delivered, failed)``."""
     now = now or now_ms()
-    due = await db.fetch(
-        "SELECT d.alert_id, d.sink, d.attempts, a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh,"
-        " a.text_en, a.payload FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id"
-        " WHERE d.state = 'pending' AND d.next_ms <= ? ORDER BY d.next_ms LIMIT ?",
-        (now, limit),
-    )
+    due = (
+        await db.fetch(
+            "SELECT d.alert_id, d.sink, d.attempts, a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh,"
+            " a.text_en, a.payload FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.state = 'pending' AND d.next_ms <= ? ORDER BY d.next_ms LIMIT ?",
+            (now, limit),
+        )
+    ).dicts()
     due = [r for r in due if r["sink"] in sinks]
 
     async def attempt(row: dict[str, Any]) -> str | None:
@@ -240,20 +250,18 @@ async def deliver_due(
 
 async def acknowledge(db: Database, alert_id: int, viewer: Viewer) -> dict[str, Any]:
     """Mark an alert acknowledged by ``viewer`` (once; a second ack keeps the first)."""
-    from collector.web.cases import CaseError, CaseForbidden
-
     row = await db.fetchone("SELECT * FROM alerts WHERE id = ?", (alert_id,))
     if row is None:
-        raise CaseError(f"alert #{alert_id} does not exist")
+        raise ActionError(f"alert #{alert_id} does not exist")
     if not viewer.sees_unit(row["unit_id"]):
-        raise CaseForbidden(f"alert #{alert_id} belongs to another unit")
+        raise Forbidden(f"alert #{alert_id} belongs to another unit")
     await db.execute(
         "UPDATE alerts SET acked_ms = ?, acked_by = ? WHERE id = ? AND acked_ms IS NULL",
         (now_ms(), viewer.name, alert_id),
     )
     out = await db.fetchone("SELECT * FROM alerts WHERE id = ?", (alert_id,))
     assert out is not None
-    return out
+    return dict(out)
 
 
 async def list_alerts(
@@ -261,19 +269,24 @@ async def list_alerts(
 ) -> list[dict[str, Any]]:
     scope_sql, params = viewer.unit_filter("a.unit_id")
     where = scope_sql + (" AND a.acked_ms IS NULL" if unacked_only else "")
-    alerts = await db.fetch(
-        "SELECT a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh, a.text_en, a.acked_ms, a.acked_by"
-        " FROM alerts a WHERE " + where + " ORDER BY a.acked_ms IS NULL DESC, a.id DESC LIMIT ?",
-        [*params, limit],
-    )
+    rows = (
+        await db.fetch(
+            "SELECT a.id, a.kind, a.unit_id, a.subject, a.created_ms, a.text_zh, a.text_en, a.acked_ms, a.acked_by"
+            " FROM alerts a WHERE " + where + " ORDER BY a.acked_ms IS NULL DESC, a.id DESC LIMIT ?",
+            [*params, limit],
+        )
+    ).dicts()
+    alerts = rows
     if alerts:
         ids = [a["id"] for a in alerts]
         marks = ",".join("?" * len(ids))
-        deliveries = await db.fetch(
-            "SELECT alert_id, sink, state, attempts, last_error, delivered_ms FROM alert_deliveries"
-            f" WHERE alert_id IN ({marks})",
-            ids,
-        )
+        deliveries = (
+            await db.fetch(
+                "SELECT alert_id, sink, state, attempts, last_error, delivered_ms FROM alert_deliveries"
+                f" WHERE alert_id IN ({marks})",
+                ids,
+            )
+        ).dicts()
         by_alert: dict[int, list[dict[str, Any]]] = {}
         for d in deliveries:
             by_alert.setdefault(d["alert_id"], []).append(d)
@@ -316,9 +329,6 @@ class MqttSink:
         password: str | None = None,
         timeout_s: float = 5.0,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         self._timeout = timeout_s
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         if username:
@@ -328,15 +338,11 @@ class MqttSink:
         self._started = False
 
     def _publish(self, body: bytes) -> None:
-        from protocol import topics
-
         if not self._started:
             self._client.connect_async(self._host, self._port, keepalive=30)
             self._client.loop_start()
             self._started = True
         if not self._client.is_connected():
-            import time
-
             deadline = time.monotonic() + self._timeout
             while not self._client.is_connected() and time.monotonic() < deadline:
                 time.sleep(0.05)

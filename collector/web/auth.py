@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from collector.clock import now_ms
 from collector.errors import EvalboxError, UsageError
-from collector.web.db import Database, now_ms
+from collector.store import Database
 from collector.web.settings import WebSettings
 
 ROLES = ("admin", "supervisor")

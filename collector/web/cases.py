@@ -7,7 +7,7 @@ of the Nth working day after it, the rectification (整改) likewise.
 
 Flow: ``open`` → record return visit → record rectification → ``closed``; or
 ``open`` → ``appeal`` (mistaken or malicious rating) with a reason. A case is
-closed once: a second close raises ``CaseError`` and changes nothing.
+closed once: a second close raises ``ActionError`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from collector.errors import EvalboxError
+from collector.clock import now_ms
+from collector.report import Policy
+from collector.store import Database, Row
 from collector.timeplace import zone
-from collector.web.db import Database, Transaction, now_ms
+from collector.web.alerts import raise_alert
+from collector.web.errors import ActionError, Forbidden
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
 
@@ -30,24 +33,17 @@ OVERLAP_MS = 120_000
 BATCH = 50_000  # events read per scan; the watermark advances to the last one read
 
 
-class CaseError(EvalboxError):
-    """A case action that cannot be done (already closed, not found, missing text)."""
-
-
-class CaseForbidden(CaseError):
-    """The case belongs to a unit the viewer may not see."""
-
-
 def is_working_day(day: dt.date, settings: WebSettings) -> bool:
+    """Mon–Fri, minus ``holidays``, plus ``extra_working_days``."""
     iso = day.isoformat()
     if iso in settings.extra_working_days:
         return True
     return day.weekday() < 5 and iso not in settings.holidays
 
 
-def working_deadline(start_ms: int, working_days: int, settings: WebSettings) -> int:
+def working_deadline(start_ms: int, working_days: int, settings: WebSettings, timezone: str) -> int:
     """Epoch ms of the end (local midnight) of the ``working_days``-th working day after ``start_ms``'s day."""
-    tz = zone(settings.timezone)
+    tz = zone(timezone)
     day = dt.datetime.fromtimestamp(start_ms / 1000, tz=tz).date()
     left = working_days
     while left > 0:
@@ -58,12 +54,12 @@ def working_deadline(start_ms: int, working_days: int, settings: WebSettings) ->
     return int(end.timestamp() * 1000)
 
 
-async def _watermark(tx: Transaction, name: str) -> int:
+async def _watermark(tx: Database, name: str) -> int:
     row = await tx.fetchone("SELECT value FROM web_watermarks WHERE name = ?", (name,))
     return int(row["value"]) if row else 0
 
 
-async def _set_watermark(tx: Transaction, name: str, value: int) -> None:
+async def _set_watermark(tx: Database, name: str, value: int) -> None:
     await tx.execute(
         "INSERT INTO web_watermarks (name, value) VALUES (?, ?)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -71,31 +67,34 @@ async def _set_watermark(tx: Transaction, name: str, value: int) -> None:
     )
 
 
-async def open_cases(db: Database, settings: WebSettings, now: int | None = None) -> list[int]:
-    """Open a case (and a ``bad_rating`` alert) for each new bad rating; the new case ids. Idempotent."""
-    from collector.web.alerts import raise_alert  # alerts import cases' types; keep the cycle local
+async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: int | None = None) -> list[int]:
+    """Open a case (and a ``bad_rating`` alert) for each new bad rating (the policy's bad levels); the new case ids.
 
+    Idempotent.
+    """
     now = now or now_ms()
     opened: list[int] = []
     async with db.transaction() as tx:
         mark = await _watermark(tx, WATERMARK)
-        rows = await tx.fetch(
-            "SELECT e.device_id, e.boot, e.seq, e.officer_id, e.window_id, e.month, e.press_ms, e.level, e.scale,"
-            " e.ticket, e.recv_ms, o.name AS officer_name, COALESCE(o.unit_id, w.unit_id) AS unit_id"
-            " FROM events e LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
-            " WHERE e.recv_ms >= ? AND e.kind = 'rated' ORDER BY e.recv_ms LIMIT ?",
-            (max(0, mark - OVERLAP_MS), BATCH),
-        )
+        rows = (
+            await tx.fetch(
+                "SELECT e.device_id, e.boot, e.seq, e.officer_id, e.window_id, e.month, e.press_ms, e.level, e.scale,"
+                " e.ticket, e.recv_ms, o.name AS officer_name, COALESCE(o.unit_id, w.unit_id) AS unit_id"
+                " FROM events e LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
+                " WHERE e.recv_ms >= ? AND e.kind = 'rated' ORDER BY e.recv_ms LIMIT ?",
+                (max(0, mark - OVERLAP_MS), BATCH),
+            )
+        ).dicts()
         top = mark
         for r in rows:
             top = max(top, int(r["recv_ms"]))
             scale = int(r["scale"] or 2)
-            if r["level"] not in settings.bad(scale):
+            if r["level"] not in policy.bad.get(scale, ()):
                 continue
-            case_id = await tx.insert(
+            new = await tx.fetchone(
                 "INSERT INTO cases (device_id, boot, seq, officer_id, window_id, unit_id, month, press_ms, level,"
                 " scale, ticket, opened_ms, visit_due_ms, fix_due_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (device_id, boot, seq) DO NOTHING",
+                " ON CONFLICT (device_id, boot, seq) DO NOTHING RETURNING id",
                 (
                     r["device_id"],
                     r["boot"],
@@ -109,12 +108,13 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
                     scale,
                     r["ticket"],
                     now,
-                    working_deadline(r["press_ms"], settings.return_visit_working_days, settings),
-                    working_deadline(r["press_ms"], settings.rectification_working_days, settings),
+                    working_deadline(r["press_ms"], settings.return_visit_working_days, settings, policy.timezone),
+                    working_deadline(r["press_ms"], settings.rectification_working_days, settings, policy.timezone),
                 ),
             )
-            if not case_id:
+            if new is None:
                 continue
+            case_id = int(new[0])
             opened.append(case_id)
             if now - r["press_ms"] > settings.bad_alert_max_age_s * 1000:
                 continue
@@ -144,8 +144,9 @@ async def open_cases(db: Database, settings: WebSettings, now: int | None = None
     return opened
 
 
-def case_status(case: dict[str, Any], now: int) -> dict[str, Any]:
-    """Add ``visit_overdue``, ``fix_overdue`` and ``overdue`` to a case row."""
+def case_status(row: Row | dict[str, Any], now: int) -> dict[str, Any]:
+    """A case row as a dict with ``visit_overdue``, ``fix_overdue`` and ``overdue`` added."""
+    case = dict(row)
     open_ = case["state"] == "open"
     case["visit_overdue"] = open_ and case["visit_ms"] is None and now > case["visit_due_ms"]
     case["fix_overdue"] = open_ and now > case["fix_due_ms"]
@@ -162,23 +163,16 @@ async def list_cases(
         if val:
             where.append(f"{col} = ?")
             args.append(val)
-    rows = await db.fetch(
-        "SELECT c.*, o.name AS officer_name FROM cases c LEFT JOIN officers o ON o.id = c.officer_id WHERE "
-        + " AND ".join(where)
-        + " ORDER BY c.state = 'open' DESC, c.fix_due_ms, c.id",
-        args,
-    )
+    rows = (
+        await db.fetch(
+            "SELECT c.*, o.name AS officer_name FROM cases c LEFT JOIN officers o ON o.id = c.officer_id WHERE "
+            + " AND ".join(where)
+            + " ORDER BY c.state = 'open' DESC, c.fix_due_ms, c.id",
+            args,
+        )
+    ).dicts()
     now = now_ms()
     return [case_status(r, now) for r in rows]
-
-
-async def get_case(db: Database, case_id: int, viewer: Viewer) -> dict[str, Any]:
-    row = await db.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
-    if row is None:
-        raise CaseError(f"case #{case_id} does not exist")
-    if not viewer.sees_unit(row["unit_id"]):
-        raise CaseForbidden(f"case #{case_id} belongs to another unit")
-    return case_status(row, now_ms())
 
 
 @dataclass(frozen=True)
@@ -190,32 +184,32 @@ class CaseAction:
 
 
 async def act(db: Database, case_id: int, viewer: Viewer, action: CaseAction) -> dict[str, Any]:
-    """Apply ``action`` in one transaction; ``CaseError`` with a clear message when it cannot apply."""
+    """Apply ``action`` in one transaction; ``ActionError`` with a clear message when it cannot apply."""
     note = action.note.strip()
     if action.action not in ("visit", "rectify", "close", "appeal"):
-        raise CaseError(f"unknown case action {action.action!r}")
+        raise ActionError(f"unknown case action {action.action!r}")
     if action.action in ("visit", "rectify", "appeal") and not note:
-        raise CaseError("a note is required (what was done, or the reason of the appeal)")
+        raise ActionError("a note is required (what was done, or the reason of the appeal)")
     now = now_ms()
     async with db.transaction() as tx:
         case = await tx.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
         if case is None:
-            raise CaseError(f"case #{case_id} does not exist")
+            raise ActionError(f"case #{case_id} does not exist")
         if not viewer.sees_unit(case["unit_id"]):
-            raise CaseForbidden(f"case #{case_id} belongs to another unit")
+            raise Forbidden(f"case #{case_id} belongs to another unit")
         if case["state"] != "open":
-            raise CaseError(f"case #{case_id} is already {case['state']} (by {case['closed_by']}); nothing changed")
+            raise ActionError(f"case #{case_id} is already {case['state']} (by {case['closed_by']}); nothing changed")
         if action.action == "visit":
             sql = "UPDATE cases SET visit_ms = ?, visit_by = ?, visit_note = ? WHERE id = ? AND state = 'open'"
             args: tuple[Any, ...] = (now, viewer.name, note, case_id)
         elif action.action == "rectify":
             if case["visit_ms"] is None:
-                raise CaseError("record the return visit first")
+                raise ActionError("record the return visit first")
             sql = "UPDATE cases SET fix_ms = ?, fix_by = ?, fix_note = ? WHERE id = ? AND state = 'open'"
             args = (now, viewer.name, note, case_id)
         elif action.action == "close":
             if case["visit_ms"] is None or case["fix_ms"] is None:
-                raise CaseError("record the return visit and the rectification before closing")
+                raise ActionError("record the return visit and the rectification before closing")
             sql = "UPDATE cases SET state = 'closed', closed_ms = ?, closed_by = ? WHERE id = ? AND state = 'open'"
             args = (now, viewer.name, case_id)
         else:
@@ -225,7 +219,7 @@ async def act(db: Database, case_id: int, viewer: Viewer, action: CaseAction) ->
             )
             args = (now, viewer.name, note, case_id)
         if await tx.execute(sql, args) != 1:
-            raise CaseError(f"case #{case_id} changed meanwhile; reload and try again")
+            raise ActionError(f"case #{case_id} changed meanwhile; reload and try again")
         updated = await tx.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
     assert updated is not None
     return case_status(updated, now)
@@ -251,7 +245,9 @@ async def case_counts(
     if units is not None:
         where += f" AND unit_id IN ({','.join('?' * len(units))})" if units else " AND 1=0"
         args.extend(sorted(units))
-    rows = await db.fetch("SELECT state, closed_ms, fix_due_ms, visit_ms, visit_due_ms FROM cases WHERE " + where, args)
+    rows = (
+        await db.fetch("SELECT state, closed_ms, fix_due_ms, visit_ms, visit_due_ms FROM cases WHERE " + where, args)
+    ).dicts()
     out = {"opened": len(rows), "closed_on_time": 0, "closed_late": 0, "appeal": 0, "overdue": 0, "open": 0}
     for r in rows:
         if r["state"] == "closed":

@@ -1,187 +1,78 @@
-"""The numbers the pages show, read from the store.
+"""What the pages show, read from the store.
 
-``monthly_rates`` is the one place that computes the monthly table. It reads
-the rollups (kind ``rated``) and applies the policy's satisfied levels and
-exact integer bands; when ``collector.report`` lands, the lead replaces its
-body with a call to the report module's function of the same meaning and
-keeps ``OfficerMonth`` (or maps the report's type onto it).
+The month's numbers are the report's: every rated, satisfied, rate, band and
+rank on the page, in ``/api/month``, in the officer drill-down and in the
+below-floor alerts is a line of ``collector.report.monthly_report`` under the
+one policy the configuration names. This module only chooses the viewer's
+part of the report (``scoped_report``) and reads what the report does not
+hold: the heat map, recent presses, device health.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from dataclasses import asdict, dataclass, field
+import logging
 from typing import Any
 
+from collector.clock import now_ms
+from collector.errors import UsageError
+from collector.report import Line, MonthlyReport, Policy, monthly_report
+from collector.report.rates import BANDS
+from collector.store import Database
 from collector.timeplace import month_bounds, parse_month, zone
-from collector.web.db import Database, now_ms
 from collector.web.scope import Viewer
 from collector.web.settings import WebSettings
 
-BANDS = ("met", "below_target", "below_floor", "no_ratings")
+log = logging.getLogger("evalbox.web")
+TREND_MONTHS = 12
 
 
-@dataclass
-class OfficerMonth:
-    """One officer's month: counts, rate, band."""
+def home_unit(viewer: Viewer, unit: str | None) -> str | None:
+    """The unit whose report the viewer gets: the one asked for, else (a supervisor) their first unit.
 
-    officer_id: str
-    name: str
-    unit_id: str
-    unit_name: str
-    window_id: str
-    month: str
-    rated: int = 0
-    satisfied: int = 0
-    levels: dict[int, int] = field(default_factory=dict)
-    invites: int = 0
-    unrated: int = 0
-    unsolicited: int = 0
-    misuse: int = 0
-    late_rated: int = 0  # ratings stored after the month was closed: a revision, not in the numbers above
-    band: str = "no_ratings"
-    rate_percent: str = "—"  # display, one decimal, never rounded up to 100.0
-    wilson_low: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["levels"] = {str(k): v for k, v in self.levels.items()}
-        return d
+    A supervisor of several units reads one unit's report at a time, so every
+    document they see is the report ``evalbox report --unit U`` writes.
+    """
+    if unit or viewer.units is None:
+        return unit
+    return viewer.roots[0] if viewer.roots else None
 
 
-def band(satisfied: int, rated: int, settings: WebSettings) -> str:
-    """``met`` / ``below_target`` / ``below_floor`` / ``no_ratings``, in exact integers."""
-    if rated == 0:
-        return "no_ratings"
-    if satisfied * 100 >= settings.target_percent * rated:
-        return "met"
-    if satisfied * 100 >= settings.floor_percent * rated:
-        return "below_target"
-    return "below_floor"
+async def scoped_report(
+    db: Database, month: str, policy: Policy, viewer: Viewer, *, unit: str | None = None
+) -> MonthlyReport | None:
+    """The month's report for ``unit`` (and the units under it) as the viewer may see it; None with no data."""
+    unit = home_unit(viewer, unit)
+    if viewer.units is not None and not viewer.sees_unit(unit):
+        return None
+    try:
+        return await monthly_report(db, month, policy, unit=unit)
+    except UsageError as exc:  # no data for the month (the month and unit were checked already)
+        log.info("no report for %s: %s", month, exc)
+        return None
 
 
-def rate_text(satisfied: int, rated: int) -> str:
-    """The rate with one decimal, truncated (99.96% shows 99.9%, never 100.0%)."""
-    if rated == 0:
-        return "—"
-    tenths = satisfied * 1000 // rated
-    return f"{tenths // 10}.{tenths % 10}%"
+def officer_lines(report: MonthlyReport | None, *, window: str | None = None) -> list[Line]:
+    """The report's officer lines, only those whose window is ``window`` when given."""
+    if report is None:
+        return []
+    return [ln for ln in report.officers if not window or ln.window == window]
 
 
-def wilson_low(satisfied: int, rated: int, z: float = 1.959964) -> float:
-    """Lower bound of the Wilson 95% interval (used for ranking, not for bands)."""
-    if rated == 0:
-        return 0.0
-    p = satisfied / rated
-    den = 1 + z * z / rated
-    centre = p + z * z / (2 * rated)
-    spread = z * math.sqrt(p * (1 - p) / rated + z * z / (4 * rated * rated))
-    return (centre - spread) / den
-
-
-async def window_scales(db: Database, month: str) -> dict[str, int]:
-    """The rating scale of each window that had ratings in ``month`` (rollups carry no scale)."""
-    rows = await db.fetch(
-        "SELECT window_id, MAX(scale) AS scale FROM events WHERE month = ? AND kind = 'rated' GROUP BY window_id",
-        (month,),
-    )
-    return {r["window_id"]: int(r["scale"] or 2) for r in rows}
-
-
-async def monthly_rates(
-    db: Database,
-    month: str,
-    settings: WebSettings,
-    viewer: Viewer,
-    *,
-    unit: str | None = None,
-    window: str | None = None,
-    officer: str | None = None,
-) -> list[OfficerMonth]:
-    """Every officer of the viewer's units with their month, filtered by unit/window/officer."""
-    parse_month(month)
-    scope_sql, scope_params = viewer.unit_filter("o.unit_id")
-    where = [scope_sql]
-    params: list[Any] = list(scope_params)
-    if unit:
-        where.append("o.unit_id = ?")
-        params.append(unit)
-    if officer:
-        where.append("o.id = ?")
-        params.append(officer)
-    officers = await db.fetch(
-        "SELECT o.id, o.name, o.unit_id, u.name AS unit_name, o.window_id, o.active"
-        " FROM officers o JOIN units u ON u.id = o.unit_id WHERE " + " AND ".join(where) + " ORDER BY o.id",
-        params,
-    )
-    roll_where = "month = ?"
-    roll_params: list[Any] = [month]
-    if window:
-        roll_where += " AND window_id = ?"
-        roll_params.append(window)
-    if officer:
-        roll_where += " AND officer_id = ?"
-        roll_params.append(officer)
-    rollups = await db.fetch(
-        "SELECT officer_id, window_id, kind, level, late, SUM(n) AS n FROM rollups WHERE "
-        + roll_where
-        + " GROUP BY officer_id, window_id, kind, level, late",
-        roll_params,
-    )
-    scales = await window_scales(db, month)
-    # A closed month is frozen: rows stored after closing (late = 1) are shown as a revision only.
-    closed = await db.fetchone("SELECT month FROM months WHERE month = ?", (month,)) is not None
-    by_officer: dict[str, list[dict[str, Any]]] = {}
-    for r in rollups:
-        by_officer.setdefault(r["officer_id"], []).append(r)
-    out = []
-    for o in officers:
-        rows = by_officer.get(o["id"], [])
-        if window and not rows:
-            continue
-        if not rows and not o["active"]:
-            continue
-        m = OfficerMonth(o["id"], o["name"], o["unit_id"], o["unit_name"], o["window_id"] or "", month)
-        for r in rows:
-            n = int(r["n"])
-            kind, level = r["kind"], int(r["level"])
-            if closed and r["late"]:
-                m.late_rated += n if kind == "rated" else 0
-                continue
-            if kind == "rated":
-                m.rated += n
-                m.levels[level] = m.levels.get(level, 0) + n
-                if level in settings.satisfied(scales.get(r["window_id"], 2)):
-                    m.satisfied += n
-            elif kind == "invite":
-                m.invites += n
-            elif kind == "unrated":
-                m.unrated += n
-            elif kind == "unsolicited":
-                m.unsolicited += n
-            elif kind == "misuse":
-                m.misuse += n
-        m.band = band(m.satisfied, m.rated, settings)
-        m.rate_percent = rate_text(m.satisfied, m.rated)
-        m.wilson_low = round(wilson_low(m.satisfied, m.rated), 4)
-        out.append(m)
-    return out
-
-
-def sort_rows(rows: list[OfficerMonth], key: str, descending: bool) -> list[OfficerMonth]:
+def sort_lines(lines: list[Line], key: str, descending: bool) -> list[Line]:
     """Sort the monthly table by a column name; unknown names sort by officer id."""
     keys: dict[str, Any] = {
-        "officer": lambda m: m.officer_id,
-        "name": lambda m: m.name,
-        "unit": lambda m: m.unit_name,
-        "rated": lambda m: m.rated,
-        "rate": lambda m: (m.rated > 0, m.satisfied / m.rated if m.rated else 0.0),
-        "wilson": lambda m: m.wilson_low,
-        "band": lambda m: BANDS.index(m.band),
-        "unsolicited": lambda m: m.unsolicited,
+        "officer": lambda ln: ln.key,
+        "name": lambda ln: ln.name,
+        "unit": lambda ln: ln.unit,
+        "rated": lambda ln: ln.rated,
+        "rate": lambda ln: (ln.rate is not None, ln.rate or 0),
+        "wilson": lambda ln: ln.wilson[0] if ln.wilson else -1.0,
+        "rank": lambda ln: (ln.rank is None, ln.rank or 0),
+        "band": lambda ln: BANDS.index(ln.band),
+        "unsolicited": lambda ln: ln.unsolicited,
     }
-    return sorted(rows, key=keys.get(key, keys["officer"]), reverse=descending)
+    return sorted(lines, key=keys.get(key, keys["officer"]), reverse=descending)
 
 
 def months_back(month: str, n: int) -> list[str]:
@@ -195,47 +86,59 @@ def months_back(month: str, n: int) -> list[str]:
 
 
 async def officer_trend(
-    db: Database, officer_id: str, month: str, settings: WebSettings, viewer: Viewer
-) -> list[OfficerMonth]:
-    """The officer's last 12 months, oldest first."""
-    out = []
-    for m in months_back(month, 12):
-        rows = await monthly_rates(db, m, settings, viewer, officer=officer_id)
-        if rows:
-            out.append(rows[0])
+    db: Database, officer_id: str, unit: str, month: str, policy: Policy
+) -> list[tuple[str, Line | None]]:
+    """The officer's line in each of the last 12 months (their unit's report), oldest first; None: no line."""
+    out: list[tuple[str, Line | None]] = []
+    for m in months_back(month, TREND_MONTHS):
+        try:
+            report = await monthly_report(db, m, policy, unit=unit)
+        except UsageError:
+            out.append((m, None))
+            continue
+        out.append((m, next((ln for ln in report.officers if ln.key == officer_id), None)))
     return out
 
 
-async def heat_map(db: Database, officer_id: str, month: str, settings: WebSettings) -> list[list[tuple[int, int]]]:
-    """``grid[weekday][hour] = (rated, bad)`` of the officer's ratings in ``month`` (local time)."""
-    start, end = month_bounds(month, settings.timezone)
-    rows = await db.fetch(
-        "SELECT press_ms, level, scale FROM events WHERE officer_id = ? AND kind = 'rated'"
-        " AND press_ms >= ? AND press_ms < ?",
-        (officer_id, start, end),
-    )
+async def heat_map(db: Database, officer_id: str, month: str, policy: Policy) -> list[list[tuple[int, int]]]:
+    """``grid[weekday][hour] = (rated, bad)`` of the officer's ratings in ``month``.
+
+    Local time and bad levels are the policy's.
+    """
+    start, end = month_bounds(month, policy.timezone)
+    rows = (
+        await db.fetch(
+            "SELECT press_ms, level, scale FROM events WHERE officer_id = ? AND kind = 'rated'"
+            " AND press_ms >= ? AND press_ms < ?",
+            (officer_id, start, end),
+        )
+    ).dicts()
     grid = [[(0, 0) for _ in range(24)] for _ in range(7)]
-    tz = zone(settings.timezone)
+    tz = zone(policy.timezone)
     for r in rows:
         t = dt.datetime.fromtimestamp(r["press_ms"] / 1000, tz=tz)
         rated, bad = grid[t.weekday()][t.hour]
-        grid[t.weekday()][t.hour] = (rated + 1, bad + (r["level"] in settings.bad(int(r["scale"] or 2))))
+        grid[t.weekday()][t.hour] = (rated + 1, bad + (r["level"] in policy.bad.get(int(r["scale"] or 2), ())))
     return grid
 
 
 async def recent_events(db: Database, officer_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The officer's latest presses with their flags and any misuse rule that flagged them."""
-    rows = await db.fetch(
-        "SELECT e.device_id, e.boot, e.seq, e.press_ms, e.level, e.scale, e.ticket, e.flags, e.kind, e.window_id,"
-        " e.invite_no, e.late FROM events e WHERE e.officer_id = ? AND e.type = 'press'"
-        " ORDER BY e.press_ms DESC LIMIT ?",
-        (officer_id, limit),
-    )
-    if rows:
-        flagged = await db.fetch(
-            "SELECT device_id, boot, seq, rule FROM anomalies WHERE officer_id = ? AND press_ms >= ?",
-            (officer_id, min(r["press_ms"] for r in rows)),
+    rows = (
+        await db.fetch(
+            "SELECT e.device_id, e.boot, e.seq, e.press_ms, e.level, e.scale, e.ticket, e.flags, e.kind, e.window_id,"
+            " e.invite_no, e.late FROM events e WHERE e.officer_id = ? AND e.type = 'press'"
+            " ORDER BY e.press_ms DESC LIMIT ?",
+            (officer_id, limit),
         )
+    ).dicts()
+    if rows:
+        flagged = (
+            await db.fetch(
+                "SELECT device_id, boot, seq, rule FROM anomalies WHERE officer_id = ? AND press_ms >= ?",
+                (officer_id, min(r["press_ms"] for r in rows)),
+            )
+        ).dicts()
         rules: dict[tuple[str, int, int], list[str]] = {}
         for f in flagged:
             rules.setdefault((f["device_id"], f["boot"], f["seq"]), []).append(f["rule"])
@@ -247,13 +150,15 @@ async def recent_events(db: Database, officer_id: str, limit: int = 50) -> list[
 async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> list[dict[str, Any]]:
     """Every box of the viewer's units with its last status; ``stale`` when silent too long."""
     scope_sql, params = viewer.unit_filter("w.unit_id")
-    rows = await db.fetch(
-        "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, u.name AS unit_name, d.status, d.last_seen_ms,"
-        " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause"
-        " FROM devices d JOIN windows w ON w.id = d.window_id JOIN units u ON u.id = w.unit_id"
-        " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
-        params,
-    )
+    rows = (
+        await db.fetch(
+            "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, u.name AS unit_name, d.status, d.last_seen_ms,"
+            " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause"
+            " FROM devices d JOIN windows w ON w.id = d.window_id JOIN units u ON u.id = w.unit_id"
+            " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
+            params,
+        )
+    ).dicts()
     limit = now_ms() - settings.offline_after_s * 1000
     for r in rows:
         r["stale"] = r["last_seen_ms"] is None or r["last_seen_ms"] < limit
@@ -263,12 +168,15 @@ async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> 
 async def units_and_windows(db: Database, viewer: Viewer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The units and windows the viewer may filter by."""
     scope_sql, params = viewer.unit_filter("id")
-    units = await db.fetch("SELECT id, name FROM units WHERE " + scope_sql + " ORDER BY id", params)
+    units = (await db.fetch("SELECT id, name FROM units WHERE " + scope_sql + " ORDER BY id", params)).dicts()
     scope_sql, params = viewer.unit_filter("unit_id")
-    windows = await db.fetch("SELECT id, name, unit_id FROM windows WHERE " + scope_sql + " ORDER BY id", params)
+    windows = (
+        await db.fetch("SELECT id, name, unit_id FROM windows WHERE " + scope_sql + " ORDER BY id", params)
+    ).dicts()
     return units, windows
 
 
-def current_month(settings: WebSettings) -> str:
-    t = dt.datetime.now(tz=zone(settings.timezone))
+def current_month(policy: Policy) -> str:
+    """This month in the policy's time zone."""
+    t = dt.datetime.now(tz=zone(policy.timezone))
     return f"{t.year:04d}-{t.month:02d}"

@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collector.clock import now_ms
+from collector.store import Database
 from collector.timeplace import month_of, zone
-from collector.web.db import Database, now_ms
 from collector.web.settings import DetectionRules, WebSettings
 from protocol.messages import FLAG_NO_OFFICER, FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED
 
@@ -68,7 +69,6 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "({n} presses)",
     ),
 }
-RULES = tuple(EXPLAIN)
 
 
 @dataclass(frozen=True)
@@ -255,34 +255,41 @@ async def _context(db: Database, devices: list[str], lo: int, hi: int) -> list[d
     rows: list[dict[str, Any]] = []
     for i in range(0, len(devices), 500):
         chunk = devices[i : i + 500]
-        rows += await db.fetch(
-            _PRESS_SELECT + f"AND e.press_ms >= ? AND e.press_ms < ? AND e.device_id IN ({','.join('?' * len(chunk))})",
-            [lo, hi, *chunk],
-        )
+        rows += (
+            await db.fetch(
+                _PRESS_SELECT
+                + f"AND e.press_ms >= ? AND e.press_ms < ? AND e.device_id IN ({','.join('?' * len(chunk))})",
+                [lo, hi, *chunk],
+            )
+        ).dicts()
     return rows
 
 
 async def month_share_flags(db: Database, month: str, rules: DetectionRules) -> list[tuple[Flag, dict[str, Any]]]:
     """The ``unsolicited_share`` rule on one month, counted in SQL; flags with their press rows."""
-    counts_rows = await db.fetch(
-        "SELECT COALESCE(e.officer_id, '') AS officer_id, COALESCE(o.unit_id, w.unit_id, '') AS unit_id,"
-        " COUNT(*) AS n, SUM(CASE WHEN (e.flags & 1) <> 0 THEN 1 ELSE 0 END) AS u FROM events e"
-        " LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
-        " WHERE e.type = 'press' AND e.month = ?"
-        " GROUP BY COALESCE(e.officer_id, ''), COALESCE(o.unit_id, w.unit_id, '')",
-        (month,),
-    )
+    counts_rows = (
+        await db.fetch(
+            "SELECT COALESCE(e.officer_id, '') AS officer_id, COALESCE(o.unit_id, w.unit_id, '') AS unit_id,"
+            " COUNT(*) AS n, SUM(CASE WHEN (e.flags & 1) <> 0 THEN 1 ELSE 0 END) AS u FROM events e"
+            " LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
+            " WHERE e.type = 'press' AND e.month = ?"
+            " GROUP BY COALESCE(e.officer_id, ''), COALESCE(o.unit_id, w.unit_id, '')",
+            (month,),
+        )
+    ).dicts()
     counts = {r["officer_id"]: (r["unit_id"], int(r["n"]), int(r["u"] or 0)) for r in counts_rows}
     out = []
     for officer, detail in share_outliers(counts, rules).items():
-        rows = await db.fetch(
-            _PRESS_SELECT + "AND e.month = ? AND e.officer_id = ? AND (e.flags & 1) <> 0", (month, officer)
-        )
+        rows = (
+            await db.fetch(
+                _PRESS_SELECT + "AND e.month = ? AND e.officer_id = ? AND (e.flags & 1) <> 0", (month, officer)
+            )
+        ).dicts()
         out += [(Flag((r["device_id"], r["boot"], r["seq"]), "unsolicited_share", detail), r) for r in rows]
     return out
 
 
-async def detect(db: Database, settings: WebSettings, now: int | None = None) -> int:
+async def detect(db: Database, settings: WebSettings, timezone: str, now: int | None = None) -> int:
     """Run the rules over presses received since the last run, with their boxes' context; store new flags.
 
     Context: the touched boxes' presses from a day before the earliest new press (the ``no_invite`` rule
@@ -292,19 +299,21 @@ async def detect(db: Database, settings: WebSettings, now: int | None = None) ->
     rules = settings.detection
     mark_row = await db.fetchone("SELECT value FROM web_watermarks WHERE name = 'detection'")
     since = max(0, int(mark_row["value"]) - 120_000) if mark_row else now - FIRST_RUN_LOOKBACK_MS
-    touched = await db.fetch(
-        "SELECT device_id, MIN(press_ms) AS lo, MAX(press_ms) AS hi, MAX(recv_ms) AS top FROM events"
-        " WHERE type = 'press' AND recv_ms >= ? GROUP BY device_id",
-        (since,),
-    )
+    touched = (
+        await db.fetch(
+            "SELECT device_id, MIN(press_ms) AS lo, MAX(press_ms) AS hi, MAX(recv_ms) AS top FROM events"
+            " WHERE type = 'press' AND recv_ms >= ? GROUP BY device_id",
+            (since,),
+        )
+    ).dicts()
     if not touched:
         return 0
     lo = min(int(r["lo"]) for r in touched)
     hi = max(int(r["hi"]) for r in touched)
     rows = await _context(db, [r["device_id"] for r in touched], lo - DAY_MS, hi + 3_600_000)
     by_key = {(r["device_id"], r["boot"], r["seq"]): r for r in rows}
-    found = [(f, by_key[f.key]) for f in find_flags([_press(r) for r in rows], rules, settings.timezone)]
-    for month in sorted({month_of(lo, settings.timezone), month_of(hi, settings.timezone)}):
+    found = [(f, by_key[f.key]) for f in find_flags([_press(r) for r in rows], rules, timezone)]
+    for month in sorted({month_of(lo, timezone), month_of(hi, timezone)}):
         found += await month_share_flags(db, month, rules)
     new = 0
     async with db.transaction() as tx:
@@ -331,13 +340,15 @@ async def list_anomalies(
     if month:
         where.append("a.month = ?")
         args.append(month)
-    rows = await db.fetch(
-        "SELECT a.device_id, a.boot, a.seq, a.rule, a.officer_id, o.name AS officer_name, a.unit_id, a.month,"
-        " a.press_ms, a.detail FROM anomalies a LEFT JOIN officers o ON o.id = a.officer_id WHERE "
-        + " AND ".join(where)
-        + " ORDER BY a.press_ms DESC, a.rule LIMIT ?",
-        [*args, limit],
-    )
+    rows = (
+        await db.fetch(
+            "SELECT a.device_id, a.boot, a.seq, a.rule, a.officer_id, o.name AS officer_name, a.unit_id, a.month,"
+            " a.press_ms, a.detail FROM anomalies a LEFT JOIN officers o ON o.id = a.officer_id WHERE "
+            + " AND ".join(where)
+            + " ORDER BY a.press_ms DESC, a.rule LIMIT ?",
+            [*args, limit],
+        )
+    ).dicts()
     for r in rows:
         detail = json.loads(r["detail"])
         r["detail"] = detail

@@ -1,109 +1,20 @@
-"""Page labels in zh-CN (default) and English. ``?lang=en`` switches and sets a cookie."""
+"""Page labels in zh-CN (default) and English (``labels.toml``). ``?lang=en`` switches and sets a cookie."""
 
 from __future__ import annotations
 
+import importlib.resources
+import tomllib
+
 LANGS = ("zh", "en")
 LABELS: dict[str, tuple[str, str]] = {
-    "app": ("评价器满意率管理", "Evaluator satisfaction"),
-    "login": ("登录", "Sign in"),
-    "logout": ("退出", "Sign out"),
-    "user": ("用户名", "User name"),
-    "password": ("密码", "Password"),
-    "wrong_login": ("用户名或密码错误", "Wrong user name or password"),
-    "throttled": ("登录失败次数过多，请 {s} 秒后再试", "Too many failed sign-ins; try again in {s} s"),
-    "expired": ("登录已过期，请重新登录", "Your session expired; please sign in again"),
-    "csrf": (
-        "表单已失效（安全校验失败），请刷新页面后重试",
-        "The form expired (security check failed); reload and retry",
-    ),
-    "forbidden": ("无权查看：该数据属于其他单位", "Not allowed: this belongs to another unit"),
-    "not_found": ("未找到", "Not found"),
-    "month": ("月度满意率", "Monthly rates"),
-    "officer": ("民警", "Officer"),
-    "badge": ("警号", "Badge"),
-    "name": ("姓名", "Name"),
-    "unit": ("单位", "Unit"),
-    "window": ("窗口", "Window"),
-    "all": ("全部", "All"),
-    "filter": ("筛选", "Filter"),
-    "rated": ("评价数", "Rated"),
-    "satisfied": ("满意数", "Satisfied"),
-    "rate": ("满意率", "Rate"),
-    "wilson": ("置信下限", "Wilson low"),
-    "band": ("结果", "Band"),
-    "invites": ("邀请数", "Invites"),
-    "unrated": ("未评价", "Unrated"),
-    "unsolicited": ("未邀请按键", "Unsolicited"),
-    "misuse": ("异常按键", "Misuse"),
-    "band_met": ("达标", "Met"),
-    "band_below_target": ("未达标", "Below target"),
-    "band_below_floor": ("低于底线", "Below floor"),
-    "band_no_ratings": ("无评价", "No ratings"),
-    "download": ("下载", "Download"),
-    "notice": ("月通报", "Monthly notice"),
-    "devices": ("设备状态", "Devices"),
-    "device": ("评价器", "Box"),
-    "status": ("状态", "Status"),
-    "online": ("在线", "Online"),
-    "offline": ("离线", "Offline"),
-    "unknown": ("未知", "Unknown"),
-    "last_seen": ("最后通信", "Last seen"),
-    "outbox": ("待发送", "Outbox"),
-    "firmware": ("固件", "Firmware"),
-    "last_error": ("最近错误", "Last error"),
-    "cases": ("差评整改", "Bad reviews"),
-    "case": ("案件", "Case"),
-    "ticket": ("业务号", "Ticket"),
-    "pressed": ("评价时间", "Rated at"),
-    "level": ("评价", "Level"),
-    "visit_due": ("回访期限", "Return visit due"),
-    "fix_due": ("整改期限", "Rectification due"),
-    "visit": ("回访", "Return visit"),
-    "rectify": ("整改", "Rectification"),
-    "close": ("办结", "Close"),
-    "appeal": ("申诉（误评/恶意评价）", "Appeal (mistaken/malicious)"),
-    "note": ("情况说明", "Note"),
-    "reason": ("申诉理由", "Reason"),
-    "state": ("状态", "State"),
-    "state_open": ("办理中", "Open"),
-    "state_closed": ("已办结", "Closed"),
-    "state_appeal": ("已申诉", "Appealed"),
-    "overdue": ("已超期", "Overdue"),
-    "record": ("登记", "Record"),
-    "anomalies": ("异常评价", "Anomalies"),
-    "rule": ("规则", "Rule"),
-    "explain": ("说明", "Explanation"),
-    "alerts": ("告警", "Alerts"),
-    "ack": ("确认", "Acknowledge"),
-    "acked": ("已确认", "Acknowledged"),
-    "delivery": ("推送", "Delivery"),
-    "trend": ("近12个月满意率", "Last 12 months"),
-    "heat": ("评价时段分布（颜色越深评价越多，红色为差评）", "Ratings by hour and weekday (darker = more, red = bad)"),
-    "recent": ("最近评价", "Recent presses"),
-    "flags": ("标记", "Flags"),
-    "time": ("时间", "Time"),
-    "nothing": ("暂无数据", "Nothing here"),
-    "counts": (
-        "本月差评：新增 {opened}，按期办结 {closed_on_time}，超期 {overdue}",
-        "This month: opened {opened}, closed on time {closed_on_time}, overdue {overdue}",
-    ),
-    "done": ("已保存", "Saved"),
-    "kind_bad_rating": ("不满意评价", "Bad rating"),
-    "kind_below_floor": ("低于底线", "Below floor"),
-    "kind_offline": ("设备离线", "Box offline"),
-    "kind_outbox": ("待发送积压", "Outbox growing"),
-    "rule_burst": ("连续快速按键", "Burst"),
-    "rule_no_invite": ("未邀请按键", "No invite"),
-    "rule_instant": ("邀请后秒评", "Instant after invite"),
-    "rule_regular": ("规律性按键", "Regular routine"),
-    "rule_outside_hours": ("非办公时间", "Outside hours"),
-    "rule_no_officer": ("无人签到", "Nobody signed in"),
-    "rule_unsolicited_share": ("未邀请占比异常", "Unsolicited share"),
-    "revisions": ("迟到数据（月结后到达，未计入）", "Late arrivals (after the month closed, not counted)"),
-    "weekdays": ("一,二,三,四,五,六,日", "Mon,Tue,Wed,Thu,Fri,Sat,Sun"),
+    key: (zh, en)
+    for key, (zh, en) in tomllib.loads(
+        importlib.resources.files("collector.web").joinpath("labels.toml").read_text(encoding="utf-8")
+    ).items()
 }
 
 
 def label(key: str, lang: str) -> str:
+    """The label ``key`` in ``lang`` (the key itself when there is none)."""
     zh, en = LABELS.get(key, (key, key))
     return en if lang == "en" else zh

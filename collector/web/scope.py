@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.web.db import Database
+from collector.store import Database
 
 
 @dataclass(frozen=True)
 class Viewer:
-    """A signed-in user. ``units`` is None for an admin (every unit)."""
+    """A signed-in user. ``units`` is None for an admin (every unit); ``roots`` the units given to them."""
 
     name: str
     role: str
     units: frozenset[str] | None
+    roots: tuple[str, ...] = ()
 
     def sees_unit(self, unit_id: str | None) -> bool:
         return self.units is None or (unit_id is not None and unit_id in self.units)
@@ -29,27 +29,32 @@ class Viewer:
         return f"{column} IN ({marks})", sorted(self.units)
 
 
-async def descendants(db: Database, roots: Iterable[str]) -> frozenset[str]:
-    """``roots`` and every unit under them (units.parent_id)."""
-    children: dict[str, list[str]] = {}
-    for r in await db.fetch("SELECT id, parent_id FROM units"):
-        children.setdefault(r["parent_id"] or "", []).append(r["id"])
+def _subtree(children: dict[str, list[str]], root: str) -> set[str]:
     seen: set[str] = set()
-    todo = list(roots)
+    todo = [root]
     while todo:
         u = todo.pop()
         if u not in seen:
             seen.add(u)
             todo.extend(children.get(u, []))
-    return frozenset(seen)
+    return seen
 
 
 async def viewer_for(db: Database, name: str) -> Viewer | None:
-    """The ``Viewer`` of user ``name``, or None when unknown or disabled."""
+    """The ``Viewer`` of user ``name``, or None when unknown or disabled.
+
+    A supervisor sees the units given to them and every unit under them; ``roots`` are the given units that
+    are not under another given unit, in id order.
+    """
     user = await db.fetchone("SELECT name, role FROM users WHERE name = ? AND disabled = 0", (name,))
     if user is None:
         return None
     if user["role"] == "admin":
         return Viewer(name, "admin", None)
-    roots = [r["unit_id"] for r in await db.fetch("SELECT unit_id FROM user_units WHERE user_name = ?", (name,))]
-    return Viewer(name, user["role"], await descendants(db, roots))
+    given = [unit for (unit,) in await db.fetch("SELECT unit_id FROM user_units WHERE user_name = ?", (name,))]
+    children: dict[str, list[str]] = {}
+    for unit, parent in await db.fetch("SELECT id, parent_id FROM units"):
+        children.setdefault(parent or "", []).append(unit)
+    trees = {u: _subtree(children, u) for u in given}
+    roots = sorted(u for u in given if not any(u != o and u in trees[o] for o in given))
+    return Viewer(name, user["role"], frozenset().union(*trees.values()), tuple(roots))

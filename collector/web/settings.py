@@ -1,8 +1,9 @@
-"""Settings of the web page, alerts, case deadlines and misuse detection.
+"""Settings of the web page, alerts, case deadlines and misuse detection (``[web]`` in ``evalbox.toml``).
 
-Every number has a default that matches the policy in DESIGN.md; the lead's
-config loader builds one ``WebSettings`` from ``evalbox.toml`` and the policy
-file. Values are checked where they are built (``ConfigError`` names the key).
+What counts and how it is judged — satisfied and bad levels, target,
+floor, time zone — is the rating policy's (``collector.report.Policy``),
+never a web setting. Values are checked where they are built (``ConfigError``
+names the key).
 
 >>> WebSettings(return_visit_working_days=2, webhook_urls=("http://alerts.local/hook",))
 """
@@ -13,21 +14,6 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from collector.errors import ConfigError
-
-# Satisfied and bad levels by scale (1 = best). Two keys: 满意/不满意. Five
-# levels (GB/T 39734): the top three are good, the bottom two are bad reviews.
-DEFAULT_SATISFIED: dict[int, frozenset[int]] = {
-    2: frozenset({1}),
-    3: frozenset({1, 2}),
-    4: frozenset({1, 2}),
-    5: frozenset({1, 2, 3}),
-}
-DEFAULT_BAD: dict[int, frozenset[int]] = {
-    2: frozenset({2}),
-    3: frozenset({3}),
-    4: frozenset({3, 4}),
-    5: frozenset({4, 5}),
-}
 
 
 @dataclass(frozen=True)
@@ -52,13 +38,8 @@ class DetectionRules:
 
 @dataclass(frozen=True)
 class WebSettings:
-    """Everything the web package reads from config and policy."""
+    """Everything the web package reads from ``[web]``."""
 
-    timezone: str = "Asia/Shanghai"
-    target_percent: int = 100
-    floor_percent: int = 95
-    satisfied_levels: dict[int, frozenset[int]] = field(default_factory=lambda: dict(DEFAULT_SATISFIED))
-    bad_levels: dict[int, frozenset[int]] = field(default_factory=lambda: dict(DEFAULT_BAD))
     # sessions and login
     session_idle_s: int = 30 * 60
     session_max_s: int = 12 * 3600
@@ -89,8 +70,6 @@ class WebSettings:
     detection: DetectionRules = field(default_factory=DetectionRules)
 
     def __post_init__(self) -> None:
-        if not 0 < self.floor_percent <= self.target_percent <= 100:
-            raise ConfigError("floor_percent/target_percent: need 0 < floor <= target <= 100")
         for name in ("return_visit_working_days", "rectification_working_days", "session_idle_s", "session_max_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
@@ -101,9 +80,3 @@ class WebSettings:
     def replace(self, **changes: object) -> WebSettings:
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-    def satisfied(self, scale: int) -> frozenset[int]:
-        return self.satisfied_levels.get(scale, frozenset({1}))
-
-    def bad(self, scale: int) -> frozenset[int]:
-        return self.bad_levels.get(scale, frozenset({scale}))

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from collector.cli import main
-from collector.ingest.config import EXAMPLE, load_config
+from collector.config import EXAMPLE, load_config
 from tests.conftest import ROOT
 
 
@@ -36,6 +36,7 @@ def test_init_writes_a_config_that_loads(tmp_path: pathlib.Path) -> None:
         ('[store]\nurl = "sqlite:///x.db"\n[mqtt]\nhostt = "a"\n', "mqtt.hostt: unknown key"),
         ('[store]\nurl = "sqlite:///x.db"\n[mqtt]\nport = "1883"\n', "mqtt.port: expected an integer"),
         ('[store]\nurl = "sqlite:///x.db"\n[[serial]]\nbaud = 9600\n', "serial[0].port: missing"),
+        ('[store]\nurl = "sqlite:///x.db"\n[[serial]]\nport = "x"\nbogus = 1\n', "serial[0].bogus: unknown key"),
         ("[mqtt]\n", "store: missing"),
         ('[store]\nurl = "mysql://x"\n', "store.url"),
         ('[store]\nurl = "sqlite:///x.db"\n[batch]\nmax_ms = true\n', "batch.max_ms: expected an integer"),

@@ -76,15 +76,15 @@ def test_placement_flags_side_tables_and_acks(store_url: str) -> None:
         ]
         await pipe.write(items)
         assert sorted(src.settled) == [(i, 1) for i in range(1, 11)]  # every message released after the commit
-        ev = {r[0]: r[1:] for r in await store.fetch("SELECT seq, press_ms, flags, kind, month FROM events")}
+        ev = {r[0]: r[1:] for r in await store.db.fetch("SELECT seq, press_ms, flags, kind, month FROM events")}
         # Unsynced: placed from the status (uptime 50 s at recv) → press 30 s before recv for uptime 20 s.
         assert ev[1][0] == recv - 30_000
         assert ev[3][0] == recv - 28_000 and ev[3][2] == "rated"
         assert ev[4][1] & FLAG_CLOCK_SUSPECT and ev[4][0] == recv - 50_000 + 10_004  # placed by uptime instead
         assert ev[5][0] == recv - 1000 and ev[5][2] == "unsolicited"
         assert ev[1][3] == month_of(recv - 30_000)
-        assert await store.fetch("SELECT officer_id, end_ms IS NOT NULL FROM duty") == [("A1", 1)]
-        assert await store.fetch("SELECT invite_no, outcome, rating_seq FROM invites") == [(1, "rated", 3)]
+        assert await store.db.fetch("SELECT officer_id, end_ms IS NOT NULL FROM duty") == [("A1", 1)]
+        assert await store.db.fetch("SELECT invite_no, outcome, rating_seq FROM invites") == [(1, "rated", 3)]
         assert await store.rejected_counts() == {"no_mac": 1, "wrong_device": 1}
         assert (await store.device_rows())[0]["status"] == "online"
         acks = [protocol.decode(w, KEY, D) for d, kind, w in src.sent if kind == "ack"]
@@ -101,7 +101,7 @@ def test_closed_month_is_late_and_unrated_invite(store_url: str) -> None:
         store, pipe = await _pipeline(store_url)
         src = Recorder()
         ts = 1_790_000_000_000
-        await store._run("INSERT INTO months VALUES (?, 1, 'test')", (month_of(ts),))
+        await store.db.execute("INSERT INTO months VALUES (?, 1, 'test')", (month_of(ts),))
         recv = int(time.time() * 1000)
         await pipe.write(
             [
@@ -110,9 +110,9 @@ def test_closed_month_is_late_and_unrated_invite(store_url: str) -> None:
                 (src, topics.uplink(D), msg("press", 3, ts=ts + 20_000), recv, None),
             ]
         )
-        assert await store.fetch("SELECT DISTINCT late FROM events") == [(1,)]
-        assert await store.fetch("SELECT outcome FROM invites") == [("unrated",)]
-        rows = await store.fetch("SELECT kind, n FROM rollups WHERE late = 1 ORDER BY kind")
+        assert await store.db.fetch("SELECT DISTINCT late FROM events") == [(1,)]
+        assert await store.db.fetch("SELECT outcome FROM invites") == [("unrated",)]
+        rows = await store.db.fetch("SELECT kind, n FROM rollups WHERE late = 1 ORDER BY kind")
         assert rows == [("invite", 1), ("rated", 1), ("unrated", 1)]
         await store.close()
 

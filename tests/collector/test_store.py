@@ -11,8 +11,6 @@ import asyncio
 
 from collector.report.rebuild import ROLLUP_SQL
 from collector.store import Rejection, StatusUpdate, Store, open_store
-from collector.store.postgres import PostgresStore
-from collector.store.sqlite import SqliteStore
 
 
 def ev(seq: int, *, kind: str = "rated", type_: str = "press", month: str = "2026-10", boot: int = 1, inv=None):
@@ -34,7 +32,7 @@ async def _registry(store: Store) -> None:
 def test_exactly_once_and_rollups_match_rebuild(store_url: str) -> None:
     async def run() -> None:
         async with open_store(store_url) as store:
-            assert isinstance(store, PostgresStore if store_url.startswith("postgresql") else SqliteStore)
+            assert store.db.dialect == ("postgresql" if store_url.startswith("postgresql") else "sqlite")
             await _registry(store)
             first = await store.write_batch([ev(1), ev(2), ev(2), ev(3, kind="misuse")])
             assert first == [True, True, False, True]
@@ -42,18 +40,18 @@ def test_exactly_once_and_rollups_match_rebuild(store_url: str) -> None:
                 [ev(2), ev(4, type_="invite", kind="invite", inv=7), ev(5, type_="signin", kind="signin")]
             )
             assert second == [False, True, True]
-            await store._run("INSERT INTO months VALUES ('2026-10', 1, 'test')")
+            await store.db.execute("INSERT INTO months VALUES ('2026-10', 1, 'test')")
             assert await store.write_batch([ev(6)]) == [True]
             assert await store.count_events() == 6
-            incremental = sorted(await store.fetch("SELECT * FROM rollups"))
-            async with store.transaction():
-                await store._run("DELETE FROM rollups")
-                await store._run(ROLLUP_SQL, ("2026-10",))
-            assert sorted(await store.fetch("SELECT * FROM rollups")) == incremental
-            late = await store.fetch("SELECT n FROM rollups WHERE late = 1")
+            incremental = sorted(await store.db.fetch("SELECT * FROM rollups"))
+            async with store.db.transaction():
+                await store.db.execute("DELETE FROM rollups")
+                await store.db.execute(ROLLUP_SQL, ("2026-10",))
+            assert sorted(await store.db.fetch("SELECT * FROM rollups")) == incremental
+            late = await store.db.fetch("SELECT n FROM rollups WHERE late = 1")
             assert late == [(1,)]
-            assert await store.fetch("SELECT officer_id, end_ms FROM duty") == [("A1", None)]
-            assert await store.fetch("SELECT invite_no, outcome FROM invites") == [(7, "open")]
+            assert await store.db.fetch("SELECT officer_id, end_ms FROM duty") == [("A1", None)]
+            assert await store.db.fetch("SELECT invite_no, outcome FROM invites") == [(7, "open")]
 
     asyncio.run(run())
 
@@ -66,7 +64,7 @@ def test_rejected_table_is_bounded_and_counted(store_url: str) -> None:
             await store.write_batch([], rejects=rejects[:70])
             await store.write_batch([], rejects=rejects[70:])
             assert await store.rejected_counts() == {"bad_json": 60, "bad_mac": 60}
-            rows = await store.fetch("SELECT COUNT(*), MIN(at_ms) FROM rejected")
+            rows = await store.db.fetch("SELECT COUNT(*), MIN(at_ms) FROM rejected")
             assert rows == [(50, 70)]
 
     asyncio.run(run())
@@ -94,19 +92,19 @@ def test_signout_closes_the_officers_duty(store_url: str) -> None:
             await store.write_batch([ev(1, type_="signin", kind="signin")])
             out = ev(2, type_="signout", kind="signout")
             await store.write_batch([out])
-            assert await store.fetch("SELECT officer_id, end_ms FROM duty") == [("A1", out[6])]
+            assert await store.db.fetch("SELECT officer_id, end_ms FROM duty") == [("A1", out[6])]
 
     asyncio.run(run())
 
 
 async def _rollups(store: Store) -> list[tuple]:
-    return sorted(await store.fetch("SELECT * FROM rollups"))
+    return sorted(await store.db.fetch("SELECT * FROM rollups"))
 
 
 async def _rebuilt(store: Store, month: str) -> list[tuple]:
-    async with store.transaction():
-        await store._run("DELETE FROM rollups")
-        await store._run(ROLLUP_SQL, (month,))
+    async with store.db.transaction():
+        await store.db.execute("DELETE FROM rollups")
+        await store.db.execute(ROLLUP_SQL, (month,))
     return await _rollups(store)
 
 
@@ -114,7 +112,7 @@ def test_postgresql_writers_at_once_store_each_event_once(postgres_database: str
     """Four collectors' stores write overlapping batches at the same moment: one row, one count each."""
 
     async def run() -> None:
-        stores = [PostgresStore(postgres_database) for _ in range(4)]
+        stores = [open_store(postgres_database) for _ in range(4)]
         for s in stores:
             await s.open()
         try:
@@ -143,28 +141,28 @@ def test_postgresql_month_close_waits_for_batches_in_flight(postgres_database: s
     """A month closed while another session writes: every event after the close is counted late."""
 
     async def run() -> None:
-        async with PostgresStore(postgres_database) as store, PostgresStore(postgres_database) as closer:
+        async with open_store(postgres_database) as store, open_store(postgres_database) as closer:
             await _registry(store)
-            async with store.transaction():  # a batch in flight holds the months lock ...
-                await store._closed_months()
-                close = asyncio.create_task(closer._run("INSERT INTO months VALUES ('2026-10', 1, 'test')"))
+            async with store.db.transaction():  # a batch in flight holds the months lock ...
+                await store.db.lock("months", mode="SHARE")
+                close = asyncio.create_task(closer.db.execute("INSERT INTO months VALUES ('2026-10', 1, 'test')"))
                 await asyncio.sleep(0.3)
                 assert not close.done()  # ... so the close waits for it
             await close
             assert await store.write_batch([ev(1)]) == [True]
-            assert await store.fetch("SELECT late FROM events") == [(1,)]
+            assert await store.db.fetch("SELECT late FROM events") == [(1,)]
 
     asyncio.run(run())
 
 
 def test_postgresql_store_reconnects_after_the_server_drops_it(postgres_database: str) -> None:
     async def run() -> None:
-        async with PostgresStore(postgres_database) as store:
+        async with open_store(postgres_database) as store:
             await _registry(store)
             assert await store.write_batch([ev(1)]) == [True]
-            pid = store.conn.get_server_pid()
-            async with PostgresStore(postgres_database, migrate=False) as admin:
-                await admin.fetch("SELECT pg_terminate_backend(?)", (pid,))
+            pid = store.db.conn.get_server_pid()
+            async with open_store(postgres_database, migrate=False) as admin:
+                await admin.db.fetch("SELECT pg_terminate_backend(?)", (pid,))
             await asyncio.sleep(0.2)
             # The first batch fails with the dead connection (the pipeline retries it) ...
             try:
@@ -176,8 +174,8 @@ def test_postgresql_store_reconnects_after_the_server_drops_it(postgres_database
             assert await store.count_events() == 3
             assert sum(r[-1] for r in await _rollups(store)) == 3
             # Outside a batch too (the box-command loop's reads): dropped, then reopened.
-            async with PostgresStore(postgres_database, migrate=False) as admin:
-                await admin.fetch("SELECT pg_terminate_backend(?)", (store.conn.get_server_pid(),))
+            async with open_store(postgres_database, migrate=False) as admin:
+                await admin.db.fetch("SELECT pg_terminate_backend(?)", (store.db.conn.get_server_pid(),))
             await asyncio.sleep(0.2)
             try:
                 await store.pending_commands()
@@ -192,20 +190,20 @@ def test_postgresql_reads_wait_for_the_transaction_in_progress(postgres_database
     """The box-command loop reads while the writer's batch is open: it waits its turn (one asyncpg connection)."""
 
     async def run() -> None:
-        async with PostgresStore(postgres_database) as store:
+        async with open_store(postgres_database) as store:
             await _registry(store)
             order = []
 
             async def batch() -> None:
-                async with store.transaction():
-                    await store._run("UPDATE devices SET fw = 'x'")
+                async with store.db.transaction():
+                    await store.db.execute("UPDATE devices SET fw = 'x'")
                     await asyncio.sleep(0.2)
                     order.append("commit")
 
             async def read() -> None:
                 await asyncio.sleep(0.05)
                 assert await store.pending_commands() == []
-                assert await store.fetch("SELECT fw FROM devices") == [("x",)]  # after the commit
+                assert await store.db.fetch("SELECT fw FROM devices") == [("x",)]  # after the commit
                 order.append("read")
 
             await asyncio.gather(batch(), read())

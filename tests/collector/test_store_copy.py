@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from collector.cli import main
-from collector.report.db import connect_database
 from collector.report.months import close_month
+from collector.store import connect
 from collector.store.copy import ROLLUPS, SKIPPED, TABLES, CopyResult, copy_store
 from collector.store.schema import MIGRATIONS
 from tests.conftest import ROOT
@@ -125,7 +125,7 @@ async def fill(url: str) -> None:
 async def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every copied table's rows, in key order."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    async with connect_database(url) as db:
+    async with connect(url) as db:
         for t in (*TABLES, ROLLUPS):
             out[t.name] = await db.fetch(f"SELECT * FROM {t.name} ORDER BY {', '.join(t.key)}")
     return out
@@ -167,7 +167,7 @@ def test_sqlite_to_postgresql_gives_the_same_reports(
     assert reports(capsys, src) == reports(capsys, postgres_database)
 
     async def later_inserts() -> list[tuple[Any, ...]]:
-        async with connect_database(postgres_database) as db:  # identity sequences moved past the copied ids
+        async with connect(postgres_database) as db:  # identity sequences moved past the copied ids
             await db.execute("INSERT INTO box_commands (device_id, op, created_ms) VALUES ('D2', 'signout', 1)")
             await db.execute(
                 "INSERT INTO rejected (at_ms, reason, source, origin, detail) VALUES (1, 'json', 'serial', 'tty', 'x')"
@@ -216,7 +216,7 @@ def test_an_interrupted_copy_resumes_and_picks_up_the_tail(tmp_path: pathlib.Pat
     # The source lives on (a running collector): new events for the first box (keys below
     # copied ones), a box's status and an invite's outcome change, a rejection is trimmed.
     async def live() -> None:
-        async with connect_database(src) as db:
+        async with connect(src) as db:
             await ingest(db, rated_presses(4, 1, NOV, officer="A2", window="W2", start=3000, device="D1"))
             await db.execute("UPDATE devices SET status = 'offline', last_seen_ms = 1 WHERE id = 'D1'")
             await db.execute("UPDATE invites SET outcome = 'unrated' WHERE invite_no = 2")
@@ -273,7 +273,7 @@ def test_a_source_with_unknown_or_missing_migrations_is_refused(
     asyncio.run(fill(src))
 
     async def tamper(sql: str) -> None:
-        async with connect_database(src) as db:
+        async with connect(src) as db:
             await db.execute(sql)
 
     asyncio.run(tamper("INSERT INTO schema_migrations (name, applied_ms) VALUES ('9999_future', 1)"))
@@ -293,7 +293,7 @@ def test_a_target_with_other_data_or_a_corrupt_source_fails_verification(
     assert copy(src, postgres_database).ok
 
     async def run(url: str, sql: str) -> None:
-        async with connect_database(url) as db:
+        async with connect(url) as db:
             await db.execute(sql)
 
     asyncio.run(
@@ -340,7 +340,7 @@ def test_a_killed_copy_resumes(tmp_path: pathlib.Path, postgres_database: str) -
     cmd = [sys.executable, "-m", "collector.cli", "store", "copy", "--from", src, "--to", postgres_database]
 
     async def copied_events() -> int:
-        async with connect_database(postgres_database) as db:
+        async with connect(postgres_database) as db:
             try:
                 return int((await db.fetch("SELECT COUNT(*) FROM events"))[0][0])
             except Exception:  # not migrated yet
@@ -375,7 +375,7 @@ def test_a_missing_postgresql_database_is_a_clear_error(
 def test_ctrl_c_says_how_to_resume(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import collector.store.commands as commands
+    import collector.cli.store as commands
 
     async def interrupted(*args: Any, **kw: Any) -> CopyResult:
         raise KeyboardInterrupt

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from collector.report.db import Database, apply_migrations, connect_database
+from collector.store import Database, connect
 from collector.store.url import parse_store_url
 from collector.timeplace import month_of
 
@@ -58,12 +58,12 @@ async def create_store(url: str | pathlib.Path, *, fresh: bool = False) -> Any:
     where = parse_store_url(str(url))
     if fresh and where.kind == "sqlite":
         where.path.unlink(missing_ok=True)
-    db = connect_database(str(url), must_exist=False)
+    db = connect(str(url), migrate=False)
     await db.__aenter__()
     if fresh and where.kind == "postgresql":
         await db.execute("DROP SCHEMA public CASCADE")
         await db.execute("CREATE SCHEMA public")
-    await apply_migrations(db)
+    await db.migrate()
     return db
 
 

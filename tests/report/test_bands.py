@@ -10,11 +10,11 @@ from fractions import Fraction
 import pytest
 
 from collector.cli import main
-from collector.report.db import connect_database
 from collector.report.monthly import monthly_report
 from collector.report.policy import Policy, policy_from_dict
 from collector.report.rates import band, pct_text
 from collector.report.rebuild import rebuild
+from collector.store import connect
 from tests.report.store import Ev, build, local_ms, press, rated_presses
 
 OCT = local_ms("2026-10-10 10:00:00")
@@ -103,7 +103,7 @@ def test_three_and_five_level_scales_map_as_the_policy_says(store_url: str, tmp_
     path = build(store_url, events, officers=OFFICERS[:2])
 
     async def lines(policy: Policy) -> dict[str, tuple[int, int, int, dict[int, tuple[int, ...]]]]:
-        async with connect_database(path) as db:
+        async with connect(path) as db:
             r = await monthly_report(db, "2026-10", policy)
         return {ln.key: (ln.rated, ln.satisfied, ln.bad, ln.levels) for ln in r.officers}
 
@@ -124,7 +124,7 @@ def test_unsolicited_and_misuse_shown_and_counted_only_by_policy(store_url: str,
     path = build(store_url, events)
 
     async def line(policy: Policy) -> tuple[int, int, int, int, str]:
-        async with connect_database(path) as db:
+        async with connect(path) as db:
             ln = (await monthly_report(db, "2026-10", policy)).officers[0]
         return ln.rated, ln.satisfied, ln.unsolicited, ln.misuse, ln.band
 
@@ -140,7 +140,7 @@ def test_rebuild_equals_incremental_rollups(store_url: str, tmp_path: pathlib.Pa
     path = build(store_url, events)
 
     async def check() -> None:
-        async with connect_database(path) as db:
+        async with connect(path) as db:
             before = sorted(await db.fetch("SELECT * FROM rollups"))
             await rebuild(db, "Asia/Shanghai")
             assert sorted(await db.fetch("SELECT * FROM rollups")) == before

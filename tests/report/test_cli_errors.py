@@ -91,7 +91,8 @@ def test_bad_store_and_complaint_input(capsys: pytest.CaptureFixture[str], db: s
     no_store.mkdir()
     conf = no_store / "evalbox.toml"
     conf.write_text('[store]\nurl = "mysql://x/y"\n', encoding="utf-8")
-    assert "unknown scheme" in fails(capsys, "report", "--config", str(conf), "--month", "2026-10")
+    err = fails(capsys, "report", "--config", str(conf), "--month", "2026-10")
+    assert "evalbox.toml: store.url: 'mysql://x/y'" in err
 
 
 def test_config_file_gives_store_policy_and_zone(

@@ -137,7 +137,7 @@ def test_month_close_freezes_and_late_events_are_a_revision(
 ) -> None:
     import asyncio
 
-    from collector.report.db import connect_database
+    from collector.store import connect
     from tests.report.store import ingest
 
     path = store(store_url)
@@ -149,7 +149,7 @@ def test_month_close_freezes_and_late_events_are_a_revision(
     assert "not over yet" in capsys.readouterr().err
 
     async def late() -> None:
-        async with connect_database(path) as conn:
+        async with connect(path) as conn:
             await ingest(conn, rated_presses(0, 2, OCT, officer="A2", window="W2", start=9000))
 
     asyncio.run(late())
@@ -174,15 +174,15 @@ def test_month_close_freezes_and_late_events_are_a_revision(
 def test_table_colours_bands_on_a_terminal(store_url: str, tmp_path: pathlib.Path) -> None:
     import asyncio
 
-    from collector.report.db import connect_database
     from collector.report.monthly import monthly_report
     from collector.report.policy import Policy
     from collector.report.render import render
+    from collector.store import connect
 
     path = store(store_url)
 
     async def report() -> bytes:
-        async with connect_database(path) as db:
+        async with connect(path) as db:
             r = await monthly_report(db, "2026-10", Policy())
         return render(r, Policy(), "table", "en", colour=True)
 

@@ -10,11 +10,10 @@ import pytest
 
 from collector.cli import main
 from collector.errors import ConfigError
-from collector.report.db import apply_migrations, connect_database, has_table
+from collector.store import connect
 from collector.store.dialect import dollar_params, postgres_ddl, rowcount
-from collector.store.pgdb import redact
 from collector.store.schema import MIGRATIONS
-from collector.store.url import parse_store_url
+from collector.store.url import parse_store_url, redact
 from tests.report.test_formats import store
 
 
@@ -42,13 +41,13 @@ def test_store_urls() -> None:
 
 def test_migrations_recorded_once_and_types(postgres_database: str) -> None:
     async def check() -> None:
-        async with connect_database(postgres_database) as db:
-            assert await apply_migrations(db) == [name for name, _ in MIGRATIONS]
-            assert await apply_migrations(db) == []
+        async with connect(postgres_database, migrate=False) as db:
+            assert await db.migrate() == [name for name, _ in MIGRATIONS]
+            assert await db.migrate() == []
             assert [r[0] for r in await db.fetch("SELECT name FROM schema_migrations ORDER BY name")] == sorted(
                 name for name, _ in MIGRATIONS
             )
-            assert await has_table(db, "rollups") and not await has_table(db, "nothing")
+            assert await db.has_table("rollups") and not await db.has_table("nothing")
             async with db.transaction():
                 await db.execute(
                     "INSERT INTO rejected (at_ms, reason, source, origin, detail, raw)"
@@ -96,7 +95,7 @@ def test_rebuild_waits_for_an_ingest_batch_in_flight(postgres_database: str) -> 
 
     async def check() -> None:
         db = await create_store(postgres_database)
-        other = connect_database(postgres_database)
+        other = connect(postgres_database)
         await other.__aenter__()
         try:
             await seed_registry(db)

@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from collector.report import Policy
+from collector.store import Database, connect
 from collector.web.app import create_app
 from collector.web.auth import add_user
-from collector.web.db import Database, connect_database
 from collector.web.settings import WebSettings
 from tests.mosquitto import free_port
 from tests.web.seed import Seeder, seed
@@ -32,23 +33,27 @@ class Server:
     url: str
     db: Database
     settings: WebSettings
+    policy: Policy
     app: web.Application
     seeder: Seeder
 
 
-async def _start(store: str, settings: WebSettings | None, watcher: bool) -> tuple[Server, web.AppRunner]:
+async def _start(
+    store: str, settings: WebSettings | None, watcher: bool, policy: Policy | None = None
+) -> tuple[Server, web.AppRunner]:
     settings = settings or WebSettings(scan_interval_s=0.2)
-    db = connect_database(store)
+    policy = policy or Policy()
+    db = connect(store)
     await db.open()
     seeder = await seed(db)
     await add_user(db, "admin", "admin", PASSWORD, [])
     await add_user(db, "sup1", "supervisor", PASSWORD, ["U1"])
-    app = create_app(db, settings, watcher=watcher)
+    app = create_app(db, settings, policy, watcher=watcher)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Server(f"http://127.0.0.1:{port}", db, settings, app, seeder), runner
+    return Server(f"http://127.0.0.1:{port}", db, settings, policy, app, seeder), runner
 
 
 def serve(

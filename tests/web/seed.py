@@ -1,8 +1,8 @@
 """Seeded store for the web tests: two units, four officers, known October 2026 numbers.
 
-O1 张伟  U1  20 rated, 20 satisfied  -> met (100.0%)
-O2 李娜  U1  40 rated, 39 satisfied  -> below_target (97.5%), one bad with ticket A017
-O3 王强  U2  10 rated,  8 satisfied  -> below_floor (80.0%), two bad
+O1 张伟  U1  20 rated, 20 satisfied  -> met (100.00%)
+O2 李娜  U1  40 rated, 39 satisfied  -> below_target (97.50%), one bad with ticket A017
+O3 王强  U2  10 rated,  8 satisfied  -> below_floor (80.00%), two bad
 O4 赵敏  U1  nothing                 -> no_ratings
 """
 
@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from collector.clock import now_ms
+from collector.store import Database
 from collector.timeplace import month_of
-from collector.web.db import Database, now_ms
 
 MONTH = "2026-10"
 TZ = ZoneInfo("Asia/Shanghai")
 EXPECTED = {
-    "O1": (20, 20, "met", "100.0%"),
-    "O2": (40, 39, "below_target", "97.5%"),
-    "O3": (10, 8, "below_floor", "80.0%"),
-    "O4": (0, 0, "no_ratings", "—"),
+    "O1": (20, 20, "met", "100.00"),
+    "O2": (40, 39, "below_target", "97.50"),
+    "O3": (10, 8, "below_floor", "80.00"),
+    "O4": (0, 0, "no_ratings", None),
 }
 
 

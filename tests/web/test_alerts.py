@@ -11,10 +11,10 @@ import time
 import aiohttp
 from aiohttp import web
 
+from collector.clock import now_ms
 from collector.web.alerts import deliver_due, scan_alerts
 from collector.web.app import build_sinks
 from collector.web.cases import open_cases
-from collector.web.db import now_ms
 from collector.web.settings import WebSettings
 from protocol import topics
 from tests.mosquitto import Mosquitto, free_port
@@ -71,7 +71,7 @@ def test_webhook_delivers_and_a_down_receiver_is_retried_not_lost(store_url: str
     async def body(srv: Server) -> None:
         await up.start()
         try:
-            assert len(await open_cases(srv.db, srv.settings)) == 3
+            assert len(await open_cases(srv.db, srv.settings, srv.policy)) == 3
             async with aiohttp.ClientSession() as http:
                 sinks = build_sinks(srv.settings, http)
                 delivered, failed = await deliver_due(srv.db, sinks, srv.settings)
@@ -80,8 +80,8 @@ def test_webhook_delivers_and_a_down_receiver_is_retried_not_lost(store_url: str
                 assert {b["data"]["ticket"] for b in up.bodies} >= {"A017"}  # type: ignore[index]
                 rows = await srv.db.fetch("SELECT state, attempts, last_error FROM alert_deliveries WHERE sink = ?",
                                           (f"webhook:{down.url}",))  # fmt: skip
-                assert [r["state"] for r in rows] == ["pending"] * 3
-                assert all(r["attempts"] == 1 for r in rows) and "Connect" in rows[0]["last_error"]
+                assert [(state, attempts) for state, attempts, _ in rows] == [("pending", 1)] * 3
+                assert "Connect" in rows[0][2]
                 # not due yet: nothing tried again
                 assert await deliver_due(srv.db, sinks, srv.settings) == (0, 0)
                 await down.start()
@@ -102,7 +102,7 @@ def test_hanging_receiver_does_not_block_the_store(store_url: str, tmp_path: pat
         await hang.start()
         await error.start()
         try:
-            await open_cases(srv.db, srv.settings)
+            await open_cases(srv.db, srv.settings, srv.policy)
             async with aiohttp.ClientSession() as http:
                 sinks = build_sinks(srv.settings, http)
                 delivery = asyncio.create_task(deliver_due(srv.db, sinks, srv.settings))
@@ -116,7 +116,7 @@ def test_hanging_receiver_does_not_block_the_store(store_url: str, tmp_path: pat
                 assert delivered == 0 and failed == 6
             rows = await srv.db.fetch("SELECT sink, last_error FROM alert_deliveries WHERE state = 'pending'")
             assert len(rows) == 6
-            assert any("503" in r["last_error"] for r in rows)
+            assert any("503" in last_error for _, last_error in rows)
         finally:
             await hang.stop()
             await error.stop()
@@ -126,7 +126,7 @@ def test_hanging_receiver_does_not_block_the_store(store_url: str, tmp_path: pat
 
 def test_old_bad_ratings_open_cases_without_alerts(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
-        assert len(await open_cases(srv.db, srv.settings)) == 3  # October backlog: cases, no alert flood
+        assert len(await open_cases(srv.db, srv.settings, srv.policy)) == 3  # October backlog: cases, no alert flood
         assert await srv.db.fetch("SELECT id FROM alerts") == []
 
     serve(store_url, body)
@@ -135,11 +135,11 @@ def test_old_bad_ratings_open_cases_without_alerts(store_url: str, tmp_path: pat
 def test_floor_offline_and_outbox_alerts_and_ack(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         assert (
-            await scan_alerts(srv.db, srv.settings, now=local_ms(20, 12)) == 2
+            await scan_alerts(srv.db, srv.settings, srv.policy, now=local_ms(20, 12)) == 2
         )  # O3 under the floor; box-2 outbox 120
-        assert await scan_alerts(srv.db, srv.settings) == 1  # box-2 silent for a day
-        assert await scan_alerts(srv.db, srv.settings) == 0  # each cause once
-        kinds = {r["kind"]: r for r in await srv.db.fetch("SELECT * FROM alerts")}
+        assert await scan_alerts(srv.db, srv.settings, srv.policy) == 1  # box-2 silent for a day
+        assert await scan_alerts(srv.db, srv.settings, srv.policy) == 0  # each cause once
+        kinds = {r["kind"]: r for r in (await srv.db.fetch("SELECT * FROM alerts")).dicts()}
         assert set(kinds) == {"below_floor", "offline", "outbox"}
         assert "低于 95%" in kinds["below_floor"]["text_zh"]
         sup, csrf = await signed_in(srv.url, "sup1")
@@ -192,7 +192,7 @@ def test_mqtt_alert_topic_with_broker_down_then_up(store_url: str, tmp_path: pat
     got: queue.Queue[bytes] = queue.Queue()
 
     async def body(srv: Server) -> None:
-        await open_cases(srv.db, srv.settings)
+        await open_cases(srv.db, srv.settings, srv.policy)
         sinks = build_sinks(srv.settings, None)  # type: ignore[arg-type]
         try:
             delivered, failed = await deliver_due(srv.db, sinks, srv.settings)  # broker down

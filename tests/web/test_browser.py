@@ -12,9 +12,9 @@ import pathlib
 import shutil
 import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 
+import openpyxl
 import pytest
 
 from tests.conftest import ROOT
@@ -135,9 +135,9 @@ def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.P
         row = d.find_element(By.CSS_SELECTOR, 'tr[data-officer="O2"]')  # type: ignore[attr-defined]
         assert row.find_element(By.CSS_SELECTOR, ".rated").text == "40"
         assert row.find_element(By.CSS_SELECTOR, ".satisfied").text == "39"
-        assert row.find_element(By.CSS_SELECTOR, ".rate").text == "97.5%"
+        assert row.find_element(By.CSS_SELECTOR, ".rate").text == "97.50%"
         o3 = d.find_element(By.CSS_SELECTOR, 'tr[data-officer="O3"]')  # type: ignore[attr-defined]
-        assert o3.find_element(By.CSS_SELECTOR, ".rate").text == "80.0%" and "低于底线" in o3.text
+        assert o3.find_element(By.CSS_SELECTOR, ".rate").text == "80.00%" and "低于底线" in o3.text
         _shot(d, "month")
 
         o3.find_element(By.LINK_TEXT, "O3").click()
@@ -164,12 +164,12 @@ def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.P
         d.get(f"{srv.url}/month?month={MONTH}")  # type: ignore[attr-defined]
         d.find_element(By.ID, "dl-xlsx").click()  # type: ignore[attr-defined]
         xlsx = _wait_file(d.downloads, ".xlsx")  # type: ignore[attr-defined]
-        with zipfile.ZipFile(io.BytesIO(xlsx.read_bytes())) as z:
-            sheet = z.read("xl/worksheets/sheet1.xml").decode()
-        assert "李娜" in sheet and "97.5%" in sheet
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx.read_bytes())).worksheets[0]
+        o2 = next(r for r in sheet.iter_rows() if r[0].value == "O2")
+        assert o2[1].value == "李娜" and o2[7].value == 0.975 and o2[7].number_format == "0.00%"
         d.find_element(By.ID, "dl-csv").click()  # type: ignore[attr-defined]
         csv_text = _wait_file(d.downloads, ".csv").read_text(encoding="utf-8-sig")  # type: ignore[attr-defined]
-        assert "O3,王强,东城派出所,W2,10,8,80.0%,低于底线" in csv_text
+        assert "O3,王强,U2,W2,10,8,2,80.00,低于下限" in csv_text  # the report's CSV, its labels
 
         for page in ("devices", "alerts", "anomalies"):
             d.get(f"{srv.url}/{page}")  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ import pathlib
 import pytest
 
 from collector.cli import main
+from collector.store import connect
 from collector.web.app import PAGES
 from collector.web.cases import working_deadline
-from collector.web.db import connect_database
 from collector.web.settings import WebSettings
 from tests.conftest import ROOT
 from tests.web.seed import TZ, local_ms, seed
@@ -21,7 +21,7 @@ def test_user_add_command(store_url: str, tmp_path: pathlib.Path, capsys: pytest
     db_path = store_url
 
     async def prepare() -> None:
-        async with connect_database(db_path) as db:
+        async with connect(db_path) as db:
             await seed(db)
 
     asyncio.run(prepare())
@@ -39,10 +39,10 @@ def test_user_add_command(store_url: str, tmp_path: pathlib.Path, capsys: pytest
                  "--db", str(db_path)]) == 2  # fmt: skip
 
     async def check() -> None:
-        async with connect_database(db_path) as db:
+        async with connect(db_path) as db:
             row = await db.fetchone("SELECT role, password_hash FROM users WHERE name = 'chen'")
             assert row is not None and row["role"] == "supervisor" and row["password_hash"].startswith("$argon2id$")
-            assert await db.fetch("SELECT unit_id FROM user_units WHERE user_name = 'chen'") == [{"unit_id": "U1"}]
+            assert await db.fetch("SELECT unit_id FROM user_units WHERE user_name = 'chen'") == [("U1",)]
 
     asyncio.run(check())
 
@@ -54,11 +54,11 @@ def _day(ms: int) -> dt.date:
 def test_working_day_deadlines() -> None:
     s = WebSettings()
     friday = local_ms(9, 16)  # Fri 9 Oct 2026
-    assert _day(working_deadline(friday, 1, s)) == dt.date(2026, 10, 12)  # Monday
-    assert _day(working_deadline(friday, 15, s)) == dt.date(2026, 10, 30)
+    assert _day(working_deadline(friday, 1, s, "Asia/Shanghai")) == dt.date(2026, 10, 12)  # Monday
+    assert _day(working_deadline(friday, 15, s, "Asia/Shanghai")) == dt.date(2026, 10, 30)
     s2 = WebSettings(holidays=frozenset({"2026-10-12"}), extra_working_days=frozenset({"2026-10-10"}))
-    assert _day(working_deadline(friday, 1, s2)) == dt.date(2026, 10, 10)  # 调休 Saturday
-    assert _day(working_deadline(friday, 2, s2)) == dt.date(2026, 10, 13)  # skips the holiday Monday
+    assert _day(working_deadline(friday, 1, s2, "Asia/Shanghai")) == dt.date(2026, 10, 10)  # 调休 Saturday
+    assert _day(working_deadline(friday, 2, s2, "Asia/Shanghai")) == dt.date(2026, 10, 13)  # skips the holiday Monday
 
 
 def test_docs_cover_every_route_and_command() -> None:

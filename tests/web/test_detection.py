@@ -46,13 +46,13 @@ def test_each_rule_and_its_words() -> None:
 def test_detect_on_store_lists_flags_and_keeps_presses(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         before = (await srv.db.fetchone("SELECT COUNT(*) AS n FROM events"))["n"]  # type: ignore[index]
-        assert await detect(srv.db, srv.settings) == 0  # the seeded honest month is quiet
+        assert await detect(srv.db, srv.settings, srv.policy.timezone) == 0  # the seeded honest month is quiet
         t = local_ms(28, 12, 2)
         for i in range(6):
             await srv.seeder.press("box-1", "O1", "W1", t + i * 4000, 1, flags=FLAG_UNSOLICITED, kind="unsolicited")
-        new = await detect(srv.db, srv.settings)
+        new = await detect(srv.db, srv.settings, srv.policy.timezone)
         assert new == 18  # six presses: burst, no invite, officer's unsolicited share
-        assert await detect(srv.db, srv.settings) == 0  # idempotent
+        assert await detect(srv.db, srv.settings, srv.policy.timezone) == 0  # idempotent
         assert (await srv.db.fetchone("SELECT COUNT(*) AS n FROM events"))["n"] == before + 6  # type: ignore[index]
         http, _ = await signed_in(srv.url, "sup1")
         async with http:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import pathlib
-import zipfile
 
+import openpyxl
+
+from collector.clock import now_ms
 from collector.web.auth import session_for
-from collector.web.db import now_ms
 from tests.web.conftest import PASSWORD, Server, csrf_of, login, new_client, serve, signed_in
 from tests.web.seed import EXPECTED, MONTH
 
@@ -54,22 +55,22 @@ def test_login_and_month_numbers(store_url: str, tmp_path: pathlib.Path) -> None
         http, _ = await signed_in(srv.url, "admin")
         async with http:
             async with http.get(f"{srv.url}/api/month?month={MONTH}") as r:
-                rows = {o["officer_id"]: o for o in (await r.json())["officers"]}
+                rows = {o["officer"]: o for o in (await r.json())["officers"]}
             assert set(rows) == set(EXPECTED)
             for oid, (rated, satisfied, band, rate) in EXPECTED.items():
                 assert (rows[oid]["rated"], rows[oid]["satisfied"], rows[oid]["band"]) == (rated, satisfied, band)
-                assert rows[oid]["rate_percent"] == rate
+                assert rows[oid]["rate_pct"] == rate
             async with http.get(f"{srv.url}/month?month={MONTH}&sort=rate&desc=1") as r:
                 html = await r.text()
             assert r.status == 200
-            assert "97.5%" in html and "80.0%" in html and "李娜" in html and "低于底线" in html
+            assert "97.50%" in html and "80.00%" in html and "李娜" in html and "低于底线" in html
             assert html.index('data-officer="O1"') < html.index('data-officer="O2"') < html.index('data-officer="O3"')
             async with http.get(f"{srv.url}/month?month={MONTH}&lang=en") as r:
                 assert "Below floor" in await r.text()
             async with http.get(f"{srv.url}/month?month={MONTH}") as r:  # the language sticks (cookie)
                 assert "Below floor" in await r.text()
             async with http.get(f"{srv.url}/api/month?month={MONTH}&window=W2") as r:
-                assert [o["officer_id"] for o in (await r.json())["officers"]] == ["O3"]
+                assert [o["officer"] for o in (await r.json())["officers"]] == ["O3"]
 
     serve(store_url, body)
 
@@ -81,12 +82,12 @@ def test_downloads(store_url: str, tmp_path: pathlib.Path) -> None:
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=csv") as r:
                 text = (await r.read()).decode("utf-8-sig")
                 assert "attachment" in r.headers["Content-Disposition"]
-            assert "O2,李娜,城关派出所,W1,40,39,97.5%,未达标" in text
+            assert "O2,李娜,U1,W1,40,39,1,97.50,未达标" in text
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=xlsx") as r:
                 data = await r.read()
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                sheet = z.read("xl/worksheets/sheet1.xml").decode()
-            assert "李娜" in sheet and "<v>39</v>" in sheet
+            sheet = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
+            o2 = next(row for row in sheet.iter_rows(values_only=True) if row[0] == "O2")
+            assert o2[1:6] == ("李娜", "U1", "W1", 40, 39)
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=html") as r:
                 assert "月通报" in await r.text()
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=pdf") as r:
@@ -100,7 +101,7 @@ def test_supervisor_sees_only_own_units(store_url: str, tmp_path: pathlib.Path) 
         http, _ = await signed_in(srv.url, "sup1")
         async with http:
             async with http.get(f"{srv.url}/api/month?month={MONTH}") as r:
-                assert {o["officer_id"] for o in (await r.json())["officers"]} == {"O1", "O2", "O4"}
+                assert {o["officer"] for o in (await r.json())["officers"]} == {"O1", "O2", "O4"}
             async with http.get(f"{srv.url}/officers/O3?month={MONTH}") as r:
                 assert r.status == 403
             async with http.get(f"{srv.url}/api/officers/O3?month={MONTH}") as r:
@@ -120,7 +121,7 @@ def test_csrf_forged_is_refused(store_url: str, tmp_path: pathlib.Path) -> None:
     async def body(srv: Server) -> None:
         from collector.web.cases import open_cases
 
-        await open_cases(srv.db, srv.settings)
+        await open_cases(srv.db, srv.settings, srv.policy)
         http, csrf = await signed_in(srv.url, "admin")
         async with http:
             async with http.post(f"{srv.url}/cases/1", data={"action": "visit", "note": "x", "csrf": "forged"}) as r:
@@ -179,15 +180,15 @@ def test_case_flow_and_closing_twice(store_url: str, tmp_path: pathlib.Path) -> 
     async def body(srv: Server) -> None:
         from collector.web.cases import case_counts, open_cases
 
-        assert len(await open_cases(srv.db, srv.settings)) == 3
-        assert await open_cases(srv.db, srv.settings) == []  # idempotent
+        assert len(await open_cases(srv.db, srv.settings, srv.policy)) == 3
+        assert await open_cases(srv.db, srv.settings, srv.policy) == []  # idempotent
         http, csrf = await signed_in(srv.url, "sup1")
         async with http:
             async with http.get(f"{srv.url}/api/cases") as r:
                 mine = (await r.json())["cases"]
             assert [c["ticket"] for c in mine] == ["A017"] and mine[0]["overdue"]
             cid = mine[0]["id"]
-            other = (await srv.db.fetch("SELECT id FROM cases WHERE unit_id = 'U2'"))[0]["id"]
+            (other,), *_ = await srv.db.fetch("SELECT id FROM cases WHERE unit_id = 'U2'")
             async with http.post(f"{srv.url}/api/cases/{other}", json={"action": "visit", "note": "x"},
                                  headers={"X-CSRF-Token": csrf}) as r:  # fmt: skip
                 assert r.status == 403
@@ -243,7 +244,7 @@ def test_closed_month_keeps_late_rows_apart(store_url: str, tmp_path: pathlib.Pa
         await srv.db.execute("UPDATE rollups SET late = 1 WHERE officer_id = 'O1' AND level = 2")
         http, _ = await signed_in(srv.url, "admin")
         async with http, http.get(f"{srv.url}/api/month?month={MONTH}") as r:
-            o1 = next(o for o in (await r.json())["officers"] if o["officer_id"] == "O1")
-        assert (o1["rated"], o1["band"], o1["late_rated"]) == (20, "met", 1)
+            o1 = next(o for o in (await r.json())["officers"] if o["officer"] == "O1")
+        assert (o1["rated"], o1["band"], o1["revision"]["late_events"]) == (20, "met", 1)
 
     serve(store_url, body)

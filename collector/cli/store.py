@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from collector.report.commands import progress_bar
+from collector.cli.common import config_of, progress_bar, store_options
 from collector.store.copy import DEFAULT_BATCH, SKIPPED, CopyResult, copy_store
 
 COPY_HELP = """\
@@ -65,11 +65,12 @@ def summary(result: CopyResult, seconds: float) -> str:
 
 
 def cmd_store_copy(args: argparse.Namespace) -> int:
+    source = args.source or str(config_of(args).require_store())
     t0 = time.perf_counter()
     try:
         result = asyncio.run(
             copy_store(
-                args.source,
+                source,
                 args.target,
                 batch=args.batch,
                 progress=_bar if sys.stderr.isatty() else None,
@@ -97,7 +98,10 @@ def register(sub: Any) -> None:
         description=COPY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    q.add_argument("--from", dest="source", required=True, metavar="URL", help="the store to copy (read only)")
+    q.add_argument(
+        "--from", dest="source", metavar="URL", help="the store to copy, read only (default: --db or [store] url)"
+    )
+    store_options(q)
     q.add_argument("--to", dest="target", required=True, metavar="URL", help="the store to copy into")
     q.add_argument(
         "--batch", type=int, default=DEFAULT_BATCH, metavar="N", help=f"rows per transaction (default {DEFAULT_BATCH})"

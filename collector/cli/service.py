@@ -1,7 +1,7 @@
 """``evalbox`` commands of the collector service: serve, init, registry, devices, broker files, status.
 
-Where the store is: ``--db PATH`` (SQLite) or ``--config FILE`` (default
-``./evalbox.toml``, ``[store] url``).
+The store comes from ``--config FILE`` (default ``./evalbox.toml``) or ``--db URL`` through the one loader
+(``collector.config``), as for every command.
 """
 
 from __future__ import annotations
@@ -15,21 +15,22 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+import protocol
+from collector.cli.common import config_of, store_options
+from collector.config import DEFAULT_CONFIG, EXAMPLE
 from collector.errors import EvalboxError, UsageError
 from collector.ingest import provision
-from collector.ingest.config import EXAMPLE, BrokerConfig, Config, load_config
-from collector.store import Store, open_store
-from collector.store.base import BoxSettings
+from collector.serve import serve
+from collector.store import BoxSettings, Store, open_store
 
 T = TypeVar("T")
-DEFAULT_CONFIG = "evalbox.toml"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the collector (MQTT, serial, store, web) / 运行采集服务")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    store_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
     p.set_defaults(func=_serve)
 
@@ -38,51 +39,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=_init)
 
-    p = sub.add_parser("unit", help="units (派出所, 大队) / 单位")
-    s = p.add_subparsers(dest="unit_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add or rename a unit / 添加单位")
+    a = _action(_group(sub, "unit", "units (派出所, 大队) / 单位"), "add", "add or rename a unit / 添加单位", _unit_add)
     a.add_argument("id")
     a.add_argument("--name", required=True)
     a.add_argument("--parent", help="parent unit id")
     a.add_argument("--leader", help="unit leader's name")
-    _store_args(a)
-    a.set_defaults(func=_unit_add)
 
-    p = sub.add_parser("window", help="service windows / 窗口")
-    s = p.add_subparsers(dest="window_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add or rename a window / 添加窗口")
+    a = _action(
+        _group(sub, "window", "service windows / 窗口"), "add", "add or rename a window / 添加窗口", _window_add
+    )
     a.add_argument("id")
     a.add_argument("--unit", required=True)
     a.add_argument("--name", required=True)
-    _store_args(a)
-    a.set_defaults(func=_window_add)
 
-    p = sub.add_parser("officer", help="window officers / 民警")
-    s = p.add_subparsers(dest="officer_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="add or update an officer (badge number) / 添加民警")
+    officers = _group(sub, "officer", "window officers / 民警")
+    a = _action(officers, "add", "add or update an officer (badge number) / 添加民警", _officer_add)
     a.add_argument("id", help="badge number 警号")
     a.add_argument("--name", required=True)
     a.add_argument("--unit", required=True)
     a.add_argument("--window")
-    _store_args(a)
-    a.set_defaults(func=_officer_add)
-    a = s.add_parser("import", help="import officers from CSV (id,name,unit_id[,window_id]) / 导入民警")
+    a = _action(
+        officers, "import", "import officers from CSV (id,name,unit_id[,window_id]) / 导入民警", _officer_import
+    )
     a.add_argument("file", type=pathlib.Path)
-    _store_args(a)
-    a.set_defaults(func=_officer_import)
 
-    p = sub.add_parser("registry", help="units, windows and officers from CSV / 批量导入")
-    s = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
-    a = s.add_parser("import", help="import CSV files in one transaction / 导入")
+    registry = _group(sub, "registry", "units, windows and officers from CSV / 批量导入")
+    a = _action(registry, "import", "import CSV files in one transaction / 导入", _registry_import)
     a.add_argument("--units", type=pathlib.Path, help="CSV: id,name[,parent_id,leader]")
     a.add_argument("--windows", type=pathlib.Path, help="CSV: id,unit_id,name")
     a.add_argument("--officers", type=pathlib.Path, help="CSV: id,name,unit_id[,window_id]")
-    _store_args(a)
-    a.set_defaults(func=_registry_import)
 
-    p = sub.add_parser("device", help="evaluator boxes / 评价器")
-    s = p.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    a = s.add_parser("add", help="register a box, create its key and config file / 注册评价器")
+    devices = _group(sub, "device", "evaluator boxes / 评价器")
+    a = _action(devices, "add", "register a box, create its key and config file / 注册评价器", _device_add)
     a.add_argument("device")
     a.add_argument("--window", required=True)
     a.add_argument("--transport", choices=("mqtt", "serial"), default="mqtt")
@@ -90,16 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("-o", "--output", help="box config file (default DEVICE.json)")
     a.add_argument("--replace", action="store_true", help="give an existing box a new key")
     _settings_args(a)
-    _store_args(a)
-    a.set_defaults(func=_device_add)
-    a = s.add_parser("set", help="change a box's session settings (sent in its signed config) / 修改评价器设置")
+    a = _action(
+        devices, "set", "change a box's session settings (sent in its signed config) / 修改评价器设置", _device_set
+    )
     a.add_argument("device")
     _settings_args(a)
-    _store_args(a)
-    a.set_defaults(func=_device_set)
-    a = s.add_parser("list", help="boxes and their health / 评价器状态")
-    _store_args(a)
-    a.set_defaults(func=_device_list)
+    _action(devices, "list", "boxes and their health / 评价器状态", _device_list)
 
     p = sub.add_parser(
         "box-cmd", help="send a box an invite (with a ticket), a sign-in or a sign-out / 向评价器发送指令"
@@ -108,7 +92,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("op", choices=("invite", "signin", "signout"))
     p.add_argument("--ticket", help="ticket or case number for an invite (票号/案件号)")
     p.add_argument("--officer", help="badge number for signin (警号)")
-    _store_args(p)
+    store_options(p)
     p.set_defaults(func=_box_cmd)
     p = sub.add_parser("broker-config", help="write mosquitto config, password and ACL files / 生成代理配置")
     p.add_argument("-o", "--output", required=True, help="directory for mosquitto.conf, passwd, acl")
@@ -120,46 +104,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_broker_config)
 
     p = sub.add_parser("status", help="ingest counts, rejections, devices, lag / 运行状态")
-    _store_args(p)
+    store_options(p)
     p.set_defaults(func=_status)
 
 
-def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="URL", help="the store: an SQLite file path, sqlite:///PATH or postgresql://…")
-    p.add_argument("--config", help=f"config file (default ./{DEFAULT_CONFIG})")
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _config(args: argparse.Namespace, *, required: bool = False) -> Config | None:
-    path = getattr(args, "config", None)
-    if path is None and pathlib.Path(DEFAULT_CONFIG).exists():
-        path = DEFAULT_CONFIG
-    if path is None:
-        if required:
-            raise UsageError(f"no config: use --config FILE (evalbox init writes {DEFAULT_CONFIG})")
-        return None
-    return load_config(path)
+def _group(sub: Subparsers, name: str, help: str) -> Subparsers:
+    """A command with actions (``evalbox unit add``)."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 
-def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[T]]) -> T:
-    if getattr(args, "db", None):
-        url, base = args.db, pathlib.Path.cwd()  # an SQLite path (relative to here) or a postgresql:// URL
-    else:
-        cfg = _config(args)
-        if cfg is None:
-            raise UsageError(f"no store given: use --db PATH or --config {DEFAULT_CONFIG} ([store] url)")
-        url, base = cfg.store_url, cfg.base
+def _action(
+    group: Subparsers, name: str, help: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """An action that works on the store: ``--config``/``--db`` and its handler."""
+    a = group.add_parser(name, help=help)
+    store_options(a)
+    a.set_defaults(func=func)
+    return a
+
+
+def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[T]], *, must_exist: bool = False) -> T:
+    """Run ``job`` on the configured store; provisioning may create it (``must_exist`` False), reading may not."""
+    config = config_of(args)
 
     async def main() -> T:
-        async with open_store(url, base=base) as store:
+        async with open_store(config.require_store(), must_exist=must_exist) as store:
             return await job(store)
 
     return asyncio.run(main())
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from collector.serve import serve
 
-    cfg = load_config(args.config)
+    config = config_of(args)
+    config.require_store()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -167,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger("evalbox").setLevel(logging.INFO)
     try:
-        return asyncio.run(serve(cfg))
+        return asyncio.run(serve(config))
     except BaseExceptionGroup as group:  # a task of the TaskGroup failed: report the first expected error plainly
         first = _first_leaf(group)
         if isinstance(first, EvalboxError):
@@ -267,8 +248,6 @@ def _settings(args: argparse.Namespace) -> BoxSettings:
 
 
 def _box_cmd(args: argparse.Namespace) -> int:
-    import protocol
-
     if args.op == "signin" and not args.officer:
         raise UsageError("box-cmd signin needs --officer BADGE / 签到需要警号")
     if args.op != "signin" and args.officer:
@@ -294,8 +273,8 @@ def _device_set(args: argparse.Namespace) -> int:
 
 def _device_add(args: argparse.Namespace) -> int:
     provision.check_id(args.device, "device")
-    cfg = None if args.db else _config(args)
-    broker = cfg.broker if cfg else BrokerConfig()
+    config = config_of(args)
+    broker = config.broker
     key_hex = provision.new_key_hex()
     password = provision.new_password()
     out = pathlib.Path(args.output or f"{args.device}.json")
@@ -311,8 +290,8 @@ def _device_add(args: argparse.Namespace) -> int:
     )
     provision.write_secret_json(out, box)
     note = ""
-    if cfg is not None and broker.password_file:
-        pf = cfg.path(broker.password_file)
+    if config.file is not None and broker.password_file:
+        pf = config.path(broker.password_file)
         provision.set_broker_password(pf, args.device, password)
         note = f"; broker login added to {pf} (reload mosquitto: kill -HUP)"
     print(f"device {args.device} on window {args.window}: config written to {out}{note} / 评价器已注册")
@@ -326,7 +305,7 @@ def _fmt_ms(ms: Any) -> str:
 
 
 def _device_list(args: argparse.Namespace) -> int:
-    rows = _with_store(args, lambda s: s.device_rows())
+    rows = _with_store(args, lambda s: s.device_rows(), must_exist=True)
     print(f"{'device 设备':<20} {'window 窗口':<12} {'status 状态':<12} {'last seen 最后在线':<20} {'outbox':>6} fw")
     for r in rows:
         outbox = "-" if r["outbox"] is None else str(r["outbox"]) + ("!" if r["outbox_full"] else "")
@@ -340,13 +319,13 @@ def _device_list(args: argparse.Namespace) -> int:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    mqtt = cfg.mqtt if cfg else None
+    config = config_of(args)
+    mqtt = config.mqtt
     user = args.collector_user or (mqtt.username if mqtt else None)
     password = args.collector_password or (mqtt.password if mqtt else None)
     if not user or not password:
         raise UsageError("the collector's MQTT login: give --collector-user/--collector-password or [mqtt] in --config")
-    port = args.port or (cfg.broker.port if cfg else 1883)
+    port = args.port or config.broker.port
     files = provision.broker_files(
         pathlib.Path(args.output), collector_user=user, collector_password=password, port=port, bind=args.bind
     )
@@ -357,11 +336,12 @@ def _broker_config(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     async def job(s: Store) -> dict[str, Any]:
-        rows = await s.fetch("SELECT source, COUNT(*), MAX(recv_ms) FROM events GROUP BY source")
-        dev = await s.fetch("SELECT status, COUNT(*) FROM devices GROUP BY status")
+        rows = await s.db.fetch("SELECT source, COUNT(*), MAX(recv_ms) FROM events GROUP BY source")
+        dev = await s.db.fetch("SELECT status, COUNT(*) FROM devices GROUP BY status")
         return {"events": rows, "devices": dev, "rejected": await s.rejected_counts()}
 
-    st = _with_store(args, job)
+    config = config_of(args)
+    st = _with_store(args, job, must_exist=True)
     now = int(time.time() * 1000)
     print("stored events 已存储事件:")
     for source, n, last in st["events"] or [("-", 0, None)]:
@@ -369,8 +349,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {source}: {n}{lag}")
     print("rejected by reason 拒收(按原因): " + (", ".join(f"{r} {n}" for r, n in st["rejected"].items()) or "none 无"))
     print("devices 设备: " + (", ".join(f"{s} {n}" for s, n in st["devices"]) or "none 无"))
-    cfg = None if getattr(args, "db", None) else _config(args)
-    listen = ((cfg.web or {}).get("listen") or cfg.metrics_listen) if cfg else None
+    listen = config.web_listen or config.metrics_listen
     if listen:
         try:
             with urllib.request.urlopen(f"http://{listen}/metrics", timeout=3) as resp:

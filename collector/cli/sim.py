@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import pathlib
 import secrets
+import shutil
 import sys
 import tempfile
 from typing import Any
 
 from collector.errors import UsageError
 from collector.sim.run import SimOptions, check_store_options, evalbox, report_json, simulate, verify_report
+from collector.store.url import redact
 from collector.timeplace import parse_month
 
 
@@ -80,8 +82,6 @@ def _workdir(args: argparse.Namespace) -> pathlib.Path:
         if path.exists() and any(path.iterdir()):
             if not (path / "evalbox.toml").exists():
                 raise UsageError(f"--workdir {path}: exists and is not an evalbox run; choose an empty directory")
-            import shutil
-
             shutil.rmtree(path)  # an earlier run of ours: start afresh
         return path
     return pathlib.Path(tempfile.mkdtemp(prefix="evalbox-sim-"))
@@ -96,8 +96,6 @@ def cmd_sim(args: argparse.Namespace) -> int:
             ev = result.events
             print(f"simulated 模拟 {result.month}: {ev.expected} events confirmed by the boxes, {ev.stored} stored; "
                   f"lost {ev.lost}, duplicated {ev.duplicated}, extra {ev.extra} ({result.seconds:.0f} s)")  # fmt: skip
-            from collector.store.pgdb import redact  # asyncpg: only here
-
             print(f"ground truth 真值: {workdir / 'truth.json'}; store 存储: {redact(dep.store_url)}")
             return 0 if ev.ok else 1
 

@@ -1,30 +1,29 @@
 """The ``evalbox`` command line: a thin layer over the collector library.
 
-Library errors (``EvalboxError``) become one clear line on stderr and exit 2;
-no traceback for expected failures.
+Each module of this package adds its commands (``register(subparsers)``); a
+command's handler takes the parsed args and returns the exit code. Library
+errors (``EvalboxError``) become one clear line on stderr and exit 2; no
+traceback for expected failures.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.resources
+import json
 import sys
 from collections.abc import Sequence
 
+import protocol
 from collector import __version__
+from collector.cli import firmware, report, service, sim, store, web
 from collector.errors import EvalboxError
+from protocol.hmac256 import hmac_sha256
 
 
 def _cmd_selfcheck(args: argparse.Namespace) -> int:
     """Run the protocol's golden vectors and RFC 4231 cases on this interpreter."""
-    import importlib.resources
-
-    import protocol
-    from protocol.hmac256 import hmac_sha256
-
     ref = importlib.resources.files(protocol) / "vectors.json"
-    import json
-
     vec = json.loads(ref.read_text(encoding="utf-8"))
     key = bytes.fromhex(vec["key_hex"])
     failed = 0
@@ -38,18 +37,6 @@ def _cmd_selfcheck(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-# Each module below has ``register(subparsers)`` adding its commands; a
-# command's handler takes the parsed args and returns the exit code.
-COMMAND_MODULES: list[str] = [
-    "collector.report.commands",
-    "collector.web.cli",
-    "collector.ingest.commands",
-    "collector.sim.commands",
-    "collector.store.commands",
-    "collector.fleet.commands",
-]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evalbox",
@@ -59,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("selfcheck", help="check the wire protocol against its golden vectors / 协议自检")
     p.set_defaults(func=_cmd_selfcheck)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in (report, web, service, sim, store, firmware):
+        module.register(sub)
     return parser
 
 
@@ -78,7 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

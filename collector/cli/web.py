@@ -1,7 +1,8 @@
 """``evalbox user add`` and ``evalbox web``: users of the web page, and the page on its own.
 
 ``evalbox serve`` mounts the same page in the collector (``add_web_routes``);
-``evalbox web`` is for running the page alone against a store (SQLite file or PostgreSQL).
+``evalbox web`` runs it alone against the configured store (SQLite or
+PostgreSQL), with the same ``[web]`` settings and the same policy.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import getpass
 import pathlib
 import signal
 
-from collector.errors import UsageError
+from aiohttp import web
 
-DEFAULT_DB = "evalbox.db"
+from collector.cli.common import config_of, store_options
+from collector.errors import UsageError
+from collector.web.app import create_app
+from collector.web.auth import add_user
+from collector.web.settings import WebSettings
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,17 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--role", choices=("admin", "supervisor"), required=True)
     add.add_argument("--unit", action="append", default=[], help="a unit the supervisor sees (repeatable)")
     add.add_argument("--password-file", type=pathlib.Path, help="read the password from this file (first line)")
-    add.add_argument(
-        "--db", default=DEFAULT_DB, help=f"store: SQLite path, sqlite:///PATH or postgresql://… (default {DEFAULT_DB})"
-    )
+    store_options(add)
     add.set_defaults(func=_user_add)
 
     web = sub.add_parser("web", help="run the supervisors' web page alone / 单独运行网页")
-    web.add_argument(
-        "--db", default=DEFAULT_DB, help=f"store: SQLite path, sqlite:///PATH or postgresql://… (default {DEFAULT_DB})"
-    )
-    web.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
-    web.add_argument("--webhook", action="append", default=[], help="alert webhook URL (repeatable)")
+    store_options(web)
+    web.add_argument("--listen", help=f"HOST:PORT (default: [web] listen, else {DEFAULT_LISTEN})")
+    web.add_argument("--webhook", action="append", default=[], help="alert webhook URL (repeatable; adds to [web])")
     web.add_argument("--mqtt", help="alert MQTT broker HOST:PORT")
     web.set_defaults(func=_web)
 
@@ -53,13 +56,12 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _user_add(args: argparse.Namespace) -> int:
-    from collector.web.auth import add_user
-    from collector.web.db import connect_database
-
+    config = config_of(args)  # the store the collector uses: never a stray local file
+    config.require_store()
     password = _read_password(args)
 
     async def run() -> None:
-        async with connect_database(args.db) as db:
+        async with config.database(must_exist=False) as db:
             await add_user(db, args.name, args.role, password, args.unit)
 
     asyncio.run(run())
@@ -76,19 +78,18 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 
 
 def _web(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from collector.web.app import create_app
-    from collector.web.db import connect_database
-    from collector.web.settings import WebSettings
-
-    host, port = _host_port(args.listen, "--listen")
-    mqtt_host, mqtt_port = _host_port(args.mqtt, "--mqtt") if args.mqtt else (None, 1883)
-    settings = WebSettings(webhook_urls=tuple(args.webhook), mqtt_host=mqtt_host, mqtt_port=mqtt_port)
+    config = config_of(args)
+    config.require_store()
+    host, port = _host_port(args.listen or config.web_listen or DEFAULT_LISTEN, "--listen")
+    settings = config.web or WebSettings()
+    settings = settings.replace(webhook_urls=(*settings.webhook_urls, *args.webhook))
+    if args.mqtt:
+        mqtt_host, mqtt_port = _host_port(args.mqtt, "--mqtt")
+        settings = settings.replace(mqtt_host=mqtt_host, mqtt_port=mqtt_port)
 
     async def run() -> None:
-        async with connect_database(args.db) as db:
-            runner = web.AppRunner(create_app(db, settings))
+        async with config.database() as db:
+            runner = web.AppRunner(create_app(db, settings, config.policy))
             await runner.setup()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

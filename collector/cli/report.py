@@ -1,0 +1,170 @@
+"""``evalbox`` commands for reports: report, policy, complaint, month, rebuild.
+
+The store and the policy come from ``--config`` (default ``./evalbox.toml``),
+``--db`` and ``--policy`` through the one loader (``collector.config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+from collector.cli.common import config_of, progress_bar, store_options, with_db, write_output
+from collector.errors import UsageError
+from collector.report.ledger import add_complaint, year_ledger
+from collector.report.monthly import monthly_report
+from collector.report.months import close_month, list_closed
+from collector.report.policy import EXAMPLE_POLICY, load_policy
+from collector.report.rebuild import rebuild
+from collector.report.render import FORMATS, LANGS, render, render_ledger
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+# -- handlers -------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if (args.month is None) == (args.year is None):
+        raise UsageError("give exactly one of --month YYYY-MM or --year YYYY")
+    config = config_of(args)
+    policy = config.policy
+    if args.format == "xlsx" and not args.output:
+        raise UsageError("--format xlsx writes a binary file: give -o FILE.xlsx")
+    if args.year is not None:
+        if args.unit:
+            raise UsageError("--unit applies to --month reports")
+        ledger = with_db(config, lambda db: year_ledger(db, args.year, policy))
+        write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
+        return 0
+    report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    write_output(render(report, policy, args.format, args.lang, colour=colour), args.output)
+    return 0
+
+
+def cmd_policy_init(args: argparse.Namespace) -> int:
+    if args.output:
+        path = pathlib.Path(args.output)
+        if path.exists() and not args.force:
+            raise UsageError(f"{path} exists; use --force to overwrite")
+        path.write_text(EXAMPLE_POLICY, encoding="utf-8")
+        print(f"wrote {path}")
+    else:
+        sys.stdout.write(EXAMPLE_POLICY)
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    policy = load_policy(args.file)
+    sat = ", ".join(f"{s}:{sorted(v)}" for s, v in sorted(policy.satisfied.items()))
+    print(
+        f"{args.file}: ok — timezone {policy.timezone}, target {float(policy.target):g}%, "
+        f"floor {float(policy.floor):g}%, penalty {policy.penalty_points}, satisfied levels {sat}"
+    )
+    return 0
+
+
+def cmd_complaint_add(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    cid = with_db(
+        config,
+        lambda db: add_complaint(db, args.officer, args.date, args.note, by=_user(), now_ms=int(time.time() * 1000)),
+    )
+    print(f"complaint {cid} recorded for officer {args.officer} on {args.date} (有效投诉已登记)")
+    return 0
+
+
+def cmd_complaint_list(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    rows = with_db(config, lambda db: db.fetch("SELECT id, officer_id, day, note FROM complaints ORDER BY day, id"))
+    for cid, officer, day, note in rows:
+        print(f"{cid}\t{officer}\t{day}\t{note}")
+    return 0
+
+
+def cmd_month_close(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    tz = config.policy.timezone
+    with_db(config, lambda db: close_month(db, args.month, tz, by=_user(), now_ms=int(time.time() * 1000)))
+    print(f"month {args.month} closed (已关账); later arrivals will show as a revision")
+    return 0
+
+
+def cmd_month_list(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    for month, closed_ms, by in with_db(config, list_closed):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(closed_ms / 1000))
+        print(f"{month}\tclosed {when} UTC\tby {by}")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    tz = config.policy.timezone
+    t0 = time.perf_counter()
+    result = with_db(config, lambda db: rebuild(db, tz, progress_bar))
+    print(
+        f"rebuilt {result.rollup_rows} rollup rows over {len(result.months)} months in {tz}; "
+        f"{result.moved_events} events moved to another month; {time.perf_counter() - t0:.1f} s"
+    )
+    return 0
+
+
+# -- registration -------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    """Add the report commands to the ``evalbox`` parser."""
+    store = store_options(argparse.ArgumentParser(add_help=False), policy=True)
+    p = sub.add_parser(
+        "report", parents=[store], help="monthly rates (--month) or the year's sanctions ledger (--year) / 满意率月报"
+    )
+    p.add_argument("--month", metavar="YYYY-MM")
+    p.add_argument("--year", type=int, metavar="YYYY")
+    p.add_argument("--unit", metavar="UNIT", help="only this unit and the units below it")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--lang", choices=LANGS, default="zh")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("policy", help="write or check a policy file / 评价政策")
+    psub = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    q = psub.add_parser("init", help="print (or write with -o) a commented example policy")
+    q.add_argument("-o", "--output", metavar="FILE")
+    q.add_argument("--force", action="store_true")
+    q.set_defaults(func=cmd_policy_init)
+    q = psub.add_parser("check", help="validate a policy file, naming any bad key")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_policy_check)
+
+    p = sub.add_parser("complaint", help="valid complaints (有效投诉) for the sanctions ledger")
+    psub = p.add_subparsers(dest="complaint_command", metavar="ACTION", required=True)
+    q = psub.add_parser("add", parents=[store], help="record a valid complaint against an officer")
+    q.add_argument("--officer", required=True, help="badge number 警号")
+    q.add_argument("--date", required=True, metavar="YYYY-MM-DD")
+    q.add_argument("--note", required=True)
+    q.set_defaults(func=cmd_complaint_add)
+    q = psub.add_parser("list", parents=[store], help="list recorded complaints")
+    q.set_defaults(func=cmd_complaint_list)
+
+    p = sub.add_parser("month", help="close months (关账)")
+    psub = p.add_subparsers(dest="month_command", metavar="ACTION", required=True)
+    q = psub.add_parser("close", parents=[store], help="freeze a month; later arrivals become a revision")
+    q.add_argument("month", metavar="YYYY-MM")
+    q.set_defaults(func=cmd_month_close)
+    q = psub.add_parser("list", parents=[store], help="list closed months")
+    q.set_defaults(func=cmd_month_list)
+
+    p = sub.add_parser("rebuild", parents=[store], help="recompute months and rollups from raw events")
+    p.set_defaults(func=cmd_rebuild)
