@@ -64,6 +64,22 @@ class NatsMqtt:
         self.conf = self.dir / "nats.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
+    @classmethod
+    def from_files(cls, conf: pathlib.Path, port: int) -> NatsMqtt:
+        """A server on the config ``evalbox broker-config --broker nats`` wrote (MQTT on ``port``)."""
+        self = cls.__new__(cls)
+        self.dir, self.conf, self.port, self.proc = conf.parent, conf, port, None
+        self.nats_port = free_port()
+        text = conf.read_text().replace(":4222", f":{self.nats_port}")  # the NATS client port: a free one
+        conf.write_text(text + f"log_file: {json.dumps(str(self.dir / 'nats.log'))}\n")
+        return self
+
+    def reload(self) -> None:
+        """SIGHUP: nats-server reads its config (and the users file) again."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+
     def start(self, timeout: float = 15.0) -> None:
         """Start the server and wait until its MQTT listener accepts connections."""
         self.proc = subprocess.Popen(

@@ -258,7 +258,8 @@ class MqttSource:
         where = f"the broker at {cfg.host}:{cfg.port}"
         if not delivered:
             what = (
-                f"refused the shared subscription {shared} (check the collector's ACL)"
+                f"refused the shared subscription {shared} (NATS takes $share as an ordinary topic level, outside "
+                "the collector's permissions)"
                 if self._probe_refused
                 else f"accepted the shared subscription {shared} but delivered nothing within {cfg.probe_timeout_s:g} s"
             )

@@ -103,6 +103,17 @@ def box_config(
     }
 
 
+def check_box_config(box: dict[str, Any]) -> None:
+    """The firmware's own check of a box config (``firmware.config.validate``); ``UsageError`` naming the key."""
+    from firmware.config import ConfigError as BoxConfigError
+    from firmware.config import validate
+
+    try:
+        validate(dict(box))
+    except BoxConfigError as exc:
+        raise UsageError(f"box config for {box.get('device_id')!r} would be refused by the box: {exc}") from None
+
+
 def write_secret_json(path: pathlib.Path, data: dict[str, Any]) -> None:
     """Write JSON readable by the owner only (it holds the box's key and password)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
