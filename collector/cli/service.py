@@ -183,11 +183,13 @@ def _init(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.chmod(out, 0o600)  # also when --force replaced an older, wider file
+    print(f"wrote {out} (mode 0600) / 已生成配置文件")
     print(
-        f"wrote {out} (mode 0600) / 已生成配置文件 — the collector's broker password is a new random one in [mqtt]"
-        f" password of {out} (evalbox broker-config --config {out} gives it to the broker) / 采集器的代理密码已随机生成，"
-        f"见该文件[mqtt] password。Edit it, then: evalbox serve --config {out}"
+        f"the collector's broker password is a new random one: [mqtt] password in {out}; "
+        f"evalbox broker-config --config {out} gives it to the broker"
+        " / 采集器的代理密码已随机生成，见该文件 [mqtt] password"
     )
+    print(f"edit it, then: evalbox serve --config {out} / 修改后运行")
     return 0
 
 
