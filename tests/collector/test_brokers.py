@@ -11,7 +11,9 @@ import pathlib
 import time
 from collections.abc import Iterator
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
 from collector.ingest.provision import broker_files, set_broker_password
@@ -58,7 +60,17 @@ def test_collector_on_nats_stores_exactly_once_and_boxes_keep_to_their_topics(na
     tmp_path, nb, db = nats
     col = Collector(write_config(tmp_path, store=db, port=nb.port)).start()
     box1, box2 = Box("BOX-1", nb.port), Box("BOX-2", nb.port)
+    overheard: list[str] = []
+    refused: list[bool] = []
+    spy = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="spy", clean_session=True)
+    spy.username_pw_set("BOX-2", "pw-BOX-2")  # BOX-2 tries to read everything, JetStream's deliveries too
+    spy.on_connect = lambda c, u, f, rc, p: c.subscribe([("#", 1), ("$MQTT/sub/#", 1), ("evalbox/BOX-1/#", 1)])
+    spy.on_subscribe = lambda c, u, mid, codes, p: refused.extend(code.is_failure for code in codes)
+    spy.on_message = lambda c, u, m: overheard.append(m.topic)
+    spy.connect("127.0.0.1", nb.port)
+    spy.loop_start()
     try:
+        wait_for(lambda: len(refused) == 3, 15, "the spy's SUBACK")
         for s in range(40):
             box1.publish(box1.press(s))
         wait_for(lambda: len(box1.acked) == 40, what="40 acks over NATS")
@@ -75,7 +87,10 @@ def test_collector_on_nats_stores_exactly_once_and_boxes_keep_to_their_topics(na
         assert stored(db, "SELECT COUNT(*) FROM events WHERE device_id = 'BOX-1' AND seq = 5") == 1
         assert stored(db, "SELECT COALESCE(SUM(n), 0) FROM rejected_counts") == 0  # refused by the broker
         assert 'Publish Violation - User "BOX-2", Subject "evalbox.BOX-1.up"' in nb.log()
+        assert refused == [True, True, True] and overheard == []
     finally:
+        spy.disconnect()
+        spy.loop_stop()
         box1.close()
         box2.close()
         col.kill()
