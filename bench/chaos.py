@@ -3,6 +3,7 @@
     .venv/bin/python bench/chaos.py                       # 20 boxes, ≥ 50,000 presses, ≥ 100 faults
     .venv/bin/python bench/chaos.py --boxes 10 --days 12 --seed 7
     .venv/bin/python bench/chaos.py --store postgresql://postgres@127.0.0.1/evalbox_chaos --collectors 2
+    .venv/bin/python bench/chaos.py --broker nats --boxes 8 --days 3   # NATS server with MQTT instead of mosquitto
 
 Prints the faults injected by kind and the events checked; the last line is
 one JSON object ``{"presses", "faults", "lost", "duplicated", "extra", "collectors", "store"}``
@@ -39,13 +40,14 @@ def main() -> int:
     ap.add_argument("--dir", help="working directory (default: a temporary one)")
     ap.add_argument("--store", metavar="URL", help="store URL (default: an SQLite file in the working directory)")
     ap.add_argument("--collectors", type=int, default=1, help="collectors sharing the stream (≥ 2: PostgreSQL)")
+    ap.add_argument("--broker", choices=("mosquitto", "nats"), default="mosquitto", help="the MQTT broker run")
     args = ap.parse_args()
     workdir = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="evalbox-chaos-")) / "run"
     opts = SimOptions(
         workdir=workdir, boxes=args.boxes, serial_every=4, month=args.month, days=args.days,
         arrivals_per_hour=args.arrivals_per_hour, seed=args.seed,
         box_settings=BoxSettings(invite_ms=1000, min_interval_ms=120, outbox_blocks=512),
-        store_url=args.store, collectors=args.collectors,
+        store_url=args.store, collectors=args.collectors, broker=args.broker,
     )  # fmt: skip
     try:
         result = asyncio.run(run_chaos(opts, seed=args.seed, every_s=args.every_s))

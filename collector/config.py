@@ -56,6 +56,7 @@ client_id = "evalbox-collector"   # fixed: the broker keeps this session while w
 # shared_group = "collectors"     # several collectors share the stream ($share/<group>/...)
 # clean_session = true            # with shared_group: no queue kept for a stopped collector (see docs)
 keepalive = 30
+# box_silent_s = 300              # a box silent this long is marked offline (heartbeat every 60 s; 0: off)
 
 # One [[serial]] table per box on a serial line (window PC / USB).
 # [[serial]]
@@ -304,6 +305,8 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
     mqtt = _section(name, "mqtt", conf["mqtt"], MqttConfig) if "mqtt" in conf else None
     if mqtt is not None and not 0 < mqtt.port < 65536:
         raise ConfigError(f"{name}: mqtt.port: {mqtt.port} is not a TCP port")
+    if mqtt is not None and not (mqtt.box_silent_s >= 0 and 0 < mqtt.probe_timeout_s <= 120):
+        raise ConfigError(f"{name}: mqtt: box_silent_s must be ≥ 0 (0: off) and probe_timeout_s 0..120")
     serial_raw = conf.get("serial", [])
     if not isinstance(serial_raw, list):
         raise ConfigError(f"{name}: serial: expected [[serial]] tables")

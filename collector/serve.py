@@ -48,6 +48,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
             tg.create_task(pipeline.command_loop(pipeline.drained))
             tg.create_task(pipeline.refresh_loop(stop))
             if config.mqtt is not None:
+                if config.mqtt.box_silent_s > 0:
+                    tg.create_task(pipeline.silence_loop(stop, config.mqtt.box_silent_s))
                 mqtt_source = MqttSource(config.mqtt, pipeline)
                 pipeline.default_route = mqtt_source
                 sources.append(mqtt_source)

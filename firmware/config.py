@@ -101,7 +101,7 @@ def validate(raw: "Any") -> "dict[str, Any]":
     for k in raw:
         if k not in SCHEMA:
             raise ConfigError("%s: unknown key" % k)
-    cfg = {}
+    cfg: "dict[str, Any]" = {}
     for name in SCHEMA:
         kind, default = SCHEMA[name]
         v = raw.get(name, default)

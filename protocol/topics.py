@@ -37,6 +37,11 @@ def alerts() -> str:
     return "%s/_alerts" % ROOT
 
 
+def probe(nonce: str) -> str:
+    """A collector's own test message (shared-subscription check at start); no box topic matches it."""
+    return "%s/_probe/%s" % (ROOT, nonce)
+
+
 def all_uplinks() -> str:
     """Subscription filter for every box's events."""
     return "%s/+/up" % ROOT

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--transport", choices=("mqtt", "serial"), default="mqtt")
     a.add_argument("--board", choices=provision.BOARDS, default="esp32")
     a.add_argument("-o", "--output", help="box config file (default DEVICE.json)")
+    a.add_argument("--serial-path", help="sim board with --transport serial: the box's end of its serial line")
     a.add_argument("--replace", action="store_true", help="give an existing box a new key")
     _settings_args(a)
     a = _action(
@@ -94,10 +96,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--officer", help="badge number for signin (警号)")
     store_options(p)
     p.set_defaults(func=_box_cmd)
-    p = sub.add_parser("broker-config", help="write mosquitto config, password and ACL files / 生成代理配置")
-    p.add_argument("-o", "--output", required=True, help="directory for mosquitto.conf, passwd, acl")
+    p = sub.add_parser(
+        "broker-config", help="write the broker's config, logins and ACL (mosquitto, EMQX, NATS) / 生成代理配置"
+    )
+    p.add_argument("-o", "--output", required=True, help="directory for the broker's files")
+    p.add_argument(
+        "--broker",
+        choices=provision.BROKERS,
+        default="mosquitto",
+        help="mosquitto: mosquitto.conf, passwd, acl; emqx: HOCON fragment, bootstrap CSV, acl.conf, API script; "
+        "nats: nats-server.conf with MQTT, users file (docs/brokers.md)",
+    )
     p.add_argument("--config", default=None, help="evalbox.toml: the collector's MQTT login and port")
-    p.add_argument("--port", type=int, help="listener port (default: [broker] port or 1883)")
+    p.add_argument("--port", type=int, help="MQTT listener port (default: [broker] port or 1883)")
     p.add_argument("--bind", default="", help="listen address (default: all)")
     p.add_argument("--collector-user", help="the collector's MQTT user (default: [mqtt] username)")
     p.add_argument("--collector-password", help="its password (default: [mqtt] password)")
@@ -166,8 +177,19 @@ def _init(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.output)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; use --force to overwrite / 文件已存在")
-    out.write_text(EXAMPLE, encoding="utf-8")
-    print(f"wrote {out} / 已生成配置文件 — edit it, then: evalbox serve --config {out}")
+    # The collector's broker password is generated here: the file is readable by its owner only.
+    text = EXAMPLE.replace('password = "change-me"', f'password = "{provision.new_password()}"', 1)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(out, 0o600)  # also when --force replaced an older, wider file
+    print(f"wrote {out} (mode 0600) / 已生成配置文件")
+    print(
+        f"the collector's broker password is a new random one: [mqtt] password in {out}; "
+        f"evalbox broker-config --config {out} gives it to the broker"
+        " / 采集器的代理密码已随机生成，见该文件 [mqtt] password"
+    )
+    print(f"edit it, then: evalbox serve --config {out} / 修改后运行")
     return 0
 
 
@@ -273,6 +295,10 @@ def _device_set(args: argparse.Namespace) -> int:
 
 def _device_add(args: argparse.Namespace) -> int:
     provision.check_id(args.device, "device")
+    if args.board == "sim" and args.transport == "serial" and not args.serial_path:
+        raise UsageError("--board sim --transport serial needs --serial-path (the box's end of the serial line)")
+    if args.serial_path and not (args.board == "sim" and args.transport == "serial"):
+        raise UsageError("--serial-path goes with --board sim --transport serial only")
     config = config_of(args)
     broker = config.broker
     key_hex = provision.new_key_hex()
@@ -288,6 +314,11 @@ def _device_add(args: argparse.Namespace) -> int:
     box = provision.box_config(
         args.device, key_hex, args.window, args.transport, broker.host, broker.port, password, args.board
     )
+    if args.board == "sim":  # the simulator keeps its flash in an image file beside the config
+        box["flash"] = str(out.resolve().with_suffix(".flash"))
+        if args.transport == "serial":
+            box["serial_path"] = args.serial_path
+    provision.check_box_config(box)
     provision.write_secret_json(out, box)
     note = ""
     if config.file is not None and broker.password_file:
@@ -325,12 +356,22 @@ def _broker_config(args: argparse.Namespace) -> int:
     password = args.collector_password or (mqtt.password if mqtt else None)
     if not user or not password:
         raise UsageError("the collector's MQTT login: give --collector-user/--collector-password or [mqtt] in --config")
+    provision.check_collector_password(password)
     port = args.port or config.broker.port
     files = provision.broker_files(
-        pathlib.Path(args.output), collector_user=user, collector_password=password, port=port, bind=args.bind
+        pathlib.Path(args.output),
+        collector_user=user,
+        collector_password=password,
+        port=port,
+        bind=args.bind,
+        broker=args.broker,
     )
     print("wrote 已生成: " + ", ".join(files))
-    print("each box's login is added by `evalbox device add` when [broker] password_file points at the passwd file")
+    logins = files[1]
+    print(
+        f"each box's login is added by `evalbox device add` when [broker] password_file = {logins!r}"
+        " / 每台评价器的登录由 evalbox device add 写入该文件"
+    )
     return 0
 
 

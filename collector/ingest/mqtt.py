@@ -12,6 +12,13 @@ so a message is released only once the pipeline has committed it.
 shared group: the broker then keeps no queue for a collector that is down
 and hands new presses to the live ones at once; what the dead one held
 unacked is sent again by the boxes (they keep every press until its ack).
+
+With ``[mqtt] shared_group`` the source first checks that the broker really
+shares: it subscribes ``$share/<group>/evalbox/_probe/<nonce>``, publishes one
+probe there and waits for it (``probe_timeout_s``). NATS's MQTT and RabbitMQ's
+MQTT plugin grant such a subscription and then deliver nothing; the collector
+then refuses to start (``SharedSubscriptionError``, exit 2) instead of
+running deaf. Only after the probe arrives are the real filters subscribed.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.errors import ConfigError
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.settings import MqttConfig
 from collector.store import Device
@@ -35,6 +43,10 @@ log = logging.getLogger("evalbox.mqtt")
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
+
+
+class SharedSubscriptionError(ConfigError):
+    """``[mqtt] shared_group`` is set, but the broker does not deliver to a shared subscription."""
 
 
 class MqttSource:
@@ -72,6 +84,11 @@ class MqttSource:
         self._down = asyncio.Event()
         self._up = asyncio.Event()
         self._configs_sent = False
+        self._shared_ok = not cfg.shared_group  # nothing to check without a shared group
+        self._probe_topic = topics.probe(f"{cfg.client_id}-{random.getrandbits(48):012x}")
+        self._probe_got: asyncio.Future[None] | None = None
+        self._probe_mid: int | None = None
+        self._probe_refused = False
         self.connects = 0
         pipeline.on_new_devices.append(self.publish_configs)
         pipeline.metrics.sources[self.name] = False
@@ -111,7 +128,8 @@ class MqttSource:
             log.error("MQTT broker %s:%d refused the connection: %s / 代理拒绝连接", self.cfg.host, self.cfg.port, rc)
             return
         self.connects += 1
-        client.subscribe(self._filters())  # on every connect: the broker may have lost the session
+        if self._shared_ok:
+            client.subscribe(self._filters())  # on every connect: the broker may have lost the session
         self.pipeline.metrics.sources[self.name] = True
         log.info("MQTT connected to %s:%d (session present: %s)", self.cfg.host, self.cfg.port, flags.session_present)
         self._up.set()
@@ -121,6 +139,11 @@ class MqttSource:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any = None) -> None:
         failed = [c for c in codes if c.is_failure]
+        if mid == self._probe_mid:
+            self._probe_refused = bool(failed)
+            if failed and self._probe_got is not None and not self._probe_got.done():
+                self._probe_got.set_result(None)
+            return
         if failed:
             log.error("MQTT subscription refused: %s (check the collector's ACL) / 订阅被拒绝", failed)
         else:
@@ -132,6 +155,12 @@ class MqttSource:
         self._down.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._probe_topic:  # our own probe: not for the pipeline
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            if self._probe_got is not None and not self._probe_got.done():
+                self._probe_got.set_result(None)
+            return
         self.pipeline.submit(self, msg.topic, bytes(msg.payload), (msg.mid, msg.qos) if msg.qos else None)
 
     # ---- Source ----
@@ -187,6 +216,8 @@ class MqttSource:
                 await asyncio.wait((up, down, stopping), return_when=asyncio.FIRST_COMPLETED)
                 if up.done() and not down.done():
                     delay = BACKOFF_FIRST_S
+                    if not self._shared_ok:
+                        await self._check_shared()
                     await asyncio.wait((down, stopping), return_when=asyncio.FIRST_COMPLETED)
                 up.cancel()
                 down.cancel()
@@ -200,6 +231,45 @@ class MqttSource:
         finally:
             stopping.cancel()
             await self.close()
+
+    async def _check_shared(self) -> None:
+        """Subscribe to the probe topic through the shared group, publish a probe, expect it back.
+
+        Raises ``SharedSubscriptionError`` (the collector refuses to start) when the broker refuses the
+        subscription or delivers nothing within ``probe_timeout_s``; subscribes the real filters when it works.
+        """
+        cfg = self.cfg
+        shared = f"$share/{cfg.shared_group}/{self._probe_topic}"
+        self._probe_got = self.loop.create_future()
+        self._probe_refused = False
+        _rc, self._probe_mid = self.client.subscribe(shared, qos=1)
+        self.client.publish(self._probe_topic, b"evalbox shared-subscription probe", qos=1)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._probe_got), cfg.probe_timeout_s)
+            delivered = not self._probe_refused
+        except TimeoutError:
+            delivered = False
+        if not self.client.is_connected():
+            return  # lost the connection meanwhile: check again after the reconnect
+        self.client.unsubscribe(shared)
+        where = f"the broker at {cfg.host}:{cfg.port}"
+        if not delivered:
+            what = (
+                f"refused the shared subscription {shared} (NATS takes $share as an ordinary topic level, outside "
+                "the collector's permissions)"
+                if self._probe_refused
+                else f"accepted the shared subscription {shared} but delivered nothing within {cfg.probe_timeout_s:g} s"
+            )
+            raise SharedSubscriptionError(
+                f"[mqtt] shared_group = {cfg.shared_group!r}: {what}. This broker does not support MQTT shared "
+                "subscriptions ($share/...; NATS's MQTT and RabbitMQ's MQTT plugin accept them and deliver "
+                "nothing). Remove shared_group and run one collector, or use a broker that shares them "
+                "(mosquitto 2, EMQX); see docs/brokers.md / 该MQTT代理不支持共享订阅($share)：请删除shared_group"
+                "只运行一个采集器，或改用支持共享订阅的代理(mosquitto、EMQX)"
+            )
+        log.info("MQTT shared subscription checked: %s delivers to $share/%s/", where, cfg.shared_group)
+        self._shared_ok = True
+        self.client.subscribe(self._filters())
 
     async def close(self) -> None:
         """Send what is queued (PUBACKs, acks), then DISCONNECT; wait a little for it to go out."""

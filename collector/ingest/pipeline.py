@@ -176,6 +176,32 @@ class Pipeline:
                 except Exception:
                     log.exception("%s: sending command %d to %s failed", source.name, cid, device_id)
 
+    async def silence_loop(self, stop: asyncio.Event, silent_s: float) -> None:
+        """Mark a box ``offline`` once it has been silent for ``silent_s`` (heartbeats stopped, no Last Will seen).
+
+        Only silence heard while this collector listens counts: nothing is marked during its first ``silent_s``
+        (after a restart the boxes' heartbeats have not had time to arrive yet).
+        """
+        every_s = max(0.05, min(silent_s / 4, 30.0))
+        started = time.monotonic()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+                return
+            except TimeoutError:
+                pass
+            if time.monotonic() - started < silent_s:
+                continue
+            try:
+                gone = await self.store.mark_silent_offline(int((time.time() - silent_s) * 1000))
+            except Exception:
+                log.exception("marking silent boxes offline failed")
+                continue
+            if gone:
+                log.warning(
+                    "no heartbeat for %g s: %s marked offline / 超时未收到心跳，标记为离线", silent_s, ", ".join(gone)
+                )
+
     async def refresh_loop(self, stop: asyncio.Event, every_s: float = 5.0) -> None:
         """Pick up boxes added while running (``evalbox device add``)."""
         while not stop.is_set():

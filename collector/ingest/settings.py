@@ -22,6 +22,8 @@ class MqttConfig:
     shared_group: str | None = None
     clean_session: bool = False
     keepalive: int = 30
+    box_silent_s: int = 300  # a box heard from longer ago than this is marked offline (0: only its Last Will)
+    probe_timeout_s: float = 5.0  # with shared_group: how long the start-up check waits for its probe
 
 
 @dataclasses.dataclass(frozen=True)

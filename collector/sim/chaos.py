@@ -3,7 +3,7 @@
 Faults (one at a time, at seeded random moments, each lasting a random
 outage before recovery):
 
-- ``broker_kill``: mosquitto SIGKILLed (what it had not autosaved is gone), restarted;
+- ``broker_kill``: the broker (mosquitto or NATS) SIGKILLed (what it had not autosaved is gone), restarted;
 - ``collector_kill``: ``evalbox serve`` SIGKILLed mid-batch, restarted (with several collectors
   sharing the stream: one of them, chosen at random);
 - ``power_cut``: a box's interpreter SIGKILLed between two citizens, booted again on its flash image;
@@ -44,6 +44,7 @@ class ChaosResult:
     examples: list[str]
     collectors: int = 1
     store: str = "sqlite"
+    broker: str = "mosquitto"
 
     @property
     def ok(self) -> bool:
@@ -53,12 +54,13 @@ class ChaosResult:
         faults = ", ".join(f"{k} {self.faults.get(k, 0)}" for k in FAULTS)
         return (f"chaos 故障注入: {sum(self.faults.values())} faults ({faults}); {self.presses} presses, "
                 f"{self.events} events checked: lost {self.lost}, duplicated {self.duplicated}, extra {self.extra}"
-                f" ({self.collectors} collector(s) 采集器, {self.store} store 存储; {self.seconds:.0f} s)")  # fmt: skip
+                f" ({self.collectors} collector(s) 采集器, {self.store} store 存储, {self.broker} broker 代理;"
+                f" {self.seconds:.0f} s)")  # fmt: skip
 
     def json_line(self) -> str:
         return json.dumps({"presses": self.presses, "faults": sum(self.faults.values()), "lost": self.lost,
                            "duplicated": self.duplicated, "extra": self.extra, "collectors": self.collectors,
-                           "store": self.store})  # fmt: skip
+                           "store": self.store, "broker": self.broker})  # fmt: skip
 
 
 async def inject(dep: Deployment, fleet: Fleet, rnd: random.Random, counts: Counter[str], every_s: float) -> None:
@@ -115,6 +117,6 @@ async def run_chaos(opts: SimOptions, *, seed: int, every_s: float, say: Any = p
         store = parse_store_url(dep.store_url).kind
         return ChaosResult(
             presses, ev.expected, counts, ev.lost, ev.duplicated, ev.extra, result.seconds, ev.examples,
-            collectors=dep.collectors, store=store,
+            collectors=dep.collectors, store=store, broker=dep.broker,
         )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover

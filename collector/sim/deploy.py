@@ -38,7 +38,14 @@ from types import TracebackType
 from typing import Any
 
 from collector.errors import EvalboxError
-from collector.ingest.provision import box_config, broker_files, new_key_hex, new_password, set_broker_password
+from collector.ingest.provision import (
+    NATS_USERS,
+    box_config,
+    broker_files,
+    new_key_hex,
+    new_password,
+    set_broker_password,
+)
 from collector.sim.boxes import SerialLink, SimBox
 from collector.sim.traffic import Bureau
 from collector.store import BoxSettings as StoreBoxSettings
@@ -85,6 +92,16 @@ def mosquitto_command() -> str:
     raise EvalboxError("mosquitto not found: run ./dev setup (installs it with apt-get)")
 
 
+def nats_command() -> str:
+    for cand in (shutil.which("nats-server"), "/usr/sbin/nats-server", "/usr/bin/nats-server"):
+        if cand and os.path.exists(cand):
+            return cand
+    raise EvalboxError("nats-server not found: run ./dev setup (installs it with apt-get)")
+
+
+BROKERS = ("mosquitto", "nats")  # what a deployment can run here (EMQX is not packaged for Debian)
+
+
 def evalbox_command() -> list[str]:
     here = pathlib.Path(sys.executable).parent / "evalbox"
     return [str(here)] if here.exists() else [sys.executable, "-m", "collector.cli"]
@@ -115,9 +132,13 @@ class Deployment:
         batch_max_ms: int = 20,
         metrics_listen: str | None = None,
         collectors: int = 1,
+        broker: str = "mosquitto",
     ) -> None:
         if collectors < 1:
             raise EvalboxError(f"collectors: 1 or more, not {collectors}")
+        if broker not in BROKERS:
+            raise EvalboxError(f"broker {broker!r}: one of {', '.join(BROKERS)}")
+        self.broker = broker
         self.dir = workdir.resolve()
         self.bureau = bureau
         self.web_listen = web_listen
@@ -154,13 +175,17 @@ class Deployment:
         collector_password = new_password()
         broker_files(
             self.dir / "broker", collector_user=COLLECTOR_USER, collector_password=collector_password,
-            port=self.broker_port, bind="127.0.0.1",
+            port=self.broker_port, bind="127.0.0.1", broker=self.broker,
         )  # fmt: skip
-        conf = self.dir / "broker" / "mosquitto.conf"
+        conf = self.broker_conf
         text = conf.read_text(encoding="utf-8")
-        text += f"log_dest file {self.dir / 'broker' / 'mosquitto.log'}\n"
-        if os.geteuid() == 0:
-            text += "user root\n"  # else mosquitto drops to 'mosquitto', who may not read this directory
+        if self.broker == "nats":
+            text = text.replace(":4222", f":{free_port()}")  # the NATS client port, unused here but bound
+            text += f"log_file: {json.dumps(str(self.broker_log))}\n"
+        else:
+            text += f"log_dest file {self.broker_log}\n"
+            if os.geteuid() == 0:
+                text += "user root\n"  # else mosquitto drops to 'mosquitto', who may not read this directory
         conf.write_text(text, encoding="utf-8")
         os.chmod(self.dir / "broker", 0o755)
         async with open_store(self.store_url, base=self.dir) as store:
@@ -184,7 +209,7 @@ class Deployment:
                     window.device_id, window.id, key, replace=True, settings=settings, transport=window.transport
                 )
                 password = new_password()
-                set_broker_password(self.dir / "broker" / "passwd", window.device_id, password)
+                set_broker_password(self.broker_logins, window.device_id, password)
                 cfg: dict[str, Any] = box_config(
                     window.device_id, key, window.id, window.transport, "127.0.0.1", self.broker_port, password, "sim"
                 )
@@ -235,22 +260,34 @@ class Deployment:
 
     # -- the broker -----------------------------------------------------------------------------
 
-    def start_broker(self, timeout: float = 10.0) -> None:
-        conf = self.dir / "broker" / "mosquitto.conf"
+    @property
+    def broker_conf(self) -> pathlib.Path:
+        return self.dir / "broker" / ("nats-server.conf" if self.broker == "nats" else "mosquitto.conf")
+
+    @property
+    def broker_logins(self) -> pathlib.Path:
+        return self.dir / "broker" / (NATS_USERS if self.broker == "nats" else "passwd")
+
+    @property
+    def broker_log(self) -> pathlib.Path:
+        return self.dir / "broker" / f"{self.broker}.log"
+
+    def start_broker(self, timeout: float = 15.0) -> None:
+        command = nats_command() if self.broker == "nats" else mosquitto_command()
         self._broker = subprocess.Popen(
-            [mosquitto_command(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [command, "-c", str(self.broker_conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._broker.poll() is not None:
                 err = self._broker.stderr.read().decode(errors="replace") if self._broker.stderr else ""
-                raise EvalboxError(f"mosquitto exited: {err.strip()} (log: {self.dir / 'broker' / 'mosquitto.log'})")
+                raise EvalboxError(f"{self.broker} exited: {err.strip()} (log: {self.broker_log})")
             try:
                 with socket.create_connection(("127.0.0.1", self.broker_port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
-        raise EvalboxError(f"mosquitto did not listen on port {self.broker_port}")
+        raise EvalboxError(f"{self.broker} did not listen on port {self.broker_port}")
 
     def kill_broker(self, sig: int = signal.SIGKILL) -> None:
         """Crash (SIGKILL) or stop (SIGTERM, saves persistence) the broker."""

@@ -45,6 +45,7 @@ class SimOptions:
     box_settings: BoxSettings = BoxSettings()
     store_url: str | None = None  # None: an SQLite file in ``workdir``
     collectors: int = 1  # 2 or more: sharing the broker stream, writing one (PostgreSQL) store
+    broker: str = "mosquitto"  # or "nats" (NATS server with MQTT; one collector: it has no shared subscriptions)
 
 
 @dataclasses.dataclass
@@ -136,13 +137,13 @@ async def simulate(
     serve = "evalbox serve" if opts.collectors == 1 else f"{opts.collectors}× evalbox serve (shared 共享订阅)"
     kind = parse_store_url(opts.store_url).kind if opts.store_url else "sqlite"
     say(
-        f"==> deploying 部署: mosquitto, {serve}, {kind} store 存储, {len(bureau.windows)} boxes 评价器"
+        f"==> deploying 部署: {opts.broker}, {serve}, {kind} store 存储, {len(bureau.windows)} boxes 评价器"
         f" ({n_serial} on serial 串口), {len(bureau.officers)} officers 民警 in {len(bureau.units)} units 单位"
     )
     with cancelled_by_sigterm():
         async with Deployment(
             opts.workdir, bureau, web_listen=opts.web_listen, box_settings=opts.box_settings,
-            store_url=opts.store_url, collectors=opts.collectors,
+            store_url=opts.store_url, collectors=opts.collectors, broker=opts.broker,
         ) as dep:  # fmt: skip
             total = sum(len(p) for p in plans.values())
             say(f"==> simulating 模拟 {month}: {total} steps (sign-in, invites, ratings) on the real firmware")

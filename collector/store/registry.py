@@ -144,6 +144,19 @@ class Registry:
         )
         return rows.dicts()
 
+    async def mark_silent_offline(self, before_ms: int) -> list[str]:
+        """Mark ``offline`` every box still ``online`` whose last message came before ``before_ms``; their ids.
+
+        The heartbeat timeout: a dead box's Last Will may never reach a collector (a broker that does not
+        hand retained messages to wildcard subscriptions, a collector that started after the box died).
+        """
+        where = "status = 'online' AND (last_seen_ms IS NULL OR last_seen_ms < ?)"
+        async with self.db.transaction() as db:
+            rows = await db.fetch(f"SELECT id FROM devices WHERE {where} ORDER BY id", (before_ms,))
+            if rows:
+                await db.execute(f"UPDATE devices SET status = 'offline' WHERE {where}", (before_ms,))
+        return [str(r[0]) for r in rows]
+
     async def rejected_counts(self) -> dict[str, int]:
         """Rejected input so far, by reason."""
         return {r[0]: int(r[1]) for r in await self.db.fetch("SELECT reason, n FROM rejected_counts ORDER BY reason")}

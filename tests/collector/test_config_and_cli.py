@@ -24,9 +24,12 @@ def run(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
 def test_init_writes_a_config_that_loads(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "evalbox.toml"
     assert main(["init", "-o", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == EXAMPLE
     cfg = load_config(out)
     assert cfg.mqtt is not None and cfg.mqtt.client_id == "evalbox-collector"
+    # the example, with a new random collector password in place of the placeholder; owner-only
+    assert cfg.mqtt.password and cfg.mqtt.password != "change-me" and len(cfg.mqtt.password) >= 20
+    assert out.read_text(encoding="utf-8") == EXAMPLE.replace("change-me", cfg.mqtt.password, 1)
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
     assert main(["init", "-o", str(out)]) == 2  # exists: not overwritten without --force
 
 
@@ -82,7 +85,7 @@ def test_provisioning_commands(tmp_path: pathlib.Path, store_url: str) -> None:
 
 def test_device_add_updates_the_broker_password_file(tmp_path: pathlib.Path) -> None:
     (tmp_path / "evalbox.toml").write_text(
-        '[store]\nurl = "sqlite:///s.db"\n[mqtt]\nusername = "collector"\npassword = "pw"\n'
+        '[store]\nurl = "sqlite:///s.db"\n[mqtt]\nusername = "collector"\npassword = "collector-secret-1"\n'
         '[broker]\nhost = "10.1.2.3"\nport = 8883\npassword_file = "broker/passwd"\n',
         encoding="utf-8",
     )
