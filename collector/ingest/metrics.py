@@ -29,6 +29,7 @@ from collector.store.sqlite import SQLITE_MEMORY_USED
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text exposition format promtool checks
 COMMIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+COMMIT_SLOW_S = 5.0  # a commit running this long is stuck, grace period or not (/readyz)
 LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -140,7 +141,7 @@ class Metrics:
                 reasons.append(f"{name}: disconnected for {down_s:.0f} s 已断开")
         if self.commit_error is not None:
             reasons.append(f"store: commit failed 存储写入失败 ({self.commit_error})")
-        if self.commit_started is not None and now - self.commit_started >= max(grace_s, 1.0):
+        if self.commit_started is not None and now - self.commit_started >= max(grace_s, COMMIT_SLOW_S):
             reasons.append(f"store: a commit has been running for {now - self.commit_started:.0f} s 写入未完成")
         return reasons
 

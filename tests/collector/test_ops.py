@@ -124,7 +124,7 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_healthz_is_503_after_the_grace_period_without_the_broker_and_200_when_it_returns(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, promtool: str
 ) -> None:
     make_store(tmp_path / "store.db", [D])
     port = free_port()
@@ -154,6 +154,11 @@ def test_healthz_is_503_after_the_grace_period_without_the_broker_and_200_when_i
                 wait_for(lambda: (1, 1) in box.acked, what="the collector stores again")
             finally:
                 box.close()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+            assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+            assert "evalbox_events_stored_total 1.0" in text and 'evalbox_source_connected{source="mqtt"} 1.0' in text
             assert col.terminate() == 0, col.stderr()
         finally:
             col.kill()
