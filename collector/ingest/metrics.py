@@ -81,6 +81,7 @@ class Metrics:
     lag_ms_last: int = 0  # receive → commit of the oldest message in the last batch
     queue_depth: int = 0
     acks_sent: int = 0
+    configs_resent: int = 0  # configs sent again because a box's status showed an older version
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     serial_skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: Sources = dataclasses.field(default_factory=Sources)  # name → connected
@@ -216,6 +217,7 @@ class MetricsCollector(Collector):
             )
         yield gauge("queue_depth", "Messages waiting for the next batch.", m.queue_depth)
         yield counter("acks_sent", "Ack messages sent to boxes.", m.acks_sent)
+        yield counter("configs_resent", "Configs sent again to boxes that run an older one.", m.configs_resent)
         yield by_label(
             GaugeMetricFamily(
                 "evalbox_source_connected",
