@@ -29,7 +29,7 @@ import typing
 from typing import Any
 
 from collector.errors import ConfigError, UsageError
-from collector.ingest.settings import BatchConfig, MqttConfig, SerialConfig
+from collector.ingest.settings import BatchConfig, HealthConfig, MqttConfig, SerialConfig
 from collector.report.policy import Policy, load_policy, policy_from_dict
 from collector.store import Database, StoreUrl, connect, parse_store_url
 from collector.web.settings import WebSettings
@@ -84,6 +84,11 @@ port = 1883
 # [metrics]
 # listen = "127.0.0.1:9108"
 
+# /healthz answers 503 when a source (the MQTT broker, a serial port) has been down, or the
+# store has failed to commit, for longer than this (docs/operations.md).
+# [health]
+# grace_s = 30
+
 # The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
 # satisfied levels, sanctions, time zone. Every command reads the same one.
 # [policy]
@@ -115,6 +120,7 @@ class Config:
     web: WebSettings | None = None  # [web]: the page is served by ``evalbox serve``
     web_listen: str | None = None
     metrics_listen: str | None = None
+    health: HealthConfig = HealthConfig()
 
     @property
     def base(self) -> pathlib.Path:
@@ -147,7 +153,7 @@ class Config:
 
 Table = dict[str, Any]
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
-TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "policy", "timezone")
+TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "policy", "timezone")
 POLICY_TABLES = ("rates", "sanctions", "ranking")
 # Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
 POLICY_KEYS = (
@@ -181,6 +187,7 @@ def _known_keys() -> dict[str, list[str]]:
         "broker": _fields(BrokerConfig),
         "web": ["listen", *(k for k in _fields(WebSettings) if k not in _WEB_NOT_KEYS)],
         "metrics": ["listen"],
+        "health": _fields(HealthConfig),
         "policy": ["file"],
     }
 
@@ -326,6 +333,9 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         if "listen" not in table:
             raise ConfigError(f"{name}: metrics.listen: missing (e.g. listen = '127.0.0.1:9108')")
         metrics_listen = _listen(f"{name}: metrics", table["listen"])
+    health = _section(name, "health", conf.get("health", {}), HealthConfig)
+    if not 1 <= health.grace_s <= 3600:
+        raise ConfigError(f"{name}: health.grace_s: {health.grace_s:g} s, expected 1..3600 seconds")
     policy_file = _policy_file(name, file.parent, conf.get("policy"))
     if policy is not None:
         policy_file = pathlib.Path(policy)
@@ -342,6 +352,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         web=web,
         web_listen=web_listen,
         metrics_listen=metrics_listen,
+        health=health,
     )
 
 

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from collector.config import Config
+from collector.ingest.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from collector.ingest.mqtt import MqttSource
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.serial import SerialSource
@@ -75,26 +76,42 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     return 0
 
 
+def add_ops_routes(app: web.Application, pipeline: Pipeline, grace_s: float) -> None:
+    """``/metrics`` (Prometheus text), ``/healthz`` (503 after ``grace_s`` of a source down or a store
+    not committing) and ``/readyz`` (503 while anything is down right now)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        pipeline.metrics.queue_depth = pipeline.queue_depth
+        return web.Response(body=pipeline.metrics.prometheus(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    def probe(grace: float) -> web.Response:
+        reasons = pipeline.metrics.health(grace)
+        body = {"ok": not reasons, "reasons": reasons, "sources": dict(pipeline.metrics.sources)}
+        return web.json_response(body, status=503 if reasons else 200)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return probe(grace_s)
+
+    async def readyz(request: web.Request) -> web.Response:
+        return probe(0.0)
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
 @contextlib.asynccontextmanager
 async def _http(
     config: Config, pipeline: Pipeline, stop: asyncio.Event
 ) -> AsyncIterator[tuple[Coroutine[Any, Any, None] | None, list[str]]]:
-    """The web page (``[web]``) or just ``/metrics`` and ``/healthz`` (``[metrics]``), in this loop."""
+    """The web page (``[web]``) or just ``/metrics``, ``/healthz``, ``/readyz`` (``[metrics]``), in this loop."""
     listen = config.web_listen or config.metrics_listen
     if listen is None:
         yield None, []
         return
 
-    async def metrics(request: web.Request) -> web.Response:
-        pipeline.metrics.queue_depth = len(pipeline._pending)
-        return web.Response(text=pipeline.metrics.prometheus(), content_type="text/plain", charset="utf-8")
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "sources": pipeline.metrics.sources})
-
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
+    add_ops_routes(app, pipeline, config.health.grace_s)
     host, _, port = str(listen).rpartition(":")
     async with contextlib.AsyncExitStack() as stack:
         watcher: Coroutine[Any, Any, None] | None = None

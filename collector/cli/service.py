@@ -18,6 +18,8 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
+from prometheus_client.parser import text_string_to_metric_families
+
 import protocol
 from collector.cli.common import config_of, store_options
 from collector.config import DEFAULT_CONFIG, EXAMPLE
@@ -396,9 +398,13 @@ def _status(args: argparse.Namespace) -> int:
             with urllib.request.urlopen(f"http://{listen}/metrics", timeout=3) as resp:
                 text = resp.read().decode()
             print(f"running collector 运行中的服务 (http://{listen}/metrics):")
-            for line in text.splitlines():
-                if line.startswith("evalbox_") and not line.startswith("evalbox_source"):
-                    print("  " + line[len("evalbox_") :])
-        except OSError as exc:
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name.startswith("evalbox_source") or sample.name.endswith("_bucket"):
+                        continue
+                    labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+                    value = int(sample.value) if float(sample.value).is_integer() else round(sample.value, 6)
+                    print(f"  {sample.name.removeprefix('evalbox_')}{'{' + labels + '}' if labels else ''} {value}")
+        except (OSError, ValueError) as exc:  # ValueError: not Prometheus text
             print(f"collector not reachable at {listen} 服务未运行 ({exc})")
     return 0

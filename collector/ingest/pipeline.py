@@ -213,6 +213,11 @@ class Pipeline:
                 except Exception:
                     log.exception("registry refresh failed")
 
+    @property
+    def queue_depth(self) -> int:
+        """Messages received and waiting for the next batch."""
+        return len(self._pending)
+
     # ---- intake ----
 
     def submit(self, source: Source, origin: str, payload: bytes, token: Any = None, recv_ms: int = 0) -> None:
@@ -294,17 +299,11 @@ class Pipeline:
             os._exit(137)
         t0 = time.perf_counter()
         stored = await self._commit(events, statuses, rejects, seen)
-        commit_ms = (time.perf_counter() - t0) * 1000
-        m = self.metrics
-        m.batches += 1
-        m.last_batch_size = len(items)
-        m.commit_ms_sum += commit_ms
-        m.commit_ms_max = max(m.commit_ms_max, commit_ms)
+        commit_s = time.perf_counter() - t0
         n_new = sum(stored)
-        m.stored += n_new
-        m.duplicates += len(stored) - n_new
         now = int(time.time() * 1000)
-        m.lag_ms_last = now - items[0][3] if items else 0
+        lag_s = (now - items[0][3]) / 1000 if items else 0.0
+        self.metrics.batch_committed(len(items), n_new, len(stored) - n_new, commit_s, lag_s)
         self._settle(items)
         self._ack(outcome, now)
         if self._cv_ahead:
@@ -332,9 +331,11 @@ class Pipeline:
         # A failed transaction rolled back whole: retrying is safe. A store that stays down stops the
         # process (nothing was acked, the broker keeps the messages).
         for attempt in range(COMMIT_ATTEMPTS):
+            self.metrics.commit_begun()
             try:
                 return await self.store.write_batch(events, statuses=statuses, rejects=rejects, seen=seen)
             except StoreError as exc:
+                self.metrics.commit_failed(str(exc))
                 if attempt == COMMIT_ATTEMPTS - 1:
                     raise
                 log.warning("commit failed (%s); retrying / 写入失败，重试", exc)

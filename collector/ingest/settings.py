@@ -41,3 +41,10 @@ class BatchConfig:
 
     max_events: int = 1000
     max_ms: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    """``/healthz``: how long a source may be down (or a commit fail) before the collector reports unhealthy."""
+
+    grace_s: float = 30.0
