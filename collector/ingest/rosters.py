@@ -142,8 +142,8 @@ def encoding_name(name: str) -> str:
     return SUPERSETS.get(codec.replace("-", "_"), codec)
 
 
-def _plausibility(text: str) -> tuple[int, int]:
-    """(implausible, plausible) scores of the non-ASCII characters of a roster's text.
+def _score(ch: str) -> int:
+    """How plausible a character of a roster is: 0 ASCII, 2 common hanzi, 1 other plausible, -1 implausible.
 
     Plausible: hanzi of GB2312 (the 6763 characters names and unit names in
     practice use; its 3755 most common, level 1, count double), CJK punctuation
@@ -151,23 +151,31 @@ def _plausibility(text: str) -> tuple[int, int]:
     (``¬ ³ ½ · ë ÷``) from GBK read as UTF-8, rare hanzi and symbols from UTF-8
     read as GBK, control characters.
     """
-    bad = good = 0
-    for ch in text:
-        if ch.isascii():
-            continue
-        cp = ord(ch)
-        if 0x4E00 <= cp <= 0x9FFF:
-            try:
-                code = ch.encode("gb2312")
-            except UnicodeEncodeError:
-                bad += 1
-                continue
-            good += 2 if code[0] <= 0xD7 else 1  # level 1: rows 16-55 (0xB0-0xD7)
-        elif 0x3000 <= cp <= 0x303F or 0xFF01 <= cp <= 0xFF5E or ch in "“”‘’—…":
-            good += 1
-        else:
-            bad += 1
-    return bad, good
+    if ch.isascii():
+        return 0
+    cp = ord(ch)
+    if 0x4E00 <= cp <= 0x9FFF:
+        try:
+            code = ch.encode("gb2312")
+        except UnicodeEncodeError:
+            return -1
+        return 2 if code[0] <= 0xD7 else 1  # level 1: rows 16-55 (0xB0-0xD7)
+    return 1 if 0x3000 <= cp <= 0x303F or 0xFF01 <= cp <= 0xFF5E or ch in "“”‘’—…" else -1
+
+
+def _plausibility(text: str) -> tuple[int, int]:
+    """(implausible, plausible) scores of the non-ASCII characters of a roster's text."""
+    scores = [_score(ch) for ch in text if not ch.isascii()]
+    return sum(1 for s in scores if s < 0), sum(s for s in scores if s > 0)
+
+
+def _garbled_cell(text: str) -> str | None:
+    """The first cell of ``text`` holding an implausible character, if any."""
+    for line in text.splitlines():
+        for cell in line.replace("\t", ",").split(","):
+            if any(_score(ch) < 0 for ch in cell):
+                return cell.strip()
+    return None
 
 
 def _bad_lines(raw: bytes, encoding: str) -> list[tuple[int, int, bytes]]:
@@ -194,7 +202,7 @@ def decode(path: pathlib.Path, raw: bytes, encoding: str | None) -> tuple[str, s
         how = "as given by --encoding / 按指定编码"
     if encoding is not None:
         try:
-            return raw.decode(encoding).lstrip("\ufeff"), f"{ENCODING_LABEL.get(encoding, encoding)} {how}", []
+            text = raw.decode(encoding).lstrip("\ufeff")
         except UnicodeDecodeError as exc:
             if encoding.startswith(("utf-16", "utf-32")):  # no line splitting in a wide encoding
                 line = raw[: exc.start].decode(encoding, errors="replace").count("\n") + 1
@@ -202,6 +210,10 @@ def decode(path: pathlib.Path, raw: bytes, encoding: str | None) -> tuple[str, s
             else:
                 where = _bad_lines(raw, encoding)
             return "", "", [_undecodable(path, encoding, line, col, b) for line, col, b in where]
+        how = f"{ENCODING_LABEL.get(encoding, encoding)} {how}"
+        if (cell := _garbled_cell(text)) is not None:  # said, not refused: names can hold rare characters
+            how += f"; warning: {cell!r} does not look like Chinese text / 警告：疑似乱码，请核对编码"
+        return text, how, []
     texts: dict[str, str] = {}
     for codec in ("utf-8", "gb18030"):
         try:

@@ -209,6 +209,11 @@ def test_encoding_option(tmp_path: pathlib.Path, db: pathlib.Path, capsys: pytes
     assert main(["officer", "import", str(path), "--encoding", "GBK", "--db", str(db)]) == 0
     assert "as given by --encoding" in capsys.readouterr().out
     assert [o[1] for o in officers(db)] == ["卢明", "张伟"]
+    trap = tmp_path / "trap.csv"  # forced to UTF-8, which it is valid as: imported as asked, but the output warns
+    trap.write_bytes("id,name,unit_id\nF3,毛梅,U1\n".encode("gbk"))
+    assert main(["officer", "import", str(trap), "--encoding", "utf-8", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 'ë÷' does not look like Chinese text" in out and "疑似乱码" in out
 
 
 @pytest.mark.parametrize(
@@ -259,3 +264,13 @@ def test_import_rosters_is_one_transaction_on_every_store(tmp_path: pathlib.Path
     officers_csv.write_bytes("警号,姓名,单位\n30001,卢明,城关派出所\n30002,牟,H0\n".encode("gbk"))
     asyncio.run(attempt())
     assert asyncio.run(count("units")) == 2 and asyncio.run(count("officers")) == 2
+
+
+def test_the_doc_names_every_accepted_header() -> None:
+    """docs/collector.md's header table lists exactly what the reader accepts."""
+    doc = (ROOT / "docs" / "collector.md").read_text(encoding="utf-8")
+    for table_name, columns in rosters.HEADERS.items():
+        for column, names in columns.items():
+            required = column in rosters.COLUMNS[table_name][0]
+            row = f"| {table_name} | `{column}`{' (required)' if required else ''} | {', '.join(names)} |"
+            assert row in doc, row
