@@ -66,8 +66,8 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-COLUMN_ZH = {"id": "编号", "name": "名称", "unit_id": "单位", "window_id": "窗口", "parent_id": "上级单位",
-             "leader": "负责人"}  # fmt: skip
+# A workbook's sheet for each roster: the first whose name holds one of these words, else its first sheet.
+SHEETS = {"units": ("单位", "unit"), "windows": ("窗口", "window"), "officers": ("民警", "警员", "人员", "officer")}
 # What Python calls the encodings a user may name with --encoding; GBK and GB2312 are read as their superset GB18030.
 SUPERSETS = {"gbk": "gb18030", "gb2312": "gb18030", "cp936": "gb18030", "euc_cn": "gb18030"}
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -135,6 +135,9 @@ def encoding_name(name: str) -> str:
     """The codec for ``--encoding NAME`` (GBK/GB2312 read as GB18030); ``UsageError`` for an unknown name."""
     try:
         codec = codecs.lookup(name).name
+        b"\0\0\0\0".decode(codec)  # a text encoding, not base64 (an empty input is not looked up)
+    except UnicodeDecodeError:
+        pass
     except LookupError:
         raise UsageError(
             f"--encoding {name!r}: unknown encoding (e.g. utf-8, gb18030, gbk, utf-16) / 未知编码"
@@ -271,8 +274,11 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
 
 
-def _xlsx_rows(path: pathlib.Path, raw: bytes) -> tuple[str, Iterator[tuple[int, list[str]]]] | Problem:
-    """The first sheet's name and (row number, cells as text) of each of its rows; a ``Problem`` if unreadable."""
+def _xlsx_rows(path: pathlib.Path, raw: bytes, table: str) -> tuple[str, Iterator[tuple[int, list[str]]]] | Problem:
+    """The roster's sheet name and (row number, cells as text) of each of its rows; a ``Problem`` if unreadable.
+
+    The sheet: the first whose name says the roster (民警, 单位, 窗口: one workbook may hold all three), else the first.
+    """
     import openpyxl  # only a roster workbook needs it
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -280,7 +286,8 @@ def _xlsx_rows(path: pathlib.Path, raw: bytes) -> tuple[str, Iterator[tuple[int,
         book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError, InvalidFileException) as exc:
         return Problem(path, None, None, f"not a readable .xlsx workbook ({exc})", "无法读取该Excel工作簿")
-    sheet = book.worksheets[0]
+    named = [ws for ws in book.worksheets if any(w in ws.title.casefold() for w in SHEETS[table])]
+    sheet = (named or book.worksheets)[0]
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
@@ -359,7 +366,7 @@ def _read(path: pathlib.Path, table: str, encoding: str | None) -> Roster:
         roster.problems.append(Problem(path, None, None, f"cannot read ({exc.strerror})", "无法读取文件"))
         return roster
     if raw.startswith(b"PK\x03\x04"):
-        book = _xlsx_rows(path, raw)
+        book = _xlsx_rows(path, raw, roster.table)
         if isinstance(book, Problem):
             roster.problems.append(book)
             return roster
@@ -468,7 +475,8 @@ def _record(roster: Roster, line: int, cells: list[str], header: list[str | None
                                  "header", f"无表头的列中有数据“{cell.strip()}”"))  # fmt: skip
     for column in required:
         if not values.get(column):
-            found.append(Problem(path, line, roster.column(column), f"empty {column}", f"{COLUMN_ZH[column]}为空"))
+            zh = HEADERS[roster.table][column][0]
+            found.append(Problem(path, line, roster.column(column), f"empty {column}", f"{zh}为空"))
     ident = values.get("id", "")
     if ident and not _is_id(ident):
         found.append(Problem(path, line, roster.column("id"), f"id {ident!r}: use 1-32 letters, digits, _ or -",

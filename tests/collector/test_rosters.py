@@ -160,6 +160,31 @@ def test_units_windows_officers_workbooks_in_one_import(tmp_path: pathlib.Path) 
     assert officers(path) == [("20001", "莫牟", "X1", "XW1")]
 
 
+def test_one_workbook_with_a_sheet_per_roster(tmp_path: pathlib.Path) -> None:
+    """A bureau's one workbook: sheets 说明, 单位, 窗口, 民警名册; each roster reads its own sheet."""
+    book = openpyxl.Workbook()
+    notes = book.active
+    assert notes is not None
+    notes.title = "说明"
+    notes.append(["本表由政工科维护"])
+    sheets: dict[str, list[list[str | None]]] = {
+        "单位": [["单位编号", "单位名称"], ["Y1", "南关派出所"]],
+        "窗口": [["窗口编号", "单位", "窗口名称"], ["YW1", "南关派出所", "出入境1号窗"]],
+        "民警名册": [["警号", "姓名", "单位", "窗口"], ["40001", "梅莫", "南关派出所", "出入境1号窗"]],
+    }
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    path = tmp_path / "名册.xlsx"
+    book.save(path)
+    db = tmp_path / "store.db"
+    argv = ["registry", "import", "--units", str(path), "--windows", str(path), "--officers", str(path)]
+    assert main([*argv, "--db", str(db)]) == 0
+    assert officers(db) == [("40001", "梅莫", "Y1", "YW1")]
+    assert table(db, "windows") == [("YW1", "Y1", "出入境1号窗")]
+
+
 def test_every_bad_file_line_and_column_at_once_nothing_imported(tmp_path: pathlib.Path, db: pathlib.Path) -> None:
     """Three files, two bad: one refusal lists every problem with file, line and column; the good file waits too."""
     units = tmp_path / "units.csv"
@@ -184,7 +209,7 @@ def test_every_bad_file_line_and_column_at_once_nothing_imported(tmp_path: pathl
     assert "nothing imported / " in err and "未导入任何数据" in err
     expected = [
         f"{windows}:3: column 7: bytes ff fe cannot be read as UTF-8 or GB18030/GBK",
-        f"{officers_xlsx}:4: column B (姓名): empty name / 名称为空",
+        f"{officers_xlsx}:4: column B (姓名): empty name / 姓名为空",
         f"{officers_xlsx}:5: column C (单位): unit '西城派出所' does not exist",
         f"{officers_xlsx}:6: column A (警号): id 'E1' also on line 2",
         f"{officers_xlsx}:7: column A (警号): id 'E 5': use 1-32 letters",
@@ -204,8 +229,9 @@ def test_encoding_option(tmp_path: pathlib.Path, db: pathlib.Path, capsys: pytes
     err = capsys.readouterr().err
     assert f"{path}:1: column 1: bytes" in err and f"{path}:3: column 4: bytes" in err and "UTF-8" in err
     assert officers(db) == []
-    assert main(["officer", "import", str(path), "--encoding", "nonesuch", "--db", str(db)]) == 2
-    assert "unknown encoding" in capsys.readouterr().err
+    for name in ("nonesuch", "base64"):
+        assert main(["officer", "import", str(path), "--encoding", name, "--db", str(db)]) == 2
+        assert "unknown encoding" in capsys.readouterr().err
     assert main(["officer", "import", str(path), "--encoding", "GBK", "--db", str(db)]) == 0
     assert "as given by --encoding" in capsys.readouterr().out
     assert [o[1] for o in officers(db)] == ["卢明", "张伟"]
