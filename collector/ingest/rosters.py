@@ -29,7 +29,7 @@ import datetime as dt
 import io
 import pathlib
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from collector.errors import UsageError
@@ -511,20 +511,34 @@ def resolve(rosters: Mapping[str, Roster], units: Mapping[str, str], windows: Ma
     """
     units = dict(units)
     units.update({str(r[0]): str(r[1]) for r in _rows_of(rosters, "units")})
+    unit_names = _by_name((name, uid) for uid, name in units.items())
+
+    def unit_named(row: tuple[str | None, ...], value: str) -> list[str]:
+        return unit_names.get(value, [])
+
     if "units" in rosters:
-        _resolve_column(rosters["units"], "parent_id", 2, units, lambda row: units)
+        _resolve_column(rosters["units"], "parent_id", 2, units, unit_named)
     if "windows" in rosters:
-        _resolve_column(rosters["windows"], "unit_id", 1, units, lambda row: units)
+        _resolve_column(rosters["windows"], "unit_id", 1, units, unit_named)
     windows = dict(windows)
     windows.update({str(r[0]): (str(r[1]), str(r[2])) for r in _rows_of(rosters, "windows")})
+    window_names = _by_name((name, wid) for wid, (_, name) in windows.items())
+    unit_window_names = _by_name(((unit, name), wid) for wid, (unit, name) in windows.items())
+
+    def window_named(row: tuple[str | None, ...], value: str) -> list[str]:
+        return unit_window_names.get((row[2], value)) or window_names.get(value, [])
+
     if "officers" in rosters:
-        _resolve_column(rosters["officers"], "unit_id", 2, units, lambda row: units)
+        _resolve_column(rosters["officers"], "unit_id", 2, units, unit_named)
+        _resolve_column(rosters["officers"], "window_id", 3, windows, window_named)
 
-        def window_names(row: tuple[str | None, ...]) -> dict[str, str]:
-            own = {w: v[1] for w, v in windows.items() if v[0] == row[2]}
-            return own if row[3] in own.values() else {w: v[1] for w, v in windows.items()}
 
-        _resolve_column(rosters["officers"], "window_id", 3, windows, window_names)
+def _by_name(pairs: Iterable[tuple[Any, str]]) -> dict[Any, list[str]]:
+    """name -> the ids that carry it."""
+    out: dict[Any, list[str]] = {}
+    for name, ident in pairs:
+        out.setdefault(name, []).append(ident)
+    return out
 
 
 def _rows_of(rosters: Mapping[str, Roster], table: str) -> list[tuple[str | None, ...]]:
@@ -536,14 +550,15 @@ def _resolve_column(
     column: str,
     index: int,
     ids: Mapping[str, Any],
-    names_for: Callable[[tuple[str | None, ...]], Mapping[str, str]],
+    named: Callable[[tuple[str | None, ...], str], list[str]],
 ) -> None:
+    """Replace names by ids in ``column`` (at ``index`` of the rows); a problem for an unknown or ambiguous one."""
     what, what_zh = ("window", "窗口") if column == "window_id" else ("unit", "单位")
     for k, (row, line) in enumerate(zip(roster.rows, roster.lines, strict=True)):
         value = row[index]
         if value is None or value in ids:
             continue
-        matches = [i for i, name in names_for(row).items() if name == value]
+        matches = named(row, value)
         if len(matches) == 1:
             roster.rows[k] = row[:index] + (matches[0],) + row[index + 1 :]
             continue

@@ -300,3 +300,26 @@ def test_the_doc_names_every_accepted_header() -> None:
             required = column in rosters.COLUMNS[table_name][0]
             row = f"| {table_name} | `{column}`{' (required)' if required else ''} | {', '.join(names)} |"
             assert row in doc, row
+
+
+def test_names_resolve_within_the_officers_unit_or_are_refused_as_ambiguous(tmp_path: pathlib.Path) -> None:
+    """Two units each with a 综合窗口: an officer of one gets that unit's; an officer of a third is asked for the id."""
+    path = tmp_path / "store.db"
+    units = tmp_path / "u.csv"
+    units.write_text("单位编号,单位名称\nK1,东关派出所\nK2,西关派出所\nK3,北关派出所\n", encoding="utf-8")
+    windows = tmp_path / "w.csv"
+    windows.write_text("窗口编号,单位,窗口名称\nKW1,K1,综合窗口\nKW2,西关派出所,综合窗口\n", encoding="utf-8")
+    staff = tmp_path / "o.csv"
+    staff.write_text("警号,姓名,单位,窗口\n50001,路梅,西关派出所,综合窗口\n50002,卢鲁,北关派出所,综合窗口\n", "utf-8")
+    argv = ["registry", "import", "--units", str(units), "--windows", str(windows), "--db", str(path)]
+    assert main([*argv, "--officers", str(staff)]) == 2
+    assert table(path, "units") == []  # nothing half-imported: not even the clean units and windows
+    staff.write_text("警号,姓名,单位,窗口\n50001,路梅,西关派出所,综合窗口\n50002,卢鲁,北关派出所,KW1\n", "utf-8")
+    assert main([*argv, "--officers", str(staff)]) == 0
+    assert officers(path) == [("50001", "路梅", "K2", "KW2"), ("50002", "卢鲁", "K3", "KW1")]
+    read = rosters.read_rosters({"officers": tmp_path / "o.csv"})
+    read["officers"].rows[1] = ("50002", "卢鲁", "K3", "综合窗口")
+    rosters.resolve(read, {"K1": "东关派出所", "K2": "西关派出所", "K3": "北关派出所"},
+                    {"KW1": ("K1", "综合窗口"), "KW2": ("K2", "综合窗口")})  # fmt: skip
+    (problem,) = read["officers"].problems
+    assert (problem.line, problem.column) == (3, "4 (窗口)") and "ambiguous (KW1, KW2)" in problem.en
