@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import io
 import pathlib
+import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -66,6 +67,8 @@ HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# Spaces between two hanzi of a name (full-width U+3000 or ASCII), which rosters use to line names up.
+PADDING = re.compile(r"(?<=[\u4e00-\u9fff])[\s\u3000]+(?=[\u4e00-\u9fff])")
 # A workbook's sheet for each roster: the first whose name holds one of these words, else its first sheet.
 SHEETS = {"units": ("单位", "unit"), "windows": ("窗口", "window"), "officers": ("民警", "警员", "人员", "officer")}
 # What Python calls the encodings a user may name with --encoding; GBK and GB2312 are read as their superset GB18030.
@@ -291,7 +294,7 @@ def _xlsx_rows(path: pathlib.Path, raw: bytes, table: str) -> tuple[str, Iterato
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
-            for no, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            for no, values in enumerate(sheet.iter_rows(values_only=True), start=1):  # from A1, empty rows too
                 yield no, [_cell_text(v) for v in values]
         finally:
             book.close()
@@ -470,6 +473,8 @@ def _record(roster: Roster, line: int, cells: list[str], header: list[str | None
         column = header[i] if i < len(header) else None
         if column is not None:
             values[column] = cell.strip()
+            if column == "name" and roster.table == "officers":  # 王　芳: padded to line up with 3-character names
+                values[column] = PADDING.sub("", values[column])
         elif cell.strip():
             found.append(Problem(path, line, _position(i, letters), f"value {cell.strip()!r} in a column without a "
                                  "header", f"无表头的列中有数据“{cell.strip()}”"))  # fmt: skip

@@ -136,6 +136,33 @@ def test_excel_workbook_roster(tmp_path: pathlib.Path, db: pathlib.Path) -> None
     assert officers(db) == [("10293", "卢明", "U1", "W1"), ("10295", "陆路", "U1", "W1"), ("A-77", "毛梅", "U1", None)]
 
 
+def test_a_roster_placed_lower_right_in_its_sheet(tmp_path: pathlib.Path, db: pathlib.Path) -> None:
+    """Data from C4 (dimension C2:E6): problems name Excel's row and column; padded names (王　芳) lose the padding."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet["C2"] = "窗口民警名册"
+    rows = (["警号", "姓名", "单位"], ["60001", "王　芳", "U1"], ["60002", "欧阳 娜娜", "U1"])
+    for r, row in enumerate(rows, start=4):
+        for c, value in enumerate(row, start=3):
+            sheet.cell(r, c, value)
+    path = tmp_path / "o.xlsx"
+    book.save(path)
+    assert main(["officer", "import", str(path), "--db", str(db)]) == 0
+    assert [o[1] for o in officers(db)] == ["王芳", "欧阳娜娜"]
+    sheet["E6"] = "U9"
+    book.save(path)
+    with pytest.raises(rosters.RosterError) as refused:
+        asyncio.run(_import(db, {"officers": path}))
+    assert [(p.line, p.column) for p in refused.value.problems] == [(6, "E (单位)")]
+
+
+async def _import(db: pathlib.Path, files: dict[str, pathlib.Path | None]) -> None:
+    read = rosters.read_rosters(files)
+    async with open_store(str(db)) as store:
+        await rosters.import_rosters(store, read)
+
+
 def test_units_windows_officers_workbooks_in_one_import(tmp_path: pathlib.Path) -> None:
     """All three rosters from Excel, Chinese headers, references by name across the files."""
     path = tmp_path / "store.db"
