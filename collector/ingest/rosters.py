@@ -215,7 +215,7 @@ def decode(path: pathlib.Path, raw: bytes, encoding: str | None) -> tuple[str, s
                 where = [(line, 0, raw[exc.start : exc.start + 2])]
             else:
                 where = _bad_lines(raw, encoding)
-            return "", "", [_undecodable(path, encoding, line, col, b) for line, col, b in where]
+            return "", "", [_undecodable(path, encoding, line, col, b, both=False) for line, col, b in where]
         how = f"{ENCODING_LABEL.get(encoding, encoding)} {how}"
         if (cell := _garbled_cell(text)) is not None:  # said, not refused: names can hold rare characters
             how += f"; warning: {cell!r} does not look like Chinese text / 警告：疑似乱码，请核对编码"
@@ -228,7 +228,7 @@ def decode(path: pathlib.Path, raw: bytes, encoding: str | None) -> tuple[str, s
             pass
     if not texts:  # neither: name the lines of the likelier one
         codec = min(("gb18030", "utf-8"), key=lambda c: len(_bad_lines(raw, c)))
-        return "", "", [_undecodable(path, codec, line, col, b) for line, col, b in _bad_lines(raw, codec)]
+        return "", "", [_undecodable(path, codec, line, col, b, both=True) for line, col, b in _bad_lines(raw, codec)]
     if len(texts) == 1:
         ((codec, text),) = texts.items()
         return text, f"{ENCODING_LABEL[codec]} (detected / 自动识别)", []
@@ -251,9 +251,10 @@ def _sample_difference(a: str, b: str) -> str:
     return ""
 
 
-def _undecodable(path: pathlib.Path, codec: str, line: int, col: int, data: bytes) -> Problem:
+def _undecodable(path: pathlib.Path, codec: str, line: int, col: int, data: bytes, *, both: bool) -> Problem:
+    """Bytes ``data`` at ``line``/``col`` that ``codec`` cannot read (``both``: nor the other of UTF-8 and GB18030)."""
     label = ENCODING_LABEL.get(codec, codec)
-    tried = f"as {label}" if codec not in ("utf-8", "gb18030") else "as UTF-8 or GB18030/GBK"
+    tried = "as UTF-8 or GB18030/GBK" if both else f"as {label}"
     return Problem(
         path, line, str(col) if col else None,
         f"bytes {data.hex(' ')} cannot be read {tried}; save the file as CSV UTF-8 or .xlsx, or give --encoding",
