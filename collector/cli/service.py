@@ -66,9 +66,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     registry = _group(sub, "registry", "units, windows and officers from .xlsx or CSV / 批量导入")
     a = _action(registry, "import", "import rosters in one transaction / 导入", _registry_import)
-    a.add_argument("--units", type=pathlib.Path, help="id,name[,parent_id,leader] or 单位编号,名称[,上级单位,负责人]")
-    a.add_argument("--windows", type=pathlib.Path, help="id,unit_id,name or 窗口编号,单位,窗口名称")
-    a.add_argument("--officers", type=pathlib.Path, help="id,name,unit_id[,window_id] or 警号,姓名,单位[,窗口]")
+    for flag, columns in (
+        ("--units", "id,name[,parent_id,leader] or 单位编号,名称[,上级单位,负责人]"),
+        ("--windows", "id,unit_id,name or 窗口编号,单位,窗口名称"),
+        ("--officers", "id,name,unit_id[,window_id] or 警号,姓名,单位[,窗口]"),
+    ):
+        a.add_argument(flag, type=pathlib.Path, metavar="FILE", help=f".xlsx or CSV: {columns}")
     _encoding_arg(a)
 
     devices = _group(sub, "device", "evaluator boxes / 评价器")
