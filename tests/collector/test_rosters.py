@@ -254,7 +254,8 @@ def test_encoding_option(tmp_path: pathlib.Path, db: pathlib.Path, capsys: pytes
     path.write_bytes(crlf("警号,姓名,单位\nF1,卢明,U1\nF2,张伟,U1\n").encode("gbk"))
     assert main(["officer", "import", str(path), "--encoding", "utf-8", "--db", str(db)]) == 2
     err = capsys.readouterr().err
-    assert f"{path}:1: column 1: bytes" in err and f"{path}:3: column 4: bytes" in err and "cannot be read as UTF-8;" in err
+    assert f"{path}:1: column 1: bytes" in err and f"{path}:3: column 4: bytes" in err
+    assert "cannot be read as UTF-8;" in err
     assert officers(db) == []
     for name in ("nonesuch", "base64"):
         assert main(["officer", "import", str(path), "--encoding", name, "--db", str(db)]) == 2
