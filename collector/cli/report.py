@@ -34,22 +34,65 @@ def _user() -> str:
 # -- handlers -------------------------------------------------------------------
 
 
+# What ``-o FILE`` without ``--format`` writes, by the file's suffix.
+SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".xlsx": "xlsx", ".html": "html", ".htm": "html"}
+
+
+def output_format(fmt: str | None, output: str | None) -> str:
+    """The report's format: ``--format``, else the suffix of ``-o FILE``, else the terminal table.
+
+    ``UsageError`` when ``--format`` contradicts a known suffix (``--format csv -o r.xlsx``).
+    """
+    inferred = SUFFIX_FORMATS.get(pathlib.Path(output).suffix.lower()) if output else None
+    if fmt and inferred and fmt != inferred:
+        raise UsageError(
+            f"--format {fmt} but -o {output} is a .{inferred} file: drop --format or change the suffix / "
+            "输出格式与文件扩展名不一致"
+        )
+    if fmt == "xlsx" and not output:
+        raise UsageError("--format xlsx writes a binary file: give -o FILE.xlsx / 请用 -o 指定 .xlsx 文件")
+    return fmt or inferred or "table"
+
+
+def check_output(output: str | None) -> None:
+    """A clear one-line ``UsageError`` before any work when ``-o FILE`` cannot be written."""
+    if not output:
+        return
+    path = pathlib.Path(output)
+    if path.is_dir():
+        example = path / "report.xlsx"
+        raise UsageError(f"-o {output}: is a directory; give a file name, e.g. {example} / 这是目录，请给出文件名")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"-o {output}: the directory {parent} {what} / 输出目录不存在")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"-o {output}: not writable (permission denied) / 无写入权限")
+
+
+def _write(data: bytes, output: str | None) -> None:
+    try:
+        write_output(data, output)
+    except OSError as exc:  # a race with the check above, a full disk
+        raise UsageError(f"-o {output}: cannot write ({exc.strerror}) / 无法写入") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if (args.month is None) == (args.year is None):
         raise UsageError("give exactly one of --month YYYY-MM or --year YYYY")
+    fmt = output_format(args.format, args.output)
+    check_output(args.output)
     config = config_of(args)
     policy = config.policy
-    if args.format == "xlsx" and not args.output:
-        raise UsageError("--format xlsx writes a binary file: give -o FILE.xlsx")
     if args.year is not None:
         if args.unit:
             raise UsageError("--unit applies to --month reports")
         ledger = with_db(config, lambda db: year_ledger(db, args.year, policy))
-        write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
+        _write(render_ledger(ledger, policy, fmt, args.lang), args.output)
         return 0
     report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
-    colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    write_output(render(report, policy, args.format, args.lang, colour=colour), args.output)
+    colour = fmt == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    _write(render(report, policy, fmt, args.lang, colour=colour), args.output)
     return 0
 
 
@@ -133,9 +176,9 @@ def register(sub: Any) -> None:
     p.add_argument("--month", metavar="YYYY-MM")
     p.add_argument("--year", type=int, metavar="YYYY")
     p.add_argument("--unit", metavar="UNIT", help="only this unit and the units below it")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, help="default: from the -o file's suffix, else table")
     p.add_argument("--lang", choices=LANGS, default="zh")
-    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="FILE", help=".csv .json .xlsx .html: written in that format")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("policy", help="write or check a policy file / 评价政策")

@@ -24,7 +24,7 @@ import protocol
 from collector.cli.common import config_of, store_options
 from collector.config import DEFAULT_CONFIG, EXAMPLE
 from collector.errors import EvalboxError, UsageError
-from collector.ingest import provision
+from collector.ingest import provision, rosters
 from collector.serve import serve
 from collector.store import BoxSettings, Store, open_store
 
@@ -62,15 +62,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--unit", required=True)
     a.add_argument("--window")
     a = _action(
-        officers, "import", "import officers from CSV (id,name,unit_id[,window_id]) / 导入民警", _officer_import
+        officers, "import", "import officers from .xlsx or CSV (警号,姓名,单位[,窗口]) / 导入民警", _officer_import
     )
-    a.add_argument("file", type=pathlib.Path)
+    a.add_argument("file", type=pathlib.Path, help=".xlsx or CSV: id,name,unit_id[,window_id] or 警号,姓名,单位[,窗口]")
+    _encoding_arg(a)
 
-    registry = _group(sub, "registry", "units, windows and officers from CSV / 批量导入")
-    a = _action(registry, "import", "import CSV files in one transaction / 导入", _registry_import)
-    a.add_argument("--units", type=pathlib.Path, help="CSV: id,name[,parent_id,leader]")
-    a.add_argument("--windows", type=pathlib.Path, help="CSV: id,unit_id,name")
-    a.add_argument("--officers", type=pathlib.Path, help="CSV: id,name,unit_id[,window_id]")
+    registry = _group(sub, "registry", "units, windows and officers from .xlsx or CSV / 批量导入")
+    a = _action(registry, "import", "import rosters in one transaction / 导入", _registry_import)
+    for flag, columns in (
+        ("--units", "id,name[,parent_id,leader] or 单位编号,名称[,上级单位,负责人]"),
+        ("--windows", "id,unit_id,name or 窗口编号,单位,窗口名称"),
+        ("--officers", "id,name,unit_id[,window_id] or 警号,姓名,单位[,窗口]"),
+    ):
+        a.add_argument(flag, type=pathlib.Path, metavar="FILE", help=f".xlsx or CSV: {columns}")
+    _encoding_arg(a)
 
     devices = _group(sub, "device", "evaluator boxes / 评价器")
     a = _action(devices, "add", "register a box, create its key and config file / 注册评价器", _device_add)
@@ -216,23 +221,37 @@ def _officer_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encoding_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="the CSV files' encoding (utf-8, gb18030, gbk, utf-16; default: detected) / CSV编码，默认自动识别",
+    )
+
+
+def _import_rosters(args: argparse.Namespace, files: dict[str, pathlib.Path | None]) -> dict[str, rosters.Roster]:
+    """Read every roster (all problems at once), say how each was read, import them in one transaction."""
+    read = rosters.read_rosters(files, args.encoding)
+    _with_store(args, lambda s: rosters.import_rosters(s, read))
+    for roster in read.values():
+        print(f"{roster.path}: {roster.source}")
+    return read
+
+
 def _officer_import(args: argparse.Namespace) -> int:
-    rows = provision.read_csv(args.file, "officers")
-    _with_store(args, lambda s: s.import_registry(officers=rows))  # type: ignore[arg-type]
-    print(f"{len(rows)} officers imported / 已导入 {len(rows)} 名民警")
+    n = len(_import_rosters(args, {"officers": args.file})["officers"].rows)
+    print(f"{n} officers imported / 已导入 {n} 名民警")
     return 0
 
 
 def _registry_import(args: argparse.Namespace) -> int:
     if not (args.units or args.windows or args.officers):
-        raise UsageError("give at least one of --units, --windows, --officers")
-    units = provision.read_csv(args.units, "units") if args.units else []
-    windows = provision.read_csv(args.windows, "windows") if args.windows else []
-    officers = provision.read_csv(args.officers, "officers") if args.officers else []
-    _with_store(args, lambda s: s.import_registry(units=units, windows=windows, officers=officers))  # type: ignore[arg-type]
+        raise UsageError("give at least one of --units, --windows, --officers / 请至少指定一个名册文件")
+    read = _import_rosters(args, {"units": args.units, "windows": args.windows, "officers": args.officers})
+    units, windows, officers = (len(read[t].rows) if t in read else 0 for t in rosters.TABLES)
     print(
-        f"imported {len(units)} units, {len(windows)} windows, {len(officers)} officers / "
-        f"已导入 单位 {len(units)}、窗口 {len(windows)}、民警 {len(officers)}"
+        f"imported {units} units, {windows} windows, {officers} officers / "
+        f"已导入 单位 {units}、窗口 {windows}、民警 {officers}"
     )
     return 0
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import pathlib
@@ -14,14 +12,9 @@ import subprocess
 from typing import Any
 
 from collector.errors import UsageError
+from collector.ingest.rosters import ID_CHARS, read_roster
 
-ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 BOARDS = ("esp32", "picow", "sim")
-COLUMNS = {
-    "units": (("id", "name"), ("parent_id", "leader")),
-    "windows": (("id", "unit_id", "name"), ()),
-    "officers": (("id", "name", "unit_id"), ("window_id",)),
-}
 
 
 def check_id(value: str, what: str) -> str:
@@ -31,59 +24,12 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-def read_csv(path: pathlib.Path, table: str) -> list[tuple[str | None, ...]]:
-    """Rows of a registry CSV (UTF-8, header row) as tuples in ``COLUMNS`` order; every error at once."""
-    required, optional = COLUMNS[table]
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{path}: not UTF-8 (byte {exc.start}); save the file as UTF-8 / 文件不是UTF-8编码，请另存为UTF-8"
-        ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise UsageError(
-            f"{path}: missing column(s) {', '.join(missing)} (need {', '.join(required)}; optional "
-            f"{', '.join(optional) or '-'}) / 缺少列"
-        )
-    unknown = [c for c in header if c not in required + optional]
-    if unknown:
-        raise UsageError(f"{path}: unknown column(s) {', '.join(unknown)} / 未知列")
-    rows: list[tuple[str | None, ...]] = []
-    errors: list[str] = []
-    seen: set[str] = set()
-    for line_no, rec in enumerate(reader, start=2):
-        if None in rec:
-            errors.append(f"{path}:{line_no}: more fields than columns")
-            continue
-        values = {k: (v or "").strip() for k, v in rec.items()}
-        bad = [c for c in required if not values.get(c)]
-        if bad:
-            errors.append(f"{path}:{line_no}: empty {', '.join(bad)}")
-            continue
-        try:
-            for c in ("id", "unit_id", "window_id", "parent_id"):
-                if values.get(c):
-                    check_id(values[c], c)
-        except UsageError as exc:
-            errors.append(f"{path}:{line_no}: {exc}")
-            continue
-        if values["id"] in seen:
-            errors.append(f"{path}:{line_no}: id {values['id']!r} appears twice")
-            continue
-        seen.add(values["id"])
-        rows.append(tuple(values.get(c) or None for c in required + optional))
-    if errors:
-        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
-        raise UsageError("nothing imported / 未导入任何数据:\n  " + "\n  ".join(errors[:20]) + more)
-    return rows
+def read_csv(path: pathlib.Path, table: str, encoding: str | None = None) -> list[tuple[str | None, ...]]:
+    """Rows of a roster (CSV in any encoding Excel writes, or .xlsx) in ``rosters.COLUMNS`` order; every error at once.
+
+    The reading lives in ``collector.ingest.rosters`` (encodings, Chinese headers, workbooks).
+    """
+    return read_roster(path, table, encoding).rows
 
 
 def box_config(
