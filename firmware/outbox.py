@@ -173,7 +173,6 @@ def _mkdir(path: str) -> None:
         pass
 
 
-
 def _jkey(name: str) -> "tuple[int, int] | None":
     """The identity in a journal file name ``<b>_<s>`` (hex); None for anything else."""
     try:

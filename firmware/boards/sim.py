@@ -248,6 +248,17 @@ class SimBoard:
                 "invite": app.session.open_no,
                 "wdt": self.wdt_feeds,
             }
+        if op == "mem" and not args:
+            import gc
+
+            gc.collect()
+            return {
+                "ok": True,
+                "alloc": gc.mem_alloc(),  # type: ignore[attr-defined]
+                "free": gc.mem_free(),  # type: ignore[attr-defined]
+                "errors": app.mem_errors,
+                "dup_acked": app.dup_acked,
+            }
         if op == "flush" and not args:
             app.wake.set()
             return {"ok": True, "q": app.outbox.depth}
