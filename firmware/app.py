@@ -75,7 +75,7 @@ class App:
         self.acked = 0
         self.dup_acked = 0  # ids acked again (already deleted): status ``da``
         self.mem_errors = 0  # MemoryErrors caught and survived
-        self.pack_after = 0  # ticks before which packing waits (after a MemoryError)
+        self.pack_after: "Any" = None  # ticks before which packing waits (after a MemoryError)
         self.err: "str | None" = None
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
@@ -422,7 +422,9 @@ class App:
                 self.report(str(exc))
             except MemoryError:
                 self.out_of_memory("closing an invite")
-            if time.ticks_diff(time.ticks_ms(), self.pack_after) >= 0:
+            if self.pack_after is not None and time.ticks_diff(time.ticks_ms(), self.pack_after) >= 0:
+                self.pack_after = None
+            if self.pack_after is None:
                 try:
                     self.outbox.maintain()
                 except MemoryError:

@@ -724,11 +724,11 @@ class Outbox:
                 return
             for key in keys:
                 last = key
-                raw = read_file(self._jpath(key[0], key[1]))
-                if raw is None:
+                jraw = read_file(self._jpath(key[0], key[1]))
+                if jraw is None:
                     continue  # acked or packed while the caller was sending
                 try:
-                    ev = unpack(raw)
+                    ev = unpack(jraw)
                 except CorruptRecord:
                     continue  # quarantined when packed or at the next boot
                 yield ev

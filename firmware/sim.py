@@ -9,6 +9,11 @@ stderr and exits with status 2.
 
 import sys
 
+try:
+    from typing import Any
+except ImportError:  # MicroPython: annotations are not evaluated
+    pass
+
 # Let `micropython firmware/sim.py` work without MICROPYPATH: the repo root is
 # the parent of this file's directory.
 _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -60,10 +65,11 @@ def main(argv: "list[str]") -> int:
     _unload("config", "ports")
     # Every module is imported before the flash, the outbox and the app allocate anything:
     # in a small heap, code loaded last has to fit between their blocks.
+    Link: "Any"
     if cfg["transport"] == "mqtt":
         from firmware.mqtt import MqttLink as Link
     else:
-        from firmware.serial_link import SerialLink as Link  # type: ignore[assignment]
+        from firmware.serial_link import SerialLink as Link
     import vfs  # noqa: F401 - mount_flash's, loaded now for the same reason
 
     from firmware.flashdev import FileFlash  # noqa: F401
