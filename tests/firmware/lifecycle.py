@@ -39,6 +39,7 @@ class Lifecycle:
     saved: int = 0  # identities the box answered a press with
     boots: int = 0
     errors: list[str] = field(default_factory=list)  # MemoryError counts, err fields, stderr lines
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step
 
 
 def _press(box: SimBox, ids: set[tuple[int, int]]) -> dict[str, Any]:
@@ -96,6 +97,7 @@ def run_lifecycle(
             except AssertionError as exc:
                 raise LifecycleFailed(f"first boot: {exc}") from None
             run.boots += 1
+            t0 = time.monotonic()
             wait_for(lambda: box.state()["online"], 30, "box online")
             # online: presses acked as they come (batches, so the box's outbox never nears full)
             done = 0
@@ -107,6 +109,8 @@ def run_lifecycle(
                     done += 1
                 wait_for(lambda: box.state()["q"] == 0, 120, f"online presses acked ({done})")
             run.mem_online = _check_memory(box, run, "online")["alloc"]
+            run.seconds["online"] = time.monotonic() - t0
+            t0 = time.monotonic()
             # offline: the broker is gone; presses are kept until the outbox is full
             broker.stop()
             wait_for(lambda: not box.state()["online"], 30, "box sees the broker gone")
@@ -125,6 +129,7 @@ def run_lifecycle(
                     run.depth_mem.append((box.state()["q"], box.cmd("mem")["alloc"]))
                 if run.offline > capacity + 10:
                     raise LifecycleFailed("the outbox took more than its capacity")
+            run.seconds["offline"] = time.monotonic() - t0
             st = box.state()
             if not st["full"] or st["q"] != capacity:
                 raise LifecycleFailed(f"outbox full expected with {capacity} events: {st}")
@@ -133,6 +138,7 @@ def run_lifecycle(
             # reset with the outbox full (a power cut), then boot again on the same flash
             box.kill()
             _stderr(box, run)
+            t0 = time.monotonic()
             try:
                 box.start()
             except AssertionError as exc:
@@ -142,9 +148,12 @@ def run_lifecycle(
             if st["q"] != capacity or not st["full"]:
                 raise LifecycleFailed(f"after the reset the outbox holds {st['q']} (full {st['full']})")
             _check_memory(box, run, "boot with a full outbox")
+            run.seconds["boot_full"] = time.monotonic() - t0
             # the broker returns: everything flushes, each identity once in the store
+            t0 = time.monotonic()
             broker.start()
             wait_for(lambda: box.state()["q"] == 0, 300, "the full outbox flushed")
+            run.seconds["flush"] = time.monotonic() - t0
             _check_memory(box, run, "after the flush")
             wait_for(lambda: saved <= acker.ids("box-1"), 30, "every saved press in the store")
             run.saved = len(saved)
