@@ -21,7 +21,8 @@ def test_bench_runs_and_ends_with_the_json_line() -> None:
 def test_heap_bench_runs_and_ends_with_the_json_line() -> None:
     """bench/heap.py, one bisection step of a short lifecycle (its figures are not asserted here)."""
     proc = subprocess.run(
-        [sys.executable, "bench/heap.py", "--online", "20", "--capacity", "100", "--lo", "128", "--hi", "192", "--step", "32"],
+        [sys.executable, "bench/heap.py", "--online", "20", "--capacity", "100"]
+        + ["--lo", "128", "--hi", "192", "--step", "32"],
         cwd=ROOT,
         capture_output=True,
         text=True,
