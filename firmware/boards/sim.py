@@ -40,8 +40,15 @@ class SimSerial:
                 return bytes(buf)
 
     async def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.f.flush()
+        # MicroPython's file writes straight to the fd (no buffer): nothing to flush. Its flush()
+        # is fsync(), which a tty refuses with EINVAL: every send would count as failed.
+        view = memoryview(data)
+        while view:
+            n = self.f.write(view)
+            if not n:
+                await asyncio.sleep_ms(5)
+                continue
+            view = view[n:]
 
 
 class SimBoard:
