@@ -4,6 +4,7 @@ Prints one ``ok <name>`` per check and ``outbox: N passed`` last; a failed
 assert ends the script with a traceback (non-zero exit).
 """
 
+import gc
 import os
 import sys
 
@@ -158,6 +159,46 @@ except OutboxFull:
     pass
 assert 0 < saved < 100000 and ob.depth == saved
 ok("flash full reported as outbox full (%d saved)" % saved)
+
+# segments with holes (acked before packing) and wide acks: identities read back from flash
+dev = fresh()
+ob = Outbox("/t/ob", 100, 4)
+b = ob.open()
+for n in range(12):
+    ob.save(press(n))
+assert ob.ack(b, 1) and ob.ack(b, 2)  # holes before packing
+assert ob.maintain() and ob.maintain() and not ob.maintain()  # segments 0,3,4,5 and 6..9
+assert ob.nseg == 2 and ob.jn == 2 and ob.depth == 10
+assert ob.ack(b, 3) and not ob.ack(b, 3) and not ob.ack(b, 1)  # inside the holed segment; repeats refused
+assert ob.ack_range(b, 0, 1000) == 9 and ob.depth == 0 and ob.nseg == 0 and ob.jn == 0  # one wide ack
+assert os.listdir("/t/ob/s") == [] and os.listdir("/t/ob/j") == []
+ok("holed segments and wide acks")
+
+# RAM does not grow with the depth: 2,000 events queued, reopened, walked
+dev = RamFlash(128, 4096)
+vfs.umount("/t")
+vfs.VfsLfs2.mkfs(dev, readsize=32, progsize=16)
+vfs.mount(vfs.VfsLfs2(dev, readsize=32, progsize=16), "/t")
+ob = Outbox("/t/ob", 2000, 32)
+ob.open()
+gc.collect()
+empty = gc.mem_alloc()
+for n in range(2000):
+    ob.save(press(n))
+    ob.maintain()
+assert ob.full and ob.nseg == 62 and ob.jn == 16, (ob.nseg, ob.jn)
+gc.collect()
+full = gc.mem_alloc()
+assert abs(full - empty) < 512, (empty, full)
+ob = Outbox("/t/ob", 2000, 32)
+ob.open()
+assert ob.depth == 2000
+seen = 0
+for ev in ob.pending():
+    seen += 1
+assert seen == 2000
+assert ob.ack_range(ob.boot - 1, 0, 1999) == 2000 and ob.depth == 0
+ok("2,000 queued: heap %+d bytes, all walked and acked after a reopen" % (full - empty))
 
 print("outbox: %d passed" % passed)
 sys.exit(0)
