@@ -113,8 +113,10 @@ def run(app: App, presses: int, lag: int, lat: "list[int] | None", signed: bool 
             b, s = waiting.pop(0)
             b2, s2 = waiting.pop(0)
             if signed:  # the sender's work (sign the events) and a signed ack through on_downlink
-                for ev in ob.journal[:2]:
+                for n_signed, ev in enumerate(ob.pending()):  # the two oldest: the ones acked next
                     app.event_message(ev)
+                    if n_signed == 1:
+                        break
                 app.on_downlink(signed_ack(app, b, s, s2))
             else:
                 app._on_ack({"r": [[b, s, s2]], "now": 1761926399000, "bf": None})

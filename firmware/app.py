@@ -25,6 +25,7 @@ except ImportError:  # MicroPython: annotations are not evaluated
 FW_VERSION = "evalbox-fw 0.1.0"
 WINDOW = 16  # events in flight (sent, not yet acked) at a time
 RECENT_CIDS = 32
+PACK_DELAY_MS = 5000  # packing waits this long after a MemoryError
 
 
 class Clock:
@@ -72,6 +73,9 @@ class App:
         self.inflight: "dict[tuple[int, int], Any]" = {}  # id -> ticks sent
         self.wake = asyncio.Event()
         self.acked = 0
+        self.dup_acked = 0  # ids acked again (already deleted): status ``da``
+        self.mem_errors = 0  # MemoryErrors caught and survived
+        self.pack_after: "Any" = None  # ticks before which packing waits (after a MemoryError)
         self.err: "str | None" = None
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
@@ -85,7 +89,11 @@ class App:
 
     def start(self) -> int:
         """Open the outbox (bumping the boot counter) and restore the last good config."""
-        self.boot = self.outbox.open()
+        try:
+            self.boot = self.outbox.open()
+        except MemoryError:
+            self.out_of_memory("opening the outbox: retried")
+            self.boot = self.outbox.open()
         for p in self.outbox.problems:
             self.report(p)
         raw = read_file(self.root + "/config")
@@ -97,6 +105,12 @@ class App:
             self.session.officer = duty.decode() or None
         self.self_test = self.board.self_test()
         return self.boot
+
+    def out_of_memory(self, where: str) -> None:
+        """A MemoryError was caught: free what can be freed, count it, say so in status ``err``."""
+        gc.collect()
+        self.mem_errors += 1
+        self.report("MemoryError %s (%d so far)" % (where, self.mem_errors))
 
     def report(self, what: str) -> None:
         """Remember the last error (sent in every status: printable, at most 80 chars)."""
@@ -122,7 +136,12 @@ class App:
             ev["up"] = up
             if "o" not in ev:
                 ev["o"] = self.session.officer
-            ids.append(self.outbox.save(ev))
+            try:
+                ids.append(self.outbox.save(ev))
+            except MemoryError:
+                # nothing was taken (the identity is assigned on success): free heap, try once more
+                self.out_of_memory("saving an event: retried")
+                ids.append(self.outbox.save(ev))
         if ids:
             self.wake.set()
         return ids
@@ -148,6 +167,9 @@ class App:
             self.report(str(exc))
             self.board.feedback("full", k)
             return {"ok": False, "err": "outbox_full"}
+        except MemoryError:
+            self.out_of_memory("on key %d: press not taken" % k)
+            return {"ok": False, "err": "memory"}
         press = evs[-1]
         self.board.feedback("thanks" if press["f"] & 1 == 0 or not self.session.gated else "noted", k)
         fb = time.ticks_diff(time.ticks_ms(), t0)
@@ -233,15 +255,14 @@ class App:
             self._reject("bad_type", "%s is not a downlink" % t)
 
     def _on_ack(self, msg: "dict[str, Any]") -> None:
-        unknown = 0
         for b, lo, hi in msg["r"]:
             done = self.outbox.ack_range(b, lo, hi)
-            for key in done:
-                self.inflight.pop(key, None)
-            self.acked += len(done)
-            unknown += hi - lo + 1 - len(done)
-        if unknown:
-            self.report("ack names %d ids not in the outbox" % unknown)
+            for key in [k for k in self.inflight if k[0] == b and lo <= k[1] <= hi]:
+                del self.inflight[key]
+            self.acked += done
+            # ids the box no longer holds: a repeat ack after a resend (its first ack was
+            # late, or lost and the event sent again). Normal: counted, not an error.
+            self.dup_acked += hi - lo + 1 - done
         if self.clock.source in (None, "ack"):  # NTP or a set clock wins over the collector's
             self.clock.set_wall(msg["now"], "ack")
         if msg.get("bf") is not None:
@@ -315,6 +336,7 @@ class App:
             err=self.err,
             st=self.self_test,
             cv=self.cv,
+            da=self.dup_acked,
         )
         return protocol.encode(msg, self.key)
 
@@ -342,6 +364,39 @@ class App:
         for k in stale:
             del self.inflight[k]
 
+    async def _send_window(self, link: "Any", resend: int) -> None:
+        """One walk of the outbox: send what is not in flight, up to ``WINDOW`` at a time."""
+        now = time.ticks_ms()
+        self._forget_stale(now, 2 * resend)
+        flying = 0
+        for ev in self.outbox.pending():
+            key = (ev["b"], ev["s"])
+            sent = self.inflight.get(key)
+            if sent is not None and time.ticks_diff(now, sent) < resend:
+                flying += 1
+                if flying >= WINDOW:
+                    break
+                continue
+            if flying >= WINDOW:
+                break
+            try:
+                payload = self.event_message(ev)
+            except protocol.ProtocolError as exc:
+                # cannot be encoded (should not happen: inputs are checked); kept, reported, skipped
+                self.report("unsendable event %d/%d: %s" % (key[0], key[1], exc))
+                continue
+            try:
+                ok = await link.send_event(payload)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                self.report("send failed: %r" % (exc,))
+                ok = False
+            if not ok:
+                break
+            self.inflight[key] = now
+            flying += 1
+
     async def sender(self) -> None:
         """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""
         resend = self.cfg["resend_ms"]
@@ -349,47 +404,33 @@ class App:
             self.beats["sender"] = time.ticks_ms()
             link = self.link
             if link is not None and link.online:
-                now = time.ticks_ms()
-                self._forget_stale(now, 2 * resend)
-                flying = 0
-                for ev in self.outbox.pending():
-                    key = (ev["b"], ev["s"])
-                    sent = self.inflight.get(key)
-                    if sent is not None and time.ticks_diff(now, sent) < resend:
-                        flying += 1
-                        if flying >= WINDOW:
-                            break
-                        continue
-                    if flying >= WINDOW:
-                        break
-                    try:
-                        payload = self.event_message(ev)
-                    except protocol.ProtocolError as exc:
-                        # cannot be encoded (should not happen: inputs are checked); kept, reported, skipped
-                        self.report("unsendable event %d/%d: %s" % (key[0], key[1], exc))
-                        continue
-                    try:
-                        ok = await link.send_event(payload)
-                    except Exception as exc:
-                        self.report("send failed: %r" % (exc,))
-                        ok = False
-                    if not ok:
-                        break
-                    self.inflight[key] = now
-                    flying += 1
+                try:
+                    await self._send_window(link, resend)
+                except MemoryError:
+                    self.out_of_memory("sending: retried in 1 s")
             await self._wait_wake(1000)
 
     async def ticker(self) -> None:
         """Close expired invites (unrated events) and pack the journal into segments."""
         while True:
             self.beats["ticker"] = time.ticks_ms()
-            evs = self.session.tick(self.clock.uptime())
-            if evs:
-                try:
+            try:
+                evs = self.session.tick(self.clock.uptime())
+                if evs:
                     self._save(evs)
-                except OutboxFull as exc:
-                    self.report(str(exc))
-            self.outbox.maintain()
+            except OutboxFull as exc:
+                self.report(str(exc))
+            except MemoryError:
+                self.out_of_memory("closing an invite")
+            if self.pack_after is not None and time.ticks_diff(time.ticks_ms(), self.pack_after) >= 0:
+                self.pack_after = None
+            if self.pack_after is None:
+                try:
+                    self.outbox.maintain()
+                except MemoryError:
+                    # the journal keeps the events (on flash); packing is retried later
+                    self.pack_after = time.ticks_add(time.ticks_ms(), PACK_DELAY_MS)
+                    self.out_of_memory("packing: delayed")
             self.board.show_full(self.outbox.full)
             await asyncio.sleep_ms(100)
 
@@ -402,8 +443,7 @@ class App:
                 try:
                     await link.send_status(self.status_message())
                 except MemoryError:
-                    gc.collect()  # this status is dropped; the next one comes in heartbeat_ms
-                    self.report("MemoryError: status not sent")
+                    self.out_of_memory("in a status: dropped")  # the next one comes in heartbeat_ms
                 except Exception as exc:
                     self.report("status failed: %r" % (exc,))
             slept = 0

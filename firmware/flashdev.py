@@ -17,6 +17,7 @@ IOCTL_SYNC = 3
 IOCTL_BLOCK_COUNT = 4
 IOCTL_BLOCK_SIZE = 5
 IOCTL_ERASE = 6
+_BLANK = b"\xff" * 256  # erased bytes, written in pieces: no block-sized buffer in a small heap
 
 
 class RamFlash:
@@ -70,11 +71,9 @@ class FileFlash:
         except OSError:
             self.created = True
             self.f = open(path, "w+b")  # noqa: SIM115 - the image stays open for the box's life
-            blank = b"\xff" * block_size
-            for _ in range(blocks):
-                self.f.write(blank)
+            for _ in range(blocks * block_size // len(_BLANK)):
+                self.f.write(_BLANK)
             self.f.flush()
-        self._blank = b"\xff" * block_size
 
     def readblocks(self, n: int, buf: "bytearray", off: int = 0) -> None:
         self.f.seek(n * self.block_size + off)
@@ -94,7 +93,8 @@ class FileFlash:
         if op == IOCTL_ERASE:
             self.erases += 1
             self.f.seek(arg * self.block_size)
-            self.f.write(self._blank)
+            for _ in range(self.block_size // len(_BLANK)):
+                self.f.write(_BLANK)
             self.f.flush()
             return 0
         if op == IOCTL_SYNC:

@@ -10,17 +10,34 @@ not rewrite the others):
   is one metadata commit (no data block, no erase); the file is complete when
   ``save`` returns, and that is when feedback is given;
 - ``s/<b><s>``: *segments*: when the journal holds ``seg_records`` events,
-  they are packed (magic, count, records, CRC32) into ``s/<name>.tmp``,
-  renamed to ``s/<name>``, and only then their journal files are deleted;
-  a segment is deleted when every record in it is acked;
+  the oldest are streamed one record at a time (magic, count, records,
+  CRC32) into ``s/<name>.tmp``, renamed to ``s/<name>``, and only then their
+  journal files are deleted; a segment is deleted when every record in it
+  is acked;
 - ``q/``: quarantine: a segment or journal file that fails its CRC is
   renamed here and reported; the box carries on.
 
+Memory: RAM does not grow with the outbox depth. It holds counters (depth,
+journal files, segments) and one fixed table allocated at ``open``: per
+segment its first and last identity, its record count, how many are acked
+and an acked bitmask (26 bytes; ``capacity // seg_records + 16`` slots, at
+most 128, or as many as the flash holds at boot). Nothing is loaded as a
+list of events: the journal is walked on flash with ``os.ilistdir`` when
+needed (packing, ``pending``, big acks), a segment is read a few records at
+a time, and packing streams journal records into the segment file.
+
+Capacity (``capacity``, 2,000 events by default) is limited by the flash:
+a segment of 32 records (~1.7 KiB) takes one 4 KiB littlefs block, so
+2,000 events take ~63 blocks (~250 KiB) plus the journal's metadata; the
+flash filling up is reported as ``OutboxFull`` like the capacity. When every
+table slot holds a segment (many partly acked segments), packing waits and
+the journal keeps growing on flash, not in RAM.
+
 After a cut between the rename and the journal deletes, an event is in both
-places: loading keeps one copy by identity and deletes the journal file.
-Acks of records inside a segment are held in RAM; after a restart those
-records are sent again and the collector, which ignores repeats, acks them
-again.
+places: loading keeps the segment's copy and deletes the journal file.
+Acks of records inside a segment are held in RAM (the bitmask); after a
+restart those records are sent again and the collector, which ignores
+repeats, acks them again.
 """
 
 import os
@@ -37,6 +54,13 @@ _HDR = "<BIIqqBBBi"  # type, b, s, ts (-1 = null), up, k, n, f, i (-1 = null)
 _HDR_SIZE = struct.calcsize(_HDR)
 _SEG_MAGIC = b"EBS1"
 _BOOT_FMT = "<III"  # boot, floor, crc
+_ENT = "<IIIIBB"  # one segment: first b, s; last b, s; records; acked
+_ENT_SIZE = 18
+_MASK_BYTES = 8  # acked bitmask: bit n = the segment's n-th record
+_E = _ENT_SIZE + _MASK_BYTES
+MAX_SEG_RECORDS = 8 * _MASK_BYTES
+MAX_SLOTS = 128  # segment table slots at most (26 B each), unless the flash holds more at boot
+_CHUNK = 8  # segment records read at a time by pending()
 
 
 class OutboxError(Exception):
@@ -149,61 +173,79 @@ def _mkdir(path: str) -> None:
         pass
 
 
-class Segment:
-    """A packed group of records on flash; RAM holds only identities."""
-
-    def __init__(self, name: str, ids: "list[tuple[int, int]]") -> None:
-        self.name = name
-        self.ids = ids
-        self.acked: "set[tuple[int, int]]" = set()
-
-
-def pack_segment(recs: "list[bytes]") -> bytes:
-    parts = [_SEG_MAGIC, struct.pack("<H", len(recs))]
-    for r in recs:
-        parts.append(bytes((len(r),)))
-        parts.append(r)
-    body = b"".join(parts)
-    return body + struct.pack("<I", _crc(body))
+def _jkey(name: str) -> "tuple[int, int] | None":
+    """The identity in a journal file name ``<b>_<s>`` (hex); None for anything else."""
+    try:
+        b, s = name.split("_")
+        return int(b, 16), int(s, 16)
+    except ValueError:
+        return None
 
 
-def unpack_segment(buf: bytes) -> "list[dict[str, Any]]":
-    if len(buf) < 10 or buf[:4] != _SEG_MAGIC:
-        raise CorruptRecord("segment header damaged")
-    body = buf[:-4]
-    if struct.unpack("<I", buf[-4:])[0] != _crc(body):
-        raise CorruptRecord("segment CRC mismatch")
-    n = struct.unpack("<H", body[4:6])[0]
-    p = 6
-    out = []
-    for _ in range(n):
-        ln = body[p]
-        out.append(unpack(body[p + 1 : p + 1 + ln]))
-        p += 1 + ln
-    if p != len(body):
-        raise CorruptRecord("segment length mismatch")
-    return out
+def check_record(raw: bytes) -> "tuple[int, int]":
+    """The identity of a packed record whose CRC checks; else ``CorruptRecord``."""
+    if len(raw) < _HDR_SIZE + 6:
+        raise CorruptRecord("short record (%d bytes)" % len(raw))
+    if struct.unpack("<I", raw[-4:])[0] != _crc(raw[:-4]):
+        raise CorruptRecord("record CRC mismatch")
+    b, s = struct.unpack("<II", raw[1:9])
+    return b, s
+
+
+def _stream_segment(path: str) -> "Any":
+    """Yield ``(b, s)`` of each record of a segment file, checking every CRC; ``CorruptRecord`` if damaged.
+
+    Reads one record at a time (no segment-sized buffer); the whole-file CRC
+    is checked when the last record has been read.
+    """
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed in finally; a generator cannot use with across yields cleanly
+    except OSError:
+        raise CorruptRecord("segment file missing")
+    try:
+        head = f.read(6)
+        if len(head) != 6 or head[:4] != _SEG_MAGIC:
+            raise CorruptRecord("segment header damaged")
+        n = head[4] | head[5] << 8
+        if not 0 < n <= MAX_SEG_RECORDS:
+            raise CorruptRecord("segment of %d records (1..%d)" % (n, MAX_SEG_RECORDS))
+        crc = crc32(head)
+        for _ in range(n):
+            lb = f.read(1)
+            raw = f.read(lb[0]) if lb else b""
+            if not lb or len(raw) != lb[0]:
+                raise CorruptRecord("segment length mismatch")
+            crc = crc32(raw, crc32(lb, crc))
+            yield check_record(raw)
+        tail = f.read(4)
+        if len(tail) != 4 or f.read(1) or struct.unpack("<I", tail)[0] != crc & 0xFFFFFFFF:
+            raise CorruptRecord("segment CRC mismatch")
+    finally:
+        f.close()
 
 
 class Outbox:
     """Events saved on flash until the collector's signed ack names them.
 
-    ``open()`` loads what is on flash and bumps the persisted boot counter;
+    ``open()`` scans what is on flash and bumps the persisted boot counter;
     ``save(ev)`` assigns the identity ``(boot, seq)`` and makes the event
-    durable before it returns; ``ack(b, s)`` forgets one; ``pending()``
-    yields unacked events oldest first; ``maintain()`` packs a full journal
-    into a segment (call it after feedback, off the press path).
+    durable before it returns; ``ack_range(b, lo, hi)`` forgets events;
+    ``pending()`` yields unacked events oldest first, read from flash;
+    ``maintain()`` packs a full journal into a segment (call it after
+    feedback, off the press path).
     """
 
     def __init__(self, root: str, capacity: int = 2000, seg_records: int = 32) -> None:
         self.root = root
         self.capacity = capacity
-        self.seg_records = seg_records
+        self.seg_records = max(1, min(seg_records, MAX_SEG_RECORDS))
         self.boot = 0
         self.floor = 0
         self.seq = 0
-        self.journal: "list[dict[str, Any]]" = []
-        self.segments: "list[Segment]" = []
+        self.jn = 0  # journal files (events not yet packed)
+        self.nseg = 0  # segments in the table
+        self.slots = 0
+        self.table = bytearray(0)
         self.depth = 0
         self.quarantined = 0
         self.problems: "list[str]" = []  # last few reported problems, newest last
@@ -211,13 +253,14 @@ class Outbox:
     # ---- start-up ----
 
     def open(self) -> int:
-        """Load the outbox, bump and persist the boot counter; return it."""
+        """Scan the outbox on flash, bump and persist the boot counter; return it."""
         _mkdir(self.root)
         for sub in ("/j", "/s", "/q"):
             _mkdir(self.root + sub)
         old, floor = self._read_boot()
         self.floor = floor
         self._set_boot(max(old + 1, floor))
+        self.depth = 0
         self._load_segments()
         self._load_journal()
         return self.boot
@@ -269,48 +312,181 @@ class Outbox:
 
     def _load_segments(self) -> None:
         d = self.root + "/s"
-        names = sorted(os.listdir(d))
-        for name in names:
-            path = d + "/" + name
+        n = 0
+        for _ent in os.ilistdir(d):
+            n += 1
+        self.slots = max(min(self.capacity // self.seg_records + 16, MAX_SLOTS), n)
+        self.table = bytearray(self.slots * _E)
+        self.nseg = 0
+        todo = []  # (name, why): a cut packing (.tmp) or a damaged segment, handled after the walk
+        for ent in os.ilistdir(d):
+            name = ent[0]
             if name.endswith(".tmp"):
-                _remove(path)  # packing was cut; the journal still holds them
+                todo.append((name, ""))  # packing was cut; the journal still holds them
                 continue
             try:
-                recs = unpack_segment(read_file(path) or b"")
+                lo = hi = None
+                count = 0
+                for key in _stream_segment(d + "/" + name):
+                    if lo is None or key < lo:
+                        lo = key
+                    if hi is None or key > hi:
+                        hi = key
+                    count += 1
             except CorruptRecord as exc:
-                self._quarantine(path, name, str(exc))
+                todo.append((name, str(exc)))
                 continue
-            ids = [(r["b"], r["s"]) for r in recs]
-            self.segments.append(Segment(name, ids))
-            self.depth += len(ids)
-
-    def _in_segments(self, key: "tuple[int, int]") -> bool:
-        for seg in self.segments:
-            if key in seg.ids:
-                return True
-        return False
+            if lo is None or hi is None:
+                continue
+            want = "%08x%08x" % lo
+            if name != want:  # named by its first identity: the table finds it by that name
+                try:
+                    os.rename(d + "/" + name, d + "/" + want)
+                except OSError:
+                    todo.append((name, "segment name mismatch"))
+                    continue
+            self._add(lo, hi, count)
+            self.depth += count
+        for name, why in todo:
+            if why:
+                self._quarantine(d + "/" + name, name, why)
+            else:
+                _remove(d + "/" + name)
 
     def _load_journal(self) -> None:
         d = self.root + "/j"
-        recs = []
-        for name in os.listdir(d):
-            path = d + "/" + name
-            raw = read_file(path) or b""
-            try:
-                ev = unpack(raw)
-            except CorruptRecord as exc:
-                if raw:
-                    self._quarantine(path, name, str(exc))
+        while True:
+            todo = []  # at most 16 removals/quarantines per walk: the list stays small
+            jn = 0
+            for ent in os.ilistdir(d):
+                name = ent[0]
+                raw = read_file(d + "/" + name) or b""
+                try:
+                    key = check_record(raw)
+                    if key != _jkey(name):
+                        raise CorruptRecord("record name mismatch")
+                except CorruptRecord as exc:
+                    # an empty file was created, never written: its save did not return
+                    todo.append((name, str(exc) if raw else ""))
                 else:
-                    _remove(path)  # created, never written: its save did not return
-                continue
-            if self._in_segments((ev["b"], ev["s"])):
-                _remove(path)  # packed into a segment just before a cut
-                continue
-            recs.append(ev)
-        recs.sort(key=lambda e: (e["b"], e["s"]))
-        self.journal = recs
-        self.depth += len(recs)
+                    if self._holds(key):
+                        todo.append((name, ""))  # packed into a segment just before a cut
+                    else:
+                        jn += 1
+                if len(todo) >= 16:
+                    break
+            for name, why in todo:
+                if why:
+                    self._quarantine(d + "/" + name, name, why)
+                else:
+                    _remove(d + "/" + name)
+            if len(todo) < 16:
+                break
+        self.jn = jn
+        self.depth += jn
+
+    # ---- the segment table ----
+
+    def _ent(self, i: int) -> "tuple[int, int, int, int, int, int]":
+        e: "tuple[int, int, int, int, int, int]" = struct.unpack_from(_ENT, self.table, i * _E)
+        return e
+
+    def _add(self, lo: "tuple[int, int]", hi: "tuple[int, int]", count: int) -> None:
+        """Insert a segment, keeping the table ordered by first identity."""
+        if self.nseg >= self.slots:  # only at load, when the flash holds more than counted: grow
+            self.table.extend(bytearray(_E))
+            self.slots += 1
+        i = self.nseg
+        while i > 0:
+            e = self._ent(i - 1)
+            if (e[0], e[1]) < lo:
+                break
+            i -= 1
+        t = self.table
+        if i < self.nseg:
+            t[(i + 1) * _E : (self.nseg + 1) * _E] = t[i * _E : self.nseg * _E]
+        struct.pack_into(_ENT, t, i * _E, lo[0], lo[1], hi[0], hi[1], count, 0)
+        for n in range(_MASK_BYTES):
+            t[i * _E + _ENT_SIZE + n] = 0
+        self.nseg += 1
+
+    def _drop(self, i: int) -> None:
+        t = self.table
+        n = self.nseg
+        if i < n - 1:
+            t[i * _E : (n - 1) * _E] = t[(i + 1) * _E : n * _E]
+        self.nseg = n - 1
+
+    def _index(self, first: "tuple[int, int]") -> int:
+        """The table slot of the segment starting at ``first``; -1 when gone."""
+        for i in range(self.nseg):
+            e = self._ent(i)
+            if e[0] == first[0] and e[1] == first[1]:
+                return i
+        return -1
+
+    def _after(self, first: "tuple[int, int] | None") -> int:
+        """The slot of the oldest segment starting after ``first`` (None: the oldest); -1: none."""
+        for i in range(self.nseg):
+            e = self._ent(i)
+            if first is None or (e[0], e[1]) > first:
+                return i
+        return -1
+
+    def _seg_path(self, e: "tuple[int, ...]") -> str:
+        return "%s/s/%08x%08x" % (self.root, e[0], e[1])
+
+    def _positions(self, e: "tuple[int, ...]", b: int, lo: int, hi: int) -> "Any":
+        """Positions in segment ``e`` of the records of boot ``b`` with ``lo <= seq <= hi``."""
+        if e[0] == e[2] and e[3] - e[1] + 1 == e[4]:  # consecutive identities: no flash read
+            if b == e[0]:
+                for s in range(max(lo, e[1]), min(hi, e[3]) + 1):
+                    yield s - e[1]
+            return
+        p = 0
+        g = _stream_segment(self._seg_path(e))
+        try:
+            for kb, ks in g:
+                if kb == b and lo <= ks <= hi:
+                    yield p
+                p += 1
+        finally:
+            g.close()
+
+    def _holds(self, key: "tuple[int, int]") -> bool:
+        """True when a segment in the table holds identity ``key``."""
+        for i in range(self.nseg):
+            e = self._ent(i)
+            if (e[0], e[1]) <= key <= (e[2], e[3]):
+                found = False
+                g = self._positions(e, key[0], key[1], key[1])
+                try:
+                    for _p in g:
+                        found = True
+                        break
+                except CorruptRecord:
+                    pass
+                g.close()  # MicroPython does not close a dropped generator: its file would stay open
+                return found
+        return False
+
+    def _acked(self, i: int, p: int) -> bool:
+        return bool(self.table[i * _E + _ENT_SIZE + (p >> 3)] & (1 << (p & 7)))
+
+    def _lost(self, first: "tuple[int, int]", exc: Exception) -> None:
+        """A segment damaged or gone after it was loaded: keep working, report, drop its count."""
+        i = self._index(first)
+        if i < 0:
+            return  # fully acked (and deleted) while the caller was reading it
+        e = self._ent(i)
+        self._drop(i)
+        self.depth -= e[4] - e[5]
+        path = self._seg_path(e)
+        name = path.rsplit("/", 1)[1]
+        if read_file(path) is None:
+            self._problem("lost segment %s: %s" % (name, exc))
+        else:
+            self._quarantine(path, name, str(exc))
 
     # ---- running ----
 
@@ -318,13 +494,20 @@ class Outbox:
     def full(self) -> bool:
         return self.depth >= self.capacity
 
+    def _jpath(self, b: int, s: int) -> str:
+        return "%s/j/%x_%x" % (self.root, b, s)
+
     def save(self, ev: "dict[str, Any]") -> "tuple[int, int]":
-        """Assign the identity, write the event durably, return ``(boot, seq)``."""
+        """Assign the identity, write the event durably, return ``(boot, seq)``.
+
+        Interrupted (``MemoryError``) before it returns, a call again with the
+        same event writes the same file: the identity is taken only on success.
+        """
         if self.depth >= self.capacity:
             raise OutboxFull("outbox full: %d unacked events" % self.depth)
         ev["b"] = self.boot
         ev["s"] = self.seq
-        path = "%s/j/%x_%x" % (self.root, self.boot, self.seq)
+        path = self._jpath(self.boot, self.seq)
         data = pack(ev)
         try:
             with open(path, "wb") as f:
@@ -334,103 +517,218 @@ class Outbox:
             self._problem("flash write failed: %s" % exc)
             raise OutboxFull("flash write failed: %s" % exc)
         self.seq += 1
-        self.journal.append(ev)
+        self.jn += 1
         self.depth += 1
         return ev["b"], ev["s"]
 
+    def _journal_oldest(self, n: int, after: "tuple[int, int] | None") -> "list[tuple[int, int]]":
+        """The ``n`` smallest journal identities above ``after``, from one walk of the directory."""
+        keys: "list[tuple[int, int]]" = []
+        for ent in os.ilistdir(self.root + "/j"):
+            key = _jkey(ent[0])
+            if key is None or (after is not None and key <= after):
+                continue
+            if len(keys) >= n:
+                if key >= keys[-1]:
+                    continue
+                keys.pop()
+            i = len(keys)
+            while i > 0 and keys[i - 1] > key:
+                i -= 1
+            keys.insert(i, key)
+        return keys
+
     def maintain(self) -> bool:
-        """Pack a full journal into a segment; True when one was written."""
-        if len(self.journal) < self.seg_records:
+        """Pack the oldest ``seg_records`` journal events into a segment; True when one was written.
+
+        The segment is written record by record (one journal file read at a
+        time). A journal record found damaged is quarantined and the packing
+        tried again at the next call. ``MemoryError`` propagates (the app
+        delays packing); the temp file is removed first.
+        """
+        if self.jn < self.seg_records or self.nseg >= self.slots:
             return False
-        recs = self.journal[: self.seg_records]
-        first = recs[0]
-        name = "%08x%08x" % (first["b"], first["s"])
-        path = self.root + "/s/" + name
+        keys = self._journal_oldest(self.seg_records, None)
+        if not keys:
+            return False
+        first = keys[0]
+        path = "%s/s/%08x%08x" % (self.root, first[0], first[1])
+        tmp = path + ".tmp"
+        bad = None
         try:
-            write_atomic(path, pack_segment([pack(r) for r in recs]))
+            with open(tmp, "wb") as f:
+                head = _SEG_MAGIC + struct.pack("<H", len(keys))
+                f.write(head)
+                crc = crc32(head)
+                for key in keys:
+                    raw = read_file(self._jpath(key[0], key[1])) or b""
+                    try:
+                        if check_record(raw) != key:
+                            raise CorruptRecord("record name mismatch")
+                    except CorruptRecord as exc:
+                        bad = (key, str(exc))
+                        break
+                    lb = bytes((len(raw),))
+                    f.write(lb)
+                    f.write(raw)
+                    crc = crc32(raw, crc32(lb, crc))
+                f.write(struct.pack("<I", crc & 0xFFFFFFFF))
+            if bad is None:
+                os.rename(tmp, path)
         except OSError as exc:
-            _remove(path + ".tmp")
+            _remove(tmp)
             self._problem("segment write failed: %s" % exc)
             return False
-        self.segments.append(Segment(name, [(r["b"], r["s"]) for r in recs]))
-        for r in recs:
-            _remove("%s/j/%x_%x" % (self.root, r["b"], r["s"]))
-        self.journal = self.journal[self.seg_records :]
+        except MemoryError:
+            _remove(tmp)
+            raise
+        if bad is not None:
+            _remove(tmp)
+            name = "%x_%x" % bad[0]
+            self._quarantine(self.root + "/j/" + name, name, bad[1])
+            self.jn -= 1
+            self.depth -= 1
+            return False
+        self._add(first, keys[-1], len(keys))
+        for key in keys:
+            _remove(self._jpath(key[0], key[1]))
+        self.jn -= len(keys)
         return True
 
     def ack(self, b: int, s: int) -> bool:
         """Forget event ``(b, s)``; False when the outbox does not hold it."""
-        j = self.journal
-        for n in range(len(j)):
-            ev = j[n]
-            if ev["s"] == s and ev["b"] == b:
-                _remove("%s/j/%x_%x" % (self.root, b, s))
-                j.pop(n)
-                self.depth -= 1
-                return True
-        key = (b, s)
-        for n in range(len(self.segments)):
-            seg = self.segments[n]
-            if key in seg.ids and key not in seg.acked:
-                seg.acked.add(key)
-                self.depth -= 1
-                if len(seg.acked) == len(seg.ids):
-                    _remove(self.root + "/s/" + seg.name)
-                    self.segments.pop(n)
-                return True
-        return False
+        return self.ack_range(b, s, s) == 1
 
-    def ack_range(self, b: int, lo: int, hi: int) -> "list[tuple[int, int]]":
-        """Forget every held event of boot ``b`` with ``lo <= seq <= hi``; return their ids."""
-        done = []
-        keep = []
-        for ev in self.journal:
-            if ev["b"] == b and lo <= ev["s"] <= hi:
-                _remove("%s/j/%x_%x" % (self.root, b, ev["s"]))
-                done.append((b, ev["s"]))
-            else:
-                keep.append(ev)
-        if done:
-            self.journal = keep
-        for seg in list(self.segments):
-            for key in seg.ids:
-                if key[0] == b and lo <= key[1] <= hi and key not in seg.acked:
-                    seg.acked.add(key)
-                    done.append(key)
-            if len(seg.acked) == len(seg.ids):
-                _remove(self.root + "/s/" + seg.name)
-                self.segments.remove(seg)
-        self.depth -= len(done)
+    def ack_range(self, b: int, lo: int, hi: int) -> int:
+        """Forget every held event of boot ``b`` with ``lo <= seq <= hi``; return how many."""
+        if hi < lo:
+            return 0
+        done = 0
+        i = 0
+        while i < self.nseg:
+            e = self._ent(i)
+            if (e[0], e[1]) > (b, hi):
+                break  # ordered by first identity: the rest start after the range
+            if (e[2], e[3]) < (b, lo):
+                i += 1
+                continue
+            n = 0
+            t = self.table
+            try:
+                for p in self._positions(e, b, lo, hi):
+                    a = i * _E + _ENT_SIZE + (p >> 3)
+                    bit = 1 << (p & 7)
+                    if not t[a] & bit:
+                        t[a] |= bit
+                        n += 1
+            except CorruptRecord as exc:
+                # bits set before the damage showed are dropped with the segment's count
+                self._lost((e[0], e[1]), exc)
+                continue
+            done += n
+            self.depth -= n
+            if e[5] + n >= e[4]:
+                _remove(self._seg_path(e))
+                self._drop(i)
+                continue
+            struct.pack_into("<B", t, i * _E + 17, e[5] + n)
+            i += 1
+        if self.jn:
+            n = self._ack_journal(b, lo, hi)
+            self.jn -= n
+            self.depth -= n
+            done += n
         return done
 
-    def _read_segment(self, seg: Segment) -> "list[dict[str, Any]] | None":
-        if seg not in self.segments:
-            return None  # fully acked (and deleted) while the caller was iterating
-        path = self.root + "/s/" + seg.name
-        raw = read_file(path)
-        try:
-            if raw is None:
-                raise CorruptRecord("segment file missing")
-            return unpack_segment(raw)
-        except CorruptRecord as exc:
-            # damaged after it was loaded: keep working, report, drop its count
-            self.segments.remove(seg)
-            self.depth -= len(seg.ids) - len(seg.acked)
-            if raw is None:
-                self._problem("lost segment %s: %s" % (seg.name, exc))
-            else:
-                self._quarantine(path, seg.name, str(exc))
-            return None
+    def _ack_journal(self, b: int, lo: int, hi: int) -> int:
+        n = 0
+        if hi - lo < 2 * self.jn + 8:  # a few ids: remove each (a missing file is a repeat ack)
+            for s in range(lo, hi + 1):
+                try:
+                    os.remove(self._jpath(b, s))
+                    n += 1
+                except OSError:
+                    pass
+            return n
+        while True:  # a wide range: walk the journal once per 16 matches
+            names = []
+            for ent in os.ilistdir(self.root + "/j"):
+                key = _jkey(ent[0])
+                if key is not None and key[0] == b and lo <= key[1] <= hi:
+                    names.append(ent[0])
+                    if len(names) >= 16:
+                        break
+            for name in names:
+                _remove(self.root + "/j/" + name)
+            n += len(names)
+            if len(names) < 16:
+                return n
+
+    def _read_chunk(self, e: "tuple[int, ...]", off: int, n: int) -> "tuple[list[bytes], int]":
+        """Up to ``n`` raw records of segment ``e`` from byte ``off``; the file is closed on return."""
+        recs = []
+        with open(self._seg_path(e), "rb") as f:
+            f.seek(off)
+            for _ in range(n):
+                lb = f.read(1)
+                raw = f.read(lb[0]) if lb else b""
+                if not lb or len(raw) != lb[0]:
+                    raise CorruptRecord("segment length mismatch")
+                recs.append(raw)
+                off += 1 + len(raw)
+        return recs, off
 
     def pending(self) -> "Any":
-        """Yield unacked events, oldest first (segments, then the journal)."""
-        for seg in list(self.segments):
-            recs = self._read_segment(seg)
-            if recs is None:
-                continue
-            for ev in recs:
-                if (ev["b"], ev["s"]) not in seg.acked:
-                    yield ev
-        for ev in list(self.journal):
-            if ev in self.journal:  # not acked while the caller was iterating
+        """Yield unacked events, oldest first (segments, then the journal), read from flash.
+
+        Safe while acks, saves and packing happen between two steps (the
+        sender awaits between sends): no file stays open across a yield.
+        Events packed during a walk are yielded by the next walk.
+        """
+        first: "tuple[int, int] | None" = None
+        while True:
+            i = self._after(first)
+            if i < 0:
+                break
+            e = self._ent(i)
+            first = (e[0], e[1])
+            off = 6
+            p = 0
+            while p < e[4]:
+                try:
+                    recs, off = self._read_chunk(e, off, min(_CHUNK, e[4] - p))
+                except (OSError, CorruptRecord) as exc:
+                    self._lost(first, exc)
+                    break
+                gone = False
+                for raw in recs:
+                    i = self._index(first)
+                    if i < 0:
+                        gone = True  # fully acked while the caller was sending
+                        break
+                    if not self._acked(i, p):
+                        try:
+                            ev = unpack(raw)
+                        except CorruptRecord as exc:
+                            self._lost(first, exc)
+                            gone = True
+                            break
+                        yield ev
+                    p += 1
+                if gone:
+                    break
+        last: "tuple[int, int] | None" = None
+        while True:
+            keys = self._journal_oldest(_CHUNK, last)
+            if not keys:
+                return
+            for key in keys:
+                last = key
+                jraw = read_file(self._jpath(key[0], key[1]))
+                if jraw is None:
+                    continue  # acked or packed while the caller was sending
+                try:
+                    ev = unpack(jraw)
+                except CorruptRecord:
+                    continue  # quarantined when packed or at the next boot
                 yield ev

@@ -9,6 +9,11 @@ stderr and exits with status 2.
 
 import sys
 
+try:
+    from typing import Any
+except ImportError:  # MicroPython: annotations are not evaluated
+    pass
+
 # Let `micropython firmware/sim.py` work without MICROPYPATH: the repo root is
 # the parent of this file's directory.
 _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -17,23 +22,59 @@ if _root not in sys.path:
     sys.path.insert(0, _root)
 
 
-def main(argv: "list[str]") -> int:
-    import asyncio
-
-    from firmware.app import App
-    from firmware.boards.sim import SimBoard
+def _config(path: str) -> "dict | None":
+    """The checked box.json, or None after the one ``config error`` line."""
     from firmware.config import ConfigError, load
 
-    if len(argv) != 2:
-        sys.stderr.write("usage: sim.py box.json\n")
-        return 2
     try:
-        cfg = load(argv[1])
+        cfg = load(path)
         if cfg["board"] != "sim":
             raise ConfigError("board: %r, this launcher runs the sim board" % cfg["board"])
     except ConfigError as exc:
         sys.stderr.write("config error: %s\n" % exc)
+        return None
+    return cfg
+
+
+def _unload(*names: str) -> None:
+    """Forget modules only start-up needs (the config checks, the ports table): their code is freed."""
+    import firmware
+
+    for name in names:
+        sys.modules.pop("firmware." + name, None)
+        try:
+            delattr(firmware, name)
+        except AttributeError:
+            pass
+
+
+def main(argv: "list[str]") -> int:
+    import asyncio
+    import gc
+
+    if len(argv) != 2:
+        sys.stderr.write("usage: sim.py box.json\n")
         return 2
+    cfg = _config(argv[1])
+    if cfg is None:
+        return 2
+    from firmware.app import App
+    from firmware.boards.sim import SimBoard
+
+    # the running box needs neither the config checks nor the real boards' ports table (~18 KB)
+    _unload("config", "ports")
+    # Every module is imported before the flash, the outbox and the app allocate anything:
+    # in a small heap, code loaded last has to fit between their blocks.
+    Link: "Any"
+    if cfg["transport"] == "mqtt":
+        from firmware.mqtt import MqttLink as Link
+    else:
+        from firmware.serial_link import SerialLink as Link
+    import vfs  # noqa: F401 - mount_flash's, loaded now for the same reason
+
+    from firmware.flashdev import FileFlash  # noqa: F401
+
+    gc.collect()
     board = SimBoard(cfg)
     try:
         root = board.mount_flash()
@@ -43,13 +84,9 @@ def main(argv: "list[str]") -> int:
     app = App(cfg, board, root)
     boot = app.start()
     if cfg["transport"] == "mqtt":
-        from firmware.mqtt import MqttLink
-
-        link: "object" = MqttLink(cfg)
+        link: "object" = Link(cfg)
     else:
-        from firmware.serial_link import SerialLink
-
-        link = SerialLink(board.open_serial())
+        link = Link(board.open_serial())
     try:
         board.listen()
     except OSError as exc:

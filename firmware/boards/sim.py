@@ -40,8 +40,15 @@ class SimSerial:
                 return bytes(buf)
 
     async def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.f.flush()
+        # MicroPython's file writes straight to the fd (no buffer): nothing to flush. Its flush()
+        # is fsync(), which a tty refuses with EINVAL: every send would count as failed.
+        view = memoryview(data)
+        while view:
+            n = self.f.write(view)
+            if not n:
+                await asyncio.sleep_ms(5)
+                continue
+            view = view[n:]
 
 
 class SimBoard:
@@ -247,6 +254,17 @@ class SimBoard:
                 "quarantined": app.outbox.quarantined,
                 "invite": app.session.open_no,
                 "wdt": self.wdt_feeds,
+            }
+        if op == "mem" and not args:
+            import gc
+
+            gc.collect()
+            return {
+                "ok": True,
+                "alloc": gc.mem_alloc(),  # type: ignore[attr-defined]
+                "free": gc.mem_free(),  # type: ignore[attr-defined]
+                "errors": app.mem_errors,
+                "dup_acked": app.dup_acked,
             }
         if op == "flush" and not args:
             app.wake.set()

@@ -69,7 +69,12 @@ def box_config(tmp: pathlib.Path, device: str = "box-1", port: int = 0, **extra:
 class SimBox:
     """One `micropython firmware/sim.py box.json` process and its control channel."""
 
-    def __init__(self, tmp: pathlib.Path, cfg: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp: pathlib.Path, cfg: dict[str, Any], *, build: pathlib.Path | None = None, heap: str | None = None
+    ) -> None:
+        """``build``: run that mpy-cross tree (``tools/build_box.sh --sim``), not the source; ``heap``: -X heapsize."""
+        self.build = build
+        self.heap = heap
         self.cfg = cfg
         self.path = tmp / f"{cfg['device_id']}.json"
         self.path.write_text(json.dumps(cfg))
@@ -79,9 +84,20 @@ class SimBox:
         self.boot = -1
 
     def start(self) -> SimBox:
-        env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+        cmd = [micropython_path()]
+        if self.heap:
+            cmd += ["-X", f"heapsize={self.heap}"]
+        if self.build is not None:
+            # run from the build: `-m` puts the working directory first on the path, and the
+            # repo's own firmware/ (source, compiled at import into the heap) must not be found
+            env = dict(os.environ, MICROPYPATH=f"{self.build}:.frozen")
+            cmd += ["-m", "firmware.sim", str(self.path)]
+        else:
+            env = dict(os.environ, MICROPYPATH=f"{ROOT}:.frozen")
+            cmd += [str(ROOT / "firmware" / "sim.py"), str(self.path)]
         self.proc = subprocess.Popen(
-            [micropython_path(), str(ROOT / "firmware" / "sim.py"), str(self.path)],
+            cmd,
+            cwd=self.build or ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -132,6 +148,12 @@ class SimBox:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def build_sim_firmware(out: pathlib.Path) -> pathlib.Path:
+    """The sim box as deployed: ``tools/build_box.sh --sim`` (every module compiled by mpy-cross)."""
+    subprocess.run(["bash", str(ROOT / "tools" / "build_box.sh"), "--sim", str(out)], cwd=ROOT, check=True, timeout=300)
+    return out
 
 
 class Acker:

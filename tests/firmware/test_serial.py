@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 import tty
 
 import protocol
@@ -60,6 +61,30 @@ def test_serial_retransmits_unacked_events(tmp_path: pathlib.Path) -> None:
             assert box.state()["q"] == 1
             pc.send_ack([(r["id"][1], r["id"][2])])
             wait_for(lambda: box.state()["q"] == 0, 30, "acked")
+    finally:
+        pc.stop = True
+        os.close(master)
+        os.close(slave)
+
+
+def test_serial_sends_the_whole_window_at_once(tmp_path: pathlib.Path) -> None:
+    """Every queued event goes out once, without waiting for acks (a send to a tty is not a failure)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    cfg = box_config(tmp_path, transport="serial", serial_path=os.ttyname(slave), resend_ms=60000, min_interval_ms=0)
+    for k in ("broker_host", "broker_port", "broker_user", "broker_password"):
+        cfg.pop(k)
+    pc = WindowPC(master, ack=False)  # the PC reads but does not ack: nothing is resent for a minute
+    try:
+        with SimBox(tmp_path, cfg) as box:
+            wait_for(lambda: pc.statuses, 30, "status frame")
+            for _ in range(8):
+                assert box.cmd("press 1")["ok"]
+            wait_for(lambda: len(pc.events) == 8, 10, "all 8 events on the line, none acked")
+            time.sleep(1.5)
+            with pc.lock:
+                assert pc.frames - len(pc.statuses) == 8, pc.frames  # each once
+            assert "send failed" not in (box.state()["err"] or "")
     finally:
         pc.stop = True
         os.close(master)
