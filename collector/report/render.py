@@ -57,7 +57,7 @@ LABELS: dict[str, tuple[str, str]] = {
     # bands and standings
     "met": ("达标", "met"),
     "below_target": ("未达标", "below target"),
-    "below_floor": ("低于下限", "below floor"),
+    "below_floor": ("低于底线", "below floor"),
     "no_ratings": ("无评价", "no ratings"),
     "top": ("满意", "top"),
     "bottom": ("不满意", "bottom"),
@@ -70,7 +70,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "nobody": ("未签到按键", "Presses with nobody signed in"),
     "closed": ("已关账", "closed"),
     "open": ("未关账", "open"),
-    "revision": ("关账后迟到数据(修正, 未并入)", "Arrived after close (revision, not merged)"),
+    "revision": ("修正(关账后的变化, 未并入)", "Revision (changes since the close, not merged)"),
+    "revised_lines": ("有修正的民警", "officers revised"),
     "timezone": ("时区", "Time zone"),
     "policy": ("标准", "Policy"),
     "ledger": ("年度奖惩台账", "Sanctions ledger"),
@@ -209,7 +210,9 @@ def line_json(line: Line, id_key: str) -> dict[str, Any]:
     return out
 
 
-def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
+def report_json(report: MonthlyReport, policy: Policy | None = None) -> dict[str, Any]:
+    """The JSON document; the policy shown is the report's own (a closed month's: the one at closing)."""
+    policy = report.policy
     return {
         "format": JSON_FORMAT,
         "month": report.month,
@@ -218,6 +221,7 @@ def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
         "closed": report.closed_ms is not None,
         "closed_ms": report.closed_ms,
         "late_events": report.late_events,
+        "revisions": report.revisions,
         "policy": {
             "target": float(policy.target),
             "floor": float(policy.floor),
@@ -349,6 +353,7 @@ TABLE_COLUMNS = (
     "standing",
     "late_events",
     "revised_rate",
+    "revised_band",
 )
 
 
@@ -380,6 +385,14 @@ def text_table(header: list[str], rows: list[list[str]], colour: list[str | None
     return "\n".join(out)
 
 
+def revision_text(report: MonthlyReport, lang: str) -> str:
+    """The closed month's revision line: how many lines would differ now, how many events arrived late."""
+    return (
+        f"{label('revision', lang)}: {label('revised_lines', lang)} {report.revisions}, "
+        f"{label('late_events', lang)} {report.late_events}"
+    )
+
+
 def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bool = False) -> bytes:
     state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
     head = f"{label('title', lang)} {report.month} ({label('timezone', lang)} {report.timezone}, {state})"
@@ -387,8 +400,8 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
         head += f" — {label('unit', lang)} {report.unit}"
     parts = [head, ""]
     cols = list(TABLE_COLUMNS)
-    if not report.late_events:
-        cols = [c for c in cols if c not in ("late_events", "revised_rate")]
+    if not (report.late_events or report.revisions):
+        cols = [c for c in cols if c not in ("late_events", "revised_rate", "revised_band")]
     for key, lines, first in (
         ("officers", report.officers, "officer"),
         ("windows", report.windows, "window"),
@@ -406,8 +419,8 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
         f"{label('rate', lang)} {pct_text(t.rate)}, {label('band', lang)} {label(t.band, lang)}; "
         f"{label('nobody', lang)}: {report.nobody.rated}"
     )
-    if report.late_events:
-        parts.append(f"{label('revision', lang)}: {report.late_events}")
+    if report.late_events or report.revisions:
+        parts.append(revision_text(report, lang))
     return ("\n".join(parts) + "\n").encode()
 
 
@@ -438,6 +451,7 @@ def _html_table(lines: list[Line], cols: tuple[str, ...], lang: str, first: str)
 
 
 def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    policy = report.policy  # a closed month's: the one in force at closing
     title = f"{report.month} {label('title', lang)}"
     state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
     t = report.total
@@ -457,8 +471,8 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
         f"<h2>{html.escape(label('units', lang))}</h2>",
         _html_table(report.units, ("unit", *[c for c in GROUP_COLUMNS if c != "unit"]), lang, "unit"),
     ]
-    if report.late_events:
-        sections.insert(0, f"<p><strong>{html.escape(label('revision', lang))}: {report.late_events}</strong></p>")
+    if report.late_events or report.revisions:
+        sections.insert(0, f"<p><strong>{html.escape(revision_text(report, lang))}</strong></p>")
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>
