@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.errors import UsageError
+from collector.report.glossary import TERMS
 from collector.report.ledger import Ledger, year_rate_band
 from collector.report.monthly import Line, MonthlyReport
 from collector.report.policy import Policy
@@ -27,38 +28,30 @@ LANGS = ("zh", "en")
 JSON_FORMAT = "evalbox.report.monthly/1"
 LEDGER_JSON_FORMAT = "evalbox.report.ledger/1"
 
+
+def _pct(key: str) -> tuple[str, str]:
+    """A rate's column heading: the glossary's word with the percent sign."""
+    zh, en = TERMS[key]
+    return f"{zh}%", f"{en} %"
+
+
+# The report's labels: the glossary's words (``collector.report.glossary``) for everything it
+# names, and the headings and titles only the report uses.
 LABELS: dict[str, tuple[str, str]] = {
+    **TERMS,
     "officer": ("警号", "Officer"),
     "name": ("姓名", "Name"),
     "gname": ("名称", "Name"),
     "unit": ("单位", "Unit"),
     "window": ("窗口", "Window"),
-    "rated": ("参评数", "Rated"),
-    "satisfied": ("满意", "Satisfied"),
-    "unsatisfied": ("不满意", "Unsatisfied"),
-    "bad": ("差评", "Bad reviews"),
-    "rate": ("满意率%", "Rate %"),
-    "wilson_low": ("区间下限%", "95% CI low %"),
-    "wilson_high": ("区间上限%", "95% CI high %"),
-    "band": ("档次", "Band"),
-    "invites": ("邀评数", "Invites"),
-    "unrated": ("未评价", "Unrated"),
-    "no_rating_rate": ("未评价率%", "No-rating %"),
-    "unsolicited": ("无邀请评价", "Unsolicited"),
-    "misuse": ("异常按键", "Misuse"),
-    "penalty_points": ("扣分", "Penalty points"),
-    "reminders": ("打招呼", "Reminders"),
-    "rank": ("排名", "Rank"),
-    "standing": ("评定", "Standing"),
-    "late_events": ("迟到数据", "Late events"),
-    "revised_rate": ("修正满意率%", "Revised rate %"),
-    "revised_band": ("修正档次", "Revised band"),
+    "rate": _pct("rate"),
+    "wilson_low": _pct("wilson_low"),
+    "wilson_high": _pct("wilson_high"),
+    "no_rating_rate": _pct("no_rating_rate"),
+    "revised_rate": _pct("revised_rate"),
+    "reminders": TERMS["reminder"],
     "levels": ("各级计数", "Level counts"),
-    # bands and standings
-    "met": ("达标", "met"),
-    "below_target": ("未达标", "below target"),
-    "below_floor": ("低于底线", "below floor"),
-    "no_ratings": ("无评价", "no ratings"),
+    # standings
     "top": ("满意", "top"),
     "bottom": ("不满意", "bottom"),
     # titles
@@ -68,9 +61,6 @@ LABELS: dict[str, tuple[str, str]] = {
     "units": ("单位", "Units"),
     "total": ("合计", "Total"),
     "nobody": ("未签到按键", "Presses with nobody signed in"),
-    "closed": ("已关账", "closed"),
-    "open": ("未关账", "open"),
-    "revision": ("修正(关账后的变化, 未并入)", "Revision (changes since the close, not merged)"),
     "revised_lines": ("有修正的民警", "officers revised"),
     "timezone": ("时区", "Time zone"),
     "policy": ("标准", "Policy"),
@@ -79,18 +69,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "measure": ("措施", "Measure"),
     "reason": ("原因", "Reason"),
     "detail": ("说明", "Detail"),
-    "points": ("扣分", "Points"),
+    "points": TERMS["penalty_points"],
     "candidates": ("年度优秀窗口民警候选", "Year-end excellent officer candidates"),
-    "reminder": ("打招呼", "reminder (打招呼)"),
-    "talk": ("谈话", "talk (谈话)"),
-    "warning": ("告诫", "warning (告诫)"),
-    "no_honours": ("取消评优", "no honours"),
-    "escalation": ("上追责任: 单位领导谈话, 分管局领导打招呼", "escalation: unit leader talk, bureau leader reminder"),
-    "complaint": ("有效投诉", "valid complaint"),
-    "reminders_r": ("打招呼累计", "reminders reached"),
-    "talks": ("谈话累计", "talks reached"),
-    "warnings": ("告诫累计", "warnings reached"),
-    "complaints": ("有效投诉", "Complaints"),
+    "no_honours": ("取消评优", "No honours"),
+    "escalation": ("上追责任: 单位领导谈话, 分管局领导打招呼", "Escalation: unit leader talk, bureau leader reminder"),
+    "reminders_r": ("打招呼累计", "Reminders reached"),
+    "talks": ("谈话累计", "Talks reached"),
+    "warnings": ("告诫累计", "Warnings reached"),
+    "complaints": TERMS["complaint"],
 }
 
 OFFICER_COLUMNS = (

@@ -188,4 +188,4 @@ def test_closed_months_survive_a_policy_change_and_a_rebuild_in_another_zone(
     assert '<td class="" data-col="revised_band">低于底线</td>' in page or 'data-col="revised_band">低于底线' in page
     table = oct_after["table-en"].decode()  # type: ignore[union-attr]
     assert "Revision (changes since the close, not merged): officers revised 2" in table
-    assert "below floor" in table.split("== Windows ==")[0]
+    assert "Below floor" in table.split("== Windows ==")[0]

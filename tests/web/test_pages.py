@@ -280,6 +280,6 @@ def test_closed_month_keeps_its_judgement_under_a_new_policy(store_url: str) -> 
         assert tag is not None and "97.50%" in tag.group(1) and "elow floor" in tag.group(1)
         assert "Revision" in page
         o2_csv = next(line for line in csv_text.splitlines() if line.startswith("O2,"))
-        assert o2_csv.split(",")[-3:-1] == ["97.50", "below floor"]
+        assert o2_csv.split(",")[-3:-1] == ["97.50", "Below floor"]
 
     serve(store_url, body, policy=Policy(floor=Fraction(98)))
