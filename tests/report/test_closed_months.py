@@ -189,3 +189,43 @@ def test_closed_months_survive_a_policy_change_and_a_rebuild_in_another_zone(
     table = oct_after["table-en"].decode()  # type: ignore[union-attr]
     assert "Revision (changes since the close, not merged): officers revised 2" in table
     assert "Below floor" in table.split("== Windows ==")[0]
+
+
+def test_months_closed_before_the_snapshots_keep_their_counts(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store closed under an older evalbox (no snapshot): migration 0007 freezes the counts it had."""
+    import asyncio
+
+    from collector.store import connect, database
+    from collector.store.schema import MIGRATIONS
+    from tests.report.store import create_store, ingest, seed_registry
+
+    older = [m for m in MIGRATIONS if m[0] < "0007"]
+    monkeypatch.setattr(database, "MIGRATIONS", older)
+
+    async def old_store() -> None:
+        db = await create_store(store_url, fresh=True)
+        try:
+            await seed_registry(db)
+            await ingest(db, rated_presses(19, 1, OCT))
+            await db.execute("INSERT INTO months (month, closed_ms, closed_by) VALUES ('2026-10', 1, 'admin')")
+            await ingest(db, rated_presses(0, 3, OCT, start=100))  # arrived after the close: late = 1
+        finally:
+            await db.close()
+
+    asyncio.run(old_store())
+    monkeypatch.setattr(database, "MIGRATIONS", MIGRATIONS)
+    url = store_url if "://" in store_url else f"sqlite:///{store_url}"
+
+    async def upgraded() -> list[str]:
+        async with connect(url) as db:  # migrates to 0007
+            return [r[0] for r in await db.fetch("SELECT month FROM month_snapshots")]
+
+    assert asyncio.run(upgraded()) == ["2026-10"]
+    # After a rebuild the old close's counts stand; the late presses are a revision.
+    cli(capsys, "rebuild", "--db", url)
+    doc = json.loads(cli(capsys, "report", "--db", url, "--month", "2026-10", "--format", "json"))
+    a1 = next(o for o in doc["officers"] if o["officer"] == "A1")
+    assert (a1["rated"], a1["satisfied"], a1["band"]) == (20, 19, "below_target")
+    assert (a1["revision"]["late_events"], a1["revision"]["rated"], a1["revision"]["band"]) == (3, 23, "below_floor")
