@@ -138,9 +138,12 @@ def cmd_complaint_list(args: argparse.Namespace) -> int:
 
 def cmd_month_close(args: argparse.Namespace) -> int:
     config = config_of(args)
-    tz = config.policy.timezone
-    with_db(config, lambda db: close_month(db, args.month, tz, by=_user(), now_ms=int(time.time() * 1000)))
-    print(f"month {args.month} closed (已关账); later arrivals will show as a revision")
+    policy = config.policy
+    with_db(config, lambda db: close_month(db, args.month, policy, by=_user(), now_ms=int(time.time() * 1000)))
+    print(
+        f"month {args.month} closed (已关账): its figures and judgement are frozen under the policy in force;"
+        " later arrivals, policy changes and rebuilds show as a revision"
+    )
     return 0
 
 
@@ -203,7 +206,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("month", help="close months (关账)")
     psub = p.add_subparsers(dest="month_command", metavar="ACTION", required=True)
-    q = psub.add_parser("close", parents=[store], help="freeze a month; later arrivals become a revision")
+    q = psub.add_parser(
+        "close", parents=[store], help="freeze a month's figures and judgement; later changes become a revision"
+    )
     q.add_argument("month", metavar="YYYY-MM")
     q.set_defaults(func=cmd_month_close)
     q = psub.add_parser("list", parents=[store], help="list closed months")

@@ -12,7 +12,12 @@ Rules (numbers from the policy, defaults shown):
   leader an 打招呼 (once a year).
 
 Within a month, complaints come first (by date), the month's band last.
-Months are read as the monthly report shows them (frozen if closed).
+Months are read as the monthly report shows them. A closed month is the one
+frozen at its close, judged under the policy in force then: its band, its
+penalty points and the escalation thresholds of its actions are that
+policy's, so a later policy change or ``evalbox rebuild`` leaves the closed
+months' lines of the ledger as they were. The year's candidates follow the
+policy of today.
 """
 
 from __future__ import annotations
@@ -97,7 +102,11 @@ async def year_ledger(db: Database, year: int, policy: Policy) -> Ledger:
     first, last = f"{year:04d}-01", f"{year:04d}-12"
     months = [
         r[0]
-        for r in await db.fetch("SELECT DISTINCT month FROM rollups WHERE month >= ? AND month <= ?", (first, last))
+        for r in await db.fetch(
+            "SELECT DISTINCT month FROM rollups WHERE month >= ? AND month <= ?"
+            " UNION SELECT month FROM months WHERE month >= ? AND month <= ?",
+            (first, last, first, last),
+        )
     ]
     complaints = await db.fetch(
         "SELECT officer_id, day, note, id FROM complaints WHERE day >= ? AND day <= ? ORDER BY day, id",
@@ -105,14 +114,24 @@ async def year_ledger(db: Database, year: int, policy: Policy) -> Ledger:
     )
     if not months and not complaints:
         raise UsageError(f"no data for year {year}")
-    reports: dict[str, MonthlyReport] = {m: await monthly_report(db, m, policy) for m in sorted(months)}
+    reports: dict[str, MonthlyReport] = {}
+    for m in sorted(months):
+        try:
+            reports[m] = await monthly_report(db, m, policy)
+        except UsageError:  # a closed month that never had data
+            continue
     return apply_rules(year, reports, [(r[0], r[1], r[2]) for r in complaints], policy)
 
 
 def apply_rules(
     year: int, reports: dict[str, MonthlyReport], complaints: list[tuple[str, str, str]], policy: Policy
 ) -> Ledger:
-    """The ledger from monthly reports and ``(officer, day, note)`` complaints (pure)."""
+    """The ledger from monthly reports and ``(officer, day, note)`` complaints (pure).
+
+    Each month's actions follow the policy its report is judged under
+    (``MonthlyReport.policy``: a closed month's is the one at closing);
+    months with complaints only, and the year's candidates, follow ``policy``.
+    """
     people: dict[str, OfficerYear] = {}
     by_month: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for officer, day, note in complaints:
@@ -125,37 +144,38 @@ def apply_rules(
             person.satisfied += ln.satisfied
     actions: list[Action] = []
     for month in sorted(set(reports) | set(by_month)):
+        rules = reports[month].policy if month in reports else policy
         for officer, day, note in by_month[month]:
             person = people.setdefault(officer, OfficerYear(officer, "", ""))
             person.complaints += 1
             k = person.complaints
-            if k == policy.complaints_for_talk:
+            if k == rules.complaints_for_talk:
                 person.talks += 1
                 person.no_honours = True
                 actions.append(Action(officer, month, "talk", "complaint", f"{day} #{k}: {note}"))
                 actions.append(Action(officer, month, "no_honours", "complaint", f"{day} #{k}"))
-            if k >= policy.complaints_for_warning:
+            if k >= rules.complaints_for_warning:
                 person.warnings += 1
                 actions.append(Action(officer, month, "warning", "complaint", f"{day} #{k}: {note}"))
         for oid, ln in sorted(lines.get(month, {}).items()):
             if ln.band == "below_floor":
                 person = people[oid]
                 person.reminders += 1
-                person.points += policy.penalty_points
+                person.points += rules.penalty_points
                 person.below_floor_months.append(month)
                 actions.append(
-                    Action(oid, month, "reminder", "below_floor", f"{ln.satisfied}/{ln.rated}", policy.penalty_points)
+                    Action(oid, month, "reminder", "below_floor", f"{ln.satisfied}/{ln.rated}", rules.penalty_points)
                 )
         for oid, person in sorted(people.items()):
             if person.escalated:
                 continue
             why = (
                 "reminders"
-                if person.reminders >= policy.reminders_to_escalate
+                if person.reminders >= rules.reminders_to_escalate
                 else "talks"
-                if person.talks >= policy.talks_to_escalate
+                if person.talks >= rules.talks_to_escalate
                 else "warnings"
-                if person.warnings >= policy.warnings_to_escalate
+                if person.warnings >= rules.warnings_to_escalate
                 else None
             )
             if why:

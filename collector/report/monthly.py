@@ -1,20 +1,27 @@
 """The monthly report: each officer's, window's and unit's rate for one month.
 
 Read from the rollups maintained at ingest (``monthly_report``), or — for
-checking and benchmarking only — from raw events (``naive_rows``). A closed
-month shows its frozen figures (``late = 0``); rows that arrived after the
-close are a revision beside them, never merged in.
+checking and benchmarking only — from raw events (``naive_rows``).
+
+A closed month shows what was frozen at its close (``evalbox month close``):
+the counts, the registry and the policy in force then (``month_snapshots``,
+``month_rollups``), judged under that policy — band, penalty points, rank. A
+later policy change, late arrivals or ``evalbox rebuild`` (even in another
+time zone) never change it: what the month would be now (today's rollups
+under today's policy) is a revision beside each line, with its band, never
+merged in.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 
 from collector.errors import StoreError, UsageError
-from collector.report.policy import Policy
+from collector.report.policy import Policy, policy_from_dict
 from collector.report.rates import LEVEL_COLUMNS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
 from collector.store import Database, Rows
 from collector.timeplace import parse_month
@@ -52,6 +59,23 @@ async def load_registry(db: Database) -> Registry:
         for r in await db.fetch("SELECT id, name, unit_id, window_id, active FROM officers")
     }
     return Registry(units, windows, officers)
+
+
+def registry_to_json(registry: Registry) -> str:
+    return json.dumps(
+        {"units": registry.units, "windows": registry.windows, "officers": registry.officers},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def registry_from_json(text: str) -> Registry:
+    d = json.loads(text)
+    return Registry(
+        units={k: (v[0], v[1], v[2]) for k, v in d["units"].items()},
+        windows={k: (v[0], v[1]) for k, v in d["windows"].items()},
+        officers={k: (v[0], v[1], v[2], bool(v[3])) for k, v in d["officers"].items()},
+    )
 
 
 def rows_sql(*, raw: bool, late: int | None = None) -> str:
@@ -146,8 +170,33 @@ async def closed_months(db: Database) -> dict[str, int]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """A closed month as frozen at its close: counts, and (if known) the policy and registry then."""
+
+    rows: Rows  # (officer, window, kind, level, scale, late = 0, n)
+    policy: Policy | None
+    registry: Registry | None
+
+
+async def load_snapshot(db: Database, month: str) -> Snapshot | None:
+    """The month's frozen state; ``None`` for a month closed without one (its ``late = 0`` rows stand in)."""
+    snap = await db.fetchone("SELECT policy, registry FROM month_snapshots WHERE month = ?", (month,))
+    if snap is None:
+        return None
+    rows = await db.fetch(
+        "SELECT officer_id, window_id, kind, level, scale, 0, n FROM month_rollups WHERE month = ?", (month,)
+    )
+    return Snapshot(
+        rows=rows,
+        policy=None if snap[0] is None else policy_from_dict(json.loads(snap[0])),
+        registry=None if snap[1] is None else registry_from_json(snap[1]),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Revision:
-    """What the events that arrived after the month's close would change."""
+    """What a closed month's line would be now: today's rollups (late arrivals and a
+    rebuild's re-placed events included) under today's policy."""
 
     late_events: int
     rated: int
@@ -252,6 +301,8 @@ class MonthlyReport:
     total: Line
     nobody: Line  # presses with no officer signed in
     late_events: int
+    policy: Policy  # the policy the figures are judged under: a closed month's is the one in force at closing
+    revisions: int = 0  # officer lines with a revision (a closed month that would differ now)
 
 
 def build_report(
@@ -334,6 +385,7 @@ def build_report(
         total=total,
         nobody=nobody,
         late_events=sum(t.events for (_, _, is_late), t in cells.items() if is_late),
+        policy=policy,
     )
 
 
@@ -342,7 +394,9 @@ async def monthly_report(
 ) -> MonthlyReport:
     """The month's report from the rollups (or, with ``naive``, from raw events).
 
-    ``UsageError`` for a bad month, a month with no data, or an unknown unit.
+    A closed month: its frozen figures and judgement, each line with a revision
+    where today's data under ``policy`` would differ. ``UsageError`` for a bad
+    month, a month with no data, or an unknown unit.
     """
     try:
         parse_month(month)
@@ -353,6 +407,71 @@ async def monthly_report(
         registry.subtree(unit)
     closed = (await closed_months(db)).get(month)
     rows = await fetch_cells(db, month, policy, closed=closed is not None, naive=naive)
-    if not rows:
+    if closed is None:
+        if not rows:
+            raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
+        return build_report(month, rows, registry, policy, unit=unit)
+    snap = await load_snapshot(db, month)
+    if snap is None:  # closed without a snapshot: the rows that were on time stand in for it
+        frozen_rows = await db.fetch(rows_sql(raw=naive, late=0), (month,))
+    else:
+        frozen_rows = snap.rows
+    then = (snap.policy if snap else None) or policy
+    then_registry = (snap.registry if snap else None) or registry
+    if not rows and not frozen_rows:
         raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
-    return build_report(month, rows, registry, policy, closed_ms=closed, unit=unit)
+    known_unit = unit is None or unit in then_registry.units
+    frozen = build_report(
+        month,
+        cells_from_rows(frozen_rows, then, closed=False) if known_unit else [],
+        then_registry if known_unit else registry,
+        then,
+        closed_ms=closed,
+        unit=unit,
+    )
+    now = build_report(month, rows, registry, policy, closed_ms=closed, unit=unit)
+    return with_revisions(frozen, now)
+
+
+def _would_be(line: Line) -> tuple[int, int, str, int]:
+    """(rated, satisfied, band, late events) of a line of today's report, late arrivals merged."""
+    rev = line.revision
+    if rev is None:
+        return line.rated, line.satisfied, line.band, 0
+    return rev.rated, rev.satisfied, rev.band, rev.late_events
+
+
+def _revise(frozen: list[Line], now: list[Line], policy: Policy) -> list[Line]:
+    """Frozen lines, each given a revision where today's line differs; lines only today has are added, empty."""
+    today = {ln.key: ln for ln in now}
+    out = []
+    for ln in frozen:
+        ln.revision = None
+        cur = today.pop(ln.key, None)
+        rated, satisfied, b, late = _would_be(cur) if cur else (0, 0, "no_ratings", 0)
+        if late or (rated, satisfied, b) != (ln.rated, ln.satisfied, ln.band):
+            ln.revision = Revision(late, rated, satisfied, ratio(satisfied, rated), b)
+        out.append(ln)
+    for key, cur in sorted(today.items()):
+        rated, satisfied, b, late = _would_be(cur)
+        if (rated, late) == (0, 0):
+            continue
+        empty = make_line(key, cur.name, cur.unit, cur.window, Tally(), policy)
+        empty.revision = Revision(late, rated, satisfied, ratio(satisfied, rated), b)
+        out.append(empty)
+    return out
+
+
+def with_revisions(frozen: MonthlyReport, now: MonthlyReport) -> MonthlyReport:
+    """The frozen report with, beside each line, what ``now`` (today's data and policy) would make it."""
+    officers = _revise(frozen.officers, now.officers, frozen.policy)
+    [total] = _revise([frozen.total], [now.total], frozen.policy)
+    return dataclasses.replace(
+        frozen,
+        officers=officers,
+        windows=_revise(frozen.windows, now.windows, frozen.policy),
+        units=_revise(frozen.units, now.units, frozen.policy),
+        total=total,
+        late_events=now.late_events,
+        revisions=sum(1 for ln in officers if ln.revision is not None),
+    )

@@ -178,6 +178,34 @@ def policy_from_dict(data: dict[str, Any]) -> Policy:
     return policy
 
 
+def _number(value: Fraction) -> int | float:
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def policy_to_dict(policy: Policy) -> dict[str, Any]:
+    """The policy as the TOML tables it is read from (``policy_from_dict`` gives it back).
+
+    Stored with a month's close (``evalbox month close``): the judgement of a
+    closed month stays the one made under the policy in force at closing.
+    """
+    return {
+        "timezone": policy.timezone,
+        "rates": {
+            "target": _number(policy.target),
+            "floor": _number(policy.floor),
+            "count_unsolicited": policy.count_unsolicited,
+            "count_misuse": policy.count_misuse,
+            "satisfied": {str(s): sorted(v) for s, v in sorted(policy.satisfied.items())},
+            "bad": {str(s): sorted(v) for s, v in sorted(policy.bad.items())},
+        },
+        "sanctions": {k: getattr(policy, k) for k in _SCALARS["sanctions"]},
+        "ranking": {
+            k: _number(getattr(policy, k)) if isinstance(getattr(policy, k), Fraction) else getattr(policy, k)
+            for k in _SCALARS["ranking"]
+        },
+    }
+
+
 def load_policy(path: str | pathlib.Path) -> Policy:
     """Read and check a policy file; ``ConfigError`` names the file and the bad key."""
     p = pathlib.Path(path)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.errors import UsageError
+from collector.report.glossary import TERMS
 from collector.report.ledger import Ledger, year_rate_band
 from collector.report.monthly import Line, MonthlyReport
 from collector.report.policy import Policy
@@ -27,38 +28,30 @@ LANGS = ("zh", "en")
 JSON_FORMAT = "evalbox.report.monthly/1"
 LEDGER_JSON_FORMAT = "evalbox.report.ledger/1"
 
+
+def _pct(key: str) -> tuple[str, str]:
+    """A rate's column heading: the glossary's word with the percent sign."""
+    zh, en = TERMS[key]
+    return f"{zh}%", f"{en} %"
+
+
+# The report's labels: the glossary's words (``collector.report.glossary``) for everything it
+# names, and the headings and titles only the report uses.
 LABELS: dict[str, tuple[str, str]] = {
+    **TERMS,
     "officer": ("警号", "Officer"),
     "name": ("姓名", "Name"),
     "gname": ("名称", "Name"),
     "unit": ("单位", "Unit"),
     "window": ("窗口", "Window"),
-    "rated": ("参评数", "Rated"),
-    "satisfied": ("满意", "Satisfied"),
-    "unsatisfied": ("不满意", "Unsatisfied"),
-    "bad": ("差评", "Bad reviews"),
-    "rate": ("满意率%", "Rate %"),
-    "wilson_low": ("区间下限%", "95% CI low %"),
-    "wilson_high": ("区间上限%", "95% CI high %"),
-    "band": ("档次", "Band"),
-    "invites": ("邀评数", "Invites"),
-    "unrated": ("未评价", "Unrated"),
-    "no_rating_rate": ("未评价率%", "No-rating %"),
-    "unsolicited": ("无邀请评价", "Unsolicited"),
-    "misuse": ("异常按键", "Misuse"),
-    "penalty_points": ("扣分", "Penalty points"),
-    "reminders": ("打招呼", "Reminders"),
-    "rank": ("排名", "Rank"),
-    "standing": ("评定", "Standing"),
-    "late_events": ("迟到数据", "Late events"),
-    "revised_rate": ("修正满意率%", "Revised rate %"),
-    "revised_band": ("修正档次", "Revised band"),
+    "rate": _pct("rate"),
+    "wilson_low": _pct("wilson_low"),
+    "wilson_high": _pct("wilson_high"),
+    "no_rating_rate": _pct("no_rating_rate"),
+    "revised_rate": _pct("revised_rate"),
+    "reminders": TERMS["reminder"],
     "levels": ("各级计数", "Level counts"),
-    # bands and standings
-    "met": ("达标", "met"),
-    "below_target": ("未达标", "below target"),
-    "below_floor": ("低于下限", "below floor"),
-    "no_ratings": ("无评价", "no ratings"),
+    # standings
     "top": ("满意", "top"),
     "bottom": ("不满意", "bottom"),
     # titles
@@ -68,9 +61,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "units": ("单位", "Units"),
     "total": ("合计", "Total"),
     "nobody": ("未签到按键", "Presses with nobody signed in"),
-    "closed": ("已关账", "closed"),
-    "open": ("未关账", "open"),
-    "revision": ("关账后迟到数据(修正, 未并入)", "Arrived after close (revision, not merged)"),
+    "revised_lines": ("有修正的民警", "officers revised"),
     "timezone": ("时区", "Time zone"),
     "policy": ("标准", "Policy"),
     "ledger": ("年度奖惩台账", "Sanctions ledger"),
@@ -78,18 +69,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "measure": ("措施", "Measure"),
     "reason": ("原因", "Reason"),
     "detail": ("说明", "Detail"),
-    "points": ("扣分", "Points"),
+    "points": TERMS["penalty_points"],
     "candidates": ("年度优秀窗口民警候选", "Year-end excellent officer candidates"),
-    "reminder": ("打招呼", "reminder (打招呼)"),
-    "talk": ("谈话", "talk (谈话)"),
-    "warning": ("告诫", "warning (告诫)"),
-    "no_honours": ("取消评优", "no honours"),
-    "escalation": ("上追责任: 单位领导谈话, 分管局领导打招呼", "escalation: unit leader talk, bureau leader reminder"),
-    "complaint": ("有效投诉", "valid complaint"),
-    "reminders_r": ("打招呼累计", "reminders reached"),
-    "talks": ("谈话累计", "talks reached"),
-    "warnings": ("告诫累计", "warnings reached"),
-    "complaints": ("有效投诉", "Complaints"),
+    "no_honours": ("取消评优", "No honours"),
+    "escalation": ("上追责任: 单位领导谈话, 分管局领导打招呼", "Escalation: unit leader talk, bureau leader reminder"),
+    "reminders_r": ("打招呼累计", "Reminders reached"),
+    "talks": ("谈话累计", "Talks reached"),
+    "warnings": ("告诫累计", "Warnings reached"),
+    "complaints": TERMS["complaint"],
 }
 
 OFFICER_COLUMNS = (
@@ -209,7 +196,9 @@ def line_json(line: Line, id_key: str) -> dict[str, Any]:
     return out
 
 
-def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
+def report_json(report: MonthlyReport, policy: Policy | None = None) -> dict[str, Any]:
+    """The JSON document; the policy shown is the report's own (a closed month's: the one at closing)."""
+    policy = report.policy
     return {
         "format": JSON_FORMAT,
         "month": report.month,
@@ -218,6 +207,7 @@ def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
         "closed": report.closed_ms is not None,
         "closed_ms": report.closed_ms,
         "late_events": report.late_events,
+        "revisions": report.revisions,
         "policy": {
             "target": float(policy.target),
             "floor": float(policy.floor),
@@ -349,6 +339,7 @@ TABLE_COLUMNS = (
     "standing",
     "late_events",
     "revised_rate",
+    "revised_band",
 )
 
 
@@ -380,6 +371,14 @@ def text_table(header: list[str], rows: list[list[str]], colour: list[str | None
     return "\n".join(out)
 
 
+def revision_text(report: MonthlyReport, lang: str) -> str:
+    """The closed month's revision line: how many lines would differ now, how many events arrived late."""
+    return (
+        f"{label('revision', lang)}: {label('revised_lines', lang)} {report.revisions}, "
+        f"{label('late_events', lang)} {report.late_events}"
+    )
+
+
 def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bool = False) -> bytes:
     state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
     head = f"{label('title', lang)} {report.month} ({label('timezone', lang)} {report.timezone}, {state})"
@@ -387,8 +386,8 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
         head += f" — {label('unit', lang)} {report.unit}"
     parts = [head, ""]
     cols = list(TABLE_COLUMNS)
-    if not report.late_events:
-        cols = [c for c in cols if c not in ("late_events", "revised_rate")]
+    if not (report.late_events or report.revisions):
+        cols = [c for c in cols if c not in ("late_events", "revised_rate", "revised_band")]
     for key, lines, first in (
         ("officers", report.officers, "officer"),
         ("windows", report.windows, "window"),
@@ -406,8 +405,8 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
         f"{label('rate', lang)} {pct_text(t.rate)}, {label('band', lang)} {label(t.band, lang)}; "
         f"{label('nobody', lang)}: {report.nobody.rated}"
     )
-    if report.late_events:
-        parts.append(f"{label('revision', lang)}: {report.late_events}")
+    if report.late_events or report.revisions:
+        parts.append(revision_text(report, lang))
     return ("\n".join(parts) + "\n").encode()
 
 
@@ -438,6 +437,7 @@ def _html_table(lines: list[Line], cols: tuple[str, ...], lang: str, first: str)
 
 
 def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    policy = report.policy  # a closed month's: the one in force at closing
     title = f"{report.month} {label('title', lang)}"
     state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
     t = report.total
@@ -457,8 +457,8 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
         f"<h2>{html.escape(label('units', lang))}</h2>",
         _html_table(report.units, ("unit", *[c for c in GROUP_COLUMNS if c != "unit"]), lang, "unit"),
     ]
-    if report.late_events:
-        sections.insert(0, f"<p><strong>{html.escape(label('revision', lang))}: {report.late_events}</strong></p>")
+    if report.late_events or report.revisions:
+        sections.insert(0, f"<p><strong>{html.escape(revision_text(report, lang))}</strong></p>")
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>

@@ -66,7 +66,8 @@ class Table:
 
 
 # Parents before children (foreign keys): units → windows → officers, devices → box_commands,
-# users → user_units, alerts → alert_deliveries, officers → complaints.
+# users → user_units, alerts → alert_deliveries, officers → complaints,
+# months → month_snapshots → month_rollups.
 TABLES: tuple[Table, ...] = (
     Table("units", ("id",)),
     Table("windows", ("id",)),
@@ -78,6 +79,8 @@ TABLES: tuple[Table, ...] = (
     Table("rejected", ("id",), prune=True, identity=True),
     Table("rejected_counts", ("reason",)),
     Table("months", ("month",)),
+    Table("month_snapshots", ("month",)),
+    Table("month_rollups", ("month", "officer_id", "window_id", "kind", "level", "scale")),
     Table("complaints", ("id",)),
     Table("users", ("name",)),
     Table("user_units", ("user_name", "unit_id"), prune=True),

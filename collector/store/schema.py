@@ -312,3 +312,41 @@ CREATE INDEX box_commands_pending ON box_commands (sent_ms, id);
 """,
     )
 )
+
+
+# A closed month's frozen state (``evalbox month close``): the policy in force
+# at closing and the registry (JSON), and the month's rollup counts as they
+# stood. The closed month's figures and judgement (band, penalty points, rank)
+# are computed from these alone, so a later policy change or ``evalbox
+# rebuild`` (even in another time zone) never changes them; what the month
+# would be now shows as a revision beside them. Months closed before this
+# migration keep the counts they had (their policy and registry: NULL, the
+# current ones are used).
+MIGRATIONS.append(
+    (
+        "0007_month_snapshots",
+        """
+CREATE TABLE month_snapshots (
+    month        TEXT PRIMARY KEY REFERENCES months(month),
+    policy       TEXT,                      -- JSON: the policy tables in force at closing
+    registry     TEXT,                      -- JSON: units, windows, officers at closing
+    taken_ms     BIGINT NOT NULL
+);
+CREATE TABLE month_rollups (
+    month        TEXT NOT NULL REFERENCES month_snapshots(month),
+    officer_id   TEXT NOT NULL,
+    window_id    TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    level        INTEGER NOT NULL,
+    scale        INTEGER NOT NULL,
+    n            BIGINT NOT NULL,
+    PRIMARY KEY (month, officer_id, window_id, kind, level, scale)
+);
+INSERT INTO month_snapshots (month, policy, registry, taken_ms) SELECT month, NULL, NULL, closed_ms FROM months;
+INSERT INTO month_rollups (month, officer_id, window_id, kind, level, scale, n)
+    SELECT month, officer_id, window_id, kind, level, scale, SUM(n) FROM rollups
+    WHERE late = 0 AND month IN (SELECT month FROM months)
+    GROUP BY month, officer_id, window_id, kind, level, scale;
+""",
+    )
+)

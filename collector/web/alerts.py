@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.clock import now_ms
 from collector.report import Policy, pct_text
+from collector.report.glossary import term
 from collector.store import Database
 from collector.timeplace import month_of
 from collector.web.data import officer_lines, scoped_report
@@ -114,7 +115,7 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
                         kind="below_floor",
                         unit_id=ln.unit,
                         subject=ln.key,
-                        text_zh=f"{ln.name}（{ln.key}）本月满意率 {rate}，低于 {floor}",
+                        text_zh=f"{ln.name}（{ln.key}）本月满意率 {rate}，{term('below_floor', 'zh')} {floor}",
                         text_en=f"{ln.name} ({ln.key}) is at {rate} this month, below the {floor} floor",
                         payload={"officer_id": ln.key, "month": month, "rated": ln.rated, "satisfied": ln.satisfied},
                         settings=settings,

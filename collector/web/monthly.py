@@ -16,7 +16,7 @@ from aiohttp import web
 
 from collector.report import Line, MonthlyReport
 from collector.report.rates import BANDS
-from collector.report.render import JSON_FORMAT, cell, line_json, render, report_json
+from collector.report.render import JSON_FORMAT, cell, line_json, render, report_json, revision_text
 from collector.report.render import label as report_label
 from collector.web import auth, cases, data, detection
 from collector.web.charts import trend_svg
@@ -70,6 +70,7 @@ async def month_page(request: web.Request, viewer: Viewer, session: auth.Session
         unit=unit or "", window=request.query.get("window", ""), counts=counts, bands=bands, sort_url=sort_url,
         download_url=download_url, cell=column, unit_names={u["id"]: u["name"] for u in units},
         closed=report is not None and report.closed_ms is not None,
+        revision=revision_text(report, lang) if report and (report.revisions or report.late_events) else "",
         report_label=lambda key: report_label(key, lang),
     )  # fmt: skip
 

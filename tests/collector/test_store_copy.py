@@ -16,6 +16,7 @@ import pytest
 
 from collector.cli import main
 from collector.report.months import close_month
+from collector.report.policy import Policy
 from collector.store import connect
 from collector.store.copy import ROLLUPS, SKIPPED, TABLES, CopyResult, copy_store
 from collector.store.schema import MIGRATIONS
@@ -58,7 +59,7 @@ async def fill(url: str) -> None:
                 [("D1", "W1", "00" * 32, OCT, "online", "1.0"), ("D2", "W3", "11" * 32, OCT, "offline", None)],
             )
         await ingest(db, events())
-        await close_month(db, "2026-10", "Asia/Shanghai", by="admin", now_ms=LATER)
+        await close_month(db, "2026-10", Policy(), by="admin", now_ms=LATER)
         await ingest(db, rated_presses(3, 2, OCT + 3_600_000, officer="A1", window="W1", start=5000, device="D1"))
         async with db.transaction():
             await db.executemany(

@@ -168,7 +168,8 @@ def test_month_close_freezes_and_late_events_are_a_revision(
     a1 = next(o for o in data["officers"] if o["officer"] == "A1")
     assert a1["revision"] is None
     table = run(capsys, "report", "--db", db, "--month", "2026-10", "--lang", "en")
-    assert "Arrived after close (revision, not merged): 2" in table and "86.36" in table
+    assert "Revision (changes since the close, not merged): officers revised 1, Late events 2" in table
+    assert "86.36" in table
 
 
 def test_table_colours_bands_on_a_terminal(store_url: str, tmp_path: pathlib.Path) -> None:

@@ -62,11 +62,12 @@ def serve(
     settings: WebSettings | None = None,
     *,
     watcher: bool = False,
+    policy: Policy | None = None,
 ) -> None:
-    """Start the seeded app, run ``body(server)``, stop everything."""
+    """Start the seeded app (under ``policy``, default ``Policy()``), run ``body(server)``, stop everything."""
 
     async def main() -> None:
-        srv, runner = await _start(store, settings, watcher)
+        srv, runner = await _start(store, settings, watcher, policy)
         try:
             await body(srv)
         finally:

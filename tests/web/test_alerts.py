@@ -141,7 +141,7 @@ def test_floor_offline_and_outbox_alerts_and_ack(store_url: str, tmp_path: pathl
         assert await scan_alerts(srv.db, srv.settings, srv.policy) == 0  # each cause once
         kinds = {r["kind"]: r for r in (await srv.db.fetch("SELECT * FROM alerts")).dicts()}
         assert set(kinds) == {"below_floor", "offline", "outbox"}
-        assert "低于 95%" in kinds["below_floor"]["text_zh"]
+        assert "低于底线 95%" in kinds["below_floor"]["text_zh"]
         sup, csrf = await signed_in(srv.url, "sup1")
         async with sup:
             async with sup.get(f"{srv.url}/api/alerts") as r:

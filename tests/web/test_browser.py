@@ -159,7 +159,7 @@ def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.P
         assert o2[1].value == "李娜" and o2[7].value == 0.975 and o2[7].number_format == "0.00%"
         d.find_element(By.ID, "dl-csv").click()  # type: ignore[attr-defined]
         csv_text = _wait_file(d.downloads, ".csv").read_text(encoding="utf-8-sig")  # type: ignore[attr-defined]
-        assert "O3,王强,U2,W2,10,8,2,80.00,低于下限" in csv_text  # the report's CSV, its labels
+        assert "O3,王强,U2,W2,10,8,2,80.00,低于底线" in csv_text  # the report's CSV, its labels
 
         for page in ("devices", "alerts", "anomalies"):
             d.get(f"{srv.url}/{page}")  # type: ignore[attr-defined]

@@ -268,3 +268,38 @@ def test_devices_page_shows_a_box_running_an_old_config(store_url: str, tmp_path
             assert box["config_version"] == 1 and box["settings_cv"] == 2 and box["config_old"] is True
 
     serve(store_url, body)
+
+
+def test_closed_month_keeps_its_judgement_under_a_new_policy(store_url: str) -> None:
+    """Closed under the default floor (95%); the page runs with 98%: the band stays, the revision has the new one."""
+    import re
+    from fractions import Fraction
+
+    from collector.report import Policy
+    from collector.report.months import close_month
+
+    async def body(srv: Server) -> None:
+        await close_month(srv.db, MONTH, Policy(), by="admin", now_ms=now_ms())
+        http, _ = await signed_in(srv.url, "admin")
+        async with http:
+            async with http.get(f"{srv.url}/api/month?month={MONTH}") as r:
+                doc = await r.json()
+            async with http.get(f"{srv.url}/month?month={MONTH}&lang=en") as r:
+                page = await r.text()
+            async with http.get(f"{srv.url}/month/download?month={MONTH}&format=csv&lang=en") as r:
+                csv_text = (await r.read()).decode("utf-8-sig")
+        o2 = next(o for o in doc["officers"] if o["officer"] == "O2")  # 39 of 40: 97.50%
+        assert (o2["rated"], o2["band"], o2["penalty_points"]) == (40, "below_target", 0)
+        assert (o2["revision"]["band"], o2["revision"]["late_events"]) == ("below_floor", 0)
+        assert doc["policy"]["floor"] == 95 and doc["revisions"] == 1
+        o3 = next(o for o in doc["officers"] if o["officer"] == "O3")  # 80%: below either floor, no revision
+        assert o3["revision"] is None
+        row = re.search(r'<tr class="row-below_target" data-officer="O2">.*?</tr>', page, re.S)
+        assert row is not None, page
+        tag = re.search(r'<span class="tag warn revision"[^>]*>([^<]*)</span>', row.group(0))
+        assert tag is not None and "97.50%" in tag.group(1) and "elow floor" in tag.group(1)
+        assert "Revision" in page
+        o2_csv = next(line for line in csv_text.splitlines() if line.startswith("O2,"))
+        assert o2_csv.split(",")[-3:-1] == ["97.50", "Below floor"]
+
+    serve(store_url, body, policy=Policy(floor=Fraction(98)))
