@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import pathlib
@@ -86,6 +87,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("-o", "--output", help="box config file (default DEVICE.json)")
     a.add_argument("--serial-path", help="sim board with --transport serial: the box's end of its serial line")
     a.add_argument("--replace", action="store_true", help="give an existing box a new key")
+    a.add_argument(
+        "--pins", type=_json_object, metavar="JSON",
+        help='wiring over the board\'s defaults, e.g. \'{"keys": [2, 3, 6], "invite": 7}\' / 接线',
+    )  # fmt: skip
+    a.add_argument(
+        "--uart", type=_json_object, metavar="JSON",
+        help='serial data channel over the board\'s default, e.g. \'{"id": 1, "tx": 8, "rx": 9}\'',
+    )  # fmt: skip
     _settings_args(a)
     a = _action(
         devices, "set", "change a box's session settings (sent in its signed config) / 修改评价器设置", _device_set
@@ -265,6 +274,16 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ungated", action="store_true", help="presses count without an invite (default: gated)")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object {...} expected")
+    return value
+
+
 def _hours(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -326,23 +345,28 @@ def _device_add(args: argparse.Namespace) -> int:
     password = provision.new_password()
     out = pathlib.Path(args.output or f"{args.device}.json")
     settings = _settings(args)
+    if (args.pins or args.uart) and args.board == "sim":
+        raise UsageError("--pins/--uart describe a real board's wiring: not with --board sim")
+    if args.uart and args.transport != "serial":
+        raise UsageError("--uart goes with --transport serial")
+    box = provision.box_config(
+        args.device, key_hex, args.window, args.transport, broker.host, broker.port, password, args.board,
+        settings=settings, pins=args.pins, uart=args.uart,
+    )  # fmt: skip
+    if args.board == "sim":  # the simulator keeps its flash in an image file beside the config
+        box["flash"] = str(out.resolve().with_suffix(".flash"))
+        if args.transport == "serial":
+            box["serial_path"] = args.serial_path
+    provision.check_box_config(box)  # refused here, naming the key and the limit, before anything is written
     _with_store(
         args,
         lambda s: s.add_device(
             args.device, args.window, key_hex, replace=args.replace, settings=settings, transport=args.transport
         ),
     )
-    box = provision.box_config(
-        args.device, key_hex, args.window, args.transport, broker.host, broker.port, password, args.board
-    )
-    if args.board == "sim":  # the simulator keeps its flash in an image file beside the config
-        box["flash"] = str(out.resolve().with_suffix(".flash"))
-        if args.transport == "serial":
-            box["serial_path"] = args.serial_path
-    provision.check_box_config(box)
     provision.write_secret_json(out, box)
     note = ""
-    if config.file is not None and broker.password_file:
+    if config.file is not None and broker.password_file and args.transport == "mqtt":
         pf = config.path(broker.password_file)
         provision.set_broker_password(pf, args.device, password)
         note = f"; broker login added to {pf} (reload mosquitto: kill -HUP)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import pathlib
@@ -12,9 +14,12 @@ import subprocess
 from typing import Any
 
 from collector.errors import UsageError
-from collector.ingest.rosters import ID_CHARS, read_roster
+from collector.ingest.rosters import ID_CHARS
+from collector.store import BoxSettings
+from firmware import ports
 
-BOARDS = ("esp32", "picow", "sim")
+# The simulator and every real board of the firmware's ports table (pico, pico2, picow, pico2w, esp32).
+BOARDS = ("sim", *sorted(ports.BOARDS))
 
 
 def check_id(value: str, what: str) -> str:
@@ -24,29 +29,43 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-def read_csv(path: pathlib.Path, table: str, encoding: str | None = None) -> list[tuple[str | None, ...]]:
-    """Rows of a roster (CSV in any encoding Excel writes, or .xlsx) in ``rosters.COLUMNS`` order; every error at once.
-
-    The reading lives in ``collector.ingest.rosters`` (encodings, Chinese headers, workbooks).
-    """
-    return read_roster(path, table, encoding).rows
-
-
 def box_config(
-    device_id: str, key_hex: str, window_id: str, transport: str, host: str, port: int, password: str, board: str
+    device_id: str,
+    key_hex: str,
+    window_id: str,
+    transport: str,
+    host: str,
+    port: int,
+    password: str,
+    board: str,
+    settings: BoxSettings | None = None,
+    pins: dict[str, Any] | None = None,
+    uart: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The box's device config file (read by the firmware at first start)."""
-    return {
-        "device_id": device_id,
-        "key_hex": key_hex,
-        "window_id": window_id,
-        "transport": transport,
-        "broker_host": host,
-        "broker_port": port,
-        "broker_user": device_id,
-        "broker_password": password,
-        "board": board,
-    }
+    """The box's device config file (read by the firmware at first start).
+
+    It holds everything the box needs before the collector's signed config reaches it: the session
+    settings (scale, invite window, minimum interval, gating, hours), and on a real board its wiring
+    (the board's default pins with ``pins`` laid over them) and, on a serial box, its data UART. A box
+    that never hears from the collector still runs the settings it was registered with.
+    """
+    box: dict[str, Any] = {"device_id": device_id, "key_hex": key_hex, "window_id": window_id, "transport": transport}
+    if transport == "mqtt":  # a serial box has no broker login
+        box.update(broker_host=host, broker_port=port, broker_user=device_id, broker_password=password)
+    box["board"] = board
+    if settings is not None:
+        box.update(
+            scale=settings.scale,
+            invite_ms=settings.invite_ms,
+            min_interval_ms=settings.min_interval_ms,
+            gated=settings.gated,
+            hours=list(settings.hours) if settings.hours is not None else None,
+        )
+    if board in ports.BOARDS:
+        box["pins"] = ports.board_pins(board, pins)
+        if transport == "serial":
+            box["uart"] = ports.board_uart(board, uart)
+    return box
 
 
 def check_box_config(box: dict[str, Any]) -> None:

@@ -72,9 +72,9 @@ def test_provisioning_commands(tmp_path: pathlib.Path, store_url: str) -> None:
     out = tmp_path / "box.json"
     assert main(["device", "add", "BOX-1", "--window", "W1", "--transport", "serial", "-o", str(out), "--db", db]) == 0
     box = json.loads(out.read_text())
-    assert set(box) == {"device_id", "key_hex", "window_id", "transport", "broker_host", "broker_port",
-                        "broker_user", "broker_password", "board"}  # fmt: skip
-    assert len(bytes.fromhex(box["key_hex"])) == 32 and box["broker_user"] == "BOX-1" and box["transport"] == "serial"
+    assert set(box) == {"device_id", "key_hex", "window_id", "transport", "board", "scale", "invite_ms",
+                        "min_interval_ms", "gated", "hours", "pins", "uart"}  # fmt: skip
+    assert len(bytes.fromhex(box["key_hex"])) == 32 and box["transport"] == "serial"
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     assert main(["device", "add", "BOX-1", "--window", "W1", "-o", str(out), "--db", db]) == 2  # exists
     assert main(["device", "add", "BOX-2", "--window", "NOPE", "-o", str(tmp_path / "b2.json"), "--db", db]) == 2
