@@ -719,7 +719,7 @@ class Outbox:
                     break
         last: "tuple[int, int] | None" = None
         while True:
-            keys = self._journal_oldest(_CHUNK, last)
+            keys = self._journal_oldest(2 * _CHUNK, last)  # one walk of the directory per sender window
             if not keys:
                 return
             for key in keys:
