@@ -21,10 +21,12 @@ Memory: RAM does not grow with the outbox depth. It holds counters (depth,
 journal files, segments) and one fixed table allocated at ``open``: per
 segment its first and last identity, its record count, how many are acked
 and an acked bitmask (26 bytes; ``capacity // seg_records + 16`` slots, at
-most 128, or as many as the flash holds at boot). Nothing is loaded as a
-list of events: the journal is walked on flash with ``os.ilistdir`` when
-needed (packing, ``pending``, big acks), a segment is read a few records at
-a time, and packing streams journal records into the segment file.
+most 128, or as many as the flash holds at boot), plus the journal's
+identities while it holds at most ``JOURNAL_WINDOW`` (packing keeps it
+under ``seg_records``). Nothing is loaded as a list of events: a longer
+journal is walked on flash with ``os.ilistdir`` when needed (packing,
+``pending``, big acks), a segment is read a few records at a time, and
+packing streams journal records into the segment file.
 
 Capacity (``capacity``, 2,000 events by default) is limited by the flash:
 a segment of 32 records (~1.7 KiB) takes one 4 KiB littlefs block, so
