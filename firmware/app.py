@@ -365,20 +365,24 @@ class App:
             del self.inflight[k]
 
     async def _send_window(self, link: "Any", resend: int) -> None:
-        """One walk of the outbox: send what is not in flight, up to ``WINDOW`` at a time."""
+        """One walk of the outbox: send what is not in flight, up to ``WINDOW`` in flight at a time."""
         now = time.ticks_ms()
         self._forget_stale(now, 2 * resend)
+        inflight = self.inflight
         flying = 0
-        for ev in self.outbox.pending():
-            key = (ev["b"], ev["s"])
-            sent = self.inflight.get(key)
-            if sent is not None and time.ticks_diff(now, sent) < resend:
+        for key in inflight:
+            if time.ticks_diff(now, inflight[key]) < resend:
                 flying += 1
-                if flying >= WINDOW:
-                    break
-                continue
-            if flying >= WINDOW:
-                break
+
+        def busy(key: "tuple[int, int]") -> bool:
+            # in flight and not yet due for a resend: passed over without reading it from flash
+            sent = inflight.get(key)
+            return sent is not None and time.ticks_diff(now, sent) < resend
+
+        if flying >= WINDOW:
+            return
+        for ev in self.outbox.pending(busy):
+            key = (ev["b"], ev["s"])
             try:
                 payload = self.event_message(ev)
             except protocol.ProtocolError as exc:
@@ -394,8 +398,11 @@ class App:
                 ok = False
             if not ok:
                 break
-            self.inflight[key] = now
-            flying += 1
+            if key not in inflight:
+                flying += 1
+            inflight[key] = now
+            if flying >= WINDOW:
+                break
 
     async def sender(self) -> None:
         """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""

@@ -21,10 +21,12 @@ Memory: RAM does not grow with the outbox depth. It holds counters (depth,
 journal files, segments) and one fixed table allocated at ``open``: per
 segment its first and last identity, its record count, how many are acked
 and an acked bitmask (26 bytes; ``capacity // seg_records + 16`` slots, at
-most 128, or as many as the flash holds at boot). Nothing is loaded as a
-list of events: the journal is walked on flash with ``os.ilistdir`` when
-needed (packing, ``pending``, big acks), a segment is read a few records at
-a time, and packing streams journal records into the segment file.
+most 128, or as many as the flash holds at boot), plus the journal's
+identities while it holds at most ``JOURNAL_WINDOW`` (packing keeps it
+under ``seg_records``). Nothing is loaded as a list of events: a longer
+journal is walked on flash with ``os.ilistdir`` when needed (packing,
+``pending``, big acks), a segment is read a few records at a time, and
+packing streams journal records into the segment file.
 
 Capacity (``capacity``, 2,000 events by default) is limited by the flash:
 a segment of 32 records (~1.7 KiB) takes one 4 KiB littlefs block, so
@@ -61,6 +63,7 @@ _E = _ENT_SIZE + _MASK_BYTES
 MAX_SEG_RECORDS = 8 * _MASK_BYTES
 MAX_SLOTS = 128  # segment table slots at most (26 B each), unless the flash holds more at boot
 _CHUNK = 8  # segment records read at a time by pending()
+JOURNAL_WINDOW = 64  # journal identities kept in RAM while the journal is no longer than this
 
 
 class OutboxError(Exception):
@@ -243,6 +246,10 @@ class Outbox:
         self.floor = 0
         self.seq = 0
         self.jn = 0  # journal files (events not yet packed)
+        # The journal's identities, oldest first, while it holds at most JOURNAL_WINDOW (the usual
+        # case: packing keeps it under seg_records): sending and acking then need no directory walk.
+        self.jkeys: "list[tuple[int, int]]" = []
+        self.jexact = True  # jkeys is the whole journal
         self.nseg = 0  # segments in the table
         self.slots = 0
         self.table = bytearray(0)
@@ -384,6 +391,8 @@ class Outbox:
                 break
         self.jn = jn
         self.depth += jn
+        self.jexact = False
+        self._jwindow()
 
     # ---- the segment table ----
 
@@ -519,7 +528,20 @@ class Outbox:
         self.seq += 1
         self.jn += 1
         self.depth += 1
+        if self.jexact:
+            if len(self.jkeys) < JOURNAL_WINDOW:
+                self.jkeys.append((ev["b"], ev["s"]))  # the newest identity: the list stays ordered
+            else:
+                self.jexact = False
+                self.jkeys = []
         return ev["b"], ev["s"]
+
+    def _jwindow(self) -> None:
+        """Refill the journal's identity window from flash once the journal fits in it again."""
+        if not self.jexact and self.jn <= JOURNAL_WINDOW:
+            keys = self._journal_oldest(JOURNAL_WINDOW, None)
+            self.jexact = len(keys) == self.jn
+            self.jkeys = keys if self.jexact else []
 
     def _journal_oldest(self, n: int, after: "tuple[int, int] | None") -> "list[tuple[int, int]]":
         """The ``n`` smallest journal identities above ``after``, from one walk of the directory."""
@@ -548,7 +570,8 @@ class Outbox:
         """
         if self.jn < self.seg_records or self.nseg >= self.slots:
             return False
-        keys = self._journal_oldest(self.seg_records, None)
+        self._jwindow()
+        keys = self.jkeys[: self.seg_records] if self.jexact else self._journal_oldest(self.seg_records, None)
         if not keys:
             return False
         first = keys[0]
@@ -588,11 +611,15 @@ class Outbox:
             self._quarantine(self.root + "/j/" + name, name, bad[1])
             self.jn -= 1
             self.depth -= 1
+            if bad[0] in self.jkeys:
+                self.jkeys.remove(bad[0])
             return False
         self._add(first, keys[-1], len(keys))
         for key in keys:
             _remove(self._jpath(key[0], key[1]))
         self.jn -= len(keys)
+        if self.jexact:
+            self.jkeys = self.jkeys[len(keys) :]
         return True
 
     def ack(self, b: int, s: int) -> bool:
@@ -642,6 +669,12 @@ class Outbox:
 
     def _ack_journal(self, b: int, lo: int, hi: int) -> int:
         n = 0
+        if self.jexact:  # the window is the journal: remove exactly what it holds
+            for key in [k for k in self.jkeys if k[0] == b and lo <= k[1] <= hi]:
+                _remove(self._jpath(key[0], key[1]))
+                self.jkeys.remove(key)
+                n += 1
+            return n
         if hi - lo < 2 * self.jn + 8:  # a few ids: remove each (a missing file is a repeat ack)
             for s in range(lo, hi + 1):
                 try:
@@ -678,12 +711,14 @@ class Outbox:
                 off += 1 + len(raw)
         return recs, off
 
-    def pending(self) -> "Any":
+    def pending(self, skip: "Any" = None) -> "Any":
         """Yield unacked events, oldest first (segments, then the journal), read from flash.
 
         Safe while acks, saves and packing happen between two steps (the
         sender awaits between sends): no file stays open across a yield.
-        Events packed during a walk are yielded by the next walk.
+        Events packed during a walk are yielded by the next walk. ``skip``,
+        given an identity ``(b, s)``, says to pass an event over without
+        reading it (the sender's events in flight).
         """
         first: "tuple[int, int] | None" = None
         while True:
@@ -706,7 +741,7 @@ class Outbox:
                     if i < 0:
                         gone = True  # fully acked while the caller was sending
                         break
-                    if not self._acked(i, p):
+                    if not self._acked(i, p) and not (skip and skip(struct.unpack("<II", raw[1:9]))):
                         try:
                             ev = unpack(raw)
                         except CorruptRecord as exc:
@@ -718,12 +753,18 @@ class Outbox:
                 if gone:
                     break
         last: "tuple[int, int] | None" = None
-        while True:
-            keys = self._journal_oldest(_CHUNK, last)
+        self._jwindow()
+        while self.jn:
+            if self.jexact:  # a copy: acks and packing may change the window between two steps
+                keys = [k for k in self.jkeys if last is None or k > last]
+            else:
+                keys = self._journal_oldest(2 * _CHUNK, last)  # one walk of the directory per sender window
             if not keys:
                 return
             for key in keys:
                 last = key
+                if skip and skip(key):
+                    continue
                 jraw = read_file(self._jpath(key[0], key[1]))
                 if jraw is None:
                     continue  # acked or packed while the caller was sending
