@@ -1,0 +1,440 @@
+"""Officer-month statistics: who fills in the ratings citizens walked away from.
+
+The self-rating that happens in halls is one press per invite at citizen-like
+timing: the officer presses 请评价 and, when the citizen walks away without
+rating, presses 满意 a few seconds later. Single presses look honest; the
+month gives it away. For every officer with at least ``min_invites`` invites
+in the month, against a baseline of the other officers of the unit (or of the
+bureau when the unit has fewer than ``min_officers`` tested officers):
+
+- ``no_rating_low``      the no-rating rate (unrated invites ÷ invites) far below
+                         the baseline's: a beta-binomial left tail, the baseline's
+                         spread between officers fitted robustly (median, MAD),
+                         because real walk-away rates differ between windows.
+- ``delay_band``         the share of ratings in one narrow invite→press delay band
+                         far above the baseline's share in that band: a binomial
+                         right tail, Bonferroni over the bands looked at.
+- ``satisfied_response`` a response rate at or above the baseline median together with
+                         far fewer unsatisfied ratings than the baseline's
+                         (beta-binomial left tail).
+- ``combined``           the no-rating and delay-band evidence together (Fisher's method):
+                         each may be short of a flag alone.
+
+Each rule's p-values are corrected with Benjamini–Hochberg across the
+officer-months tested; a flag needs its q-value at or under
+``false_discovery_pct`` and the rule's margin. An officer under ``min_invites``
+is "not enough data", never flagged. Flags never change a rate; they are shown
+with their numbers in words (zh and en).
+
+``check_month`` is pure (officer-months in, checks out); ``month_checks`` reads
+one month from the store (SQLite or PostgreSQL) through ``Database``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from collector.report.flag_rules import OfficerFlagRules
+from collector.report.policy import Policy
+from collector.store import Database
+
+RULES = ("no_rating_low", "delay_band", "satisfied_response", "combined")
+
+
+@dataclasses.dataclass(frozen=True)
+class OfficerMonth:
+    """One officer's month as the checks see it."""
+
+    officer_id: str
+    unit_id: str
+    invites: int
+    unrated: int
+    rated: int  # ratings counted under the policy
+    satisfied: int
+    delays_ms: tuple[int, ...] = ()  # invite→press delay of each rating that answered an invite
+
+
+@dataclasses.dataclass
+class OfficerCheck:
+    """The outcome for one officer-month: ``status`` is ``tested`` or ``not_enough_data``."""
+
+    officer_id: str
+    unit_id: str
+    status: str
+    invites: int
+    flags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    p: dict[str, float] = dataclasses.field(default_factory=dict)
+    note: dict[str, str] | None = None  # "not enough data", in words
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "invites": self.invites, "flags": self.flags}
+        if self.note:
+            out |= self.note
+        return out
+
+
+# -- distributions (by hand with lgamma: no scipy in the collector) -------------------------
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    top = max(xs)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(x - top) for x in xs))
+
+
+def _lchoose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _lbeta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    return min(1.0, math.exp(_logsumexp([_lchoose(n, x) + x * lp + (n - x) * lq for x in range(k, n + 1)])))
+
+
+def betabinom_cdf(k: int, n: int, a: float, b: float) -> float:
+    """P(X ≤ k) for X ~ BetaBinomial(n, a, b)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    base = _lbeta(a, b)
+    terms = [_lchoose(n, x) + _lbeta(x + a, n - x + b) - base for x in range(0, k + 1)]
+    return min(1.0, math.exp(_logsumexp(terms)))
+
+
+def betabinom_sf(k: int, n: int, a: float, b: float) -> float:
+    """P(X ≥ k) for X ~ BetaBinomial(n, a, b)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    base = _lbeta(a, b)
+    terms = [_lchoose(n, x) + _lbeta(x + a, n - x + b) - base for x in range(k, n + 1)]
+    return min(1.0, math.exp(_logsumexp(terms)))
+
+
+def fisher(ps: Sequence[float]) -> float:
+    """Fisher's combined p-value of independent p-values (chi-square with 2·len(ps) degrees of freedom)."""
+    x = -sum(math.log(max(p, 1e-300)) for p in ps)  # half the chi-square statistic
+    return min(1.0, math.exp(-x) * sum(x**i / math.factorial(i) for i in range(len(ps))))
+
+
+def benjamini_hochberg(ps: Sequence[float]) -> list[float]:
+    """Benjamini–Hochberg q-values (step-up, monotone), in the order given."""
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    q = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, ps[i] * m / rank)
+        q[i] = running
+    return q
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """Other officers' shares: a robust centre and the beta spread between officers."""
+
+    median: float
+    a: float
+    b: float
+
+
+def fit_baseline(shares: Sequence[tuple[int, int]]) -> Baseline | None:
+    """``(count, total)`` pairs of the other officers → their median share and a beta for the spread.
+
+    The spread between officers is the robust one (1.4826 × MAD) less the binomial noise of a
+    typical officer, so a few cheating officers neither move the centre nor hide in a wide spread.
+    """
+    rates = [c / n for c, n in shares if n > 0]
+    if len(rates) < 2:
+        return None
+    m = statistics.median(rates)
+    m = min(max(m, 0.5 / max(n for _, n in shares)), 1 - 1e-6)
+    mad = statistics.median(abs(r - m) for r in rates) * 1.4826
+    noise = statistics.median(m * (1 - m) / n for _, n in shares if n > 0)
+    var_between = max(mad * mad - noise, (0.05 * m) ** 2)
+    rho = min(var_between / (m * (1 - m)), 0.5)
+    total = 1 / rho - 1
+    return Baseline(m, m * total, (1 - m) * total)
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+EXPLAIN: dict[str, tuple[str, str]] = {
+    "no_rating_low": (
+        "本月 {invites} 次邀请仅 {unrated} 次未评价（{rate}），{group_zh}民警中位数 {median}（{p}）；"
+        "群众走开不评价在每个窗口都会发生，未评价这么少像是有人替群众评价",
+        "{invites} invites this month and only {unrated} unrated ({rate}); the median of {group_en} officers is "
+        "{median} ({p}); citizens walk away at every window, so this few unrated invites looks like someone rating "
+        "for them",
+    ),
+    "delay_band": (
+        "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，{group_zh}民警在该区间为 {base}（{p}）；"
+        "群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
+        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite; {group_en} officers: {base} in "
+        "that band ({p}); citizens differ in speed, so ratings bunched at one delay look like one person's routine",
+    ),
+    "satisfied_response": (
+        "回复率 {response}（{group_zh}中位数 {base_response}）而 {rated} 次评价中不满意仅 {unsatisfied} 次"
+        "（{unsatisfied_share}），{group_zh}中位数 {base_unsatisfied}（{p}）；回复率高时不满意通常不会更少",
+        "response rate {response} ({group_en} median {base_response}) yet only {unsatisfied} of {rated} ratings "
+        "unsatisfied ({unsatisfied_share}) against a {group_en} median of {base_unsatisfied} ({p}); more replies "
+        "do not usually mean fewer unsatisfied ones",
+    ),
+    "combined": (
+        "未评价率 {rate}（{group_zh}中位数 {median}）偏低，且 {share} 的评价在邀请后 {lo}–{hi} 秒按下"
+        "（{group_zh}为 {base}），两项合计 {p}",
+        "no-rating rate {rate} (median of {group_en} officers {median}) is low and {share} of ratings came "
+        "{lo}–{hi} s after the invite ({group_en}: {base}); together {p}",
+    ),
+    "not_enough_data": (
+        "本月 {invites} 次邀请，不足 {min_invites} 次，数据不足，不作判断",
+        "{invites} invites this month, fewer than {min_invites}: not enough data, no judgement",
+    ),
+}
+
+
+def explain(rule: str, detail: dict[str, Any], lang: str = "zh") -> str:
+    zh, en = EXPLAIN.get(rule, (rule, rule))
+    try:
+        return (en if lang == "en" else zh).format(**detail)
+    except (KeyError, IndexError, ValueError):
+        return en if lang == "en" else zh
+
+
+GROUP_WORDS = {"unit": ("同单位", "the same unit's"), "bureau": ("全局", "the bureau's")}
+
+
+def _band_counts(delays_ms: Iterable[int], rules: OfficerFlagRules) -> Counter[int]:
+    """Delays in half-band steps: a band starting at step s covers steps s and s + 1."""
+    step = rules.delay_band_s * 500
+    top = rules.delay_max_s * 1000
+    return Counter(int(d // step) for d in delays_ms if 0 <= d < top)
+
+
+def _delay_test(
+    mine: Counter[int], rated_in: int, band_base: Any, rules: OfficerFlagRules
+) -> tuple[float, dict[str, Any]] | None:
+    """The officer's densest band against the spread of the other officers' shares in that band.
+
+    ``band_base(start)`` gives the baseline (median share, beta spread) of a band; the p-value is a
+    beta-binomial right tail, times the number of bands looked at (Bonferroni).
+    """
+    if rated_in == 0:
+        return None
+    bands = max(1, int(2 * rules.delay_max_s / rules.delay_band_s) - 1)
+    best: tuple[float, dict[str, Any]] | None = None
+    for start in sorted({s + d for s in mine for d in (-1, 0) if s + d >= 0}):
+        k = mine[start] + mine[start + 1]
+        share = k / rated_in
+        base = band_base(start)
+        if base is None or share - base.median < rules.delay_margin_pct / 100:
+            continue
+        p = min(1.0, betabinom_sf(k, rated_in, base.a, base.b) * bands)
+        if best is None or p < best[0]:
+            lo = start * rules.delay_band_s / 2
+            best = (
+                p,
+                {
+                    "in_band": k,
+                    "share": pct(share),
+                    "base": pct(base.median),
+                    "lo": f"{lo:g}",
+                    "hi": f"{lo + rules.delay_band_s:g}",
+                },
+            )
+    return best
+
+
+def check_month(months: Sequence[OfficerMonth], rules: OfficerFlagRules) -> list[OfficerCheck]:
+    """Every officer-month's check, flags explained; order of ``months`` kept."""
+    checks = [
+        OfficerCheck(
+            m.officer_id, m.unit_id, "tested" if m.invites >= rules.min_invites else "not_enough_data", m.invites
+        )
+        for m in months
+    ]
+    tested = [i for i, c in enumerate(checks) if c.status == "tested"]
+    for c in checks:
+        if c.status == "not_enough_data":
+            detail = {"invites": c.invites, "min_invites": rules.min_invites}
+            c.note = {
+                "explain_zh": explain("not_enough_data", detail, "zh"),
+                "explain_en": explain("not_enough_data", detail, "en"),
+            }
+    by_unit: dict[str, list[int]] = defaultdict(list)
+    for i in tested:
+        by_unit[months[i].unit_id].append(i)
+    bands = {i: _band_counts(months[i].delays_ms, rules) for i in tested}
+    in_range = {i: sum(bands[i].values()) for i in tested}
+    band_cache: dict[tuple[str, int], Baseline | None] = {}
+
+    def band_baseline(group_key: str, members: list[int], start: int) -> Baseline | None:
+        """The group's officers' shares in one band (the officer among them: the median and MAD shrug one off)."""
+        if (group_key, start) not in band_cache:
+            band_cache[group_key, start] = fit_baseline(
+                [(bands[j][start] + bands[j][start + 1], in_range[j]) for j in members]
+            )
+        return band_cache[group_key, start]
+
+    candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
+    for i in tested:
+        m = months[i]
+        own_unit = by_unit[m.unit_id]
+        if len(own_unit) >= rules.min_officers:
+            members, group, gkey = own_unit, "unit", "unit:" + m.unit_id
+        else:
+            members, group, gkey = tested, "bureau", "bureau"
+        others = [j for j in members if j != i]
+        gz, ge = GROUP_WORDS[group]
+        words = {"group_zh": gz, "group_en": ge, "group": group}
+        p_no_rating: float | None = None
+        no_rating_detail: dict[str, Any] = {}
+        low_side = False
+        base = fit_baseline([(months[j].unrated, months[j].invites) for j in others])
+        if base is not None:
+            rate = m.unrated / m.invites
+            p_no_rating = betabinom_cdf(m.unrated, m.invites, base.a, base.b)
+            no_rating_detail = {
+                **words,
+                "invites": m.invites,
+                "unrated": m.unrated,
+                "rate": pct(rate),
+                "median": pct(base.median),
+            }
+            checks[i].p["no_rating_low"] = p_no_rating
+            low_side = rate < base.median
+            if base.median - rate >= rules.no_rating_margin_pct / 100:
+                candidates["no_rating_low"].append((i, p_no_rating, no_rating_detail))
+        delay = _delay_test(bands[i], in_range[i], lambda start, g=gkey, ms=members: band_baseline(g, ms, start), rules)
+        if delay is not None:
+            p_delay, d = delay
+            checks[i].p["delay_band"] = p_delay
+            candidates["delay_band"].append((i, p_delay, {**words, "rated": in_range[i], **d}))
+            if p_no_rating is not None and low_side:
+                p_both = fisher([p_no_rating, p_delay])
+                checks[i].p["combined"] = p_both
+                candidates["combined"].append((i, p_both, {**no_rating_detail, **d}))
+        sat = fit_baseline([(months[j].rated - months[j].satisfied, months[j].rated) for j in others])
+        resp = [1 - months[j].unrated / months[j].invites for j in others]
+        if sat is not None and m.rated and resp:
+            response = 1 - m.unrated / m.invites
+            uns = m.rated - m.satisfied
+            p_sat = betabinom_cdf(uns, m.rated, sat.a, sat.b)
+            checks[i].p["satisfied_response"] = p_sat
+            base_resp = statistics.median(resp)
+            if response >= base_resp and sat.median - uns / m.rated >= rules.satisfied_margin_pct / 100:
+                candidates["satisfied_response"].append(
+                    (
+                        i,
+                        p_sat,
+                        {
+                            **words,
+                            "response": pct(response),
+                            "base_response": pct(base_resp),
+                            "rated": m.rated,
+                            "unsatisfied": uns,
+                            "unsatisfied_share": pct(uns / m.rated),
+                            "base_unsatisfied": pct(sat.median),
+                        },
+                    )
+                )
+    alpha = rules.false_discovery_pct / 100
+    m_tested = len(tested)
+    for rule in RULES:
+        # BH over every officer-month tested (a missing p-value is a p of 1): the number compared is the bureau's
+        found = candidates[rule]
+        ps = [p for _, p, _ in found] + [1.0] * (m_tested - len(found))
+        qs = benjamini_hochberg(ps)[: len(found)] if ps else []
+        for (i, p, detail), q in zip(found, qs, strict=True):
+            if q > alpha:
+                continue
+            if rule == "combined" and any(f["rule"] in ("no_rating_low", "delay_band") for f in checks[i].flags):
+                continue  # one rule already says it; the combined evidence adds nothing to read
+            d = {**detail, "p": p_text(p), "p_value": p, "q_value": q}
+            checks[i].flags.append(
+                {
+                    "rule": rule,
+                    "p": p,
+                    "q": q,
+                    "explain_zh": explain(rule, d, "zh"),
+                    "explain_en": explain(rule, d, "en"),
+                }
+            )
+    return checks
+
+
+# -- from the store -------------------------------------------------------------------------
+
+
+async def month_officers(db: Database, month: str, policy: Policy) -> list[OfficerMonth]:
+    """Each signed-in officer's month: invites and unrated from the rollups, ratings and delays from the events."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for officer, kind, n in await db.fetch(
+        "SELECT officer_id, kind, SUM(n) FROM rollups WHERE month = ? AND kind IN ('invite', 'unrated')"
+        " AND officer_id <> '' GROUP BY officer_id, kind",
+        (month,),
+    ):
+        counts[officer][0 if kind == "invite" else 1] += int(n)
+    units = {r[0]: r[1] for r in await db.fetch("SELECT id, unit_id FROM officers")}
+    kinds = sorted(policy.counted)
+    rows = await db.fetch(
+        "SELECT e.officer_id, e.level, e.scale, e.press_ms - i.opened_ms, COALESCE(w.unit_id, '') FROM events e"
+        " LEFT JOIN invites i ON i.device_id = e.device_id AND i.boot = e.boot AND i.invite_no = e.invite_no"
+        " LEFT JOIN windows w ON w.id = e.window_id"
+        f" WHERE e.type = 'press' AND e.month = ? AND e.officer_id <> '' AND e.kind IN ({','.join('?' * len(kinds))})",
+        [month, *kinds],
+    )
+    rated: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    delays: dict[str, list[int]] = defaultdict(list)
+    for officer, level, scale, delay, window_unit in rows:
+        r = rated[officer]
+        r[0] += 1
+        if scale in policy.satisfied and level in policy.satisfied[scale]:
+            r[1] += 1
+        if delay is not None:
+            delays[officer].append(int(delay))
+        units.setdefault(officer, window_unit)
+    out = []
+    for officer in sorted(set(counts) | set(rated)):
+        invites, unrated = counts.get(officer, [0, 0])
+        n_rated, n_sat = rated.get(officer, [0, 0])
+        out.append(
+            OfficerMonth(
+                officer, units.get(officer, ""), invites, unrated, n_rated, n_sat, tuple(delays.get(officer, ()))
+            )
+        )
+    return out
+
+
+async def month_checks(db: Database, month: str, policy: Policy) -> dict[str, OfficerCheck]:
+    """The month's officer checks from the store, by officer."""
+    months = await month_officers(db, month, policy)
+    return {c.officer_id: c for c in check_month(months, policy.officer_flags)}
