@@ -11,6 +11,10 @@ bureau when the unit has fewer than ``min_officers`` tested officers):
                          the baseline's: a beta-binomial left tail, the baseline's
                          spread between officers fitted robustly (median, MAD),
                          because real walk-away rates differ between windows.
+- ``no_rating_drop``     the no-rating rate far below the officer's own over the previous
+                         months (``history_months``): the walk-away rate of a window is
+                         steady, so a sudden drop is someone rating for the citizens
+                         (beta-binomial left tail from the history, its weight capped).
 - ``delay_band``         the share of ratings in one narrow invite→press delay band
                          far above the baseline's share in that band: a binomial
                          right tail, Bonferroni over the bands looked at.
@@ -36,14 +40,14 @@ import dataclasses
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.policy import Policy
 from collector.store import Database
 
-RULES = ("no_rating_low", "delay_band", "satisfied_response", "combined")
+RULES = ("no_rating_low", "no_rating_drop", "delay_band", "satisfied_response", "combined")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +199,13 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "{median} ({p}); citizens walk away at every window, so this few unrated invites looks like someone rating "
         "for them",
     ),
+    "no_rating_drop": (
+        "本月 {invites} 次邀请 {unrated} 次未评价（{rate}），此前 {history_months} 个月为 {history_rate}"
+        "（{history_invites} 次邀请）（{p}）；同一窗口群众走开的比例通常稳定，骤降像是有人替群众评价",
+        "{unrated} of {invites} invites unrated this month ({rate}) against {history_rate} over the previous "
+        "{history_months} months ({history_invites} invites) ({p}); a window's walk-away rate is steady, so a sudden "
+        "drop looks like someone rating for the citizens",
+    ),
     "delay_band": (
         "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，{group_zh}民警在该区间为 {base}（{p}）；"
         "群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
@@ -273,8 +284,41 @@ def _delay_test(
     return best
 
 
-def check_month(months: Sequence[OfficerMonth], rules: OfficerFlagRules) -> list[OfficerCheck]:
-    """Every officer-month's check, flags explained; order of ``months`` kept."""
+HISTORY_WEIGHT = 600  # at most this many past invites' worth of certainty: windows drift a little between months
+
+
+def _drop_test(
+    m: OfficerMonth, past: tuple[int, int, int], rules: OfficerFlagRules
+) -> tuple[float, dict[str, Any]] | None:
+    """This month's no-rating rate against the officer's own previous months ``(unrated, invites, months)``."""
+    unrated, invites, n_months = past
+    if invites < rules.min_invites:
+        return None
+    rate, before = m.unrated / m.invites, unrated / invites
+    if before - rate < rules.no_rating_margin_pct / 100:
+        return None
+    weight = min(invites, HISTORY_WEIGHT) / invites
+    p = betabinom_cdf(m.unrated, m.invites, unrated * weight + 1, (invites - unrated) * weight + 1)
+    detail = {
+        "invites": m.invites,
+        "unrated": m.unrated,
+        "rate": pct(rate),
+        "history_rate": pct(before),
+        "history_invites": invites,
+        "history_months": n_months,
+    }
+    return p, detail
+
+
+def check_month(
+    months: Sequence[OfficerMonth],
+    rules: OfficerFlagRules,
+    history: Mapping[str, tuple[int, int, int]] | None = None,
+) -> list[OfficerCheck]:
+    """Every officer-month's check, flags explained; order of ``months`` kept.
+
+    ``history``: officer → (unrated, invites, months) over the previous months, for ``no_rating_drop``.
+    """
     checks = [
         OfficerCheck(
             m.officer_id, m.unit_id, "tested" if m.invites >= rules.min_invites else "not_enough_data", m.invites
@@ -333,6 +377,10 @@ def check_month(months: Sequence[OfficerMonth], rules: OfficerFlagRules) -> list
             low_side = rate < base.median
             if base.median - rate >= rules.no_rating_margin_pct / 100:
                 candidates["no_rating_low"].append((i, p_no_rating, no_rating_detail))
+        drop = _drop_test(m, history[m.officer_id], rules) if history and m.officer_id in history else None
+        if drop is not None:
+            checks[i].p["no_rating_drop"] = drop[0]
+            candidates["no_rating_drop"].append((i, drop[0], drop[1]))
         delay = _delay_test(bands[i], in_range[i], lambda start, g=gkey, ms=members: band_baseline(g, ms, start), rules)
         if delay is not None:
             p_delay, d = delay
