@@ -7,6 +7,7 @@ The store and the policy come from ``--config`` (default ``./evalbox.toml``),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import pathlib
@@ -18,6 +19,7 @@ from collector.cli.common import config_of, progress_bar, store_options, with_db
 from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
+from collector.report.officer_stats import month_checks
 from collector.report.months import close_month, list_closed
 from collector.report.policy import EXAMPLE_POLICY, load_policy
 from collector.report.rebuild import rebuild
@@ -48,6 +50,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
         return 0
     report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    if args.format == "json":
+        checks = with_db(config, lambda db: month_checks(db, args.month, policy))
+        report = dataclasses.replace(report, officer_checks={o: c.json() for o, c in checks.items()})
     colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     write_output(render(report, policy, args.format, args.lang, colour=colour), args.output)
     return 0

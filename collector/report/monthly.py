@@ -12,6 +12,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Any
 
 from collector.errors import StoreError, UsageError
 from collector.report.policy import Policy
@@ -252,6 +253,7 @@ class MonthlyReport:
     total: Line
     nobody: Line  # presses with no officer signed in
     late_events: int
+    officer_checks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # officer_stats, by officer
 
 
 def build_report(

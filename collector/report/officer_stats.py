@@ -46,6 +46,7 @@ from typing import Any
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.policy import Policy
 from collector.store import Database
+from collector.timeplace import parse_month
 
 RULES = ("no_rating_low", "no_rating_drop", "delay_band", "satisfied_response", "combined")
 
@@ -215,8 +216,8 @@ EXPLAIN: dict[str, tuple[str, str]] = {
     "satisfied_response": (
         "回复率 {response}（{group_zh}中位数 {base_response}）而 {rated} 次评价中不满意仅 {unsatisfied} 次"
         "（{unsatisfied_share}），{group_zh}中位数 {base_unsatisfied}（{p}）；回复率高时不满意通常不会更少",
-        "response rate {response} ({group_en} median {base_response}) yet only {unsatisfied} of {rated} ratings "
-        "unsatisfied ({unsatisfied_share}) against a {group_en} median of {base_unsatisfied} ({p}); more replies "
+        "response rate {response} (median of {group_en} officers {base_response}) yet only {unsatisfied} of {rated} "
+        "ratings unsatisfied ({unsatisfied_share}) against a median of {base_unsatisfied} ({p}); more replies "
         "do not usually mean fewer unsatisfied ones",
     ),
     "combined": (
@@ -284,6 +285,7 @@ def _delay_test(
     return best
 
 
+HISTORY_MONTHS = 3  # months before this one that make an officer's own history
 HISTORY_WEIGHT = 600  # at most this many past invites' worth of certainty: windows drift a little between months
 
 
@@ -482,7 +484,36 @@ async def month_officers(db: Database, month: str, policy: Policy) -> list[Offic
     return out
 
 
+def previous_months(month: str, n: int) -> list[str]:
+    """The ``n`` months before ``month`` (``YYYY-MM``), oldest first."""
+    year, mon = parse_month(month)
+    out = []
+    for _ in range(n):
+        year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
+        out.append(f"{year:04d}-{mon:02d}")
+    return out[::-1]
+
+
+async def officer_history(db: Database, month: str, n: int = HISTORY_MONTHS) -> dict[str, tuple[int, int, int]]:
+    """Officer → (unrated, invites, months with invites) over the ``n`` months before ``month``, from the rollups."""
+    past = previous_months(month, n)
+    out: dict[str, list[Any]] = defaultdict(lambda: [0, 0, set()])
+    for officer, mon, kind, total in await db.fetch(
+        "SELECT officer_id, month, kind, SUM(n) FROM rollups WHERE month >= ? AND month <= ?"
+        " AND kind IN ('invite', 'unrated') AND officer_id <> '' GROUP BY officer_id, month, kind",
+        (past[0], past[-1]),
+    ):
+        h = out[officer]
+        if kind == "invite":
+            h[1] += int(total)
+            h[2].add(mon)
+        else:
+            h[0] += int(total)
+    return {o: (h[0], h[1], len(h[2])) for o, h in out.items()}
+
+
 async def month_checks(db: Database, month: str, policy: Policy) -> dict[str, OfficerCheck]:
-    """The month's officer checks from the store, by officer."""
+    """The month's officer checks from the store (SQLite or PostgreSQL), by officer."""
     months = await month_officers(db, month, policy)
-    return {c.officer_id: c for c in check_month(months, policy.officer_flags)}
+    history = await officer_history(db, month)
+    return {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}

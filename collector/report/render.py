@@ -209,6 +209,14 @@ def line_json(line: Line, id_key: str) -> dict[str, Any]:
     return out
 
 
+def _with_checks(out: dict[str, Any], report: MonthlyReport) -> dict[str, Any]:
+    """An officer's ``flags`` (officer-month checks, explained; never part of the rate) and ``check`` status."""
+    check = report.officer_checks.get(out["officer"])
+    out["flags"] = check["flags"] if check else []
+    out["check"] = None if check is None else {k: v for k, v in check.items() if k != "flags"}
+    return out
+
+
 def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
     return {
         "format": JSON_FORMAT,
@@ -228,7 +236,7 @@ def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
             "top_share": float(policy.top_share),
             "bottom_share": float(policy.bottom_share),
         },
-        "officers": [line_json(ln, "officer") for ln in report.officers],
+        "officers": [_with_checks(line_json(ln, "officer"), report) for ln in report.officers],
         "windows": [line_json(ln, "window") for ln in report.windows],
         "units": [line_json(ln, "unit") for ln in report.units],
         "nobody_signed_in": line_json(report.nobody, "officer"),
