@@ -19,8 +19,8 @@ from collector.cli.common import config_of, progress_bar, store_options, with_db
 from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
-from collector.report.officer_stats import month_checks
 from collector.report.months import close_month, list_closed
+from collector.report.officer_stats import month_checks
 from collector.report.policy import EXAMPLE_POLICY, load_policy
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger

@@ -22,8 +22,8 @@ from collector.cli import main
 from collector.errors import ConfigError
 from collector.report.officer_stats import month_checks
 from collector.report.policy import Policy, policy_from_dict
-from collector.store import connect
 from collector.report.rebuild import rebuild
+from collector.store import connect
 from tests.report.store import build, local_ms
 
 UNITS = [("U1", "城关派出所", None)]
