@@ -351,6 +351,8 @@ def check_month(
         return band_cache[group_key, start]
 
     candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
+    bureau = fit_baseline([(months[j].unrated, months[j].invites) for j in tested])
+    bureau_spread = None if bureau is None else bureau.a + bureau.b  # beta concentration: smaller = wider
     for i in tested:
         m = months[i]
         own_unit = by_unit[m.unit_id]
@@ -365,6 +367,9 @@ def check_month(
         no_rating_detail: dict[str, Any] = {}
         low_side = False
         base = fit_baseline([(months[j].unrated, months[j].invites) for j in others])
+        if base is not None and bureau_spread is not None:  # a unit's few officers give its centre, not its spread
+            total = max(base.a + base.b, 0.0) if group == "bureau" else min(base.a + base.b, bureau_spread)
+            base = Baseline(base.median, base.median * total, (1 - base.median) * total)
         if base is not None:
             rate = m.unrated / m.invites
             p_no_rating = betabinom_cdf(m.unrated, m.invites, base.a, base.b)
