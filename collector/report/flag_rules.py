@@ -25,7 +25,7 @@ class OfficerFlagRules:
     false_discovery_pct: float = 1.0  # Benjamini–Hochberg FDR level across the officers compared, percent
     delay_band_s: float = 1.0  # width of the narrow invite→press delay band, seconds
     delay_max_s: float = 30.0  # delays beyond this are not looked at (a late citizen, not a routine)
-    delay_margin_pct: float = 10.0  # band share must exceed the baseline's by this many points too
+    delay_margin_pct: float = 5.0  # band share must exceed the expected share by this many points too
     no_rating_margin_pct: float = 5.0  # no-rating rate must be this many points under the baseline median
     satisfied_margin_pct: float = 3.0  # unsatisfied share must be this many points under the baseline's
 

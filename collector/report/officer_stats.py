@@ -208,10 +208,11 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "drop looks like someone rating for the citizens",
     ),
     "delay_band": (
-        "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，{group_zh}民警在该区间为 {base}（{p}）；"
-        "群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
-        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite; {group_en} officers: {base} in "
-        "that band ({p}); citizens differ in speed, so ratings bunched at one delay look like one person's routine",
+        "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，按其本人评价快慢的分布应约 {expected}，"
+        "{group_zh}民警中位数 {base}（{p}）；群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
+        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite where the spread of this "
+        "officer's own ratings puts {expected} ({group_en} officers' median: {base}) ({p}); citizens differ in "
+        "speed, so ratings bunched at one delay look like one person's routine",
     ),
     "satisfied_response": (
         "回复率 {response}（{group_zh}中位数 {base_response}）而 {rated} 次评价中不满意仅 {unsatisfied} 次"
@@ -221,10 +222,10 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "do not usually mean fewer unsatisfied ones",
     ),
     "combined": (
-        "未评价率 {rate}（{group_zh}中位数 {median}）偏低，且 {share} 的评价在邀请后 {lo}–{hi} 秒按下"
-        "（{group_zh}为 {base}），两项合计 {p}",
+        "未评价率 {rate}（{group_zh}民警中位数 {median}）偏低，且 {share} 的评价在邀请后 {lo}–{hi} 秒按下"
+        "（应约 {expected}），两项合计 {p}",
         "no-rating rate {rate} (median of {group_en} officers {median}) is low and {share} of ratings came "
-        "{lo}–{hi} s after the invite ({group_en}: {base}); together {p}",
+        "{lo}–{hi} s after the invite ({expected} expected); together {p}",
     ),
     "not_enough_data": (
         "本月 {invites} 次邀请，不足 {min_invites} 次，数据不足，不作判断",
@@ -251,33 +252,62 @@ def _band_counts(delays_ms: Iterable[int], rules: OfficerFlagRules) -> Counter[i
     return Counter(int(d // step) for d in delays_ms if 0 <= d < top)
 
 
-def _delay_test(
-    mine: Counter[int], rated_in: int, band_base: Any, rules: OfficerFlagRules
-) -> tuple[float, dict[str, Any]] | None:
-    """The officer's densest band against the spread of the other officers' shares in that band.
+def lognormal_fit(delays_ms: Sequence[int]) -> tuple[float, float] | None:
+    """A robust lognormal for an officer's own rating delays: (median, 1.4826 × MAD) of log delays.
 
-    ``band_base(start)`` gives the baseline (median share, beta spread) of a band; the p-value is a
-    beta-binomial right tail, times the number of bands looked at (Bonferroni).
+    Citizens' rating times are skewed like reaction times (lognormal); the robust fit is barely moved
+    by a spike of filled-in presses, and a spike near the middle only narrows it (a higher expectation
+    there, so a more cautious test).
     """
-    if rated_in == 0:
+    logs = [math.log(d) for d in delays_ms if d > 0]
+    if len(logs) < 10:
+        return None
+    mu = statistics.median(logs)
+    spread = statistics.median(abs(x - mu) for x in logs) * 1.4826
+    return (mu, spread) if spread > 0 else None
+
+
+def _lognormal_cdf(x_ms: float, fit: tuple[float, float]) -> float:
+    if x_ms <= 0:
+        return 0.0
+    mu, spread = fit
+    return 0.5 * (1 + math.erf((math.log(x_ms) - mu) / (spread * math.sqrt(2))))
+
+
+def _delay_test(
+    mine: Counter[int], delays_ms: Sequence[int], rated_in: int, band_base: Any, rules: OfficerFlagRules
+) -> tuple[float, dict[str, Any]] | None:
+    """The officer's densest narrow band against what the officer's own smooth delay spread puts there.
+
+    A binomial right tail of the band's count against the robust lognormal fit of the officer's own delays
+    (so a window whose citizens are simply quicker or slower is not flagged), times the number of bands
+    looked at (Bonferroni); the band share must also exceed that expectation by ``delay_margin_pct``.
+    ``band_base(start)`` gives the baseline officers' median share in the band, shown for comparison.
+    """
+    fit = lognormal_fit(delays_ms)
+    if rated_in == 0 or fit is None:
         return None
     bands = max(1, int(2 * rules.delay_max_s / rules.delay_band_s) - 1)
+    step = rules.delay_band_s * 500
+    inside = _lognormal_cdf(rules.delay_max_s * 1000, fit)
     best: tuple[float, dict[str, Any]] | None = None
     for start in sorted({s + d for s in mine for d in (-1, 0) if s + d >= 0}):
         k = mine[start] + mine[start + 1]
         share = k / rated_in
-        base = band_base(start)
-        if base is None or share - base.median < rules.delay_margin_pct / 100:
+        expect = (_lognormal_cdf((start + 2) * step, fit) - _lognormal_cdf(start * step, fit)) / max(inside, 1e-9)
+        if share - expect < rules.delay_margin_pct / 100:
             continue
-        p = min(1.0, betabinom_sf(k, rated_in, base.a, base.b) * bands)
+        p = min(1.0, binom_sf(k, rated_in, min(max(expect, 1e-6), 1 - 1e-6)) * bands)
         if best is None or p < best[0]:
             lo = start * rules.delay_band_s / 2
+            base = band_base(start)
             best = (
                 p,
                 {
                     "in_band": k,
                     "share": pct(share),
-                    "base": pct(base.median),
+                    "expected": pct(expect),
+                    "base": "—" if base is None else pct(base.median),
                     "lo": f"{lo:g}",
                     "hi": f"{lo + rules.delay_band_s:g}",
                 },
@@ -388,7 +418,7 @@ def check_month(
         if drop is not None:
             checks[i].p["no_rating_drop"] = drop[0]
             candidates["no_rating_drop"].append((i, drop[0], drop[1]))
-        delay = _delay_test(bands[i], in_range[i], lambda start, g=gkey, ms=members: band_baseline(g, ms, start), rules)
+        delay = _delay_test(bands[i], m.delays_ms, in_range[i], lambda start, g=gkey, ms=members: band_baseline(g, ms, start), rules)
         if delay is not None:
             p_delay, d = delay
             checks[i].p["delay_band"] = p_delay
