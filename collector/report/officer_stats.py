@@ -36,10 +36,11 @@ one month from the store (SQLite or PostgreSQL) through ``Database``.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -208,11 +209,11 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "drop looks like someone rating for the citizens",
     ),
     "delay_band": (
-        "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，按其本人评价快慢的分布应约 {expected}，"
-        "{group_zh}民警中位数 {base}（{p}）；群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
-        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite where the spread of this "
-        "officer's own ratings puts {expected} ({group_en} officers' median: {base}) ({p}); citizens differ in "
-        "speed, so ratings bunched at one delay look like one person's routine",
+        "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，{group_zh}民警（按各自快慢换算）"
+        "在该区间中位数 {base}（{p}）；群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
+        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite; {group_en} officers, matched "
+        "for speed, have a median of {base} there ({p}); citizens differ in speed, so ratings bunched at one delay "
+        "look like one person's routine",
     ),
     "satisfied_response": (
         "回复率 {response}（{group_zh}中位数 {base_response}）而 {rated} 次评价中不满意仅 {unsatisfied} 次"
@@ -222,10 +223,9 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "do not usually mean fewer unsatisfied ones",
     ),
     "combined": (
-        "未评价率 {rate}（{group_zh}民警中位数 {median}）偏低，且 {share} 的评价在邀请后 {lo}–{hi} 秒按下"
-        "（应约 {expected}），两项合计 {p}",
-        "no-rating rate {rate} (median of {group_en} officers {median}) is low and {share} of ratings came "
-        "{lo}–{hi} s after the invite ({expected} expected); together {p}",
+        "{no_rating_zh}，且 {share} 的评价在邀请后 {lo}–{hi} 秒按下（{group_zh}民警中位数 {base}），两项合计 {p}",
+        "{no_rating_en}, and {share} of ratings came {lo}–{hi} s after the invite ({group_en} officers' median "
+        "{base}); together {p}",
     ),
     "not_enough_data": (
         "本月 {invites} 次邀请，不足 {min_invites} 次，数据不足，不作判断",
@@ -245,74 +245,104 @@ def explain(rule: str, detail: dict[str, Any], lang: str = "zh") -> str:
 GROUP_WORDS = {"unit": ("同单位", "the same unit's"), "bureau": ("全局", "the bureau's")}
 
 
-def _band_counts(delays_ms: Iterable[int], rules: OfficerFlagRules) -> Counter[int]:
-    """Delays in half-band steps: a band starting at step s covers steps s and s + 1."""
-    step = rules.delay_band_s * 500
-    top = rules.delay_max_s * 1000
-    return Counter(int(d // step) for d in delays_ms if 0 <= d < top)
+@dataclasses.dataclass(frozen=True)
+class Delays:
+    """One officer's rating delays up to ``delay_max_s``, sorted, and their median (the officer's speed)."""
+
+    sorted_ms: list[int]
+    median_ms: float
+
+    @classmethod
+    def of(cls, delays_ms: Iterable[int], rules: OfficerFlagRules) -> Delays:
+        top = rules.delay_max_s * 1000
+        kept = sorted(d for d in delays_ms if 0 <= d < top)
+        return cls(kept, statistics.median(kept) if kept else 0.0)
+
+    def count(self, lo_ms: float, hi_ms: float) -> int:
+        return bisect.bisect_left(self.sorted_ms, hi_ms) - bisect.bisect_left(self.sorted_ms, lo_ms)
 
 
-def lognormal_fit(delays_ms: Sequence[int]) -> tuple[float, float] | None:
-    """A robust lognormal for an officer's own rating delays: (median, 1.4826 × MAD) of log delays.
+def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules) -> tuple[float, dict[str, Any]] | None:
+    """The officer's densest narrow band against the other officers' shares in the same band, speed-matched.
 
-    Citizens' rating times are skewed like reaction times (lognormal); the robust fit is barely moved
-    by a spike of filled-in presses, and a spike near the middle only narrows it (a higher expectation
-    there, so a more cautious test).
+    Each other officer's delays are rescaled by the ratio of medians (their citizens may simply be quicker or
+    slower); their shares in the band give a beta baseline (median, robust spread between officers), and the
+    officer's count a beta-binomial right tail, times the number of bands looked at (Bonferroni). The share
+    must also exceed the baseline median by ``delay_margin_pct``.
     """
-    logs = [math.log(d) for d in delays_ms if d > 0]
-    if len(logs) < 10:
+    n = len(mine.sorted_ms)
+    others = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
+    if n < 10 or len(others) < 2 or mine.median_ms <= 0:
         return None
-    mu = statistics.median(logs)
-    spread = statistics.median(abs(x - mu) for x in logs) * 1.4826
-    return (mu, spread) if spread > 0 else None
-
-
-def _lognormal_cdf(x_ms: float, fit: tuple[float, float]) -> float:
-    if x_ms <= 0:
-        return 0.0
-    mu, spread = fit
-    return 0.5 * (1 + math.erf((math.log(x_ms) - mu) / (spread * math.sqrt(2))))
-
-
-def _delay_test(
-    mine: Counter[int], delays_ms: Sequence[int], rated_in: int, band_base: Any, rules: OfficerFlagRules
-) -> tuple[float, dict[str, Any]] | None:
-    """The officer's densest narrow band against what the officer's own smooth delay spread puts there.
-
-    A binomial right tail of the band's count against the robust lognormal fit of the officer's own delays
-    (so a window whose citizens are simply quicker or slower is not flagged), times the number of bands
-    looked at (Bonferroni); the band share must also exceed that expectation by ``delay_margin_pct``.
-    ``band_base(start)`` gives the baseline officers' median share in the band, shown for comparison.
-    """
-    fit = lognormal_fit(delays_ms)
-    if rated_in == 0 or fit is None:
-        return None
+    width = rules.delay_band_s * 1000
+    step = width / 2
     bands = max(1, int(2 * rules.delay_max_s / rules.delay_band_s) - 1)
-    step = rules.delay_band_s * 500
-    inside = _lognormal_cdf(rules.delay_max_s * 1000, fit)
+    starts = sorted({int(d // step) + k for d in mine.sorted_ms for k in (-1, 0) if int(d // step) + k >= 0})
     best: tuple[float, dict[str, Any]] | None = None
-    for start in sorted({s + d for s in mine for d in (-1, 0) if s + d >= 0}):
-        k = mine[start] + mine[start + 1]
-        share = k / rated_in
-        expect = (_lognormal_cdf((start + 2) * step, fit) - _lognormal_cdf(start * step, fit)) / max(inside, 1e-9)
-        if share - expect < rules.delay_margin_pct / 100:
+    for start in starts:
+        lo, hi = start * step, start * step + width
+        k = mine.count(lo, hi)
+        share = k / n
+        if share < rules.delay_margin_pct / 100:
             continue
-        p = min(1.0, binom_sf(k, rated_in, min(max(expect, 1e-6), 1 - 1e-6)) * bands)
+        scaled = [
+            (o.count(lo * o.median_ms / mine.median_ms, hi * o.median_ms / mine.median_ms), len(o.sorted_ms))
+            for o in others
+        ]
+        base = fit_baseline(scaled)
+        if base is None or share - base.median < rules.delay_margin_pct / 100:
+            continue
+        p = min(1.0, betabinom_sf(k, n, base.a, base.b) * bands)
         if best is None or p < best[0]:
-            lo = start * rules.delay_band_s / 2
-            base = band_base(start)
             best = (
                 p,
                 {
+                    "rated": n,
                     "in_band": k,
                     "share": pct(share),
-                    "expected": pct(expect),
-                    "base": "—" if base is None else pct(base.median),
-                    "lo": f"{lo:g}",
-                    "hi": f"{lo + rules.delay_band_s:g}",
+                    "base": pct(base.median),
+                    "lo": f"{lo / 1000:g}",
+                    "hi": f"{hi / 1000:g}",
                 },
             )
     return best
+
+
+def _combined(
+    p_low: float | None,
+    low_detail: dict[str, Any],
+    drop: tuple[float, dict[str, Any]] | None,
+    p_delay: float,
+    delay_detail: dict[str, Any],
+) -> tuple[float, dict[str, Any]] | None:
+    """Fisher's method over the no-rating evidence and the delay band, each maybe short of a flag alone.
+
+    The two no-rating tests read the same count, so only the smaller counts, doubled (Bonferroni);
+    the delay band reads the ratings' timing, independent of how many were rated.
+    """
+    options = []
+    if p_low is not None:
+        options.append(
+            (
+                p_low,
+                "未评价率 {rate}（{group_zh}民警中位数 {median}）偏低".format(**low_detail),
+                "no-rating rate {rate} (median of {group_en} officers {median}) is low".format(**low_detail),
+            )
+        )
+    if drop is not None:
+        d = drop[1]
+        options.append(
+            (
+                drop[0],
+                "未评价率 {rate}，此前 {history_months} 个月为 {history_rate}".format(**d),
+                "no-rating rate {rate} against {history_rate} over the previous {history_months} months".format(**d),
+            )
+        )
+    if not options:
+        return None
+    p_rate, zh, en = min(options)
+    p = fisher([min(1.0, p_rate * len(options)), p_delay])
+    return p, {**delay_detail, "no_rating_zh": zh, "no_rating_en": en}
 
 
 HISTORY_MONTHS = 3  # months before this one that make an officer's own history
@@ -368,18 +398,7 @@ def check_month(
     by_unit: dict[str, list[int]] = defaultdict(list)
     for i in tested:
         by_unit[months[i].unit_id].append(i)
-    bands = {i: _band_counts(months[i].delays_ms, rules) for i in tested}
-    in_range = {i: sum(bands[i].values()) for i in tested}
-    band_cache: dict[tuple[str, int], Baseline | None] = {}
-
-    def band_baseline(group_key: str, members: list[int], start: int) -> Baseline | None:
-        """The group's officers' shares in one band (the officer among them: the median and MAD shrug one off)."""
-        if (group_key, start) not in band_cache:
-            band_cache[group_key, start] = fit_baseline(
-                [(bands[j][start] + bands[j][start + 1], in_range[j]) for j in members]
-            )
-        return band_cache[group_key, start]
-
+    delays = {i: Delays.of(months[i].delays_ms, rules) for i in tested}
     candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
     bureau = fit_baseline([(months[j].unrated, months[j].invites) for j in tested])
     bureau_spread = None if bureau is None else bureau.a + bureau.b  # beta concentration: smaller = wider
@@ -387,9 +406,9 @@ def check_month(
         m = months[i]
         own_unit = by_unit[m.unit_id]
         if len(own_unit) >= rules.min_officers:
-            members, group, gkey = own_unit, "unit", "unit:" + m.unit_id
+            members, group = own_unit, "unit"
         else:
-            members, group, gkey = tested, "bureau", "bureau"
+            members, group = tested, "bureau"
         others = [j for j in members if j != i]
         gz, ge = GROUP_WORDS[group]
         words = {"group_zh": gz, "group_en": ge, "group": group}
@@ -418,15 +437,15 @@ def check_month(
         if drop is not None:
             checks[i].p["no_rating_drop"] = drop[0]
             candidates["no_rating_drop"].append((i, drop[0], drop[1]))
-        delay = _delay_test(bands[i], m.delays_ms, in_range[i], lambda start, g=gkey, ms=members: band_baseline(g, ms, start), rules)
+        delay = _delay_test(delays[i], [delays[j] for j in others], rules)
         if delay is not None:
             p_delay, d = delay
             checks[i].p["delay_band"] = p_delay
-            candidates["delay_band"].append((i, p_delay, {**words, "rated": in_range[i], **d}))
-            if p_no_rating is not None and low_side:
-                p_both = fisher([p_no_rating, p_delay])
-                checks[i].p["combined"] = p_both
-                candidates["combined"].append((i, p_both, {**no_rating_detail, **d}))
+            candidates["delay_band"].append((i, p_delay, {**words, **d}))
+            combined = _combined(p_no_rating if low_side else None, no_rating_detail, drop, p_delay, d)
+            if combined is not None:
+                checks[i].p["combined"] = combined[0]
+                candidates["combined"].append((i, *combined))
         sat = fit_baseline([(months[j].rated - months[j].satisfied, months[j].rated) for j in others])
         resp = [1 - months[j].unrated / months[j].invites for j in others]
         if sat is not None and m.rated and resp:
@@ -461,7 +480,7 @@ def check_month(
         for (i, p, detail), q in zip(found, qs, strict=True):
             if q > alpha:
                 continue
-            if rule == "combined" and any(f["rule"] in ("no_rating_low", "delay_band") for f in checks[i].flags):
+            if rule == "combined" and any(f["rule"] != "satisfied_response" for f in checks[i].flags):
                 continue  # one rule already says it; the combined evidence adds nothing to read
             d = {**detail, "p": p_text(p), "p_value": p, "q_value": q}
             checks[i].flags.append(
