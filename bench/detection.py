@@ -174,7 +174,8 @@ def officer_months(
             rows.append((now_fill, officer_month(rng, oid, unit, honest, now_fill, d0)))
         history = {o: (sum(u for u, _ in h[-3:]), sum(n for _, n in h[-3:]), len(h[-3:])) for o, h in past.items() if h}
         for (fill, m), check in zip(rows, check_month([m for _, m in rows], rules, history), strict=True):
-            past[m.officer_id].append((m.unrated, m.invites))
+            if not check.flags:  # a flagged month is no baseline for the next (unless a review explains it)
+                past[m.officer_id].append((m.unrated, m.invites))
             if check.status != "tested":
                 continue
             total[fill] += 1

@@ -402,6 +402,7 @@ def check_month(
     candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
     bureau = fit_baseline([(months[j].unrated, months[j].invites) for j in tested])
     bureau_spread = None if bureau is None else bureau.a + bureau.b  # beta concentration: smaller = wider
+    bureau_sat = fit_baseline([(months[j].rated - months[j].satisfied, months[j].rated) for j in tested])
     for i in tested:
         m = months[i]
         own_unit = by_unit[m.unit_id]
@@ -447,6 +448,9 @@ def check_month(
                 checks[i].p["combined"] = combined[0]
                 candidates["combined"].append((i, *combined))
         sat = fit_baseline([(months[j].rated - months[j].satisfied, months[j].rated) for j in others])
+        if sat is not None and bureau_sat is not None and group == "unit":
+            total = min(sat.a + sat.b, bureau_sat.a + bureau_sat.b)
+            sat = Baseline(sat.median, sat.median * total, (1 - sat.median) * total)
         resp = [1 - months[j].unrated / months[j].invites for j in others]
         if sat is not None and m.rated and resp:
             response = 1 - m.unrated / m.invites
