@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import json
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from collector.errors import UsageError
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.policy import Policy
 from collector.store import Database
@@ -76,11 +78,14 @@ class OfficerCheck:
     flags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     p: dict[str, float] = dataclasses.field(default_factory=dict)
     note: dict[str, str] | None = None  # "not enough data", in words
+    review: dict[str, Any] | None = None  # a supervisor's review of the month's flags
 
     def json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "invites": self.invites, "flags": self.flags}
         if self.note:
             out |= self.note
+        if self.review:
+            out["review"] = self.review
         return out
 
 
@@ -553,14 +558,29 @@ def previous_months(month: str, n: int) -> list[str]:
 
 
 async def officer_history(db: Database, month: str, n: int = HISTORY_MONTHS) -> dict[str, tuple[int, int, int]]:
-    """Officer → (unrated, invites, months with invites) over the ``n`` months before ``month``, from the rollups."""
+    """Officer → (unrated, invites, months) over the ``n`` months before ``month``, from the rollups.
+
+    A month recorded as flagged (``evalbox flags check``) is left out unless a review explained it: a month
+    of filling in is no baseline for the next.
+    """
     past = previous_months(month, n)
+    flagged = {
+        (r[0], r[1])
+        for r in await db.fetch(
+            "SELECT f.officer_id, f.month FROM officer_flags f LEFT JOIN officer_flag_reviews v"
+            " ON v.officer_id = f.officer_id AND v.month = f.month"
+            " WHERE f.month >= ? AND f.month <= ? AND (v.decision IS NULL OR v.decision <> 'explained')",
+            (past[0], past[-1]),
+        )
+    }
     out: dict[str, list[Any]] = defaultdict(lambda: [0, 0, set()])
     for officer, mon, kind, total in await db.fetch(
         "SELECT officer_id, month, kind, SUM(n) FROM rollups WHERE month >= ? AND month <= ?"
         " AND kind IN ('invite', 'unrated') AND officer_id <> '' GROUP BY officer_id, month, kind",
         (past[0], past[-1]),
     ):
+        if (officer, mon) in flagged:
+            continue
         h = out[officer]
         if kind == "invite":
             h[1] += int(total)
@@ -570,8 +590,72 @@ async def officer_history(db: Database, month: str, n: int = HISTORY_MONTHS) -> 
     return {o: (h[0], h[1], len(h[2])) for o, h in out.items()}
 
 
+REVIEW_DECISIONS = ("confirmed", "explained")
+DECISION_WORDS = {"confirmed": "确认 confirmed", "explained": "已说明 explained"}
+
+
+async def reviews(db: Database, month: str) -> dict[str, dict[str, Any]]:
+    """The month's reviews by officer: decision, note, by, at (Unix ms)."""
+    return {
+        r["officer_id"]: {
+            "decision": r["decision"],
+            "note": r["note"],
+            "by": r["reviewed_by"],
+            "at_ms": int(r["reviewed_ms"]),
+        }
+        for r in (
+            await db.fetch(
+                "SELECT officer_id, decision, note, reviewed_by, reviewed_ms FROM officer_flag_reviews WHERE month = ?",
+                (month,),
+            )
+        ).dicts()
+    }
+
+
 async def month_checks(db: Database, month: str, policy: Policy) -> dict[str, OfficerCheck]:
-    """The month's officer checks from the store (SQLite or PostgreSQL), by officer."""
+    """The month's officer checks from the store (SQLite or PostgreSQL), by officer, with any review."""
     months = await month_officers(db, month, policy)
     history = await officer_history(db, month)
-    return {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
+    found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
+    for officer, review in (await reviews(db, month)).items():
+        if officer in found:
+            found[officer].review = review
+    return found
+
+
+async def record_month(db: Database, month: str, policy: Policy, now_ms: int) -> dict[str, OfficerCheck]:
+    """Check ``month`` and record its flags (the month's earlier flags replaced; reviews kept)."""
+    found = await month_checks(db, month, policy)
+    async with db.transaction() as tx:
+        await tx.execute("DELETE FROM officer_flags WHERE month = ?", (month,))
+        for c in found.values():
+            for f in c.flags:
+                await tx.execute(
+                    "INSERT INTO officer_flags (officer_id, month, rule, unit_id, detail, detected_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (c.officer_id, month, f["rule"], c.unit_id, json.dumps(f, ensure_ascii=False), now_ms),
+                )
+    return found
+
+
+async def review_month(db: Database, officer: str, month: str, decision: str, note: str, by: str, now_ms: int) -> None:
+    """A supervisor's review of an officer-month's flags; ``UsageError`` when there is nothing to review."""
+    if decision not in REVIEW_DECISIONS:
+        raise UsageError(f"--decision {decision!r}: one of {', '.join(REVIEW_DECISIONS)}")
+    if not note.strip():
+        raise UsageError("--note: say what was found (复核说明)")
+    parse_month(month)
+    row = await db.fetchone(
+        "SELECT COUNT(*) AS n FROM officer_flags WHERE officer_id = ? AND month = ?", (officer, month)
+    )
+    if not row or not int(row["n"]):
+        raise UsageError(
+            f"officer {officer!r} has no recorded flags for {month}; run `evalbox flags check --month {month}` first"
+        )
+    async with db.transaction() as tx:
+        await tx.execute("DELETE FROM officer_flag_reviews WHERE officer_id = ? AND month = ?", (officer, month))
+        await tx.execute(
+            "INSERT INTO officer_flag_reviews (officer_id, month, decision, note, reviewed_by, reviewed_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (officer, month, decision, note.strip(), by, now_ms),
+        )

@@ -63,7 +63,8 @@ def events_for(officer: int, month: str, invites: int, citizen: Citizen) -> tupl
     device, window, oid = f"D{officer}", f"W{officer}", f"P{officer}"
     start = local_ms(f"{month}-03 09:00:00")
     base_seq = {m: i * 10_000 for i, m in enumerate(MONTHS)}[month]
-    evs, invites_rows = [], []
+    evs: list[tuple[Any, ...]] = []
+    invites_rows: list[Any] = []
     for k in range(invites):
         t = start + k * 600_000  # one citizen every ten minutes, days on end
         seq = base_seq + 2 * k
@@ -77,13 +78,20 @@ def events_for(officer: int, month: str, invites: int, citizen: Citizen) -> tupl
     return evs, invites_rows
 
 
-def make(url: str, plans: dict[int, tuple[int, Citizen, Citizen | None]]) -> str:
-    """``plans``: officer → (invites, history behaviour, October behaviour or None for the same)."""
+Plan = tuple[int, Citizen | dict[str, Citizen], Citizen | None]
+
+
+def make(url: str, plans: dict[int, Plan]) -> str:
+    """``plans``: officer → (invites, history behaviour or one per month, October behaviour or None for the same)."""
     events: list[tuple[Any, ...]] = []
     invites: list[tuple[Any, ...]] = []
     for officer, (n, before, october) in plans.items():
         for month in MONTHS:
-            evs, inv = events_for(officer, month, n, (october or before) if month == "2026-10" else before)
+            if isinstance(before, dict):  # a behaviour per month
+                behaviour = before[month]
+            else:
+                behaviour = (october or before) if month == "2026-10" else before
+            evs, inv = events_for(officer, month, n, behaviour)
             events += evs
             invites += inv
     build(url, officers=OFFICERS, windows=WINDOWS, units=UNITS)
@@ -107,7 +115,7 @@ def make(url: str, plans: dict[int, tuple[int, Citizen, Citizen | None]]) -> str
     return url
 
 
-def busy_unit() -> dict[int, tuple[int, Citizen, Citizen | None]]:
+def busy_unit() -> dict[int, Plan]:
     """Ten honest officers, walk-away rates 1/4 .. 1/8 of their citizens, 200 invites a month each."""
     return {i: (200, honest(4 + i % 5, offset=i), None) for i in range(10)}
 
@@ -226,3 +234,113 @@ def test_impossible_thresholds_are_refused_naming_the_key(table: dict[str, Any],
     path = tmp_path / "policy.toml"
     path.write_text("[officer_flags]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
     assert main(["policy", "check", str(path)]) == 2
+
+
+def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plans = busy_unit()
+    fills = filling(honest(3, offset=3), 0.98)  # a third walk away in August; filled in from September on
+    plans[3] = (200, {"2026-08": honest(3, offset=3), "2026-09": fills, "2026-10": fills}, None)
+    url = make(store_url, plans)
+    mixed = [f for f in checks(url)["P3"]["flags"] if f["rule"] == "no_rating_drop"]
+    assert mixed and "此前 2 个月为 17.2%" in mixed[0]["explain_zh"]
+    assert main(["flags", "check", "--db", url, "--month", "2026-09", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-09: 10 officers checked, 1 flagged, 0 not enough data" in out
+    assert "P3 (U1)" in out and "no_rating_low: 200 invites this month and only" in out
+
+    # October: September is flagged and not explained, so it is no baseline for P3's own history
+    found = checks(url)
+    drop = [f for f in found["P3"]["flags"] if f["rule"] == "no_rating_drop"]
+    assert drop and "此前 1 个月为 33.5%" in drop[0]["explain_zh"]
+
+    # a review is refused for an officer-month with no recorded flags, and with a bad decision
+    assert (
+        main(
+            [
+                "flags",
+                "review",
+                "--db",
+                url,
+                "--officer",
+                "P4",
+                "--month",
+                "2026-09",
+                "--decision",
+                "confirmed",
+                "--note",
+                "x",
+            ]
+        )
+        == 2
+    )
+    assert "no recorded flags" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "flags",
+                "review",
+                "--db",
+                url,
+                "--officer",
+                "P3",
+                "--month",
+                "2026-09",
+                "--decision",
+                "explained",
+                "--note",
+                "  ",
+            ]
+        )
+        == 2
+    )
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "flags",
+                "review",
+                "--db",
+                url,
+                "--officer",
+                "P3",
+                "--month",
+                "2026-09",
+                "--decision",
+                "confirmed",
+                "--note",
+                "代评属实，已谈话",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["flags", "check", "--db", url, "--month", "2026-09", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    review = doc["officers"]["P3"]["review"]
+    assert review["decision"] == "confirmed" and review["note"] == "代评属实，已谈话" and review["by"]
+    assert review["at_ms"] > 0
+    assert main(["flags", "check", "--db", url, "--month", "2026-09"]) == 0
+    assert "[确认 confirmed: 代评属实，已谈话]" in capsys.readouterr().out
+
+    # explained: the month counts in the officer's history again
+    assert (
+        main(
+            [
+                "flags",
+                "review",
+                "--db",
+                url,
+                "--officer",
+                "P3",
+                "--month",
+                "2026-09",
+                "--decision",
+                "explained",
+                "--note",
+                "窗口改为自助",
+            ]
+        )
+        == 0
+    )
+    drop = [f for f in checks(url)["P3"]["flags"] if f["rule"] == "no_rating_drop"]
+    assert drop and "此前 2 个月为 17.2%" in drop[0]["explain_zh"]
