@@ -26,9 +26,6 @@ from collector.report.rebuild import rebuild
 from collector.store import connect
 from tests.report.store import build, local_ms
 
-UNITS = [("U1", "城关派出所", None)]
-OFFICERS = [(f"P{i}", f"民警{i}", "U1", f"W{i}") for i in range(10)]
-WINDOWS = [(f"W{i}", "U1", f"{i}号窗") for i in range(10)]
 MONTHS = ("2026-08", "2026-09", "2026-10")
 
 # What happens to citizen k of an officer's month: ("rate", delay_ms, level) or ("walk", 0, 0)
@@ -58,9 +55,11 @@ def filling(base: Citizen, share: float, delay_ms: int | None = None) -> Citizen
     return citizen
 
 
-def events_for(officer: int, month: str, invites: int, citizen: Citizen) -> tuple[list[tuple[Any, ...]], list[Any]]:
+def events_for(
+    officer: int, month: str, invites: int, citizen: Citizen, prefix: str = "W"
+) -> tuple[list[tuple[Any, ...]], list[Any]]:
     """An officer's month on box D<officer>: invite, then a press (answering it) or the invite going unrated."""
-    device, window, oid = f"D{officer}", f"W{officer}", f"P{officer}"
+    device, window, oid = f"D{officer}", f"{prefix}{officer}", f"P{officer}"
     start = local_ms(f"{month}-03 09:00:00")
     base_seq = {m: i * 10_000 for i, m in enumerate(MONTHS)}[month]
     evs: list[tuple[Any, ...]] = []
@@ -81,8 +80,11 @@ def events_for(officer: int, month: str, invites: int, citizen: Citizen) -> tupl
 Plan = tuple[int, Citizen | dict[str, Citizen], Citizen | None]
 
 
-def make(url: str, plans: dict[int, Plan]) -> str:
-    """``plans``: officer → (invites, history behaviour or one per month, October behaviour or None for the same)."""
+def make(url: str, plans: dict[int, Plan], unit: str = "U1", prefix: str = "W") -> str:
+    """``plans``: officer → (invites, history behaviour or one per month, October behaviour or None for the same).
+
+    The unit ``unit`` with windows ``<prefix>0`` … and officers ``P0`` …, one box ``D<n>`` each.
+    """
     events: list[tuple[Any, ...]] = []
     invites: list[tuple[Any, ...]] = []
     for officer, (n, before, october) in plans.items():
@@ -91,10 +93,15 @@ def make(url: str, plans: dict[int, Plan]) -> str:
                 behaviour = before[month]
             else:
                 behaviour = (october or before) if month == "2026-10" else before
-            evs, inv = events_for(officer, month, n, behaviour)
+            evs, inv = events_for(officer, month, n, behaviour, prefix)
             events += evs
             invites += inv
-    build(url, officers=OFFICERS, windows=WINDOWS, units=UNITS)
+    build(
+        url,
+        units=[(unit, "城关派出所", None)],
+        windows=[(f"{prefix}{i}", unit, f"{i}号窗") for i in range(10)],
+        officers=[(f"P{i}", f"民警{i}", unit, f"{prefix}{i}") for i in range(10)],
+    )
 
     async def fill() -> None:
         async with connect(url) as db:
