@@ -20,7 +20,7 @@ from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
-from collector.report.officer_stats import month_checks
+from collector.report.officer_stats import month_checks, record_month
 from collector.report.policy import EXAMPLE_POLICY, load_policy
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
@@ -50,7 +50,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
         return 0
     report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
-    if args.format == "json":
+    if args.format in ("json", "html"):  # the officer-month checks: a flags array per officer, the notice's list
         checks = with_db(config, lambda db: month_checks(db, args.month, policy))
         report = dataclasses.replace(report, officer_checks={o: c.json() for o, c in checks.items()})
     colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -101,8 +101,16 @@ def cmd_complaint_list(args: argparse.Namespace) -> int:
 def cmd_month_close(args: argparse.Namespace) -> int:
     config = config_of(args)
     tz = config.policy.timezone
-    with_db(config, lambda db: close_month(db, args.month, tz, by=_user(), now_ms=int(time.time() * 1000)))
+    now = int(time.time() * 1000)
+    with_db(config, lambda db: close_month(db, args.month, tz, by=_user(), now_ms=now))
+    found = with_db(config, lambda db: record_month(db, args.month, config.policy, now))
     print(f"month {args.month} closed (已关账); later arrivals will show as a revision")
+    flagged = sorted(o for o, c in found.items() if c.flags)
+    if flagged:
+        print(
+            f"officer-month flags recorded (民警月度标记) for {len(flagged)}: {', '.join(flagged)};"
+            " see evalbox flags check"
+        )
     return 0
 
 

@@ -445,6 +445,38 @@ def _html_table(lines: list[Line], cols: tuple[str, ...], lang: str, first: str)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+FLAG_WORDS = {
+    "heading": ("民警月度核查（标记不改变满意率）", "Officer-month checks (a flag never changes a rate)"),
+    "confirmed": ("复核：确认", "Review: confirmed"),
+    "explained": ("复核：已说明", "Review: explained"),
+    "unreviewed": ("待复核", "Awaiting review"),
+}
+
+
+def _html_officer_flags(report: MonthlyReport, lang: str) -> list[str]:
+    """The notice's section of flagged officers in scope: each flag in words, and the review if any."""
+    en = lang == "en"
+    names = {ln.key: ln.name for ln in report.officers}
+    items = []
+    for officer in sorted(names):
+        check = report.officer_checks.get(officer)
+        if not check or not check["flags"]:
+            continue
+        review = check.get("review")
+        state = FLAG_WORDS[review["decision"] if review else "unreviewed"][en]
+        if review:
+            state += f" — {review['note']} ({review['by']})"
+        flags = "".join(f"<li>{html.escape(f['explain_en' if en else 'explain_zh'])}</li>" for f in check["flags"])
+        items.append(
+            f'<li class="officer-flag" data-officer="{html.escape(officer)}">'
+            f"<b>{html.escape(names[officer] or officer)} ({html.escape(officer)})</b> · {html.escape(state)}"
+            f"<ul>{flags}</ul></li>"
+        )
+    if not items:
+        return []
+    return [f"<h2>{html.escape(FLAG_WORDS['heading'][en])}</h2>", f"<ul>{''.join(items)}</ul>"]
+
+
 def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     title = f"{report.month} {label('title', lang)}"
     state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
@@ -467,6 +499,7 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     ]
     if report.late_events:
         sections.insert(0, f"<p><strong>{html.escape(label('revision', lang))}: {report.late_events}</strong></p>")
+    sections += _html_officer_flags(report, lang)
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>

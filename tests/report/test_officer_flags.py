@@ -172,6 +172,10 @@ def test_filling_in_every_walk_away_is_flagged_with_its_numbers(
     assert p3["rated"] == 198 and p3["unrated"] == 2  # a flag never changes the rate
     assert all(o["flags"] == [] for o in doc["officers"] if o["officer"] != "P3")
 
+    # closing the month records its flags
+    assert main(["month", "close", "--db", url, "2026-10"]) == 0
+    assert "officer-month flags recorded (民警月度标记) for 1: P3" in capsys.readouterr().out
+
 
 def test_filled_presses_bunched_at_one_delay(store_url: str) -> None:
     plans = busy_unit()
@@ -328,6 +332,11 @@ def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys:
     assert review["at_ms"] > 0
     assert main(["flags", "check", "--db", url, "--month", "2026-09"]) == 0
     assert "[确认 confirmed: 代评属实，已谈话]" in capsys.readouterr().out
+    # the printable notice (月通报) lists the flag in words with the review
+    assert main(["report", "--db", url, "--month", "2026-09", "--format", "html"]) == 0
+    notice = capsys.readouterr().out
+    assert "民警月度核查（标记不改变满意率）" in notice and "复核：确认 — 代评属实，已谈话" in notice
+    assert 'data-officer="P3"' in notice and 'data-officer="P4"' not in notice
 
     # explained: the month counts in the officer's history again
     assert (
