@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collector.web.alerts import scan_officer_flags
+from tests.report.store import local_ms
 from tests.report.test_officer_flags import busy_unit, filling, honest, make
 from tests.web.conftest import Server, serve, signed_in
 
@@ -33,6 +35,14 @@ def test_drill_down_and_anomaly_list_show_the_flag(store_url: str) -> None:
             async with http.get(srv.url + "/api/anomalies?month=2026-10") as r:
                 doc = await r.json()
             assert [o["officer_id"] for o in doc["officer_flags"]] == ["P3"]
+        # once October is over, the flag is recorded and raised as an alert, once
+        november = local_ms("2026-11-05 10:00:00")
+        assert await scan_officer_flags(srv.db, srv.settings, srv.policy, november) == 1
+        assert await scan_officer_flags(srv.db, srv.settings, srv.policy, november + 60_000) == 0
+        http, _ = await signed_in(srv.url, "admin")
+        async with http, http.get(srv.url + "/api/alerts") as r:
+            (alert,) = [a for a in (await r.json())["alerts"] if a["kind"] == "officer_flag"]
+        assert alert["subject"] == "P3" and "2026-10 民警月度核查标记：本月 200 次邀请仅 2 次未评价" in alert["text_zh"]
         # a supervisor of U1 does not see U9's officer flags
         http, _ = await signed_in(srv.url, "sup1")
         async with http, http.get(srv.url + "/api/anomalies?month=2026-10") as r:
