@@ -15,7 +15,9 @@ medians 2.4–4 s) and satisfied share (88–98%); unit 0 is all honest; in ever
 other unit one officer starts filling in 50% of walk-aways and another 25%
 (odd units) or 100% (even units), from month 2, 3 or 4 on, pressing 满意 at a
 personal delay of 4–9 s (± 0.35 s). Checked with ``check_month`` and the
-officers' own previous three months, as the store feeds it.
+officers' own previous three months left unflagged, as the store feeds it.
+``--fill-from-start``: the fillers fill in from the first month (no honest
+history of their own to compare with).
 
 Prints each scenario's flagged share; the last line is one JSON object
 ``{"self_rating_flagged_share": …, "honest_flagged_share": …, "fill_in_officer_recall": …,
@@ -152,7 +154,7 @@ def officer_month(
 
 
 def officer_months(
-    seed: int, rules: OfficerFlagRules, units: int = 13, per_unit: int = 10, months: int = 6
+    seed: int, rules: OfficerFlagRules, units: int = 13, per_unit: int = 10, months: int = 6, from_start: bool = False
 ) -> dict[str, Any]:
     """Flagged shares of officer-months by fill rate (0 = honest) over ``months`` months."""
     rng = random.Random(seed)
@@ -162,7 +164,7 @@ def officer_months(
             r = random.Random(f"{seed}-{u}-{k}")
             honest = (r.uniform(0.10, 0.35), r.uniform(6, 20), r.uniform(0.8, 1.35), r.uniform(0.88, 0.98))
             fill = 0.0 if u == 0 or k >= 2 else (0.5, 0.25 if u % 2 else 1.0)[k]
-            people[f"O{u:02d}-{k}"] = (f"U{u:02d}", honest, fill, r.randint(1, 3), r.uniform(4, 9))
+            people[f"O{u:02d}-{k}"] = (f"U{u:02d}", honest, fill, 0 if from_start else r.randint(1, 3), r.uniform(4, 9))
     past: dict[str, list[tuple[int, int]]] = {o: [] for o in people}
     total: Counter[float] = Counter()
     flagged: Counter[float] = Counter()
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--honest", type=int, default=60, help="honest officers")
     ap.add_argument("--cheats", type=int, default=20, help="officers who also rate themselves")
+    ap.add_argument(
+        "--fill-from-start", action="store_true", help="fillers fill in from the first month (no honest history)"
+    )
     ap.add_argument("--fdr", type=float, default=OfficerFlagRules().false_discovery_pct, help="officer checks' FDR, %%")
     args = ap.parse_args(argv)
     rules = DetectionRules()
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {who:18s} {hit[who]:6d} / {total[who]:6d} flagged = {hit[who] / total[who]:.4f}")
     self_total = sum(total[s] for s in SCENARIOS)
     self_hit = sum(hit[s] for s in SCENARIOS)
-    om = officer_months(args.seed, OfficerFlagRules(false_discovery_pct=args.fdr))
+    om = officer_months(args.seed, OfficerFlagRules(false_discovery_pct=args.fdr), from_start=args.fill_from_start)
     share = {f: om["flagged"][f] / om["total"][f] if om["total"][f] else 0.0 for f in (0.0, 0.25, 0.5, 1.0)}
     print(
         f"officer-months checked: {sum(om['total'].values())};"
