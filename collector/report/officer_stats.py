@@ -422,8 +422,9 @@ def check_month(
         no_rating_detail: dict[str, Any] = {}
         low_side = False
         base = fit_baseline([(months[j].unrated, months[j].invites) for j in others])
-        if base is not None and bureau_spread is not None:  # a unit's few officers give its centre, not its spread
-            total = max(base.a + base.b, 0.0) if group == "bureau" else min(base.a + base.b, bureau_spread)
+        if base is not None and bureau_spread is not None and group == "unit":
+            # a unit's few officers give its centre; its spread is at least the bureau's
+            total = min(base.a + base.b, bureau_spread)
             base = Baseline(base.median, base.median * total, (1 - base.median) * total)
         if base is not None:
             rate = m.unrated / m.invites
