@@ -107,20 +107,6 @@ def _lbeta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
-def binom_sf(k: int, n: int, p: float) -> float:
-    """P(X ≥ k) for X ~ Binomial(n, p)."""
-    if k <= 0:
-        return 1.0
-    if k > n:
-        return 0.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    lp, lq = math.log(p), math.log1p(-p)
-    return min(1.0, math.exp(_logsumexp([_lchoose(n, x) + x * lp + (n - x) * lq for x in range(k, n + 1)])))
-
-
 def betabinom_cdf(k: int, n: int, a: float, b: float) -> float:
     """P(X ≤ k) for X ~ BetaBinomial(n, a, b)."""
     if k < 0:

@@ -363,19 +363,24 @@ def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys:
 
 
 def test_the_distributions_by_hand_match_exact_sums() -> None:
+    import math
     from fractions import Fraction
     from math import comb
 
-    from collector.report.officer_stats import benjamini_hochberg, betabinom_cdf, betabinom_sf, binom_sf, fisher
+    from collector.report.officer_stats import benjamini_hochberg, betabinom_cdf, betabinom_sf, fisher
 
-    for n, p, k in ((20, 0.3, 9), (200, 0.19, 1), (50, 0.5, 50), (10, 0.1, 0)):
-        exact = sum(Fraction(comb(n, x)) * Fraction(p) ** x * (1 - Fraction(p)) ** (n - x) for x in range(k, n + 1))
-        assert binom_sf(k, n, p) == pytest.approx(float(exact), rel=1e-9)
+    def beta_fn(a: int, b: int) -> Fraction:  # B(a, b) for whole numbers, exactly
+        return Fraction(math.factorial(a - 1) * math.factorial(b - 1), math.factorial(a + b - 1))
+
+    for n, a, b, k in ((20, 3, 7, 9), (200, 4, 17, 1), (50, 1, 1, 50), (10, 2, 2, 0)):
+        exact = sum(Fraction(comb(n, x)) * beta_fn(x + a, n - x + b) / beta_fn(a, b) for x in range(k, n + 1))
+        assert betabinom_sf(k, n, a, b) == pytest.approx(float(exact), rel=1e-9)
     # beta-binomial(n, 1, 1) is uniform on 0..n; its two tails meet
     assert betabinom_cdf(3, 9, 1.0, 1.0) == pytest.approx(0.4)
     assert betabinom_cdf(4, 30, 2.5, 7.0) + betabinom_sf(5, 30, 2.5, 7.0) == pytest.approx(1.0)
     # a large concentration approaches the binomial
-    assert betabinom_sf(30, 100, 2e6 * 0.2, 2e6 * 0.8) == pytest.approx(binom_sf(30, 100, 0.2), rel=1e-3)
+    binomial = sum(comb(100, x) * 0.2**x * 0.8 ** (100 - x) for x in range(30, 101))
+    assert betabinom_sf(30, 100, 2e6 * 0.2, 2e6 * 0.8) == pytest.approx(binomial, rel=1e-3)
     # Fisher with one p-value is that p-value; two of 0.05 give chi2(4) = 11.98 → 0.0175
     assert fisher([0.2]) == pytest.approx(0.2)
     assert fisher([0.05, 0.05]) == pytest.approx(0.01747, abs=1e-4)
