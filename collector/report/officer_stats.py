@@ -9,15 +9,17 @@ bureau when the unit has fewer than ``min_officers`` tested officers):
 
 - ``no_rating_low``      the no-rating rate (unrated invites ÷ invites) far below
                          the baseline's: a beta-binomial left tail, the baseline's
-                         spread between officers fitted robustly (median, MAD),
-                         because real walk-away rates differ between windows.
+                         spread between officers fitted robustly (median, MAD; at
+                         least the bureau's), because walk-away rates differ between windows.
 - ``no_rating_drop``     the no-rating rate far below the officer's own over the previous
-                         months (``history_months``): the walk-away rate of a window is
-                         steady, so a sudden drop is someone rating for the citizens
-                         (beta-binomial left tail from the history, its weight capped).
-- ``delay_band``         the share of ratings in one narrow invite→press delay band
-                         far above the baseline's share in that band: a binomial
-                         right tail, Bonferroni over the bands looked at.
+                         ``HISTORY_MONTHS`` months (recorded flagged months not explained
+                         left out): a window's walk-away rate is steady, so a sudden drop
+                         is someone rating for the citizens (beta-binomial left tail from
+                         the history, its weight capped).
+- ``delay_band``         the share of ratings in one narrow invite→press delay band far
+                         above the other officers' shares there, their delays rescaled
+                         to this officer's speed: a beta-binomial right tail, Bonferroni
+                         over the bands looked at.
 - ``satisfied_response`` a response rate at or above the baseline median together with
                          far fewer unsatisfied ratings than the baseline's
                          (beta-binomial left tail).
@@ -31,7 +33,8 @@ is "not enough data", never flagged. Flags never change a rate; they are shown
 with their numbers in words (zh and en).
 
 ``check_month`` is pure (officer-months in, checks out); ``month_checks`` reads
-one month from the store (SQLite or PostgreSQL) through ``Database``.
+one month from the store (SQLite or PostgreSQL) through ``Database``;
+``record_month`` records its flags and ``review_month`` a supervisor's review.
 """
 
 from __future__ import annotations
