@@ -8,8 +8,21 @@ invite-and-press in one move, a regular routine, and presses after hours.
 
     python bench/detection.py [--seed N] [--honest N] [--cheats N]
 
+Officer-months (the self-rating that really happens): thirteen units of ten
+officers over six months; honest officers differ in their citizens'
+walk-away rate (10–35%), speed (6–20 citizens a day, rating delays with
+medians 2.4–4 s) and satisfied share (88–98%); unit 0 is all honest; in every
+other unit one officer starts filling in 50% of walk-aways and another 25%
+(odd units) or 100% (even units), from month 2, 3 or 4 on, pressing 满意 at a
+personal delay of 4–9 s (± 0.35 s). Checked with ``check_month`` and the
+officers' own previous three months left unflagged, as the store feeds it.
+``--fill-from-start``: the fillers fill in from the first month (no honest
+history of their own to compare with).
+
 Prints each scenario's flagged share; the last line is one JSON object
-``{"self_rating_flagged_share": …, "honest_flagged_share": …}`` (targets ≥ 0.95 and ≤ 0.01).
+``{"self_rating_flagged_share": …, "honest_flagged_share": …, "fill_in_officer_recall": …,
+"fill_in_officer_recall_25": …, "fill_in_officer_recall_100": …, "honest_officer_false_flag_share": …,
+"officer_months": …}`` (targets ≥ 0.95, ≤ 0.01, ≥ 0.9, reported, reported, ≤ 0.02).
 """
 
 from __future__ import annotations
@@ -21,8 +34,11 @@ import math
 import random
 import sys
 from collections import Counter
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from collector.report.flag_rules import OfficerFlagRules
+from collector.report.officer_stats import OfficerMonth, check_month
 from collector.web.detection import Press, find_flags, share_flags
 from collector.web.settings import DetectionRules
 from protocol.messages import FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED
@@ -114,11 +130,71 @@ def simulate(seed: int, honest: int, cheats: int) -> tuple[list[Press], dict[tup
     return presses, truth
 
 
+def officer_month(
+    rng: random.Random, oid: str, unit: str, honest: tuple[float, float, float, float], fill: float, d0: float
+) -> OfficerMonth:
+    """One officer's month: 22 working days of invites; walk-aways filled in with probability ``fill``."""
+    walk, per_day, speed, sat = honest
+    invites = sum(max(0, round(rng.gauss(per_day, math.sqrt(per_day)))) for _ in range(22))
+    unrated = rated = satisfied = 0
+    delays: list[int] = []
+    for _ in range(invites):
+        if rng.random() < walk:
+            if fill and rng.random() < fill:  # the officer presses 满意 for the citizen who left
+                rated += 1
+                satisfied += 1
+                delays.append(int(1000 * max(0.3, rng.gauss(d0, 0.35))))
+            else:
+                unrated += 1
+        else:
+            rated += 1
+            satisfied += rng.random() < sat
+            delays.append(int(rng.lognormvariate(math.log(3000 * speed), 0.45)))
+    return OfficerMonth(oid, unit, invites, unrated, rated, satisfied, tuple(delays))
+
+
+def officer_months(
+    seed: int, rules: OfficerFlagRules, units: int = 13, per_unit: int = 10, months: int = 6, from_start: bool = False
+) -> dict[str, Any]:
+    """Flagged shares of officer-months by fill rate (0 = honest) over ``months`` months."""
+    rng = random.Random(seed)
+    people = {}
+    for u in range(units):
+        for k in range(per_unit):
+            r = random.Random(f"{seed}-{u}-{k}")
+            honest = (r.uniform(0.10, 0.35), r.uniform(6, 20), r.uniform(0.8, 1.35), r.uniform(0.88, 0.98))
+            fill = 0.0 if u == 0 or k >= 2 else (0.5, 0.25 if u % 2 else 1.0)[k]
+            people[f"O{u:02d}-{k}"] = (f"U{u:02d}", honest, fill, 0 if from_start else r.randint(1, 3), r.uniform(4, 9))
+    past: dict[str, list[tuple[int, int]]] = {o: [] for o in people}
+    total: Counter[float] = Counter()
+    flagged: Counter[float] = Counter()
+    by_rule: Counter[tuple[float, str]] = Counter()
+    for month in range(months):
+        rows = []
+        for oid, (unit, honest, fill, onset, d0) in people.items():
+            now_fill = fill if month >= onset else 0.0
+            rows.append((now_fill, officer_month(rng, oid, unit, honest, now_fill, d0)))
+        history = {o: (sum(u for u, _ in h[-3:]), sum(n for _, n in h[-3:]), len(h[-3:])) for o, h in past.items() if h}
+        for (fill, m), check in zip(rows, check_month([m for _, m in rows], rules, history), strict=True):
+            if not check.flags:  # a flagged month is no baseline for the next (unless a review explains it)
+                past[m.officer_id].append((m.unrated, m.invites))
+            if check.status != "tested":
+                continue
+            total[fill] += 1
+            flagged[fill] += bool(check.flags)
+            by_rule.update((fill, f["rule"]) for f in check.flags)
+    return {"total": total, "flagged": flagged, "by_rule": by_rule}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--honest", type=int, default=60, help="honest officers")
     ap.add_argument("--cheats", type=int, default=20, help="officers who also rate themselves")
+    ap.add_argument(
+        "--fill-from-start", action="store_true", help="fillers fill in from the first month (no honest history)"
+    )
+    ap.add_argument("--fdr", type=float, default=OfficerFlagRules().false_discovery_pct, help="officer checks' FDR, %%")
     args = ap.parse_args(argv)
     rules = DetectionRules()
     presses, truth = simulate(args.seed, args.honest, args.cheats)
@@ -133,9 +209,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {who:18s} {hit[who]:6d} / {total[who]:6d} flagged = {hit[who] / total[who]:.4f}")
     self_total = sum(total[s] for s in SCENARIOS)
     self_hit = sum(hit[s] for s in SCENARIOS)
+    om = officer_months(args.seed, OfficerFlagRules(false_discovery_pct=args.fdr), from_start=args.fill_from_start)
+    share = {f: om["flagged"][f] / om["total"][f] if om["total"][f] else 0.0 for f in (0.0, 0.25, 0.5, 1.0)}
+    print(
+        f"officer-months checked: {sum(om['total'].values())};"
+        f" flags by (fill, rule): {dict(sorted(om['by_rule'].items()))}"
+    )
+    for f in (0.0, 0.25, 0.5, 1.0):
+        who = "honest" if f == 0 else f"fills {f:.0%} of walk-aways"
+        print(f"  {who:28s} {om['flagged'][f]:4d} / {om['total'][f]:4d} officer-months flagged = {share[f]:.4f}")
     result = {
         "self_rating_flagged_share": round(self_hit / self_total, 4) if self_total else 0.0,
         "honest_flagged_share": round(hit["honest"] / total["honest"], 4) if total["honest"] else 0.0,
+        "fill_in_officer_recall": round(share[0.5], 4),
+        "fill_in_officer_recall_25": round(share[0.25], 4),
+        "fill_in_officer_recall_100": round(share[1.0], 4),
+        "honest_officer_false_flag_share": round(share[0.0], 4),
+        "officer_months": sum(om["total"].values()),
     }
     print(json.dumps(result))
     return 0

@@ -7,6 +7,7 @@ The store and the policy come from ``--config`` (default ``./evalbox.toml``),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import pathlib
@@ -19,6 +20,7 @@ from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
+from collector.report.officer_stats import month_checks, record_month
 from collector.report.policy import EXAMPLE_POLICY, load_policy
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
@@ -91,6 +93,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write(render_ledger(ledger, policy, fmt, args.lang), args.output)
         return 0
     report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    if fmt in ("json", "html"):  # the officer-month checks: a flags array per officer, the notice's list
+        checks = with_db(config, lambda db: month_checks(db, args.month, policy))
+        report = dataclasses.replace(report, officer_checks={o: c.json() for o, c in checks.items()})
     colour = fmt == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     _write(render(report, policy, fmt, args.lang, colour=colour), args.output)
     return 0
@@ -139,11 +144,19 @@ def cmd_complaint_list(args: argparse.Namespace) -> int:
 def cmd_month_close(args: argparse.Namespace) -> int:
     config = config_of(args)
     policy = config.policy
-    with_db(config, lambda db: close_month(db, args.month, policy, by=_user(), now_ms=int(time.time() * 1000)))
+    now = int(time.time() * 1000)
+    with_db(config, lambda db: close_month(db, args.month, policy, by=_user(), now_ms=now))
+    found = with_db(config, lambda db: record_month(db, args.month, policy, now))
     print(
         f"month {args.month} closed (已关账): its figures and judgement are frozen under the policy in force;"
         " later arrivals, policy changes and rebuilds show as a revision"
     )
+    flagged = sorted(o for o, c in found.items() if c.flags)
+    if flagged:
+        print(
+            f"officer-month flags recorded (民警月度标记) for {len(flagged)}: {', '.join(flagged)};"
+            " see evalbox flags check"
+        )
     return 0
 
 

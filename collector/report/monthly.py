@@ -19,6 +19,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Any
 
 from collector.errors import StoreError, UsageError
 from collector.report.policy import Policy, policy_from_dict
@@ -303,6 +304,7 @@ class MonthlyReport:
     late_events: int
     policy: Policy  # the policy the figures are judged under: a closed month's is the one in force at closing
     revisions: int = 0  # officer lines with a revision (a closed month that would differ now)
+    officer_checks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # officer_stats, by officer
 
 
 def build_report(

@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from collector.errors import ConfigError
+from collector.report.flag_rules import OfficerFlagRules, flag_rules_from_dict
 from collector.timeplace import DEFAULT_TIMEZONE, zone
 
 SCALES = (2, 3, 4, 5)
@@ -60,6 +61,7 @@ class Policy:
     top_share: Fraction = Fraction(15)
     bottom_share: Fraction = Fraction(5)
     year_candidates: int = 3
+    officer_flags: OfficerFlagRules = OfficerFlagRules()  # table [officer_flags], collector/report/flag_rules.py
 
     @property
     def counted(self) -> frozenset[str]:
@@ -155,8 +157,11 @@ def policy_from_dict(data: dict[str, Any]) -> Policy:
         if name in _SCALARS[""]:
             values[name] = _scalar(name, value, *_SCALARS[""][name])
             continue
+        if name == "officer_flags":
+            values[name] = flag_rules_from_dict(value)
+            continue
         if name not in _SCALARS:
-            raise ConfigError(f"{name}: unknown key (known: timezone, rates, sanctions, ranking)")
+            raise ConfigError(f"{name}: unknown key (known: timezone, rates, sanctions, ranking, officer_flags)")
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a table [{name}]")
         for key, item in value.items():
@@ -261,4 +266,15 @@ min_sample = 30             # rated presses needed to be ranked in a month or ye
 top_share = 15              # percent named "satisfied windows/officers"
 bottom_share = 5            # percent named "unsatisfied windows/officers"
 year_candidates = 3         # year-end candidates for excellent window officer
+
+# Officer-month checks (民警月度统计核查): who fills in walk-aways. A flag never changes a rate.
+[officer_flags]
+min_invites = 100           # invites an officer needs in a month to be checked ("not enough data" below)
+min_officers = 8            # checked officers a unit needs to be its own baseline (else the whole bureau)
+false_discovery_pct = 5     # Benjamini-Hochberg false-discovery rate across the officers compared, percent
+delay_band_s = 1            # width of the narrow invite->press delay band, seconds
+delay_max_s = 30            # delays beyond this are not looked at
+delay_margin_pct = 5        # band share must also exceed the expected share by this many points
+no_rating_margin_pct = 5    # no-rating rate must also be this many points under the baseline median
+satisfied_margin_pct = 3    # unsatisfied share must also be this many points under the baseline median
 """

@@ -196,6 +196,14 @@ def line_json(line: Line, id_key: str) -> dict[str, Any]:
     return out
 
 
+def _with_checks(out: dict[str, Any], report: MonthlyReport) -> dict[str, Any]:
+    """An officer's ``flags`` (officer-month checks, explained; never part of the rate) and ``check`` status."""
+    check = report.officer_checks.get(out["officer"])
+    out["flags"] = check["flags"] if check else []
+    out["check"] = None if check is None else {k: v for k, v in check.items() if k != "flags"}
+    return out
+
+
 def report_json(report: MonthlyReport, policy: Policy | None = None) -> dict[str, Any]:
     """The JSON document; the policy shown is the report's own (a closed month's: the one at closing)."""
     policy = report.policy
@@ -218,7 +226,7 @@ def report_json(report: MonthlyReport, policy: Policy | None = None) -> dict[str
             "top_share": float(policy.top_share),
             "bottom_share": float(policy.bottom_share),
         },
-        "officers": [line_json(ln, "officer") for ln in report.officers],
+        "officers": [_with_checks(line_json(ln, "officer"), report) for ln in report.officers],
         "windows": [line_json(ln, "window") for ln in report.windows],
         "units": [line_json(ln, "unit") for ln in report.units],
         "nobody_signed_in": line_json(report.nobody, "officer"),
@@ -436,6 +444,38 @@ def _html_table(lines: list[Line], cols: tuple[str, ...], lang: str, first: str)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+FLAG_WORDS = {
+    "heading": ("民警月度核查（标记不改变满意率）", "Officer-month checks (a flag never changes a rate)"),
+    "confirmed": ("复核：确认", "Review: confirmed"),
+    "explained": ("复核：已说明", "Review: explained"),
+    "unreviewed": ("待复核", "Awaiting review"),
+}
+
+
+def _html_officer_flags(report: MonthlyReport, lang: str) -> list[str]:
+    """The notice's section of flagged officers in scope: each flag in words, and the review if any."""
+    en = lang == "en"
+    names = {ln.key: ln.name for ln in report.officers}
+    items = []
+    for officer in sorted(names):
+        check = report.officer_checks.get(officer)
+        if not check or not check["flags"]:
+            continue
+        review = check.get("review")
+        state = FLAG_WORDS[review["decision"] if review else "unreviewed"][en]
+        if review:
+            state += f" — {review['note']} ({review['by']})"
+        flags = "".join(f"<li>{html.escape(f['explain_en' if en else 'explain_zh'])}</li>" for f in check["flags"])
+        items.append(
+            f'<li class="officer-flag" data-officer="{html.escape(officer)}">'
+            f"<b>{html.escape(names[officer] or officer)} ({html.escape(officer)})</b> · {html.escape(state)}"
+            f"<ul>{flags}</ul></li>"
+        )
+    if not items:
+        return []
+    return [f"<h2>{html.escape(FLAG_WORDS['heading'][en])}</h2>", f"<ul>{''.join(items)}</ul>"]
+
+
 def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     policy = report.policy  # a closed month's: the one in force at closing
     title = f"{report.month} {label('title', lang)}"
@@ -459,6 +499,7 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     ]
     if report.late_events or report.revisions:
         sections.insert(0, f"<p><strong>{html.escape(revision_text(report, lang))}</strong></p>")
+    sections += _html_officer_flags(report, lang)
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>

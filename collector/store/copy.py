@@ -91,6 +91,8 @@ TABLES: tuple[Table, ...] = (
     Table("device_watch", ("device_id",)),
     Table("web_watermarks", ("name",)),
     Table("box_commands", ("id",), identity=True),
+    Table("officer_flags", ("officer_id", "month", "rule"), prune=True),  # a month's re-check replaces its flags
+    Table("officer_flag_reviews", ("officer_id", "month")),
 )
 ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {

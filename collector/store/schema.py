@@ -350,3 +350,35 @@ INSERT INTO month_rollups (month, officer_id, window_id, kind, level, scale, n)
 """,
     )
 )
+
+
+# Officer-month checks (collector/report/officer_stats.py): the flags found for
+# a month, recorded by ``evalbox flags check`` (kept as found; a later run
+# replaces the month's flags), and a supervisor's review of an officer-month
+# (复核: confirmed or explained, with a note, who and when). A flagged month
+# that is not explained is left out of the officer's own history.
+MIGRATIONS.append(
+    (
+        "0010_officer_flags",
+        """
+CREATE TABLE officer_flags (
+    officer_id   TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    rule         TEXT NOT NULL,
+    unit_id      TEXT NOT NULL,
+    detail       TEXT NOT NULL,             -- JSON: p, q, explain_zh, explain_en
+    detected_ms  BIGINT NOT NULL,
+    PRIMARY KEY (officer_id, month, rule)
+);
+CREATE TABLE officer_flag_reviews (
+    officer_id   TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    decision     TEXT NOT NULL,             -- confirmed | explained
+    note         TEXT NOT NULL,
+    reviewed_by  TEXT NOT NULL,
+    reviewed_ms  BIGINT NOT NULL,
+    PRIMARY KEY (officer_id, month)
+);
+""",
+    )
+)

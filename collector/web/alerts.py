@@ -11,7 +11,8 @@ timeout per attempt, so a slow or dead receiver never holds up ingest.
 Causes: ``bad_rating`` (raised by ``cases.open_cases``), ``below_floor``
 (an officer under the floor mid-month, once per month), ``offline`` (a box
 silent longer than configured), ``outbox`` (a box's unsent queue growing
-past the configured depth).
+past the configured depth), ``officer_flag`` (an officer-month flagged by the
+officer checks, once the month is over: the month's flags are recorded then).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.clock import now_ms
 from collector.report import Policy, pct_text
 from collector.report.glossary import term
+from collector.report.officer_stats import previous_months, record_month
 from collector.store import Database
 from collector.timeplace import month_of
 from collector.web.data import officer_lines, scoped_report
@@ -166,6 +168,45 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
                 " ON CONFLICT (device_id) DO UPDATE SET outbox = excluded.outbox, seen_ms = excluded.seen_ms",
                 (d["id"], depth, now),
             )
+    return new + await scan_officer_flags(db, settings, policy, now)
+
+
+async def scan_officer_flags(db: Database, settings: WebSettings, policy: Policy, now: int) -> int:
+    """Once a month is over: record its officer-month flags and raise one alert per flagged officer."""
+    month = previous_months(month_of(now, policy.timezone), 1)[0]
+    mark = int(month.replace("-", ""))
+    row = await db.fetchone("SELECT value FROM web_watermarks WHERE name = 'officer_flags'")
+    if row and int(row["value"]) >= mark:
+        return 0
+    found = await record_month(db, month, policy, now)
+    names = {r[0]: r[1] for r in await db.fetch("SELECT id, name FROM officers")}
+    new = 0
+    async with db.transaction() as tx:
+        for officer, check in sorted(found.items()):
+            if not check.flags:
+                continue
+            name = names.get(officer, "")
+            new += bool(
+                await raise_alert(
+                    tx,
+                    key=f"officer_flag:{officer}:{month}",
+                    kind="officer_flag",
+                    unit_id=check.unit_id,
+                    subject=officer,
+                    text_zh=f"{name}（{officer}）{month} 民警月度核查标记："
+                    + "；".join(f["explain_zh"] for f in check.flags),
+                    text_en=f"{name} ({officer}) flagged by the {month} officer checks: "
+                    + "; ".join(f["explain_en"] for f in check.flags),
+                    payload={"officer_id": officer, "month": month, "rules": [f["rule"] for f in check.flags]},
+                    settings=settings,
+                    now=now,
+                )
+            )
+        await tx.execute(
+            "INSERT INTO web_watermarks (name, value) VALUES ('officer_flags', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (mark,),
+        )
     return new
 
 

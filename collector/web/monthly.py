@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from collector.report import Line, MonthlyReport
+from collector.report.officer_stats import month_checks
 from collector.report.rates import BANDS
 from collector.report.render import JSON_FORMAT, cell, line_json, render, report_json, revision_text
 from collector.report.render import label as report_label
@@ -131,6 +132,7 @@ async def _officer(request: web.Request, viewer: Viewer) -> dict[str, Any]:
         "grid": await data.heat_map(state.db, officer_id, month, state.policy),
         "recent": await data.recent_events(state.db, officer_id),
         "cases": await cases.list_cases(state.db, viewer, officer=officer_id),
+        "check": (await month_checks(state.db, month, state.policy)).get(officer_id),
     }
 
 
@@ -158,5 +160,6 @@ async def api_officer(request: web.Request, viewer: Viewer, session: auth.Sessio
             "heat_map": [[{"rated": c[0], "bad": c[1]} for c in row] for row in d["grid"]],
             "recent": d["recent"],
             "cases": [cases.case_json(c) for c in d["cases"]],
+            "check": None if d["check"] is None else d["check"].json(),
         }
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from collector.report.officer_stats import month_checks
 from collector.web import alerts, auth, cases, data, detection, errors
 from collector.web.http import WEB, api_error, int_param, is_api, month_param, redirect, render
 from collector.web.scope import Viewer
@@ -31,13 +32,34 @@ async def _anomalies(request: web.Request, viewer: Viewer) -> list[dict[str, Any
     return await detection.list_anomalies(request.app[WEB].db, scope_sql, params, month=month)
 
 
+async def _officer_flags(request: web.Request, viewer: Viewer) -> tuple[str, list[dict[str, Any]]]:
+    """The month's flagged officers in the viewer's units (officer-month checks), with names."""
+    state = request.app[WEB]
+    month = month_param(request) if request.query.get("month") else data.current_month(state.policy)
+    found = await month_checks(state.db, month, state.policy)
+    names = {r[0]: r[1] for r in await state.db.fetch("SELECT id, name FROM officers")}
+    rows = [
+        {"officer_id": o, "officer_name": names.get(o, ""), "month": month, **c.json(), "unit_id": c.unit_id}
+        for o, c in sorted(found.items())
+        if c.flags and viewer.sees_unit(c.unit_id)
+    ]
+    return month, rows
+
+
 async def anomalies_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
     rows = detection.by_press(await _anomalies(request, viewer))
-    return render(request, "anomalies.html", session=session, viewer=viewer, anomalies=rows)
+    month, officers = await _officer_flags(request, viewer)
+    return render(
+        request, "anomalies.html", session=session, viewer=viewer, anomalies=rows, officer_flags=officers,
+        flags_month=month,
+    )  # fmt: skip
 
 
 async def api_anomalies(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    return web.json_response({"anomalies": await _anomalies(request, viewer)})
+    month, officers = await _officer_flags(request, viewer)
+    return web.json_response(
+        {"anomalies": await _anomalies(request, viewer), "officer_flags": officers, "officer_flags_month": month}
+    )
 
 
 async def alerts_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:

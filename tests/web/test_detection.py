@@ -18,13 +18,26 @@ from tests.web.seed import MONTH, local_ms
 def test_bench_meets_targets() -> None:
     proc = subprocess.run(
         [sys.executable, "bench/detection.py", "--honest", "30", "--cheats", "12"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result) == {"self_rating_flagged_share", "honest_flagged_share"}
+    assert set(result) == {
+        "self_rating_flagged_share",
+        "honest_flagged_share",
+        "fill_in_officer_recall",
+        "fill_in_officer_recall_25",
+        "fill_in_officer_recall_100",
+        "honest_officer_false_flag_share",
+        "officer_months",
+    }
     assert result["self_rating_flagged_share"] >= 0.95
     assert result["honest_flagged_share"] <= 0.01
+    # officer-months (issue 15): at least 200 of them, honest ones heterogeneous
+    assert result["officer_months"] >= 200
+    assert result["fill_in_officer_recall"] >= 0.9
+    assert result["fill_in_officer_recall_100"] >= 0.95
+    assert result["honest_officer_false_flag_share"] <= 0.02
 
 
 def test_each_rule_and_its_words() -> None:
