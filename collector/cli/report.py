@@ -48,6 +48,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_output(render_ledger(ledger, policy, args.format, args.lang), args.output)
         return 0
     report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    for bad in report.set_aside:  # named on stderr whatever the format, so a CSV/XLSX user sees it too
+        print(f"evalbox: warning 警告: {bad.text()}", file=sys.stderr)
     colour = args.format == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     write_output(render(report, policy, args.format, args.lang, colour=colour), args.output)
     return 0

@@ -233,6 +233,19 @@ def report_json(report: MonthlyReport, policy: Policy) -> dict[str, Any]:
         "units": [line_json(ln, "unit") for ln in report.units],
         "nobody_signed_in": line_json(report.nobody, "officer"),
         "total": line_json(report.total, "unit"),
+        "set_aside": [
+            {
+                "officer": b.officer,
+                "window": b.window,
+                "kind": b.kind,
+                "level": b.level,
+                "scale": b.scale,
+                "n": b.n,
+                "why": b.why,
+                "events": [{"box": d, "boot": bt, "seq": sq} for d, bt, sq in b.rows],
+            }
+            for b in report.set_aside
+        ],
     }
 
 
@@ -408,6 +421,7 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
     )
     if report.late_events:
         parts.append(f"{label('revision', lang)}: {report.late_events}")
+    parts += [b.text() for b in report.set_aside]
     return ("\n".join(parts) + "\n").encode()
 
 
@@ -459,6 +473,8 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     ]
     if report.late_events:
         sections.insert(0, f"<p><strong>{html.escape(label('revision', lang))}: {report.late_events}</strong></p>")
+    for b in reversed(report.set_aside):
+        sections.insert(0, f'<p class="set-aside"><strong>{html.escape(b.text())}</strong></p>')
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>
