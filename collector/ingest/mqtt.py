@@ -132,7 +132,8 @@ class MqttSource:
         self._down.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.pipeline.submit(self, msg.topic, bytes(msg.payload), (msg.mid, msg.qos) if msg.qos else None)
+        token = (msg.mid, msg.qos) if msg.qos else None
+        self.pipeline.submit(self, msg.topic, bytes(msg.payload), token, retained=bool(msg.retain))
 
     # ---- Source ----
 

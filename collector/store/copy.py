@@ -88,6 +88,7 @@ TABLES: tuple[Table, ...] = (
     Table("device_watch", ("device_id",)),
     Table("web_watermarks", ("name",)),
     Table("box_commands", ("id",), identity=True),
+    Table("clock_refs", ("device_id", "boot"), prune=True),
 )
 ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {
