@@ -90,6 +90,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "talks": ("谈话累计", "talks reached"),
     "warnings": ("告诫累计", "warnings reached"),
     "complaints": ("有效投诉", "Complaints"),
+    "target": ("对象", "For"),
+    "target_officer": ("民警本人", "the officer"),
+    "target_unit_leader": ("单位领导", "unit leader"),
+    "target_bureau_leader": ("分管局领导", "bureau leader"),
 }
 
 OFFICER_COLUMNS = (
@@ -525,6 +529,8 @@ def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
                 "reason": a.reason,
                 "detail": a.detail,
                 "points": a.points,
+                "target": a.target,
+                "who": a.who,
             }
             for a in ledger.actions
         ],
@@ -554,13 +560,14 @@ def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
 def render_ledger(ledger: Ledger, policy: Policy, fmt: str, lang: str) -> bytes:
     if fmt == "json":
         return (json.dumps(ledger_json(ledger, policy), ensure_ascii=False, indent=2) + "\n").encode()
-    cols = ["officer", "month", "measure", "reason", "points", "detail"]
+    cols = ["officer", "month", "measure", "target", "reason", "points", "detail"]
     reason_key = {"reminders": "reminders_r", "below_floor": "below_floor"}
     rows = [
         [
             a.officer,
             a.month,
             label(a.measure, lang),
+            " ".join(x for x in (label(f"target_{a.target}", lang), a.who) if x),
             label(reason_key.get(a.reason, a.reason), lang),
             str(a.points or ""),
             a.detail,
