@@ -120,6 +120,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         f"rebuilt {result.rollup_rows} rollup rows over {len(result.months)} months in {tz}; "
         f"{result.moved_events} events moved to another month; {time.perf_counter() - t0:.1f} s"
     )
+    for box, boot, seq, k, n in result.unusable:
+        print(
+            f"evalbox: warning 警告: {box} boot {boot} seq {seq}: level {k} outside scale {n};"
+            " reports set it aside / 评价等级超出量程, 报表中剔除",
+            file=sys.stderr,
+        )
     return 0
 
 

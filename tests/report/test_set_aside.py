@@ -45,7 +45,7 @@ def test_corrupt_row_is_named_and_set_aside(capsys: pytest.CaptureFixture[str], 
         assert bad["events"] == [{"box": "D2", "boot": 4, "seq": 77}]
         assert "D2 boot 4 seq 77" in err and "set aside" in err and "Traceback" not in err
         assert main(["rebuild", "--db", db]) == 0
-        capsys.readouterr()
+        assert "D2 boot 4 seq 77: level 3 outside scale 2" in capsys.readouterr().err
 
 
 def test_every_format_reports_the_month_beside_a_corrupt_row(capsys: pytest.CaptureFixture[str], db: str) -> None:
