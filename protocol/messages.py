@@ -250,6 +250,8 @@ def validate(msg: "Any") -> "dict[str, Any]":
                 raise ProtocolError("unknown_field", "%r in %s" % (k, t))
     if t == SIGNIN and msg.get("o") is None:
         raise ProtocolError("missing_field", "o (officer signing in)")
+    if t == PRESS and msg["k"] > msg["n"]:
+        raise ProtocolError("level_above_scale", "k %d > n %d (level 1..scale)" % (msg["k"], msg["n"]))
     return msg
 
 

@@ -143,6 +143,41 @@ INVALID = [
 ]
 
 
+def _signed_unchecked(fields: dict[str, object]) -> bytes:
+    """Wire bytes signed with ``KEY`` without the schema check (for vectors that must be refused *after*
+    a valid signature: the receiver's rule, not a bad mac, refuses them)."""
+    from protocol import canon
+    from protocol.messages import sign
+
+    body = canon.dumps(fields)
+    return body[:-1] + b',"mac":"' + sign(body, str(fields["d"]), KEY).encode() + b'"}'
+
+
+INVALID.append(
+    (
+        "level above its scale, correctly signed",
+        _signed_unchecked(
+            {
+                "v": 1,
+                "t": "press",
+                "d": "BJ-hr-01",
+                "b": 3,
+                "s": 19,
+                "ts": None,
+                "up": 2000,
+                "o": "A10293",
+                "k": 3,
+                "n": 2,
+                "i": None,
+                "tk": None,
+                "f": 0,
+            }
+        ),
+        "level_above_scale",
+    )
+)
+
+
 def main() -> None:
     vectors = {
         "key_hex": KEY.hex(),

@@ -93,6 +93,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write(render_ledger(ledger, policy, fmt, args.lang), args.output)
         return 0
     report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    for bad in report.set_aside:  # named on stderr whatever the format, so a CSV/XLSX user sees it too
+        print(f"evalbox: warning 警告: {bad.text()}", file=sys.stderr)
     if fmt in ("json", "html"):  # the officer-month checks: a flags array per officer, the notice's list
         checks = with_db(config, lambda db: month_checks(db, args.month, policy))
         report = dataclasses.replace(report, officer_checks={o: c.json() for o, c in checks.items()})
@@ -177,6 +179,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         f"rebuilt {result.rollup_rows} rollup rows over {len(result.months)} months in {tz}; "
         f"{result.moved_events} events moved to another month; {time.perf_counter() - t0:.1f} s"
     )
+    for box, boot, seq, k, n in result.unusable:
+        print(
+            f"evalbox: warning 警告: {box} boot {boot} seq {seq}: level {k} outside scale {n};"
+            " reports set it aside / 评价等级超出量程, 报表中剔除",
+            file=sys.stderr,
+        )
     return 0
 
 

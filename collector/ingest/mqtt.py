@@ -161,7 +161,8 @@ class MqttSource:
             if self._probe_got is not None and not self._probe_got.done():
                 self._probe_got.set_result(None)
             return
-        self.pipeline.submit(self, msg.topic, bytes(msg.payload), (msg.mid, msg.qos) if msg.qos else None)
+        token = (msg.mid, msg.qos) if msg.qos else None
+        self.pipeline.submit(self, msg.topic, bytes(msg.payload), token, retained=bool(msg.retain))
 
     # ---- Source ----
 

@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 import protocol
 from collector.errors import ConfigError, StoreError
+from collector.ingest.clockref import ClockRefs
 from collector.ingest.metrics import Metrics
 from collector.store import Device, Rejection, StatusUpdate, Store
+from collector.store.records import ClockRef
 from collector.timeplace import month_bounds, month_of
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -53,7 +55,8 @@ class Source(Protocol):
         """Deliver a signed downlink message (``ack``, ``config`` or ``cmd``) to the box."""
 
 
-Item = tuple[Source, str, bytes, int, Any]  # source, origin (topic/port), payload, recv_ms, token
+# source, origin (topic/port), payload, recv_ms, token, retained (MQTT: a message the broker kept and sent again)
+Item = tuple[Source, str, bytes, int, Any, bool]
 
 
 def fault_from_env() -> int | None:
@@ -82,7 +85,8 @@ class Pipeline:
         self.metrics = Metrics()
         self.devices: dict[str, Device] = {}
         self._macs: dict[str, Any] = {}  # device → HMAC object keyed, copied per message
-        self._uptime: dict[str, tuple[int, int, int]] = {}  # device → (boot, uptime ms, received at ms)
+        self.clock = ClockRefs()  # (device, boot) → (received at ms, uptime ms): places unsynced events
+        self._clock_loaded = False
         self._pending: list[Item] = []
         self._rejects: list[Rejection] = []  # found by a source itself (serial framing), written with the next batch
         self.routes: dict[str, Source] = {}  # device → the source it last spoke on
@@ -105,9 +109,9 @@ class Pipeline:
         changed = [d for d in devices.values() if _identity(self.devices.get(d.id)) != _identity(d)]
         self.devices = devices
         self._macs = {d.id: hmac.new(d.key, digestmod="sha256") for d in devices.values()}
-        for d in devices.values():
-            if d.id not in self._uptime and d.boot is not None and d.uptime_ms is not None and d.last_seen_ms:
-                self._uptime[d.id] = (d.boot, d.uptime_ms, d.last_seen_ms)
+        if not self._clock_loaded:  # the references stored by the last run, never rebuilt from last_seen
+            self.clock.load(await self.store.clock_refs())
+            self._clock_loaded = True
         self._refreshed = time.monotonic()
         if changed:
             for cb in self.on_new_devices:
@@ -220,9 +224,14 @@ class Pipeline:
 
     # ---- intake ----
 
-    def submit(self, source: Source, origin: str, payload: bytes, token: Any = None, recv_ms: int = 0) -> None:
-        """Queue one received message (called by sources in the loop; never blocks, never raises)."""
-        self._pending.append((source, origin, payload, recv_ms or int(time.time() * 1000), token))
+    def submit(
+        self, source: Source, origin: str, payload: bytes, token: Any = None, recv_ms: int = 0, retained: bool = False
+    ) -> None:
+        """Queue one received message (called by sources in the loop; never blocks, never raises).
+
+        ``retained``: the broker re-delivered a message it kept (MQTT retain flag); never a time reference.
+        """
+        self._pending.append((source, origin, payload, recv_ms or int(time.time() * 1000), token, retained))
         if len(self._pending) == 1 or len(self._pending) >= self.max_events:
             self._wake.set()
 
@@ -291,6 +300,7 @@ class Pipeline:
         if any(self._unknown_topic_device(it[1]) for it in items) and time.monotonic() - self._refreshed > 1.0:
             await self.refresh()
         events, outcome, statuses, rejects, seen = self.prepare(items)
+        clock_refs = self.clock.take_changed()
         if self._rejects:
             rejects, self._rejects = self._rejects + rejects, []
         self._commits += 1
@@ -298,7 +308,7 @@ class Pipeline:
             log.error("EVALBOX_FAULT: crashing before commit %d", self._commits)
             os._exit(137)
         t0 = time.perf_counter()
-        stored = await self._commit(events, statuses, rejects, seen)
+        stored = await self._commit(events, statuses, rejects, seen, clock_refs)
         commit_s = time.perf_counter() - t0
         n_new = sum(stored)
         now = int(time.time() * 1000)
@@ -327,13 +337,16 @@ class Pipeline:
         statuses: list[StatusUpdate],
         rejects: list[Rejection],
         seen: dict[str, int],
+        clock_refs: list[ClockRef],
     ) -> list[bool]:
         # A failed transaction rolled back whole: retrying is safe. A store that stays down stops the
         # process (nothing was acked, the broker keeps the messages).
         for attempt in range(COMMIT_ATTEMPTS):
             self.metrics.commit_begun()
             try:
-                return await self.store.write_batch(events, statuses=statuses, rejects=rejects, seen=seen)
+                return await self.store.write_batch(
+                    events, statuses=statuses, rejects=rejects, seen=seen, clock_refs=clock_refs
+                )
             except StoreError as exc:
                 self.metrics.commit_failed(str(exc))
                 if attempt == COMMIT_ATTEMPTS - 1:
@@ -348,7 +361,7 @@ class Pipeline:
 
     def _settle(self, items: list[Item]) -> None:
         by_source: dict[int, tuple[Source, list[Any]]] = {}
-        for source, _o, _p, _r, token in items:
+        for source, _o, _p, _r, token, _ret in items:
             if token is not None:
                 by_source.setdefault(id(source), (source, []))[1].append(token)
         for source, tokens in by_source.values():
@@ -422,7 +435,7 @@ class Pipeline:
         m.received += len(items)
         parse = protocol.parse
         compare = hmac.compare_digest
-        for source, origin, payload, recv_ms, _token in items:
+        for source, origin, payload, recv_ms, _token, retained in items:
             topic_device = topics.device_of(origin) if source.name == "mqtt" else None
             try:
                 if topic_device is not None and payload == OFFLINE and origin.endswith("/status"):
@@ -444,7 +457,7 @@ class Pipeline:
                     raise ProtocolError("bad_mac", f"signature does not match the key of {d!r}")
                 t = msg["t"]
                 if t == "status":
-                    self._uptime[d] = (msg["b"], msg["up"], recv_ms)
+                    self.clock.status(d, msg["b"], msg["up"], recv_ms, retained=retained)
                     self.route(self.devices[d], source, msg.get("cv"))
                     statuses.append(StatusUpdate(d, recv_ms, msg))
                     seen[d] = recv_ms
@@ -470,14 +483,7 @@ class Pipeline:
             ts_ok = False
         else:
             ts_ok = ts is not None
-        if ts_ok and ts is not None:
-            press_ms = ts
-        else:
-            st = self._uptime.get(d)
-            if st is not None and st[0] == msg["b"] and up <= st[1] + (recv_ms - st[2]):
-                press_ms = min(st[2] - st[1] + up, recv_ms)
-            else:
-                press_ms = recv_ms
+        press_ms = ts if ts_ok and ts is not None else self.clock.place(d, msg["b"], up, recv_ms)
         if t == "press":
             kind = "misuse" if flags & 6 else "unsolicited" if flags & 1 else "rated"
             level, scale = msg["k"], msg["n"]

@@ -1,17 +1,25 @@
 """The sanctions ledger of a year: what the policy attaches to each officer, month by month.
 
-Rules (numbers from the policy, defaults shown):
+Two chains, numbers from the policy (defaults shown); ``docs/policy.md`` quotes the sentence of the
+scheme each rule implements.
+
+Measures on the officer (the three measures, 打招呼 → 谈话 → 告诫):
 
 - a month ``below_floor`` → one 打招呼 (reminder) and ``penalty_points`` (10) lost;
 - the ``complaints_for_talk``-th (1st) valid complaint of the year → one 谈话
   (talk) and no honours that year; the ``complaints_for_warning``-th (2nd)
   and every later one → one 告诫 (warning);
-- the first time the year's count reaches ``reminders_to_escalate`` (3)
-  打招呼, or ``talks_to_escalate`` (2) 谈话, or ``warnings_to_escalate`` (1)
-  告诫 → escalation: the unit leader gets a 谈话 and the responsible bureau
-  leader an 打招呼 (once a year).
+- every ``reminders_to_escalate``-th (3rd, 6th, …) 打招呼 of the year → one 谈话;
+- every ``talks_to_escalate``-th (2nd, 4th, …) 谈话 of the year, whatever gave it → one 告诫.
 
-Within a month, complaints come first (by date), the month's band last.
+Escalation to the leaders: the first time in the year the officer has ``reminders_to_escalate`` (3)
+打招呼, or ``talks_to_escalate`` (2) 谈话, or ``warnings_to_escalate`` (1) 告诫, the officer's unit
+leader gets a 谈话 and the responsible bureau leader (the nearest unit above with a leader) an 打招呼,
+once a year per officer.
+
+Within a month, complaints come first (by date), the month's band next, each measure's step up the
+ladder right after it, the leaders' escalation last.
+
 Months are read as the monthly report shows them. A closed month is the one
 frozen at its close, judged under the policy in force then: its band, its
 penalty points and the escalation thresholds of its actions are that
@@ -27,12 +35,13 @@ import datetime as dt
 from collections import defaultdict
 
 from collector.errors import UsageError
-from collector.report.monthly import Line, MonthlyReport, monthly_report
+from collector.report.monthly import Line, MonthlyReport, Registry, load_registry, monthly_report
 from collector.report.policy import Policy
 from collector.report.rates import band, pct_text, ratio, wilson
 from collector.store import Database
 
 MEASURES = ("reminder", "talk", "warning", "no_honours", "escalation")
+TARGETS = ("officer", "unit_leader", "bureau_leader")  # who a measure is for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +52,8 @@ class Action:
     reason: str  # 'below_floor' | 'complaint' | 'reminders' | 'talks' | 'warnings'
     detail: str
     points: int = 0
+    target: str = "officer"  # one of TARGETS: the officer, or (escalation) the unit or bureau leader
+    who: str = ""  # the leader's name as the units table gives it ('' when it names none)
 
 
 @dataclasses.dataclass
@@ -120,11 +131,32 @@ async def year_ledger(db: Database, year: int, policy: Policy) -> Ledger:
             reports[m] = await monthly_report(db, m, policy)
         except UsageError:  # a closed month that never had data
             continue
-    return apply_rules(year, reports, [(r[0], r[1], r[2]) for r in complaints], policy)
+    registry = await load_registry(db)
+    return apply_rules(year, reports, [(r[0], r[1], r[2]) for r in complaints], policy, registry)
+
+
+def leaders(registry: Registry | None, officer: str, unit: str) -> tuple[str, str]:
+    """(unit leader, bureau leader) of an officer: the leader of the officer's unit, and of the nearest unit
+    above it that names one; '' where the registry names none."""
+    if registry is None:
+        return "", ""
+    unit = unit or registry.officers.get(officer, ("", "", None, False))[1]
+    seen: set[str] = set()
+    _name, parent, leader = registry.units.get(unit, ("", None, None))
+    bureau = ""
+    while parent and parent not in seen and not bureau:
+        seen.add(parent)
+        _name, up, above = registry.units.get(parent, ("", None, None))
+        bureau, parent = above or "", up
+    return leader or "", bureau
 
 
 def apply_rules(
-    year: int, reports: dict[str, MonthlyReport], complaints: list[tuple[str, str, str]], policy: Policy
+    year: int,
+    reports: dict[str, MonthlyReport],
+    complaints: list[tuple[str, str, str]],
+    policy: Policy,
+    registry: Registry | None = None,
 ) -> Ledger:
     """The ledger from monthly reports and ``(officer, day, note)`` complaints (pure).
 
@@ -143,6 +175,27 @@ def apply_rules(
             person.rated += ln.rated
             person.satisfied += ln.satisfied
     actions: list[Action] = []
+    rules = policy  # the policy of the month being applied (a closed month's: the one at closing)
+
+    def give(
+        person: OfficerYear, month: str, measure: str, reason: str, detail: str, points: int = 0, *also: Action
+    ) -> None:
+        """A measure on the officer (with ``also`` beside it), then the step up the ladder it completes
+        (打招呼 → 谈话 → 告诫)."""
+        actions.append(Action(person.officer, month, measure, reason, detail, points))
+        actions.extend(also)
+        if measure == "reminder":
+            person.reminders += 1
+            person.points += points
+            if person.reminders % rules.reminders_to_escalate == 0:
+                give(person, month, "talk", "reminders", f"{person.reminders} 打招呼")
+        elif measure == "talk":
+            person.talks += 1
+            if person.talks % rules.talks_to_escalate == 0:
+                give(person, month, "warning", "talks", f"{person.talks} 谈话")
+        elif measure == "warning":
+            person.warnings += 1
+
     for month in sorted(set(reports) | set(by_month)):
         rules = reports[month].policy if month in reports else policy
         for officer, day, note in by_month[month]:
@@ -150,22 +203,15 @@ def apply_rules(
             person.complaints += 1
             k = person.complaints
             if k == rules.complaints_for_talk:
-                person.talks += 1
                 person.no_honours = True
-                actions.append(Action(officer, month, "talk", "complaint", f"{day} #{k}: {note}"))
-                actions.append(Action(officer, month, "no_honours", "complaint", f"{day} #{k}"))
+                no_honours = Action(officer, month, "no_honours", "complaint", f"{day} #{k}")
+                give(person, month, "talk", "complaint", f"{day} #{k}: {note}", 0, no_honours)
             if k >= rules.complaints_for_warning:
-                person.warnings += 1
-                actions.append(Action(officer, month, "warning", "complaint", f"{day} #{k}: {note}"))
+                give(person, month, "warning", "complaint", f"{day} #{k}: {note}")
         for oid, ln in sorted(lines.get(month, {}).items()):
             if ln.band == "below_floor":
-                person = people[oid]
-                person.reminders += 1
-                person.points += rules.penalty_points
-                person.below_floor_months.append(month)
-                actions.append(
-                    Action(oid, month, "reminder", "below_floor", f"{ln.satisfied}/{ln.rated}", rules.penalty_points)
-                )
+                people[oid].below_floor_months.append(month)
+                give(people[oid], month, "reminder", "below_floor", f"{ln.satisfied}/{ln.rated}", rules.penalty_points)
         for oid, person in sorted(people.items()):
             if person.escalated:
                 continue
@@ -181,7 +227,12 @@ def apply_rules(
             if why:
                 person.escalated = month
                 detail = f"{person.reminders} 打招呼, {person.talks} 谈话, {person.warnings} 告诫"
-                actions.append(Action(oid, month, "escalation", why, detail))
+                unit_leader, bureau_leader = leaders(registry, oid, person.unit)
+                actions += [
+                    Action(oid, month, "escalation", why, detail),
+                    Action(oid, month, "talk", why, detail, target="unit_leader", who=unit_leader),
+                    Action(oid, month, "reminder", why, detail, target="bureau_leader", who=bureau_leader),
+                ]
     eligible = [p for p in people.values() if not p.no_honours and p.rated >= policy.min_sample]
     eligible.sort(key=lambda p: (-(wilson(p.satisfied, p.rated) or (0.0, 0.0))[0], -p.rated, p.officer))
     return Ledger(

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
-from collector.errors import StoreError, UsageError
+from collector.errors import UsageError
 from collector.report.policy import Policy, policy_from_dict
 from collector.report.rates import LEVEL_COLUMNS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
 from collector.store import Database, Rows
@@ -111,14 +111,57 @@ def level_plan(policy: Policy) -> LevelPlan:
     }
 
 
-def cells_from_rows(rows: Rows, policy: Policy, *, closed: bool) -> list[Cell]:
+@dataclasses.dataclass(frozen=True)
+class SetAside:
+    """Stored presses the report cannot count (a level outside its scale, an unknown kind): named, left out.
+
+    ``rows`` are the events' identities ``(box, boot, seq)`` behind the rollup row (empty when the rollup
+    row has no event behind it); ``n`` is how many presses the rollup row counted.
+    """
+
+    officer: str
+    window: str
+    kind: str
+    level: int
+    scale: int
+    n: int
+    why: str
+    rows: tuple[tuple[str, int, int], ...] = ()
+
+    def text(self) -> str:
+        """One line for a supervisor, in Chinese and English."""
+        ids = ", ".join(f"{d} boot {b} seq {s}" for d, b, s in self.rows) or "no event behind it / 无对应事件"
+        return (
+            f"已剔除异常记录 set aside {self.n} × {self.kind} level {self.level} scale {self.scale}"
+            f" (officer {self.officer or '—'}, window {self.window or '—'}): {self.why}; {ids}"
+        )
+
+
+def _unusable(kind: str, level: int, scale: int) -> str | None:
+    """Why a rollup row cannot be counted, or ``None``."""
+    if kind in ("invite", "unrated"):
+        return None
+    if kind not in ROLLUP_KINDS:
+        return f"unknown kind {kind!r} / 未知类型"
+    if (scale, level) not in VALID_LEVELS:
+        return f"level {level} outside scale {scale} (1..{scale}) / 评价等级超出量程"
+    return None
+
+
+def cells_from_rows(rows: Rows, policy: Policy, *, closed: bool, set_aside: list[SetAside] | None = None) -> list[Cell]:
     """Fold rollup rows into one ``Tally`` per (officer, window, late); an open month's are all on time.
 
-    ``StoreError`` for an unknown kind or a press whose level is outside its scale.
+    A row that cannot be counted (an unknown kind, a press whose level is outside its scale) goes to
+    ``set_aside`` and is left out: one bad stored row never blocks the month for every officer.
     """
     plan = level_plan(policy)
     cells: dict[tuple[str, str, int], Tally] = {}
     for officer, window, kind, level, scale, late, n in rows:
+        why = _unusable(kind, level, scale)
+        if why is not None:
+            if set_aside is not None:
+                set_aside.append(SetAside(officer, window, kind, int(level), int(scale), int(n), why))
+            continue
         key = (officer, window, 1 if closed and late == 1 else 0)
         t = cells.get(key)
         if t is None:
@@ -135,13 +178,6 @@ def cells_from_rows(rows: Rows, policy: Policy, *, closed: bool) -> list[Cell]:
             t.unsolicited += n
         elif kind == "misuse":
             t.misuse += n
-        elif kind != "rated":
-            raise StoreError(f"rollups: unknown kind {kind!r} (officer {officer!r}, window {window!r})")
-        if (scale, level) not in VALID_LEVELS:
-            raise StoreError(
-                f"presses with level {level} on scale {scale} (officer {officer!r}, window {window!r});"
-                " the rollups need a scale per level: run `evalbox rebuild`"
-            )
         p = plan.get((kind, scale, level))
         if p is None:
             continue
@@ -159,11 +195,37 @@ def cells_from_rows(rows: Rows, policy: Policy, *, closed: bool) -> list[Cell]:
 
 
 async def fetch_cells(
-    db: Database, month: str, policy: Policy, *, closed: bool = False, naive: bool = False
+    db: Database,
+    month: str,
+    policy: Policy,
+    *,
+    closed: bool = False,
+    naive: bool = False,
+    set_aside: list[SetAside] | None = None,
 ) -> list[Cell]:
-    """The month's cells from the rollups or, with ``naive``, from raw events."""
+    """The month's cells from the rollups or, with ``naive``, from raw events; rows that cannot be
+    counted go to ``set_aside``, named by the events behind them."""
     rows = await db.fetch(rows_sql(raw=naive), (month,))
-    return cells_from_rows(rows, policy, closed=closed)
+    bad: list[SetAside] = []
+    cells = cells_from_rows(rows, policy, closed=closed, set_aside=bad)
+    if set_aside is not None:
+        set_aside.extend([await _name_rows(db, month, b) for b in bad])
+    return cells
+
+
+_BEHIND = (
+    "SELECT device_id, boot, seq FROM events WHERE month = ? AND (officer_id = ? OR (officer_id IS NULL AND ? = ''))"
+    " AND (window_id = ? OR (window_id IS NULL AND ? = '')) AND kind = ? AND COALESCE(level, 0) = ?"
+    " AND COALESCE(scale, 0) = ? ORDER BY device_id, boot, seq LIMIT 50"
+)
+
+
+async def _name_rows(db: Database, month: str, bad: SetAside) -> SetAside:
+    """The set-aside rollup row with the identities of the events behind it (at most 50)."""
+    found = await db.fetch(
+        _BEHIND, (month, bad.officer, bad.officer, bad.window, bad.window, bad.kind, bad.level, bad.scale)
+    )
+    return dataclasses.replace(bad, rows=tuple((str(d), int(b), int(s)) for d, b, s in found))
 
 
 async def closed_months(db: Database) -> dict[str, int]:
@@ -305,6 +367,7 @@ class MonthlyReport:
     policy: Policy  # the policy the figures are judged under: a closed month's is the one in force at closing
     revisions: int = 0  # officer lines with a revision (a closed month that would differ now)
     officer_checks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # officer_stats, by officer
+    set_aside: tuple[SetAside, ...] = ()  # stored rows left out of every figure, named
 
 
 def build_report(
@@ -408,11 +471,15 @@ async def monthly_report(
     if unit:
         registry.subtree(unit)
     closed = (await closed_months(db)).get(month)
-    rows = await fetch_cells(db, month, policy, closed=closed is not None, naive=naive)
+    set_aside: list[SetAside] = []
+    rows = await fetch_cells(db, month, policy, closed=closed is not None, naive=naive, set_aside=set_aside)
+    if unit:
+        mine = registry.subtree(unit)
+        set_aside = [b for b in set_aside if registry.windows.get(b.window, ("", ""))[0] in mine]
     if closed is None:
-        if not rows:
+        if not rows and not set_aside:
             raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
-        return build_report(month, rows, registry, policy, unit=unit)
+        return dataclasses.replace(build_report(month, rows, registry, policy, unit=unit), set_aside=tuple(set_aside))
     snap = await load_snapshot(db, month)
     if snap is None:  # closed without a snapshot: the rows that were on time stand in for it
         frozen_rows = await db.fetch(rows_sql(raw=naive, late=0), (month,))
@@ -420,7 +487,7 @@ async def monthly_report(
         frozen_rows = snap.rows
     then = (snap.policy if snap else None) or policy
     then_registry = (snap.registry if snap else None) or registry
-    if not rows and not frozen_rows:
+    if not rows and not frozen_rows and not set_aside:
         raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
     known_unit = unit is None or unit in then_registry.units
     frozen = build_report(
@@ -432,7 +499,7 @@ async def monthly_report(
         unit=unit,
     )
     now = build_report(month, rows, registry, policy, closed_ms=closed, unit=unit)
-    return with_revisions(frozen, now)
+    return dataclasses.replace(with_revisions(frozen, now), set_aside=tuple(set_aside))
 
 
 def _would_be(line: Line) -> tuple[int, int, str, int]:

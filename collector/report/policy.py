@@ -257,8 +257,8 @@ count_misuse = false        # repeat / too-fast presses count as ratings?
 penalty_points = 10         # year-end points lost per month below the floor (plus one 打招呼)
 complaints_for_talk = 1     # valid complaints (有效投诉) in a year giving one 谈话 and no honours
 complaints_for_warning = 2  # ... giving one 告诫
-reminders_to_escalate = 3   # 打招呼 in a year that escalate to the leaders
-talks_to_escalate = 2       # 谈话 in a year that escalate
+reminders_to_escalate = 3   # every 3rd 打招呼 in a year gives a 谈话; 3 escalate to the leaders
+talks_to_escalate = 2       # every 2nd 谈话 in a year gives a 告诫; 2 escalate
 warnings_to_escalate = 1    # 告诫 in a year that escalate
 
 [ranking]

@@ -28,6 +28,7 @@ class RebuildResult:
     months: list[str]
     moved_events: int  # events whose month changed (a different zone)
     rollup_rows: int
+    unusable: tuple[tuple[str, int, int, int, int], ...] = ()  # presses no report can count: (box, boot, seq, k, n)
 
 
 def months_between(first: str, last: str) -> list[str]:
@@ -68,7 +69,25 @@ async def rebuild(db: Database, tz: str, progress: Progress | None = None) -> Re
             total += max(await db.execute(ROLLUP_SQL, (month,)), 0)
             if progress:
                 progress(i + 1, len(months), month)
-    return RebuildResult(months=months, moved_events=moved, rollup_rows=total)
+        bad = await db.fetch(UNUSABLE_SQL) if await db.fetch(UNUSABLE_ROLLUPS) else []
+    return RebuildResult(
+        months=months,
+        moved_events=moved,
+        rollup_rows=total,
+        unusable=tuple((str(d), int(b), int(q), int(k or 0), int(n or 0)) for d, b, q, k, n in bad),
+    )
+
+
+# Presses whose level is outside their scale (stored before ``k > n`` was refused at decode, or written by
+# hand): rebuilt like any row, set aside and named by every report.
+_OUTSIDE = "(level IS NULL OR scale IS NULL OR scale < 2 OR scale > 5 OR level < 1 OR level > scale)"
+UNUSABLE_ROLLUPS = (  # the rollups are small: the events are searched only when one of them is bad
+    f"SELECT 1 FROM rollups WHERE kind IN ('rated', 'unsolicited', 'misuse') AND {_OUTSIDE} LIMIT 1"
+)
+UNUSABLE_SQL = (
+    "SELECT device_id, boot, seq, level, scale FROM events WHERE type = 'press'"
+    f" AND {_OUTSIDE} ORDER BY device_id, boot, seq LIMIT 50"
+)
 
 
 def now_ms() -> int:

@@ -77,6 +77,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "talks": ("谈话累计", "Talks reached"),
     "warnings": ("告诫累计", "Warnings reached"),
     "complaints": TERMS["complaint"],
+    "target": ("对象", "For"),
+    "target_officer": ("民警本人", "the officer"),
+    "target_unit_leader": ("单位领导", "unit leader"),
+    "target_bureau_leader": ("分管局领导", "bureau leader"),
 }
 
 OFFICER_COLUMNS = (
@@ -231,6 +235,19 @@ def report_json(report: MonthlyReport, policy: Policy | None = None) -> dict[str
         "units": [line_json(ln, "unit") for ln in report.units],
         "nobody_signed_in": line_json(report.nobody, "officer"),
         "total": line_json(report.total, "unit"),
+        "set_aside": [
+            {
+                "officer": b.officer,
+                "window": b.window,
+                "kind": b.kind,
+                "level": b.level,
+                "scale": b.scale,
+                "n": b.n,
+                "why": b.why,
+                "events": [{"box": d, "boot": bt, "seq": sq} for d, bt, sq in b.rows],
+            }
+            for b in report.set_aside
+        ],
     }
 
 
@@ -415,6 +432,7 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
     )
     if report.late_events or report.revisions:
         parts.append(revision_text(report, lang))
+    parts += [b.text() for b in report.set_aside]
     return ("\n".join(parts) + "\n").encode()
 
 
@@ -500,6 +518,8 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     if report.late_events or report.revisions:
         sections.insert(0, f"<p><strong>{html.escape(revision_text(report, lang))}</strong></p>")
     sections += _html_officer_flags(report, lang)
+    for b in reversed(report.set_aside):
+        sections.insert(0, f'<p class="set-aside"><strong>{html.escape(b.text())}</strong></p>')
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{CSS}</style></head>
@@ -550,6 +570,8 @@ def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
                 "reason": a.reason,
                 "detail": a.detail,
                 "points": a.points,
+                "target": a.target,
+                "who": a.who,
             }
             for a in ledger.actions
         ],
@@ -579,13 +601,14 @@ def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
 def render_ledger(ledger: Ledger, policy: Policy, fmt: str, lang: str) -> bytes:
     if fmt == "json":
         return (json.dumps(ledger_json(ledger, policy), ensure_ascii=False, indent=2) + "\n").encode()
-    cols = ["officer", "month", "measure", "reason", "points", "detail"]
+    cols = ["officer", "month", "measure", "target", "reason", "points", "detail"]
     reason_key = {"reminders": "reminders_r", "below_floor": "below_floor"}
     rows = [
         [
             a.officer,
             a.month,
             label(a.measure, lang),
+            " ".join(x for x in (label(f"target_{a.target}", lang), a.who) if x),
             label(reason_key.get(a.reason, a.reason), lang),
             str(a.points or ""),
             a.detail,

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collector.store.database import Database, WriteConflict
-from collector.store.records import COLUMN, EVENT_COLUMNS, EventRow, Rejection, StatusUpdate
+from collector.store.records import COLUMN, EVENT_COLUMNS, ClockRef, EventRow, Rejection, StatusUpdate
 from collector.store.rollups import INSERT_ROLLUPS, rollup_select
 
 DEFAULT_REJECTED_CAP = 10_000
@@ -98,6 +98,12 @@ _STATUS_ONLINE = (
     " config_version = ? WHERE id = ?"
 )
 _STATUS_OFFLINE = "UPDATE devices SET status = 'offline' WHERE id = ?"
+_CLOCK_REF = (
+    "INSERT INTO clock_refs (device_id, boot, recv_ms, uptime_ms) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (device_id, boot) DO UPDATE SET recv_ms = excluded.recv_ms, uptime_ms = excluded.uptime_ms"
+)
+_CLOCK_REF_PRUNE = "DELETE FROM clock_refs WHERE device_id = ? AND boot < ?"
+CLOCK_REF_BOOTS = 4  # references kept per box: its last few boots (an outbox may still hold their events)
 _REJECT = "INSERT INTO rejected (at_ms, reason, source, origin, detail, raw) VALUES (?, ?, ?, ?, ?, ?)"
 _REJECT_COUNT = (
     "INSERT INTO rejected_counts (reason, n) VALUES (?, ?)"
@@ -118,6 +124,7 @@ class BatchWriter:
         statuses: Sequence[StatusUpdate] = (),
         rejects: Sequence[Rejection] = (),
         seen: dict[str, int] | None = None,
+        clock_refs: Sequence[ClockRef] = (),
     ) -> list[bool]:
         """Store a batch in ONE transaction; for each event, True if newly stored, False if a duplicate.
 
@@ -129,7 +136,7 @@ class BatchWriter:
         """
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return await self._write_batch(events, statuses, rejects, seen)
+                return await self._write_batch(events, statuses, rejects, seen, clock_refs)
             except WriteConflict:
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -142,6 +149,7 @@ class BatchWriter:
         statuses: Sequence[StatusUpdate],
         rejects: Sequence[Rejection],
         seen: dict[str, int] | None,
+        clock_refs: Sequence[ClockRef] = (),
     ) -> list[bool]:
         stored = [False] * len(events)
         async with self.db.transaction() as db:
@@ -153,7 +161,16 @@ class BatchWriter:
                 await db.executemany(_SEEN, [(ms, dev, ms) for dev, ms in sorted(seen.items())])
             if rejects:
                 await _write_rejects(db, rejects, self.rejected_cap)
+            if clock_refs:
+                refs = sorted(clock_refs)  # one order for every writer (PostgreSQL: no deadlock)
+                await db.executemany(_CLOCK_REF, refs)
+                await db.executemany(_CLOCK_REF_PRUNE, sorted({(d, b - CLOCK_REF_BOOTS + 1) for d, b, _r, _u in refs}))
         return stored
+
+    async def clock_refs(self) -> list[ClockRef]:
+        """Every stored placement reference ``(device, boot, recv_ms, uptime_ms)``."""
+        rows = await self.db.fetch("SELECT device_id, boot, recv_ms, uptime_ms FROM clock_refs")
+        return [(str(d), int(b), int(r), int(u)) for d, b, r, u in rows]
 
 
 async def _write_events(db: Database, events: Sequence[EventRow]) -> list[bool]:

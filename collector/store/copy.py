@@ -93,6 +93,7 @@ TABLES: tuple[Table, ...] = (
     Table("box_commands", ("id",), identity=True),
     Table("officer_flags", ("officer_id", "month", "rule"), prune=True),  # a month's re-check replaces its flags
     Table("officer_flag_reviews", ("officer_id", "month")),
+    Table("clock_refs", ("device_id", "boot"), prune=True),
 )
 ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {

@@ -70,6 +70,9 @@ class Device:
     transport: str = "mqtt"  # mqtt | serial
 
 
+ClockRef = tuple[str, int, int, int]  # device, boot, recv_ms, uptime_ms: the boot began at recv_ms - uptime_ms
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatusUpdate:
     """A box's heartbeat (``msg`` is the decoded status) or its Last Will (``msg`` None: offline)."""

@@ -352,6 +352,26 @@ INSERT INTO month_rollups (month, officer_id, window_id, kind, level, scale, n)
 )
 
 
+# Placing events from a box whose clock never synced (``ts`` null): the box's boot in wall time is
+# ``recv_ms - uptime_ms`` of a message that came straight from it. One reference per box and boot,
+# kept across collector restarts (``collector.ingest.clockref`` decides what may set it; a retained
+# status re-delivered by the broker never does). The writer keeps the last few boots of each box.
+MIGRATIONS.append(
+    (
+        "0008_clock_refs",
+        """
+CREATE TABLE clock_refs (
+    device_id    TEXT NOT NULL,
+    boot         INTEGER NOT NULL,
+    recv_ms      BIGINT NOT NULL,           -- when the collector received the reference message
+    uptime_ms    BIGINT NOT NULL,           -- the box's uptime in it
+    PRIMARY KEY (device_id, boot)
+);
+""",
+    )
+)
+
+
 # Officer-month checks (collector/report/officer_stats.py): the flags found for
 # a month, recorded by ``evalbox flags check`` (kept as found; a later run
 # replaces the month's flags), and a supervisor's review of an officer-month

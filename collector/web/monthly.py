@@ -72,7 +72,7 @@ async def month_page(request: web.Request, viewer: Viewer, session: auth.Session
         download_url=download_url, cell=column, unit_names={u["id"]: u["name"] for u in units},
         closed=report is not None and report.closed_ms is not None,
         revision=revision_text(report, lang) if report and (report.revisions or report.late_events) else "",
-        report_label=lambda key: report_label(key, lang),
+        report_label=lambda key: report_label(key, lang), set_aside=report.set_aside if report else (),
     )  # fmt: skip
 
 

@@ -63,16 +63,16 @@ def test_placement_flags_side_tables_and_acks(store_url: str) -> None:
             st="ok", cv=0,
         )  # fmt: skip
         items = [
-            (src, topics.status(D), protocol.encode(status, KEY), recv, (1, 1)),
-            (src, up_topic, msg("signin", 1, up=20_000), recv, (2, 1)),
-            (src, up_topic, msg("invite", 2, up=21_000), recv, (3, 1)),
-            (src, up_topic, msg("press", 3, up=22_000, i=1), recv, (4, 1)),
-            (src, up_topic, msg("press", 4, ts=recv + 86_400_000), recv, (5, 1)),  # a clock a day ahead
-            (src, up_topic, msg("press", 5, ts=recv - 1000, f=1), recv, (6, 1)),
-            (src, up_topic, msg("signout", 6, up=30_000), recv, (7, 1)),
-            (src, up_topic, msg("press", 3, up=22_000, i=1), recv, (8, 1)),  # duplicate in the batch
-            (src, "evalbox/BOX-2/up", msg("press", 9), recv, (9, 1)),  # wrong topic for the device
-            (src, up_topic, b"not json", recv, (10, 1)),
+            (src, topics.status(D), protocol.encode(status, KEY), recv, (1, 1), False),
+            (src, up_topic, msg("signin", 1, up=20_000), recv, (2, 1), False),
+            (src, up_topic, msg("invite", 2, up=21_000), recv, (3, 1), False),
+            (src, up_topic, msg("press", 3, up=22_000, i=1), recv, (4, 1), False),
+            (src, up_topic, msg("press", 4, ts=recv + 86_400_000), recv, (5, 1), False),  # a clock a day ahead
+            (src, up_topic, msg("press", 5, ts=recv - 1000, f=1), recv, (6, 1), False),
+            (src, up_topic, msg("signout", 6, up=30_000), recv, (7, 1), False),
+            (src, up_topic, msg("press", 3, up=22_000, i=1), recv, (8, 1), False),  # duplicate in the batch
+            (src, "evalbox/BOX-2/up", msg("press", 9), recv, (9, 1), False),  # wrong topic for the device
+            (src, up_topic, b"not json", recv, (10, 1), False),
         ]
         await pipe.write(items)
         assert sorted(src.settled) == [(i, 1) for i in range(1, 11)]  # every message released after the commit
@@ -105,9 +105,9 @@ def test_closed_month_is_late_and_unrated_invite(store_url: str) -> None:
         recv = int(time.time() * 1000)
         await pipe.write(
             [
-                (src, topics.uplink(D), msg("invite", 1, ts=ts), recv, None),
-                (src, topics.uplink(D), msg("unrated", 2, ts=ts + 10_000), recv, None),
-                (src, topics.uplink(D), msg("press", 3, ts=ts + 20_000), recv, None),
+                (src, topics.uplink(D), msg("invite", 1, ts=ts), recv, None, False),
+                (src, topics.uplink(D), msg("unrated", 2, ts=ts + 10_000), recv, None, False),
+                (src, topics.uplink(D), msg("press", 3, ts=ts + 20_000), recv, None, False),
             ]
         )
         assert await store.db.fetch("SELECT DISTINCT late FROM events") == [(1,)]
@@ -127,7 +127,7 @@ def test_scattered_identities_are_acked_in_messages_within_the_size_limit(store_
         src = Recorder()
         recv = int(time.time() * 1000)
         seqs = list(range(1_000_000_000, 1_000_000_600, 2))  # 300 one-press ranges, long numbers
-        await pipe.write([(src, topics.uplink(D), msg("press", s, b=123_456), recv, (s, 1)) for s in seqs])
+        await pipe.write([(src, topics.uplink(D), msg("press", s, b=123_456), recv, (s, 1), False) for s in seqs])
         wires = [w for _d, kind, w in src.sent if kind == "ack"]
         assert all(len(w) <= 1024 for w in wires) and len(wires) > 300 // 64
         acked = {(b, s) for w in wires for b, lo, hi in protocol.decode(w, KEY, D)["r"] for s in range(lo, hi + 1)}

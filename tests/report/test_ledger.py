@@ -40,15 +40,24 @@ def test_three_reminders_escalate_in_the_third_month(
     events = below_floor("A1", 1, 0) + met("A1", 2, 100) + below_floor("A1", 3, 200) + below_floor("A1", 6, 300)
     db = build(store_url, events, officers=OFFICERS[:1])
     out = ledger(capsys, db)
-    acts = [(a["month"], a["measure"], a["reason"], a["points"]) for a in out["actions"]]
+    acts = [(a["month"], a["measure"], a["target"], a["reason"], a["points"]) for a in out["actions"]]
     assert acts == [
-        ("2026-01", "reminder", "below_floor", 10),
-        ("2026-03", "reminder", "below_floor", 10),
-        ("2026-06", "reminder", "below_floor", 10),
-        ("2026-06", "escalation", "reminders", 0),
+        ("2026-01", "reminder", "officer", "below_floor", 10),
+        ("2026-03", "reminder", "officer", "below_floor", 10),
+        ("2026-06", "reminder", "officer", "below_floor", 10),
+        ("2026-06", "talk", "officer", "reminders", 0),  # the third 打招呼 brings a 谈话
+        ("2026-06", "escalation", "officer", "reminders", 0),
+        ("2026-06", "talk", "unit_leader", "reminders", 0),
+        ("2026-06", "reminder", "bureau_leader", "reminders", 0),
     ]
     a1 = out["officers"][0]
-    assert (a1["reminders"], a1["points"], a1["escalated"], a1["no_honours"]) == (3, 30, "2026-06", False)
+    assert (a1["reminders"], a1["talks"], a1["points"], a1["escalated"], a1["no_honours"]) == (
+        3,
+        1,
+        30,
+        "2026-06",
+        False,
+    )
 
 
 def test_complaints_talk_then_warning_then_escalation(
@@ -65,11 +74,13 @@ def test_complaints_talk_then_warning_then_escalation(
     add_complaint(db, "A2", "2025-12-31")  # last year's: not counted
     capsys.readouterr()
     out = ledger(capsys, db)
-    assert [(a["month"], a["measure"], a["reason"]) for a in out["actions"]] == [
-        ("2026-02", "talk", "complaint"),
-        ("2026-02", "no_honours", "complaint"),
-        ("2026-05", "warning", "complaint"),
-        ("2026-05", "escalation", "warnings"),
+    assert [(a["month"], a["measure"], a["target"], a["reason"]) for a in out["actions"]] == [
+        ("2026-02", "talk", "officer", "complaint"),
+        ("2026-02", "no_honours", "officer", "complaint"),
+        ("2026-05", "warning", "officer", "complaint"),
+        ("2026-05", "escalation", "officer", "warnings"),
+        ("2026-05", "talk", "unit_leader", "warnings"),
+        ("2026-05", "reminder", "bureau_leader", "warnings"),
     ]
     a2 = out["officers"][1]
     assert (a2["complaints"], a2["talks"], a2["warnings"], a2["no_honours"]) == (2, 1, 1, True)
@@ -85,7 +96,13 @@ def test_two_talks_escalate_under_a_policy_that_gives_them(
     add_complaint(db, "A1", "2026-04-01")
     capsys.readouterr()
     out = ledger(capsys, db, "--policy", str(policy))
-    assert [(a["month"], a["measure"], a["reason"]) for a in out["actions"]][-1] == ("2026-04", "escalation", "talks")
+    acts = [(a["month"], a["measure"], a["target"], a["reason"]) for a in out["actions"]]
+    assert acts[2:] == [  # the 谈话 is the first of one: it brings a 告诫, and 1 谈话 escalates
+        ("2026-04", "warning", "officer", "talks"),
+        ("2026-04", "escalation", "officer", "talks"),
+        ("2026-04", "talk", "unit_leader", "talks"),
+        ("2026-04", "reminder", "bureau_leader", "talks"),
+    ]
 
 
 def test_year_candidates_and_monthly_ranking(
