@@ -77,7 +77,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "talks": ("谈话累计", "Talks reached"),
     "warnings": ("告诫累计", "Warnings reached"),
     "complaints": TERMS["complaint"],
-    "target": ("对象", "For"),
+    "measure_for": ("对象", "For"),  # whom a ledger measure is for (not the policy's target rate)
     "target_officer": ("民警本人", "the officer"),
     "target_unit_leader": ("单位领导", "unit leader"),
     "target_bureau_leader": ("分管局领导", "bureau leader"),
@@ -601,7 +601,7 @@ def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
 def render_ledger(ledger: Ledger, policy: Policy, fmt: str, lang: str) -> bytes:
     if fmt == "json":
         return (json.dumps(ledger_json(ledger, policy), ensure_ascii=False, indent=2) + "\n").encode()
-    cols = ["officer", "month", "measure", "target", "reason", "points", "detail"]
+    cols = ["officer", "month", "measure", "measure_for", "reason", "points", "detail"]
     reason_key = {"reminders": "reminders_r", "below_floor": "below_floor"}
     rows = [
         [
