@@ -26,6 +26,7 @@ class Metrics:
     lag_ms_last: int = 0  # receive → commit of the oldest message in the last batch
     queue_depth: int = 0
     acks_sent: int = 0
+    configs_resent: int = 0  # configs sent again because a box's status showed an older version
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)
     serial_skipped: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: dict[str, bool] = dataclasses.field(default_factory=dict)  # name → connected
@@ -109,6 +110,10 @@ class Metrics:
             )
         metric("queue_depth", "gauge", "Messages waiting for the next batch.", [("", self.queue_depth)])
         metric("acks_sent_total", "counter", "Ack messages sent to boxes.", [("", self.acks_sent)])
+        metric(
+            "configs_resent_total", "counter", "Configs sent again to boxes that run an older one.",
+            [("", self.configs_resent)],
+        )  # fmt: skip
         metric(
             "source_connected",
             "gauge",

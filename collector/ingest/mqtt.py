@@ -148,10 +148,7 @@ class MqttSource:
     def publish_configs(self, devices: list[Device]) -> None:
         """Publish each box's signed retained config (at start and when a box is added or changed)."""
         for dev in devices:
-            try:
-                self.send(dev.id, "config", self.pipeline.config_message(dev))
-            except Exception:
-                log.exception("config for %s not published", dev.id)
+            self.pipeline.send_config(dev, self)
 
     # ---- connection management ----
 

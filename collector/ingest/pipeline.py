@@ -35,7 +35,10 @@ CLOCK_FUTURE_MS = 10 * 60 * 1000  # a press more than 10 min after its arrival i
 CLOCK_PAST_MS = 400 * 86400 * 1000  # a press more than 400 days before its arrival is a wrong clock
 OFFLINE = b"offline"
 COMMIT_ATTEMPTS = 5
-# What every box is told in its retained config (until per-window settings exist).
+# A box whose status still names an older config version gets its config again, at most this often:
+# a serial box that was not listening when the port opened, an MQTT box whose broker lost the retained
+# copy. The limit only spaces out a burst of queued statuses; boxes report status every minute or so.
+CONFIG_RESEND_S = 5.0
 
 
 class Source(Protocol):
@@ -84,7 +87,8 @@ class Pipeline:
         self._rejects: list[Rejection] = []  # found by a source itself (serial framing), written with the next batch
         self.routes: dict[str, Source] = {}  # device → the source it last spoke on
         self.default_route: Source | None = None  # MQTT, when configured: reaches every networked box
-        self._serial_cv: dict[str, int] = {}  # device → config version sent down its serial line
+        self._config_sent: dict[str, tuple[int, float, str]] = {}  # device → (cv, monotonic s, source) last sent
+        self._cv_ahead: dict[str, int] = {}  # device → the cv it runs, newer than the store's (a restored store)
         self._wake = asyncio.Event()
         self._month: tuple[int, int, str] = (0, 0, "")
         self._refreshed = 0.0
@@ -110,16 +114,38 @@ class Pipeline:
                 cb(changed)
         return changed
 
-    def route(self, dev: Device, source: Source) -> None:
-        """Remember the transport the box last spoke on; a serial box gets its config there (MQTT boxes
-        get theirs retained on the broker)."""
+    def route(self, dev: Device, source: Source, box_cv: int | None = None) -> None:
+        """Remember the transport the box last spoke on, and see that its config reaches it there.
+
+        A serial box gets its config the first time it is heard on a line (MQTT boxes get theirs retained
+        on the broker). Either kind gets it again whenever its status (``box_cv``) shows an older version
+        than the store's: a config that was sent but never applied is not taken as delivered.
+        """
         self.routes[dev.id] = source
-        if source.name.startswith("serial") and self._serial_cv.get(dev.id) != dev.settings_cv:
-            try:
-                source.send(dev.id, "config", self.config_message(dev))
-                self._serial_cv[dev.id] = dev.settings_cv
-            except Exception:
-                log.exception("%s: sending the config to %s failed", source.name, dev.id)
+        if box_cv is not None and box_cv > dev.settings_cv:
+            self._cv_ahead[dev.id] = box_cv  # raised in the store after this batch, then sent
+        sent = self._config_sent.get(dev.id)
+        first_on_line = source.name.startswith("serial") and (
+            sent is None or sent[0] != dev.settings_cv or sent[2] != source.name
+        )
+        stale = box_cv is not None and box_cv < dev.settings_cv
+        if stale and sent is not None and time.monotonic() - sent[1] < CONFIG_RESEND_S:
+            stale = False  # sent moments ago: give the box time to apply it
+        if not (first_on_line or stale):
+            return
+        if stale:
+            self.metrics.configs_resent += 1
+            log.info("%s: %s runs config v%d, sending v%d again", source.name, dev.id, box_cv, dev.settings_cv)
+        self.send_config(dev, source)
+
+    def send_config(self, dev: Device, source: Source) -> None:
+        """Sign and send the box's config on ``source``; remember when (a failure is logged, retried later)."""
+        try:
+            source.send(dev.id, "config", self.config_message(dev))
+        except Exception:
+            log.exception("%s: sending the config to %s failed", source.name, dev.id)
+            return
+        self._config_sent[dev.id] = (dev.settings_cv, time.monotonic(), source.name)
 
     async def command_loop(self, stop: asyncio.Event, every_s: float = 0.3) -> None:
         """Relay queued box commands (``evalbox box-cmd``): signed ``cmd`` over the box's transport."""
@@ -255,6 +281,20 @@ class Pipeline:
         m.lag_ms_last = now - items[0][3] if items else 0
         self._settle(items)
         self._ack(outcome, now)
+        if self._cv_ahead:
+            await self._catch_up_cv()
+
+    async def _catch_up_cv(self) -> None:
+        ahead, self._cv_ahead = self._cv_ahead, {}
+        for device_id, cv in ahead.items():
+            log.warning(
+                "%s runs config v%d, newer than the store's: the store's settings go out as v%d", device_id, cv, cv + 1
+            )
+            try:
+                await self.store.raise_settings_cv(device_id, cv)
+            except Exception:
+                log.exception("raising the config version of %s failed", device_id)
+        await self.refresh()  # the changed boxes get their config (MQTT: republished; serial: at the next status)
 
     async def _commit(
         self,
@@ -378,7 +418,7 @@ class Pipeline:
                 t = msg["t"]
                 if t == "status":
                     self._uptime[d] = (msg["b"], msg["up"], recv_ms)
-                    self.route(self.devices[d], source)
+                    self.route(self.devices[d], source, msg.get("cv"))
                     statuses.append(StatusUpdate(d, recv_ms, msg))
                     seen[d] = recv_ms
                     m.statuses += 1

@@ -126,6 +126,16 @@ class Registry:
         assert row is not None
         return int(row[0])
 
+    async def raise_settings_cv(self, device_id: str, above: int) -> None:
+        """Move a box's config version past ``above`` (the version the box reports running).
+
+        A box applies a config only if its ``cv`` is newer than the one it has; after a store was restored
+        from an older backup, the box holds a higher ``cv`` than the store and would ignore every config.
+        """
+        await self.db.execute(
+            "UPDATE devices SET settings_cv = ? WHERE id = ? AND settings_cv <= ?", (above + 1, device_id, above)
+        )
+
     async def device_rows(self) -> list[dict[str, Any]]:
         """Devices with their health, for ``evalbox device list``."""
         rows = await self.db.fetch(

@@ -153,7 +153,8 @@ async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> 
     rows = (
         await db.fetch(
             "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, u.name AS unit_name, d.status, d.last_seen_ms,"
-            " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause"
+            " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause,"
+            " d.config_version, d.settings_cv"
             " FROM devices d JOIN windows w ON w.id = d.window_id JOIN units u ON u.id = w.unit_id"
             " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
             params,
@@ -162,6 +163,9 @@ async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> 
     limit = now_ms() - settings.offline_after_s * 1000
     for r in rows:
         r["stale"] = r["last_seen_ms"] is None or r["last_seen_ms"] < limit
+        # The box reports the config version it runs; older than the store's means it has not taken
+        # its settings yet (the collector sends them again on its next status).
+        r["config_old"] = r["config_version"] is not None and r["config_version"] < r["settings_cv"]
     return rows
 
 
