@@ -12,8 +12,8 @@ events), the monthly report read from rollups (``monthly_report``: query,
 every officer's, window's and unit's line, ranks; median of 5), and the same
 report computed by GROUP BY over raw events. Rendering is timed apart. Then
 closes the month (``evalbox month close``: the snapshot of its counts, the
-registry and the policy) and times the closed month's report (frozen figures
-plus today's revision: two reports; median of 5). Last line: JSON
+registry and the policy) and times the closed month's report (the frozen figures
+and the check that today's data would change nothing; median of 5). Last line: JSON
 ``{"events", "report_s", "naive_s", "speedup", "rebuild_s", "close_s", "closed_report_s"}``.
 """
 

@@ -406,8 +406,8 @@ async def monthly_report(
     if unit:
         registry.subtree(unit)
     closed = (await closed_months(db)).get(month)
-    rows = await fetch_cells(db, month, policy, closed=closed is not None, naive=naive)
     if closed is None:
+        rows = await fetch_cells(db, month, policy, naive=naive)
         if not rows:
             raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
         return build_report(month, rows, registry, policy, unit=unit)
@@ -418,7 +418,8 @@ async def monthly_report(
         frozen_rows = snap.rows
     then = (snap.policy if snap else None) or policy
     then_registry = (snap.registry if snap else None) or registry
-    if not rows and not frozen_rows:
+    today_rows = await db.fetch(rows_sql(raw=naive), (month,))
+    if not today_rows and not frozen_rows:
         raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
     known_unit = unit is None or unit in then_registry.units
     frozen = build_report(
@@ -429,8 +430,22 @@ async def monthly_report(
         closed_ms=closed,
         unit=unit,
     )
+    if then == policy and then_registry == registry and _counts(today_rows) == _counts(frozen_rows):
+        return frozen  # nothing changed since the close (no late presses either): no revision to compute
+    rows = cells_from_rows(today_rows, policy, closed=True)
     now = build_report(month, rows, registry, policy, closed_ms=closed, unit=unit)
     return with_revisions(frozen, now)
+
+
+def _counts(rows: Rows) -> dict[tuple[str, str, str, int, int, int], int] | None:
+    """Rollup counts by key, late ones apart; ``None`` as soon as a late row shows (that is a revision)."""
+    out: dict[tuple[str, str, str, int, int, int], int] = {}
+    for officer, window, kind, level, scale, late, n in rows:
+        if late:
+            return None
+        key = (officer, window, kind, int(level), int(scale), 0)
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 def _would_be(line: Line) -> tuple[int, int, str, int]:
