@@ -10,8 +10,11 @@ and dropped at the end) with bulk SQL (a recursive CTE per month), then
 times ``evalbox rebuild`` (months re-placed in the zone + rollups from raw
 events), the monthly report read from rollups (``monthly_report``: query,
 every officer's, window's and unit's line, ranks; median of 5), and the same
-report computed by GROUP BY over raw events. Rendering is timed apart. Last line: JSON
-``{"events", "report_s", "naive_s", "speedup", "rebuild_s"}``.
+report computed by GROUP BY over raw events. Rendering is timed apart. Then
+closes the month (``evalbox month close``: the snapshot of its counts, the
+registry and the policy) and times the closed month's report (the frozen figures
+and the check that today's data would change nothing; median of 5). Last line: JSON
+``{"events", "report_s", "naive_s", "speedup", "rebuild_s", "close_s", "closed_report_s"}``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from collector.report.monthly import monthly_report  # noqa: E402
+from collector.report.months import close_month  # noqa: E402
 from collector.report.policy import Policy  # noqa: E402
 from collector.report.rebuild import rebuild  # noqa: E402
 from collector.report.render import render  # noqa: E402
@@ -161,10 +165,15 @@ def load(path: pathlib.Path, events: int, officers: int, windows: int) -> float:
     return time.perf_counter() - t
 
 
-async def measure(url: str, month: str) -> tuple[float, float, float, float]:
-    """(report_s, naive_s, rebuild_s, render_s); the report read as the CLI does, in a fresh connection."""
+Figures = tuple[float, float, float, float, float, float]
+
+
+async def measure(url: str, month: str) -> Figures:
+    """(report_s, naive_s, rebuild_s, render_s, close_s, closed_report_s); the report read as the CLI does."""
     policy = Policy()
     async with connect(url, must_exist=True, cache_mb=CLI_CACHE_MB) as db:
+        for table in ("month_rollups", "month_snapshots", "months"):  # a kept store closed by a former run
+            await db.execute(f"DELETE FROM {table}")
         t = time.perf_counter()
         await rebuild(db, TZ)
         rebuild_s = time.perf_counter() - t
@@ -184,7 +193,17 @@ async def measure(url: str, month: str) -> tuple[float, float, float, float]:
         naive_s = time.perf_counter() - t
         if naive != report:
             raise SystemExit("bench: the naive report differs from the rollup report")
-    return statistics.median(times), naive_s, rebuild_s, render_s
+        t = time.perf_counter()
+        await close_month(db, month, policy, by="bench", now_ms=2**62)
+        close_s = time.perf_counter() - t
+        closed_times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            closed = await monthly_report(db, month, policy)
+            closed_times.append(time.perf_counter() - t)
+        if closed.officers != report.officers or closed.revisions:
+            raise SystemExit("bench: the closed month's report differs from the open one")
+    return statistics.median(times), naive_s, rebuild_s, render_s, close_s, statistics.median(closed_times)
 
 
 async def _admin(url: str, sql: str) -> None:
@@ -197,7 +216,7 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-def bench_postgres(args: argparse.Namespace) -> tuple[float, float, float, float]:
+def bench_postgres(args: argparse.Namespace) -> Figures:
     if not args.store.startswith(("postgresql://", "postgres://")):
         raise SystemExit("bench: --store takes a postgresql:// URL (SQLite is the default)")
     name = f"evalbox_bench_{secrets.token_hex(4)}"
@@ -222,18 +241,19 @@ def main() -> None:
     ap.add_argument("--store", metavar="URL", help="postgresql://…/DB: bench in a scratch database on that server")
     args = ap.parse_args()
     if args.store:
-        report_s, naive_s, rebuild_s, render_s = bench_postgres(args)
+        report_s, naive_s, rebuild_s, render_s, close_s, closed_s = bench_postgres(args)
     else:
         with tempfile.TemporaryDirectory(dir=args.dir) as d:
             path = pathlib.Path(args.keep or pathlib.Path(d) / "bench.db")
             if not path.exists():
                 load_s = load(path, args.events, args.officers, args.windows)
                 print(f"load: {args.events:,} events in {load_s:.1f} s", file=sys.stderr)
-            report_s, naive_s, rebuild_s, render_s = asyncio.run(measure(str(path), args.month))
+            report_s, naive_s, rebuild_s, render_s, close_s, closed_s = asyncio.run(measure(str(path), args.month))
     print(f"monthly report from rollups: {report_s:.3f} s (median of 5; all officers, windows, units, ranks)")
     print(f"  (+ rendering it as JSON: {render_s:.3f} s, not in either timing)")
     print(f"naive GROUP BY over raw events: {naive_s:.3f} s")
     print(f"rebuild: {rebuild_s:.1f} s")
+    print(f"month close (snapshot): {close_s:.3f} s; closed month's report (frozen + revision): {closed_s:.3f} s")
     result = {
         "store": "postgresql" if args.store else "sqlite",
         "events": args.events,
@@ -241,6 +261,8 @@ def main() -> None:
         "naive_s": round(naive_s, 4),
         "speedup": round(naive_s / report_s, 1),
         "rebuild_s": round(rebuild_s, 2),
+        "close_s": round(close_s, 4),
+        "closed_report_s": round(closed_s, 4),
     }
     print(json.dumps(result))
 

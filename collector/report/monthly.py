@@ -472,11 +472,9 @@ async def monthly_report(
         registry.subtree(unit)
     closed = (await closed_months(db)).get(month)
     set_aside: list[SetAside] = []
-    rows = await fetch_cells(db, month, policy, closed=closed is not None, naive=naive, set_aside=set_aside)
-    if unit:
-        mine = registry.subtree(unit)
-        set_aside = [b for b in set_aside if registry.windows.get(b.window, ("", ""))[0] in mine]
     if closed is None:
+        rows = await fetch_cells(db, month, policy, naive=naive, set_aside=set_aside)
+        set_aside = _in_unit(set_aside, registry, unit)
         if not rows and not set_aside:
             raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
         return dataclasses.replace(build_report(month, rows, registry, policy, unit=unit), set_aside=tuple(set_aside))
@@ -487,7 +485,8 @@ async def monthly_report(
         frozen_rows = snap.rows
     then = (snap.policy if snap else None) or policy
     then_registry = (snap.registry if snap else None) or registry
-    if not rows and not frozen_rows and not set_aside:
+    today_rows = await db.fetch(rows_sql(raw=naive), (month,))
+    if not today_rows and not frozen_rows:
         raise UsageError(f"no data for month {month} (no presses or invites stored for it)")
     known_unit = unit is None or unit in then_registry.units
     frozen = build_report(
@@ -498,8 +497,32 @@ async def monthly_report(
         closed_ms=closed,
         unit=unit,
     )
+    if then == policy and then_registry == registry and _counts(today_rows) == _counts(frozen_rows):
+        return frozen  # nothing changed since the close (no late presses either): no revision to compute
+    bad: list[SetAside] = []
+    rows = cells_from_rows(today_rows, policy, closed=True, set_aside=bad)
+    set_aside = _in_unit([await _name_rows(db, month, b) for b in bad], registry, unit)
     now = build_report(month, rows, registry, policy, closed_ms=closed, unit=unit)
     return dataclasses.replace(with_revisions(frozen, now), set_aside=tuple(set_aside))
+
+
+def _in_unit(set_aside: list[SetAside], registry: Registry, unit: str | None) -> list[SetAside]:
+    """The set-aside rows of ``unit``'s windows (all of them without a unit)."""
+    if not unit:
+        return set_aside
+    mine = registry.subtree(unit)
+    return [b for b in set_aside if registry.windows.get(b.window, ("", ""))[0] in mine]
+
+
+def _counts(rows: Rows) -> dict[tuple[str, str, str, int, int, int], int] | None:
+    """Rollup counts by key, late ones apart; ``None`` as soon as a late row shows (that is a revision)."""
+    out: dict[tuple[str, str, str, int, int, int], int] = {}
+    for officer, window, kind, level, scale, late, n in rows:
+        if late:
+            return None
+        key = (officer, window, kind, int(level), int(scale), 0)
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 def _would_be(line: Line) -> tuple[int, int, str, int]:

@@ -83,10 +83,13 @@ def _shot(driver: object, name: str) -> None:
 
 def _wait_file(folder: pathlib.Path, suffix: str, timeout: float = 15) -> pathlib.Path:
     deadline = time.monotonic() + timeout
+    last = -1
     while time.monotonic() < deadline:
         done = [p for p in folder.iterdir() if p.name.endswith(suffix)]
-        if done:
+        size = done[0].stat().st_size if done else -1
+        if size > 0 and size == last:  # written and no longer growing (the browser may still be writing it)
             return done[0]
+        last = size
         time.sleep(0.1)
     raise AssertionError(f"no {suffix} downloaded into {folder}: {list(folder.iterdir())}")
 

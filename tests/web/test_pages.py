@@ -250,26 +250,6 @@ def test_closed_month_keeps_late_rows_apart(store_url: str, tmp_path: pathlib.Pa
     serve(store_url, body)
 
 
-def test_devices_page_shows_a_box_running_an_old_config(store_url: str, tmp_path: pathlib.Path) -> None:
-    async def body(srv: Server) -> None:
-        http, _ = await signed_in(srv.url, "admin")
-        async with http:
-            await srv.db.execute("UPDATE devices SET config_version = 1, settings_cv = 1 WHERE id = 'box-1'")
-            async with http.get(f"{srv.url}/devices") as r:
-                html = await r.text()
-            assert "v1" in html and "旧配置" not in html
-            # Its settings changed (cv 2) and the box still reports cv 1: the page says so, with the hint.
-            await srv.db.execute("UPDATE devices SET settings_cv = 2 WHERE id = 'box-1'")
-            async with http.get(f"{srv.url}/devices") as r:
-                html = await r.text()
-            assert "旧配置 → v2" in html and "下次上报状态时会重新下发" in html
-            async with http.get(f"{srv.url}/api/devices") as r:
-                box = {d["id"]: d for d in (await r.json())["devices"]}["box-1"]
-            assert box["config_version"] == 1 and box["settings_cv"] == 2 and box["config_old"] is True
-
-    serve(store_url, body)
-
-
 def test_closed_month_keeps_its_judgement_under_a_new_policy(store_url: str) -> None:
     """Closed under the default floor (95%); the page runs with 98%: the band stays, the revision has the new one."""
     import re
@@ -303,3 +283,23 @@ def test_closed_month_keeps_its_judgement_under_a_new_policy(store_url: str) -> 
         assert o2_csv.split(",")[-3:-1] == ["97.50", "Below floor"]
 
     serve(store_url, body, policy=Policy(floor=Fraction(98)))
+
+
+def test_devices_page_shows_a_box_running_an_old_config(store_url: str, tmp_path: pathlib.Path) -> None:
+    async def body(srv: Server) -> None:
+        http, _ = await signed_in(srv.url, "admin")
+        async with http:
+            await srv.db.execute("UPDATE devices SET config_version = 1, settings_cv = 1 WHERE id = 'box-1'")
+            async with http.get(f"{srv.url}/devices") as r:
+                html = await r.text()
+            assert "v1" in html and "旧配置" not in html
+            # Its settings changed (cv 2) and the box still reports cv 1: the page says so, with the hint.
+            await srv.db.execute("UPDATE devices SET settings_cv = 2 WHERE id = 'box-1'")
+            async with http.get(f"{srv.url}/devices") as r:
+                html = await r.text()
+            assert "旧配置 → v2" in html and "下次上报状态时会重新下发" in html
+            async with http.get(f"{srv.url}/api/devices") as r:
+                box = {d["id"]: d for d in (await r.json())["devices"]}["box-1"]
+            assert box["config_version"] == 1 and box["settings_cv"] == 2 and box["config_old"] is True
+
+    serve(store_url, body)
