@@ -141,7 +141,10 @@ class NorFlash:
         self.page = page
         self.erase_us = erase_us
         self.page_us = page_us
-        self.data = bytearray(b"\xff" * (blocks * block_size))
+        self.data = bytearray(blocks * block_size)
+        blank = b"\xff" * block_size
+        for n in range(blocks):
+            self.data[n * block_size : (n + 1) * block_size] = blank
         self.erases = 0
         self.pages = 0
         self.writes = 0
