@@ -61,6 +61,7 @@ def boot():
         vfs.VfsLfs2.mkfs(dev, **MOUNT_OPTS)
         fs = vfs.VfsLfs2(dev, **MOUNT_OPTS)
     vfs.mount(fs, "/")
+    hwlink.flash = dev  # rp2.Flash() (the rp2 double): the rp2 boards mount it again with small commits
     vfs.mount(host, "/host")
     hwlink.host = "/host"
     os.chdir("/")

@@ -102,6 +102,16 @@ def test_doubles_enforce_the_esp32_port(tmp_path: pathlib.Path) -> None:
     assert out.strip().splitlines()[-1] == "doubles: 4 passed", out
 
 
+def test_flash_model_small_commits_and_no_erase_inside_a_press() -> None:
+    out = _run("mp_flash.py")
+    assert out.strip().splitlines()[-1] == "flash: 5 passed", out
+
+
+def test_presses_made_while_the_loop_is_held_are_kept(tmp_path: pathlib.Path) -> None:
+    out = _run_doubles(tmp_path, "rp2040", "pico", "mp_keys.py")
+    assert out.strip().splitlines()[-1] == "keys: 3 passed", out
+
+
 def test_memory_error_in_keys_links_and_status_is_survived(tmp_path: pathlib.Path) -> None:
     out = _run_doubles(tmp_path, "rp2040", "pico", "mp_memerror.py")
     assert out.strip().splitlines()[-1] == "memerror: 8 passed", out

@@ -28,6 +28,7 @@ _sock.connect(socket.getaddrinfo("127.0.0.1", CFG["control"])[0][-1])
 _sock.setblocking(False)
 _inbuf = b""
 _rx = bytearray(256)
+flash = None  # the flash image's block device (board_boot.py), for the rp2 double's Flash()
 host = ""  # where the host's files are: board_boot.py moves them to /host when it mounts the flash at /
 handlers = {}  # op -> callable(msg) -> dict | None (a reply)
 _last = None  # ticks of the previous pump
