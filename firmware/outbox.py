@@ -686,8 +686,8 @@ class Outbox:
         while True:  # a wide range: walk the journal once per 16 matches
             names = []
             for ent in os.ilistdir(self.root + "/j"):
-                key = _jkey(ent[0])
-                if key is not None and key[0] == b and lo <= key[1] <= hi:
+                jk = _jkey(ent[0])
+                if jk is not None and jk[0] == b and lo <= jk[1] <= hi:
                     names.append(ent[0])
                     if len(names) >= 16:
                         break
