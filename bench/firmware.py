@@ -18,7 +18,7 @@ On the RP2040's flash (``NorFlash``: 4 KiB erase sectors, whole 256-byte
 page programs, 45 ms per erase and 0.8 ms per page): erases and page
 programs per invite+press pair, and erases inside a press, with littlefs
 mounted as the rp2 port ships it (``progsize=256``) and as the rp2 boards
-mount it (``flashdev.mount_small_commits``). Then (``--loop``, its own
+mount it (``norflash.mount_small_commits``). Then (``--loop``, its own
 process with a 1 MB heap) the whole app on one asyncio loop, the real key
 task polling pins, slowed to the RP2040's speed: every step a task takes
 is followed by a spin of (scale - 1) times its CPU time, scale = 0.33 s /
@@ -88,7 +88,8 @@ import vfs  # noqa: E402
 import protocol  # noqa: E402
 from firmware.app import App  # noqa: E402
 from firmware.config import validate  # noqa: E402
-from firmware.flashdev import NorFlash, PageProgram, RamFlash, mount_small_commits  # noqa: E402
+from firmware.flashdev import RamFlash  # noqa: E402
+from firmware.norflash import NorFlash, PageProgram, mount_small_commits  # noqa: E402
 
 try:
     from typing import Any

@@ -90,7 +90,7 @@ class App:
         self.ignored_keys = 0  # presses of keys beyond the configured scale
         self.self_test = "ok"
         self.boot = 0
-        # the board's flash device when it reports how full its blocks are (firmware.flashdev.PageProgram)
+        # the board's flash device when it reports how full its blocks are (firmware.norflash.PageProgram)
         dev = getattr(board, "flash", None)
         self.flash: "Any" = dev if hasattr(dev, "room") else None
         self._jblock = -1  # the flash block the journal's last commit went to

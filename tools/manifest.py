@@ -40,6 +40,7 @@ package(  # noqa: F821
         "flashdev.py",
         "main.py",
         "mqtt.py",
+        "norflash.py",
         "outbox.py",
         "ports.py",
         "release.py",

@@ -33,7 +33,7 @@ def remount_small_commits() -> "Any":
     import rp2
     import vfs
 
-    from firmware.flashdev import PageProgram, mount_small_commits
+    from firmware.norflash import PageProgram, mount_small_commits
 
     flash = rp2.Flash()
     try:
@@ -74,7 +74,7 @@ class PinBoard:
         On the rp2 port ``_boot.py`` mounts it with ``progsize=256`` (the chip programs whole
         pages), so every littlefs commit takes a 256-byte page and a saved press costs about a
         sixth of a 4 KiB sector erase, often inside the press. Here it is mounted again on the
-        same flash through ``flashdev.PageProgram``: 8-byte commits, the same on-disk format
+        same flash through ``norflash.PageProgram``: 8-byte commits, the same on-disk format
         (``mpremote`` and a plain ``_boot.py`` mount still read it). If that fails the port's own
         mount stays.
         """

@@ -74,9 +74,9 @@ def test_metrics_past_two_million_events_pass_promtool_with_exact_values(tmp_pat
             src = Recorder()
             now = int(time.time() * 1000)
             # 1000 real presses, two of them again, and garbage: the whole path to the commit.
-            items = [(src, topics.uplink(D), _press(s), now, None) for s in range(1000)]
-            items += [(src, topics.uplink(D), _press(s), now, None) for s in (3, 4)]
-            items.append((src, topics.uplink(D), b"not json", now, None))
+            items = [(src, topics.uplink(D), _press(s), now, None, False) for s in range(1000)]
+            items += [(src, topics.uplink(D), _press(s), now, None, False) for s in (3, 4)]
+            items.append((src, topics.uplink(D), b"not json", now, None, False))
             await pipe.write(items)
             pipe.submit(src, topics.uplink(D), _press(5000))  # waiting for the next batch
             # A province's weeks of traffic: the same counting the writer does after each commit.

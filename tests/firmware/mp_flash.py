@@ -12,7 +12,7 @@ import vfs
 
 from firmware.app import App
 from firmware.config import validate
-from firmware.flashdev import NorFlash, PageProgram, mount_small_commits
+from firmware.norflash import NorFlash, PageProgram, mount_small_commits
 
 passed = 0
 
