@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from types import TracebackType
+from typing import Self
 
 
 def mosquitto_binary(name: str = "mosquitto") -> str:
@@ -33,8 +34,75 @@ def free_port() -> int:
         return port
 
 
-class Mosquitto:
+class BrokerProcess:
+    """A broker as a child process: started and awaited until it listens on ``port``, stopped, killed.
+
+    Subclasses write ``conf`` in ``dir`` and say how the broker is started (``command``), what it is
+    called and where it logs.
+    """
+
+    name = "broker"
+    log_name = "broker.log"
+    start_timeout = 10.0
+    stop_timeout = 10.0
+    dir: pathlib.Path
+    conf: pathlib.Path
+    port: int
+    proc: subprocess.Popen[bytes] | None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the broker and wait until it accepts connections."""
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + (timeout or self.start_timeout)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"{self.name} exited: {err} {self.log()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on {self.port}: {self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM): a broker with persistence saves it."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=self.stop_timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Kill -9: whatever was not saved is gone, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        path = self.dir / self.log_name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.kill()
+
+
+class Mosquitto(BrokerProcess):
     """One mosquitto process bound to 127.0.0.1 on a free port."""
+
+    name = "mosquitto"
+    log_name = "mosquitto.log"
 
     def __init__(
         self,
@@ -78,48 +146,5 @@ class Mosquitto:
         self.conf.write_text("\n".join(lines) + "\n")
         os.chmod(self.dir, 0o755)
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the broker and wait until it accepts connections."""
-        self.proc = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited: {err} {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on {self.port}")
-
-    def stop(self) -> None:
-        """Stop cleanly (SIGTERM): the broker saves its persistence file."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def kill(self) -> None:
-        """Kill -9: whatever was not autosaved is gone, as in a crash."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log(self) -> str:
-        path = self.dir / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def __enter__(self) -> Mosquitto:
-        self.start()
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.kill()
+    def command(self) -> list[str]:
+        return [mosquitto_binary(), "-c", str(self.conf)]

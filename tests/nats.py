@@ -16,12 +16,10 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from types import TracebackType
 
-from tests.mosquitto import free_port
+from tests.mosquitto import BrokerProcess, free_port
 
 
 def nats_binary() -> str:
@@ -31,8 +29,13 @@ def nats_binary() -> str:
     raise RuntimeError("nats-server not found: ./dev setup installs it (Debian package nats-server)")
 
 
-class NatsMqtt:
+class NatsMqtt(BrokerProcess):
     """One nats-server bound to 127.0.0.1: a NATS port and an MQTT port."""
+
+    name = "nats-server"
+    log_name = "nats.log"
+    start_timeout = 15.0
+    stop_timeout = 15.0
 
     def __init__(
         self,
@@ -80,42 +83,5 @@ class NatsMqtt:
         self.proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
 
-    def start(self, timeout: float = 15.0) -> None:
-        """Start the server and wait until its MQTT listener accepts connections."""
-        self.proc = subprocess.Popen(
-            [nats_binary(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"nats-server exited: {err} {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nats-server did not listen on {self.port}: {self.log()}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def log(self) -> str:
-        path = self.dir / "nats.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def __enter__(self) -> NatsMqtt:
-        self.start()
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.kill()
+    def command(self) -> list[str]:
+        return [nats_binary(), "-c", str(self.conf)]
