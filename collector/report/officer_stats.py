@@ -228,12 +228,18 @@ EXPLAIN: dict[str, tuple[str, str]] = {
 }
 
 
-def explain(rule: str, detail: dict[str, Any], lang: str = "zh") -> str:
-    zh, en = EXPLAIN.get(rule, (rule, rule))
+def explain_with(texts: dict[str, tuple[str, str]], rule: str, detail: dict[str, Any], lang: str = "zh") -> str:
+    """``rule``'s sentence from ``texts`` (zh, en templates) in ``lang``, filled with ``detail``; the bare
+    template when ``detail`` does not fit it."""
+    zh, en = texts.get(rule, (rule, rule))
     try:
         return (en if lang == "en" else zh).format(**detail)
     except (KeyError, IndexError, ValueError):
         return en if lang == "en" else zh
+
+
+def explain(rule: str, detail: dict[str, Any], lang: str = "zh") -> str:
+    return explain_with(EXPLAIN, rule, detail, lang)
 
 
 GROUP_WORDS = {"unit": ("同单位", "the same unit's"), "bureau": ("全局", "the bureau's")}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.clock import now_ms
+from collector.report.officer_stats import explain_with
 from collector.store import Database
 from collector.timeplace import month_of, zone
 from collector.web.settings import DetectionRules, WebSettings
@@ -98,11 +99,7 @@ class Flag:
 
 def explain(rule: str, detail: dict[str, Any], lang: str = "zh") -> str:
     """The flag in words, in ``lang`` (``zh`` or ``en``)."""
-    zh, en = EXPLAIN.get(rule, (rule, rule))
-    try:
-        return (en if lang == "en" else zh).format(**detail)
-    except (KeyError, IndexError, ValueError):
-        return en if lang == "en" else zh
+    return explain_with(EXPLAIN, rule, detail, lang)
 
 
 def _bursts(presses: Sequence[Press], r: DetectionRules) -> Iterable[Flag]:
