@@ -62,7 +62,9 @@ class Explained:
 
 
 _CHECK_LINK_ZH = "检查设备的网络连接（网线/Wi-Fi 信号）和服务端是否在运行；若持续出现，请联系运维。"
-_CHECK_LINK_EN = "Check the box's network (cable / Wi-Fi signal) and that the server is running; if it persists, call IT."
+_CHECK_LINK_EN = (
+    "Check the box's network (cable / Wi-Fi signal) and that the server is running; if it persists, call IT."
+)
 _CALL_IT_ZH = "设备可继续使用；若反复出现，请联系运维检查或更换设备。"
 _CALL_IT_EN = "The box keeps working; if this recurs, ask IT to check or replace it."
 _NOTHING_ZH = "无需处理。"

@@ -89,9 +89,7 @@ def officer_outlooks(report: MonthlyReport, now_ms: int, policy: Policy | None =
         end_rated, end_satisfied = ln.rated + to_come, ln.satisfied + to_come - bad_to_come
         end_band = band(end_satisfied, end_rated, policy)
         at_risk = absorb == 0 or end_band == "below_floor"
-        out.append(
-            Outlook(ln, absorb, to_come, bad_to_come, ratio(end_satisfied, end_rated), end_band, at_risk)
-        )
+        out.append(Outlook(ln, absorb, to_come, bad_to_come, ratio(end_satisfied, end_rated), end_band, at_risk))
     out.sort(key=lambda o: (not o.at_risk, o.absorb, o.line.key))
     return out
 
@@ -118,9 +116,7 @@ def compare(now: MonthlyReport | None, last: MonthlyReport | None) -> list[Compa
     now_units = {u.key: u for u in (now.units if now else [])}
     last_units = {u.key: u for u in (last.units if last else [])}
     keys = sorted((set(now_units) | set(last_units)) - {""})  # "": windows in no unit, in the total only
-    rows = [
-        Comparison(k, (now_units.get(k) or last_units[k]).name, now_units.get(k), last_units.get(k)) for k in keys
-    ]
+    rows = [Comparison(k, (now_units.get(k) or last_units[k]).name, now_units.get(k), last_units.get(k)) for k in keys]
     if len(keys) != 1:
         rows.append(Comparison("", "", now.total if now else None, last.total if last else None))
     return rows

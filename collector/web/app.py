@@ -21,6 +21,7 @@ from aiohttp import web
 from collector.report import Policy
 from collector.store import Database
 from collector.web import alerts, cases, detection
+from collector.web.dashboard import api_dashboard, dashboard_page
 from collector.web.http import STATIC, WEB, AuthedHandler, WebState, guarded, templates
 from collector.web.login import home, login_page, login_post, logout
 from collector.web.monthly import api_month, api_officer, month_download, month_page, officer_page
@@ -52,6 +53,7 @@ PAGES: list[tuple[str, str, AuthedHandler]] = [
     ("GET", "/cases", cases_page),
     ("POST", "/cases/{id}", case_action),
     ("GET", "/anomalies", anomalies_page),
+    ("GET", "/dashboard", dashboard_page),
     ("GET", "/alerts", alerts_page),
     ("POST", "/alerts/{id}/ack", alert_ack),
     ("GET", "/api/me", api_me),
@@ -62,6 +64,7 @@ PAGES: list[tuple[str, str, AuthedHandler]] = [
     ("GET", "/api/cases/counts", api_case_counts),
     ("POST", "/api/cases/{id}", case_action),
     ("GET", "/api/anomalies", api_anomalies),
+    ("GET", "/api/dashboard", api_dashboard),
     ("GET", "/api/alerts", api_alerts),
     ("POST", "/api/alerts/{id}/ack", alert_ack),
 ]

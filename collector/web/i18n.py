@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.resources
 import tomllib
+from collections.abc import Callable
+from typing import Any
 
 from collector.report.glossary import TERMS
 from collector.report.rates import BANDS
@@ -37,3 +39,13 @@ def label(key: str, lang: str) -> str:
     """The label ``key`` in ``lang`` (the key itself when there is none)."""
     zh, en = LABELS.get(key, (key, key))
     return en if lang == "en" else zh
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """``t(key, **fields)``: the label ``key`` in ``lang`` with ``{fields}`` filled in (as the templates' ``t``)."""
+
+    def t(key: str, **kw: Any) -> str:
+        text = label(key, lang)
+        return text.format(**kw) if kw else text
+
+    return t

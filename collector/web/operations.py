@@ -7,68 +7,242 @@ from typing import Any
 
 from aiohttp import web
 
+from collector.ingest.device_errors import explain as explain_error
 from collector.report.officer_stats import month_checks
-from collector.web import alerts, auth, cases, data, detection, errors
-from collector.web.http import WEB, api_error, int_param, is_api, month_param, redirect, render
+from collector.web import alerts, auth, cases, data, detection, errors, exports
+from collector.web.http import WEB, api_error, int_param, is_api, lang_of, month_param, redirect, render
+from collector.web.i18n import translator
 from collector.web.scope import Viewer
+
+DEVICE_STATES = ("online", "offline")
+
+
+async def _devices(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]:
+    """The viewer's boxes as the devices page shows them, filtered by the URL (``unit``, ``status``, ``problems``).
+
+    Each has its error explained (``error``: code, zh/en sentence, what to do; the firmware's text in ``raw``)
+    and ``state``: ``offline`` when silent too long even if its last word was online.
+    """
+    state = request.app[WEB]
+    unit = request.query.get("unit") or None
+    status = request.query.get("status") or None
+    problems = request.query.get("problems") == "1"
+    rows = []
+    for d in await data.device_health(state.db, state.settings, viewer):
+        d["state"] = "offline" if d["stale"] and d["status"] == "online" else d["status"]
+        d["error"] = explain_error(d["last_error"])
+        if unit and d["unit_id"] != unit or status and d["state"] != status:
+            continue
+        if problems and d["state"] == "online" and (d["error"] is None or not d["error"].serious):
+            continue
+        rows.append(d)
+    return rows
+
+
+def _device_table(request: web.Request, rows: list[dict[str, Any]]) -> exports.Table:
+    lang = lang_of(request)
+    t = translator(lang)
+    time = request.app[WEB].env.filters["time"]
+    return exports.Table(
+        t("devices"),
+        [
+            t(k)
+            for k in (
+                "device",
+                "unit",
+                "window",
+                "status",
+                "last_seen",
+                "outbox",
+                "firmware",
+                "config",
+                "last_error",
+                "error_action",
+                "error_raw",
+            )
+        ],  # fmt: skip
+        [
+            [
+                d["id"],
+                d["unit_name"],
+                d["window_name"],
+                t(d["state"]) if d["state"] in DEVICE_STATES else t("unknown"),
+                time(d["last_seen_ms"]),
+                d["outbox"],
+                d["fw"],
+                d["config_version"],
+                d["error"].text(lang) if d["error"] else None,
+                d["error"].action(lang) if d["error"] else None,
+                d["last_error"],
+            ]  # fmt: skip
+            for d in rows
+        ],
+    )
 
 
 async def devices_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    state = request.app[WEB]
-    rows = await data.device_health(state.db, state.settings, viewer)
-    return render(request, "devices.html", session=session, viewer=viewer, devices=rows)
+    rows = await _devices(request, viewer)
+    fmt = exports.wanted(request)
+    if fmt:
+        return exports.response(
+            [_device_table(request, rows)], fmt, "devices", exports.today(request.app[WEB].policy.timezone)
+        )
+    units, _ = await data.units_and_windows(request.app[WEB].db, viewer)
+    return render(
+        request, "devices.html", session=session, viewer=viewer, devices=rows, units=units, q=request.query,
+        downloads={f: exports.download_url(request, f) for f in exports.FORMATS},
+    )  # fmt: skip
 
 
 async def api_devices(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    state = request.app[WEB]
-    return web.json_response({"devices": await data.device_health(state.db, state.settings, viewer)})
+    rows = await _devices(request, viewer)
+    out = [{**d, "error": d["error"].json() if d["error"] else None} for d in rows]
+    return web.json_response({"devices": out})
 
 
-async def _anomalies(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]:
-    month = request.query.get("month") or None
-    if month:
-        month_param(request)
+async def _anomalies(request: web.Request, viewer: Viewer, month: str) -> list[dict[str, Any]]:
+    """The month's flagged presses in the viewer's units, only the URL's ``rule`` when given."""
     scope_sql, params = viewer.unit_filter("a.unit_id")
-    return await detection.list_anomalies(request.app[WEB].db, scope_sql, params, month=month)
+    rows = await detection.list_anomalies(request.app[WEB].db, scope_sql, params, month=month)
+    rule = request.query.get("rule") or None
+    return [r for r in rows if not rule or r["rule"] == rule]
 
 
-async def _officer_flags(request: web.Request, viewer: Viewer) -> tuple[str, list[dict[str, Any]]]:
+async def _officer_flags(request: web.Request, viewer: Viewer, month: str) -> list[dict[str, Any]]:
     """The month's flagged officers in the viewer's units (officer-month checks), with names."""
     state = request.app[WEB]
-    month = month_param(request) if request.query.get("month") else data.current_month(state.policy)
     found = await month_checks(state.db, month, state.policy)
     names = {r[0]: r[1] for r in await state.db.fetch("SELECT id, name FROM officers")}
-    rows = [
+    return [
         {"officer_id": o, "officer_name": names.get(o, ""), "month": month, **c.json(), "unit_id": c.unit_id}
         for o, c in sorted(found.items())
         if c.flags and viewer.sees_unit(c.unit_id)
     ]
-    return month, rows
+
+
+async def _misuse(request: web.Request, viewer: Viewer, month: str) -> int | None:
+    """The month's 异常按键 (misuse) count in the viewer's report; None: no report for the month."""
+    state = request.app[WEB]
+    report = await data.scoped_report(state.db, month, state.policy, viewer)
+    return None if report is None else report.total.misuse
+
+
+def _anomaly_tables(
+    request: web.Request, presses: list[dict[str, Any]], officers: list[dict[str, Any]]
+) -> list[exports.Table]:
+    lang = lang_of(request)
+    t = translator(lang)
+    time = request.app[WEB].env.filters["time"]
+    explain = "explain_en" if lang == "en" else "explain_zh"
+    return [
+        exports.Table(
+            t("flagged_presses"),
+            [t(k) for k in ("time", "officer", "name", "device", "rule", "explain")],
+            [
+                [
+                    time(a["press_ms"]),
+                    a["officer_id"],
+                    a["officer_name"],
+                    f"{a['device_id']} {a['boot']}/{a['seq']}",
+                    "；".join(t("rule_" + f["rule"]) for f in a["flags"]),
+                    "；".join(f[explain] for f in a["flags"]),
+                ]  # fmt: skip
+                for a in presses
+            ],
+        ),
+        exports.Table(
+            t("officer_checks"),
+            [t(k) for k in ("officer", "name", "rule", "explain")],
+            [
+                [
+                    o["officer_id"],
+                    o["officer_name"],
+                    "；".join(t("rule_" + f["rule"]) for f in o["flags"]),
+                    "；".join(f[explain] for f in o["flags"]),
+                ]  # fmt: skip
+                for o in officers
+            ],
+        ),
+    ]
 
 
 async def anomalies_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    rows = detection.by_press(await _anomalies(request, viewer))
-    month, officers = await _officer_flags(request, viewer)
+    month = month_param(request)
+    rows = detection.by_press(await _anomalies(request, viewer, month))
+    officers = await _officer_flags(request, viewer, month)
+    fmt = exports.wanted(request)
+    if fmt:
+        return exports.response(_anomaly_tables(request, rows, officers), fmt, "anomalies", month)
     return render(
         request, "anomalies.html", session=session, viewer=viewer, anomalies=rows, officer_flags=officers,
-        flags_month=month,
+        flags_month=month, month=month, misuse=await _misuse(request, viewer, month), rules=sorted(detection.EXPLAIN),
+        q=request.query, downloads={f: exports.download_url(request, f) for f in exports.FORMATS},
     )  # fmt: skip
 
 
 async def api_anomalies(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    month, officers = await _officer_flags(request, viewer)
+    month = month_param(request)
     return web.json_response(
-        {"anomalies": await _anomalies(request, viewer), "officer_flags": officers, "officer_flags_month": month}
+        {
+            "month": month,
+            "anomalies": await _anomalies(request, viewer, month),
+            "officer_flags": await _officer_flags(request, viewer, month),
+            "officer_flags_month": month,
+            "misuse": await _misuse(request, viewer, month),
+        }
+    )
+
+
+ALERT_KINDS = ("below_floor", "offline", "outbox", "officer_flag")
+
+
+async def _alerts(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]:
+    """The viewer's alerts, filtered by the URL: ``kind``, ``acked`` (``0`` not acknowledged, ``1`` acknowledged)."""
+    kind = request.query.get("kind") or None
+    acked = request.query.get("acked") or None
+    rows = await alerts.list_alerts(request.app[WEB].db, viewer, unacked_only=acked == "0")
+    return [a for a in rows if (not kind or a["kind"] == kind) and (acked != "1" or a["acked_ms"] is not None)]
+
+
+def _alert_table(request: web.Request, rows: list[dict[str, Any]]) -> exports.Table:
+    lang = lang_of(request)
+    t = translator(lang)
+    time = request.app[WEB].env.filters["time"]
+    return exports.Table(
+        t("alerts"),
+        ["#", t("time"), t("rule"), t("explain"), t("acked_state"), t("delivery")],
+        [
+            [
+                a["id"],
+                time(a["created_ms"]),
+                t("kind_" + a["kind"]),
+                a["text_en" if lang == "en" else "text_zh"],
+                f"{t('acked')} · {a['acked_by']}" if a["acked_ms"] else t("unacked"),
+                "；".join(
+                    f"{t('sink_' + d['sink'].split(':')[0])} {t('delivery_' + d['state'])} ×{d['attempts']}"
+                    for d in a["deliveries"]
+                ),
+            ]  # fmt: skip
+            for a in rows
+        ],
     )
 
 
 async def alerts_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    rows = await alerts.list_alerts(request.app[WEB].db, viewer)
-    return render(request, "alerts.html", session=session, viewer=viewer, alerts=rows)
+    rows = await _alerts(request, viewer)
+    fmt = exports.wanted(request)
+    if fmt:
+        return exports.response(
+            [_alert_table(request, rows)], fmt, "alerts", exports.today(request.app[WEB].policy.timezone)
+        )
+    return render(
+        request, "alerts.html", session=session, viewer=viewer, alerts=rows, kinds=ALERT_KINDS, q=request.query,
+        downloads={f: exports.download_url(request, f) for f in exports.FORMATS},
+    )  # fmt: skip
 
 
 async def api_alerts(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
-    return web.json_response({"alerts": await alerts.list_alerts(request.app[WEB].db, viewer)})
+    return web.json_response({"alerts": await _alerts(request, viewer)})
 
 
 async def alert_ack(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
@@ -80,7 +254,10 @@ async def alert_ack(request: web.Request, viewer: Viewer, session: auth.Session)
         return api_error(404, "not_found", str(exc)) if is_api(request) else web.Response(status=404, text=str(exc))
     if is_api(request):
         return web.json_response({"alert": row})
-    return redirect("/alerts")
+    back = (await request.post()).get("back")  # the list as it was filtered (only an /alerts address)
+    if not isinstance(back, str) or not back.startswith("/alerts") or "//" in back or "\\" in back:
+        back = "/alerts"
+    return redirect(back)
 
 
 async def cases_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:

@@ -44,7 +44,8 @@ def _firmware_texts() -> set[str]:
                     text = _sample(node.args[0])
                     if text is not None:
                         texts.add("MemoryError %s (7 so far)" % text if name == "out_of_memory" else text)
-            if isinstance(node, ast.Dict) and path != CONTROL_CHANNEL:  # {"ok": False, "err": ...}: a refused key, invite or sign-in
+            # {"ok": False, "err": ...}: a refused key, invite or sign-in
+            if isinstance(node, ast.Dict) and path != CONTROL_CHANNEL:
                 for k, v in zip(node.keys, node.values, strict=True):
                     if isinstance(k, ast.Constant) and k.value == "err" and v is not None:
                         text = _sample(v)

@@ -165,7 +165,7 @@ def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.P
         assert "O3,王强,U2,W2,10,8,2,80.00,低于底线" in csv_text  # the report's CSV, its labels
 
         for page in ("devices", "alerts", "anomalies"):
-            d.get(f"{srv.url}/{page}")  # type: ignore[attr-defined]
+            d.get(f"{srv.url}/{page}?month={MONTH}")  # type: ignore[attr-defined]
             _shot(d, page)
         assert "连续快速按键" in d.find_element(By.ID, "anomalies").text  # type: ignore[attr-defined]
         d.get(f"{srv.url}/month?month={MONTH}&lang=en")  # type: ignore[attr-defined]

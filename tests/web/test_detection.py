@@ -74,7 +74,7 @@ def test_detect_on_store_lists_flags_and_keeps_presses(store_url: str, tmp_path:
             assert {a["rule"] for a in rows} == {"burst", "no_invite", "unsolicited_share"}  # 6 of O1's 26: 23% vs 0%
             burst = next(a for a in rows if a["rule"] == "burst")
             assert "秒内" in burst["explain_zh"] and "presses within 60 s" in burst["explain_en"]
-            async with http.get(f"{srv.url}/anomalies?lang=en") as r:
+            async with http.get(f"{srv.url}/anomalies?month={MONTH}&lang=en") as r:
                 assert "looks like self-rating" in await r.text()
             async with http.get(f"{srv.url}/api/officers/O1?month={MONTH}") as r:
                 recent = (await r.json())["recent"]
