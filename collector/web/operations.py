@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from aiohttp import web
 
 from collector.ingest.device_errors import explain as explain_error
+from collector.report import Line
 from collector.report.officer_stats import month_checks
 from collector.web import alerts, auth, cases, data, detection, errors, exports
 from collector.web.http import WEB, api_error, int_param, is_api, lang_of, month_param, redirect, render
@@ -120,11 +122,21 @@ async def _officer_flags(request: web.Request, viewer: Viewer, month: str) -> li
     ]
 
 
-async def _misuse(request: web.Request, viewer: Viewer, month: str) -> int | None:
-    """The month's 异常按键 (misuse) count in the viewer's report; None: no report for the month."""
+@dataclasses.dataclass(frozen=True)
+class Misuse:
+    """The month's 异常按键 (misuse) in the viewer's report: the total and the officers who have any."""
+
+    total: int
+    officers: list[Line]
+
+
+async def _misuse(request: web.Request, viewer: Viewer, month: str) -> Misuse | None:
+    """The month's misuse from the viewer's report (the monthly table's numbers); None: no report for the month."""
     state = request.app[WEB]
     report = await data.scoped_report(state.db, month, state.policy, viewer)
-    return None if report is None else report.total.misuse
+    if report is None:
+        return None
+    return Misuse(report.total.misuse, sorted((ln for ln in report.officers if ln.misuse), key=lambda ln: -ln.misuse))
 
 
 def _anomaly_tables(
@@ -188,12 +200,12 @@ async def api_anomalies(request: web.Request, viewer: Viewer, session: auth.Sess
             "anomalies": await _anomalies(request, viewer, month),
             "officer_flags": await _officer_flags(request, viewer, month),
             "officer_flags_month": month,
-            "misuse": await _misuse(request, viewer, month),
+            "misuse": misuse.total if (misuse := await _misuse(request, viewer, month)) else None,
         }
     )
 
 
-ALERT_KINDS = ("below_floor", "offline", "outbox", "officer_flag")
+ALERT_KINDS = ("bad_rating", "below_floor", "offline", "outbox", "officer_flag")
 
 
 async def _alerts(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]:
