@@ -21,6 +21,7 @@ from aiohttp import web
 from collector.report import Policy
 from collector.store import Database
 from collector.web import alerts, cases, detection
+from collector.web.api import api_box_command
 from collector.web.http import STATIC, WEB, AuthedHandler, WebState, guarded, templates
 from collector.web.login import home, login_page, login_post, logout
 from collector.web.monthly import api_month, api_officer, month_download, month_page, officer_page
@@ -64,6 +65,7 @@ PAGES: list[tuple[str, str, AuthedHandler]] = [
     ("GET", "/api/anomalies", api_anomalies),
     ("GET", "/api/alerts", api_alerts),
     ("POST", "/api/alerts/{id}/ack", alert_ack),
+    ("POST", "/api/box-commands", api_box_command),
 ]
 
 
