@@ -46,10 +46,12 @@ async def call(
     srv: Server, method: str, path: str, token: str | None, json: object = None
 ) -> tuple[int, dict[str, object], dict[str, str]]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with aiohttp.ClientSession() as http:  # no cookies: the token alone
-        async with http.request(method, srv.url + path, headers=headers, json=json) as r:
-            body = await r.json(content_type=None) if r.content_type == "application/json" else {"text": await r.text()}
-            return r.status, body, dict(r.headers)
+    async with (
+        aiohttp.ClientSession() as http,  # no cookies: the token alone
+        http.request(method, srv.url + path, headers=headers, json=json) as r,
+    ):
+        body = await r.json(content_type=None) if r.content_type == "application/json" else {"text": await r.text()}
+        return r.status, body, dict(r.headers)
 
 
 def test_read_reports_token_reads_its_unit_only_and_never_writes(store_url: str) -> None:
@@ -121,9 +123,11 @@ def test_revoked_expired_forged_and_truncated_tokens_get_401(store_url: str) -> 
             assert bad not in str(doc)  # the refusal never echoes what was sent
         status, doc, _ = await call(srv, "GET", path, None)
         assert status == 401  # neither token nor session
-        async with aiohttp.ClientSession() as http:  # another scheme
-            async with http.get(srv.url + path, headers={"Authorization": f"Basic {token}"}) as r:
-                assert r.status == 401 and (await r.json())["error"] == "malformed_token"
+        async with (
+            aiohttp.ClientSession() as http,  # another scheme
+            http.get(srv.url + path, headers={"Authorization": f"Basic {token}"}) as r,
+        ):
+            assert r.status == 401 and (await r.json())["error"] == "malformed_token"
         # revoked: refused at once
         out = await asyncio.to_thread(evalbox, store_url, "token", "revoke", "hall")
         assert out.returncode == 0, out.stderr
