@@ -258,6 +258,8 @@ def test_feed_loop_delivers_every_rating_exactly_once_through_failures(store_url
             receiver.check_exactly_once(expected)
             assert not receiver.plan, "the receiver's failures were not all exercised"
             assert {m for m, _ in receiver.requests} == {"500", "drop", "ok"}
+            dropped = {i for m, ids in receiver.requests if m == "drop" for i in ids}
+            assert dropped and dropped <= set(receiver.acked())  # a lost ack: sent again, the receiver deduped
             rows = await db.fetch("SELECT state, COUNT(*), MIN(attempts) FROM feed_ledger GROUP BY state")
             assert [tuple(r) for r in rows] == [("delivered", 82, 1)]
             retried = await db.fetchone("SELECT COUNT(*) FROM feed_ledger WHERE attempts > 1")
