@@ -29,6 +29,7 @@ import typing
 from typing import Any
 
 from collector.errors import ConfigError, UsageError
+from collector.feed.settings import FeedConfig
 from collector.ingest.settings import BatchConfig, HealthConfig, MqttConfig, SerialConfig
 from collector.report.policy import Policy, load_policy, policy_from_dict
 from collector.store import Database, StoreUrl, connect, parse_store_url
@@ -89,6 +90,14 @@ port = 1883
 # [health]
 # grace_s = 30
 
+# The provincial 好差评 feed (docs/feed.md): every rating pushed to this HTTPS endpoint
+# by `evalbox serve` (and `evalbox feed push`), each once, retried until acknowledged.
+# [feed]
+# url = "https://hcp.example.gov.cn/api/ratings"
+# ca_file = "hcp-ca.pem"        # relative to this file (default: the system's CAs)
+# token = "…"                   # sent as Authorization: Bearer
+# batch_size = 100
+
 # The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
 # satisfied levels, sanctions, time zone. Every command reads the same one.
 # [policy]
@@ -121,6 +130,7 @@ class Config:
     web_listen: str | None = None
     metrics_listen: str | None = None
     health: HealthConfig = HealthConfig()
+    feed: FeedConfig | None = None  # [feed]: the provincial 好差评 feed
 
     @property
     def base(self) -> pathlib.Path:
@@ -153,7 +163,7 @@ class Config:
 
 Table = dict[str, Any]
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
-TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "policy", "timezone")
+TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "feed", "policy", "timezone")
 POLICY_TABLES = ("rates", "sanctions", "ranking")
 # Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
 POLICY_KEYS = (
@@ -188,6 +198,7 @@ def _known_keys() -> dict[str, list[str]]:
         "web": ["listen", *(k for k in _fields(WebSettings) if k not in _WEB_NOT_KEYS)],
         "metrics": ["listen"],
         "health": _fields(HealthConfig),
+        "feed": _fields(FeedConfig),
         "policy": ["file"],
     }
 
@@ -336,6 +347,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
     health = _section(name, "health", conf.get("health", {}), HealthConfig)
     if not 1 <= health.grace_s <= 3600:
         raise ConfigError(f"{name}: health.grace_s: {health.grace_s:g} s, expected 1..3600 seconds")
+    feed = _feed(name, file.parent, conf["feed"]) if "feed" in conf else None
     policy_file = _policy_file(name, file.parent, conf.get("policy"))
     if policy is not None:
         policy_file = pathlib.Path(policy)
@@ -353,7 +365,20 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         web_listen=web_listen,
         metrics_listen=metrics_listen,
         health=health,
+        feed=feed,
     )
+
+
+def _feed(file: str, base: pathlib.Path, raw: Any) -> FeedConfig:
+    """``[feed]``, its ``ca_file`` relative to the config file and there."""
+    feed: FeedConfig = _section(file, "feed", raw, FeedConfig)
+    if feed.ca_file is not None:
+        ca = pathlib.Path(feed.ca_file)
+        ca = ca if ca.is_absolute() else base / ca
+        if not ca.is_file():
+            raise ConfigError(f"{file}: feed.ca_file: {ca}: no such file")
+        feed = dataclasses.replace(feed, ca_file=str(ca))
+    return feed
 
 
 def _store_url(text: str, base: pathlib.Path, where: str) -> StoreUrl:

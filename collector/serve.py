@@ -2,7 +2,8 @@
 
 Resources are opened in ``async with`` (store, HTTP client, web runner) and
 every task lives in one TaskGroup: the writer (``Pipeline.run``), the MQTT
-and serial sources, the registry refresher and the web watcher. SIGTERM and
+and serial sources, the registry refresher, the web watcher and the 好差评
+feed (``[feed]``, on its own store connection). SIGTERM and
 SIGINT set ``stop``: the writer flushes its last batch, commits and acks,
 then sets ``drained``; only then do the sources disconnect and the store
 close. The process exits 0.
@@ -21,11 +22,12 @@ import aiohttp
 from aiohttp import web
 
 from collector.config import Config
+from collector.feed import run_feed
 from collector.ingest.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from collector.ingest.mqtt import MqttSource
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.serial import SerialSource
-from collector.store import connect, open_store
+from collector.store import Database, connect, open_store
 from collector.web import add_web_routes, build_sinks, run_watcher
 
 log = logging.getLogger("evalbox.serve")
@@ -43,7 +45,11 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         )
         await pipeline.refresh()
         sources: list[Any] = []
-        async with _http(config, pipeline, stop) as (watcher, http_what), asyncio.TaskGroup() as tg:
+        async with (
+            _http(config, pipeline, stop) as (watcher, http_what),
+            _feed_store(config) as feed_db,
+            asyncio.TaskGroup() as tg,
+        ):
             tg.create_task(pipeline.run(stop))
             tg.create_task(pipeline.metrics.watch_loop_lag(pipeline.drained))
             tg.create_task(pipeline.command_loop(pipeline.drained))
@@ -66,6 +72,9 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
                 what.append(f"mqtt {config.mqtt.host}:{config.mqtt.port}")
             what += [f"serial {s.port}" for s in config.serial]
             what += http_what
+            if feed_db is not None and config.feed is not None:
+                tg.create_task(run_feed(feed_db, config.feed, config.policy, stop))
+                what.append(f"feed {config.feed.url}")
             print(f"evalbox serve: running 运行中 ({', '.join(what) or 'no sources'})", flush=True)
     m = pipeline.metrics
     print(
@@ -98,6 +107,16 @@ def add_ops_routes(app: web.Application, pipeline: Pipeline, grace_s: float) -> 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+
+
+@contextlib.asynccontextmanager
+async def _feed_store(config: Config) -> AsyncIterator[Database | None]:
+    """The feed's own connection to the store (``[feed]`` configured), else None."""
+    if config.feed is None:
+        yield None
+        return
+    async with connect(config.require_store(), migrate=False) as db:
+        yield db
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,6 @@ from typing import Any, TypeAlias, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-import protocol
 from collector.cli.common import config_of, store_options
 from collector.config import DEFAULT_CONFIG, EXAMPLE
 from collector.errors import EvalboxError, UsageError
@@ -107,7 +106,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "box-cmd", help="send a box an invite (with a ticket), a sign-in or a sign-out / 向评价器发送指令"
     )
     p.add_argument("device")
-    p.add_argument("op", choices=("invite", "signin", "signout"))
+    p.add_argument("op", choices=provision.BOX_OPS)
     p.add_argument("--ticket", help="ticket or case number for an invite (票号/案件号)")
     p.add_argument("--officer", help="badge number for signin (警号)")
     store_options(p)
@@ -310,16 +309,7 @@ def _settings(args: argparse.Namespace) -> BoxSettings:
 
 
 def _box_cmd(args: argparse.Namespace) -> int:
-    if args.op == "signin" and not args.officer:
-        raise UsageError("box-cmd signin needs --officer BADGE / 签到需要警号")
-    if args.op != "signin" and args.officer:
-        raise UsageError("--officer goes with signin only")
-    if args.op != "invite" and args.ticket:
-        raise UsageError("--ticket goes with invite only")
-    try:  # the same checks the box applies: refuse here what it would refuse
-        protocol.make(protocol.COMMAND, args.device, cid=1, op=args.op, o=args.officer, tk=args.ticket)
-    except protocol.ProtocolError as exc:
-        raise UsageError(f"box-cmd: {exc}") from None
+    provision.check_box_command(args.device, args.op, args.officer, args.ticket)
     cid = _with_store(args, lambda s: s.queue_command(args.device, args.op, args.officer, args.ticket))
     print(f"command {cid} queued for {args.device}: the running collector sends it within a second / 指令已排队")
     return 0

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from typing import Any
 
+import protocol
 from collector.errors import UsageError
 from collector.ingest.rosters import ID_CHARS
 from collector.store import BoxSettings
@@ -27,6 +28,25 @@ def check_id(value: str, what: str) -> str:
     if not value or len(value) > 32 or set(value) - ID_CHARS:
         raise UsageError(f"{what} {value!r}: use 1-32 letters, digits, _ or - / 编号只能用字母、数字、_ 或 -")
     return value
+
+
+BOX_OPS = ("invite", "signin", "signout")
+
+
+def check_box_command(device_id: str, op: str, officer: str | None, ticket: str | None) -> None:
+    """Refuse (``UsageError``) a box command the box would refuse: the one check of ``evalbox box-cmd`` and the API."""
+    if op not in BOX_OPS:
+        raise UsageError(f"op {op!r}: expected one of {', '.join(BOX_OPS)} / 指令应为 invite、signin 或 signout")
+    if op == "signin" and not officer:
+        raise UsageError("signin needs the officer's badge number (--officer) / 签到需要警号")
+    if op != "signin" and officer:
+        raise UsageError("an officer goes with signin only")
+    if op != "invite" and ticket:
+        raise UsageError("a ticket goes with invite only")
+    try:  # the same checks the box applies: refuse here what it would refuse
+        protocol.make(protocol.COMMAND, device_id, cid=1, op=op, o=officer, tk=ticket)
+    except protocol.ProtocolError as exc:
+        raise UsageError(f"box command: {exc}") from None
 
 
 def box_config(

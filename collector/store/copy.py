@@ -94,6 +94,8 @@ TABLES: tuple[Table, ...] = (
     Table("officer_flags", ("officer_id", "month", "rule"), prune=True),  # a month's re-check replaces its flags
     Table("officer_flag_reviews", ("officer_id", "month")),
     Table("clock_refs", ("device_id", "boot"), prune=True),
+    Table("api_tokens", ("id",)),
+    Table("feed_ledger", ("device_id", "boot", "seq")),
 )
 ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {

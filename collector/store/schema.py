@@ -402,3 +402,65 @@ CREATE TABLE officer_flag_reviews (
 """,
     )
 )
+
+
+# API tokens for integrations (``evalbox token add``; collector/web/tokens.py): a
+# token is ``evb_<id>_<secret>``; the store keeps the public id and the SHA-256
+# of the whole token, never the secret. One scope per token, optionally limited
+# to a unit and the units under it. ``last_used_ms``/``uses`` say when and how
+# often it was used; ``rate_window_ms``/``rate_n`` are the per-token rate
+# limit's current window and its count (shared by every collector on a store).
+MIGRATIONS.append(
+    (
+        "0013_api_tokens",
+        """
+CREATE TABLE api_tokens (
+    id             TEXT PRIMARY KEY,          -- public part of the token (evb_<id>_…)
+    name           TEXT NOT NULL UNIQUE,
+    token_hash     TEXT NOT NULL,             -- sha256 hex of the whole token
+    scope          TEXT NOT NULL,             -- read:reports | read:devices | write:box-commands
+    unit_id        TEXT,                      -- NULL: every unit
+    created_ms     BIGINT NOT NULL,
+    created_by     TEXT NOT NULL,
+    expires_ms     BIGINT,                    -- NULL: never
+    revoked_ms     BIGINT,
+    revoked_by     TEXT,
+    last_used_ms   BIGINT,
+    uses           BIGINT NOT NULL DEFAULT 0,
+    limited        BIGINT NOT NULL DEFAULT 0, -- requests refused by the rate limit
+    rate_window_ms BIGINT NOT NULL DEFAULT 0,
+    rate_n         INTEGER NOT NULL DEFAULT 0
+);
+""",
+    )
+)
+
+
+# The provincial 好差评 feed (collector/feed): one row per rating queued for the
+# configured endpoint, with its delivery state, like ``alert_deliveries``. A
+# rating is queued once (primary key) and marked delivered once the endpoint
+# acknowledged the batch holding it; ``next_ms`` is its next attempt (backoff
+# after a failure); ``lease_ms``: a pusher holds it until then (two pushers
+# never send the same rating at once).
+MIGRATIONS.append(
+    (
+        "0014_feed_ledger",
+        """
+CREATE TABLE feed_ledger (
+    device_id     TEXT NOT NULL,
+    boot          INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    press_ms      BIGINT NOT NULL,
+    queued_ms     BIGINT NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending', -- pending | delivered
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_ms       BIGINT NOT NULL,
+    lease_ms      BIGINT NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    delivered_ms  BIGINT,
+    PRIMARY KEY (device_id, boot, seq)
+);
+CREATE INDEX feed_ledger_due ON feed_ledger (state, next_ms);
+""",
+    )
+)

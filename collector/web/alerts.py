@@ -224,9 +224,19 @@ def _body(row: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def retry_delay_ms(attempts: int, first_s: float, max_s: float) -> int:
+    """Delay before attempt ``attempts + 1``: doubling from ``first_s``, capped at ``max_s`` (alerts and the feed)."""
+    return int(min(max_s, first_s * 2 ** max(0, attempts - 1)) * 1000)
+
+
 def backoff_ms(attempts: int, settings: WebSettings) -> int:
-    """Delay before attempt ``attempts + 1``: doubling from ``retry_first_s``, capped at ``retry_max_s``."""
-    return int(min(settings.retry_max_s, settings.retry_first_s * 2 ** max(0, attempts - 1)) * 1000)
+    """Delay before attempt ``attempts + 1`` of an alert delivery (``[web] retry_first_s``, ``retry_max_s``)."""
+    return retry_delay_ms(attempts, settings.retry_first_s, settings.retry_max_s)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What the ledger records of a failed delivery: the exception's type and message, at most 500 characters."""
+    return f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
 
 
 async def deliver_due(
@@ -250,7 +260,7 @@ async def deliver_due(
             await asyncio.wait_for(sink.deliver(_body(row)), timeout=settings.webhook_timeout_s + 1)
             return None
         except Exception as exc:  # any failure of a receiver is a retry, never a crash of the loop
-            return f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+            return failure_text(exc)
 
     # one sink's rows in order, sinks in parallel
     by_sink: dict[str, list[dict[str, Any]]] = {}

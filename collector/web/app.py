@@ -21,6 +21,7 @@ from aiohttp import web
 from collector.report import Policy
 from collector.store import Database
 from collector.web import alerts, cases, detection
+from collector.web.api import api_box_command
 from collector.web.dashboard import api_dashboard, dashboard_page
 from collector.web.http import STATIC, WEB, AuthedHandler, WebState, guarded, templates
 from collector.web.login import home, login_page, login_post, logout
@@ -67,6 +68,7 @@ PAGES: list[tuple[str, str, AuthedHandler]] = [
     ("GET", "/api/dashboard", api_dashboard),
     ("GET", "/api/alerts", api_alerts),
     ("POST", "/api/alerts/{id}/ack", alert_ack),
+    ("POST", "/api/box-commands", api_box_command),
 ]
 
 

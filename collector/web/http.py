@@ -4,6 +4,12 @@ Every handler registered through ``guarded`` requires a session: pages
 redirect to ``/login``, ``/api/*`` answers 401. Every non-GET request needs
 the session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``),
 else 403.
+
+``/api/*`` also takes ``Authorization: Bearer evb_…`` (an integration's API
+token, ``collector.web.tokens``) instead of a session: 401 when the token is
+malformed, unknown, forged, revoked or expired; 429 with ``Retry-After`` over
+its rate limit; 403 when its scope does not cover the route. A token is not a
+cookie, so its requests need no CSRF token.
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ from collector.errors import ConfigError
 from collector.report import Policy, pct_text
 from collector.store import Database
 from collector.timeplace import parse_month, zone
-from collector.web import auth
+from collector.web import auth, tokens
 from collector.web.alerts import AlertSink
 from collector.web.charts import heat_colour
 from collector.web.data import current_month
 from collector.web.i18n import LANGS, label
-from collector.web.scope import Viewer, viewer_for
+from collector.web.scope import Viewer, viewer_for, viewer_for_token
 from collector.web.settings import WebSettings
 
 log = logging.getLogger("evalbox.web")
@@ -140,6 +146,9 @@ def guarded(handler: AuthedHandler) -> Handler:
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         state = request.app[WEB]
+        bearer = request.headers.get("Authorization")
+        if bearer is not None and is_api(request):
+            return await with_api_token(request, bearer, handler)
         token = request.cookies.get(SESSION_COOKIE)
         session = await auth.session_for(state.db, token, state.settings)
         viewer = await viewer_for(state.db, session.user_name) if session else None
@@ -168,6 +177,43 @@ def guarded(handler: AuthedHandler) -> Handler:
     wrapper.__name__ = handler.__name__
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+async def with_api_token(request: web.Request, header: str, handler: AuthedHandler) -> web.StreamResponse:
+    """Run ``handler`` for an API token: authenticated, counted against its rate limit, in its scope, audited."""
+    state = request.app[WEB]
+    try:
+        token = await tokens.authenticate(state.db, header)
+    except tokens.TokenRefused as exc:
+        resp = api_error(401, exc.code, str(exc))
+        resp.headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
+        return resp
+    try:
+        await tokens.admit(state.db, token, state.settings.token_rate_per_min)
+    except tokens.TokenRateLimited as exc:
+        resp = api_error(429, "rate_limited", str(exc))
+        resp.headers["Retry-After"] = str(exc.retry_after_s)
+        return resp
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+    if not tokens.allows(token.scope, request.method, route):
+        resp: web.StreamResponse = api_error(
+            403, "scope", f"token {token.name!r} has scope {token.scope}, which does not allow {request.method} {route}"
+        )
+    else:
+        viewer = await viewer_for_token(state.db, token.name, token.scope, token.unit_id)
+        session = auth.Session("", viewer.name, "", token.expires_ms or 0)
+        try:
+            resp = await handler(request, viewer, session)
+        except web.HTTPException as exc:  # a refusal of the handler's own (403 another unit, 404, 400)
+            resp = exc
+    log.info("api token %s (%s): %s %s -> %s", token.name, token.scope, request.method, request.path, resp.status)
+    await tokens._audit_token_use(
+        state.db, actor=f"token:{token.name}", action="token.use", subject=f"{request.method} {request.path_qs}",
+        before=None, after={"status": resp.status},
+    )  # fmt: skip
+    if isinstance(resp, web.HTTPException):
+        raise resp
+    return resp
 
 
 def month_param(request: web.Request) -> str:

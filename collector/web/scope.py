@@ -1,4 +1,4 @@
-"""Who is looking: a signed-in user and the units they may see."""
+"""Who is looking: a signed-in user, or an integration's API token, and the units they may see."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from collector.store import Database
 
 @dataclass(frozen=True)
 class Viewer:
-    """A signed-in user. ``units`` is None for an admin (every unit); ``roots`` the units given to them."""
+    """A signed-in user or an API token. ``units`` is None for an admin (every unit); ``roots`` the units given.
+
+    A token's viewer has role ``token``, its name ``token:NAME`` and its one ``scope`` (a user's is None).
+    """
 
     name: str
     role: str
     units: frozenset[str] | None
     roots: tuple[str, ...] = ()
+    scope: str | None = None
 
     def sees_unit(self, unit_id: str | None) -> bool:
         return self.units is None or (unit_id is not None and unit_id in self.units)
@@ -40,6 +44,16 @@ def _subtree(children: dict[str, list[str]], root: str) -> set[str]:
     return seen
 
 
+async def _units_under(db: Database, given: list[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every unit under the ``given`` ones (themselves included), and the given units not under another given one."""
+    children: dict[str, list[str]] = {}
+    for unit, parent in await db.fetch("SELECT id, parent_id FROM units"):
+        children.setdefault(parent or "", []).append(unit)
+    trees = {u: _subtree(children, u) for u in given}
+    roots = sorted(u for u in given if not any(u != o and u in trees[o] for o in given))
+    return frozenset().union(*trees.values()), tuple(roots)
+
+
 async def viewer_for(db: Database, name: str) -> Viewer | None:
     """The ``Viewer`` of user ``name``, or None when unknown or disabled.
 
@@ -52,9 +66,13 @@ async def viewer_for(db: Database, name: str) -> Viewer | None:
     if user["role"] == "admin":
         return Viewer(name, "admin", None)
     given = [unit for (unit,) in await db.fetch("SELECT unit_id FROM user_units WHERE user_name = ?", (name,))]
-    children: dict[str, list[str]] = {}
-    for unit, parent in await db.fetch("SELECT id, parent_id FROM units"):
-        children.setdefault(parent or "", []).append(unit)
-    trees = {u: _subtree(children, u) for u in given}
-    roots = sorted(u for u in given if not any(u != o and u in trees[o] for o in given))
-    return Viewer(name, user["role"], frozenset().union(*trees.values()), tuple(roots))
+    units, roots = await _units_under(db, given)
+    return Viewer(name, user["role"], units, roots)
+
+
+async def viewer_for_token(db: Database, name: str, scope: str, unit_id: str | None) -> Viewer:
+    """The ``Viewer`` of API token ``name``: its unit and every unit under it (no unit: every unit)."""
+    if unit_id is None:
+        return Viewer(f"token:{name}", "token", None, scope=scope)
+    units, roots = await _units_under(db, [unit_id])
+    return Viewer(f"token:{name}", "token", units, roots, scope=scope)

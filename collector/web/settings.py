@@ -46,6 +46,8 @@ class WebSettings:
     secure_cookies: bool = False  # True behind HTTPS
     login_max_failures: int = 5
     login_lockout_s: int = 15 * 60
+    # API tokens (evalbox token add): requests per token per minute, over the limit 429 + Retry-After
+    token_rate_per_min: int = 120
     # bad-review follow-up (working days are Mon–Fri unless holidays say otherwise)
     return_visit_working_days: int = 1
     rectification_working_days: int = 15
@@ -70,7 +72,13 @@ class WebSettings:
     detection: DetectionRules = field(default_factory=DetectionRules)
 
     def __post_init__(self) -> None:
-        for name in ("return_visit_working_days", "rectification_working_days", "session_idle_s", "session_max_s"):
+        for name in (
+            "return_visit_working_days",
+            "rectification_working_days",
+            "session_idle_s",
+            "session_max_s",
+            "token_rate_per_min",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
         for url in self.webhook_urls:
