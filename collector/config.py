@@ -31,6 +31,7 @@ from typing import Any
 from collector.errors import ConfigError, UsageError
 from collector.ingest.settings import BatchConfig, HealthConfig, MqttConfig, SerialConfig
 from collector.report.policy import Policy, load_policy, policy_from_dict
+from collector.report.retention import RetentionConfig
 from collector.store import Database, StoreUrl, connect, parse_store_url
 from collector.web.settings import WebSettings
 
@@ -89,6 +90,12 @@ port = 1883
 # [health]
 # grace_s = 30
 
+# How long raw events and personal data are kept (evalbox retention run --dry-run; docs/audit.md).
+# [retention]
+# events_months = 24          # raw events of the last 24 months (default: the appraisal year and the one before)
+# personal_days = 180         # ticket numbers and free-text notes older than this are ...
+# personal = "hash"           # ... replaced by their SHA-256, or "remove"d
+
 # The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
 # satisfied levels, sanctions, time zone. Every command reads the same one.
 # [policy]
@@ -121,6 +128,7 @@ class Config:
     web_listen: str | None = None
     metrics_listen: str | None = None
     health: HealthConfig = HealthConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def base(self) -> pathlib.Path:
@@ -153,7 +161,9 @@ class Config:
 
 Table = dict[str, Any]
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
-TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "policy", "timezone")
+TOP_KEYS = (
+    "store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "retention", "policy", "timezone",
+)  # fmt: skip
 POLICY_TABLES = ("rates", "sanctions", "ranking")
 # Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
 POLICY_KEYS = (
@@ -188,6 +198,7 @@ def _known_keys() -> dict[str, list[str]]:
         "web": ["listen", *(k for k in _fields(WebSettings) if k not in _WEB_NOT_KEYS)],
         "metrics": ["listen"],
         "health": _fields(HealthConfig),
+        "retention": _fields(RetentionConfig),
         "policy": ["file"],
     }
 
@@ -336,6 +347,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
     health = _section(name, "health", conf.get("health", {}), HealthConfig)
     if not 1 <= health.grace_s <= 3600:
         raise ConfigError(f"{name}: health.grace_s: {health.grace_s:g} s, expected 1..3600 seconds")
+    retention = _section(name, "retention", conf.get("retention", {}), RetentionConfig)
     policy_file = _policy_file(name, file.parent, conf.get("policy"))
     if policy is not None:
         policy_file = pathlib.Path(policy)
@@ -353,6 +365,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         web_listen=web_listen,
         metrics_listen=metrics_listen,
         health=health,
+        retention=retention,
     )
 
 

@@ -52,6 +52,7 @@ from collector.errors import UsageError
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.policy import Policy
 from collector.store import Database
+from collector.store.audit import REVIEW_FIELDS, append_audit, sha256_text
 from collector.timeplace import parse_month
 
 RULES = ("no_rating_low", "no_rating_drop", "delay_band", "satisfied_response", "combined")
@@ -649,9 +650,27 @@ async def review_month(db: Database, officer: str, month: str, decision: str, no
             f"officer {officer!r} has no recorded flags for {month}; run `evalbox flags check --month {month}` first"
         )
     async with db.transaction() as tx:
+        old = await tx.fetchone(
+            "SELECT decision, reviewed_by, reviewed_ms FROM officer_flag_reviews WHERE officer_id = ? AND month = ?",
+            (officer, month),
+        )
         await tx.execute("DELETE FROM officer_flag_reviews WHERE officer_id = ? AND month = ?", (officer, month))
         await tx.execute(
             "INSERT INTO officer_flag_reviews (officer_id, month, decision, note, reviewed_by, reviewed_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (officer, month, decision, note.strip(), by, now_ms),
+        )
+        await append_audit(
+            tx,
+            actor=by,
+            action="flag.review",
+            subject=f"flag_review:{officer}/{month}",
+            before=None if old is None else dict(zip(REVIEW_FIELDS, old, strict=True)),
+            after={
+                "decision": decision,
+                "reviewed_by": by,
+                "reviewed_ms": now_ms,
+                "note_sha256": sha256_text(note.strip()),
+            },
+            at_ms=now_ms,
         )
