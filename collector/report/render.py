@@ -411,7 +411,7 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
     head = f"{label('title', lang)} {report.month} ({label('timezone', lang)} {report.timezone}, {state})"
     if report.unit:
         head += f" — {label('unit', lang)} {report.unit}"
-    parts = [head, ""]
+    parts = [head, *digest_lines(report, lang), ""]
     cols = list(TABLE_COLUMNS)
     if not (report.late_events or report.revisions):
         cols = [c for c in cols if c not in ("late_events", "revised_rate", "revised_band")]
@@ -435,7 +435,6 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
     if report.late_events or report.revisions:
         parts.append(revision_text(report, lang))
     parts += [b.text() for b in report.set_aside]
-    parts += digest_lines(report, lang)
     return ("\n".join(parts) + "\n").encode()
 
 

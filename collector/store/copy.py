@@ -277,10 +277,11 @@ def _months_differing(a: dict[Key, int], b: dict[Key, int]) -> list[str]:
 
 async def verify(src: Database, dst: Database, results: list[TableResult]) -> list[str]:
     """Compare the two stores; the problems found (empty when the target is a faithful copy)."""
-    problems: list[str] = []
     for r in results:
         r.source = await _count(src, r.name)
         r.target = await _count(dst, r.name)
+    problems = await _verify_audit(src, dst, next(r for r in results if r.name == "audit_log"))
+    for r in results:
         if r.extra:
             problems.append(
                 f"{r.name}: the target holds {r.extra:,} rows the source does not (the target was not empty, or the "
@@ -294,7 +295,6 @@ async def verify(src: Database, dst: Database, results: list[TableResult]) -> li
     months = _months_differing(source_rollups, target_rollups)
     if months:
         problems.append(f"rollups: the source and target differ for months {', '.join(months)} / 汇总不一致")
-    problems += await _verify_audit(src, dst, next(r for r in results if r.name == "audit_log"))
     recomputed = _rollup_map(await dst.fetch(rollup_select("1 = 1")))
     months = _months_differing(target_rollups, recomputed)
     if months:
