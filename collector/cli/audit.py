@@ -70,7 +70,7 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
     plan = with_db(
         config,
         lambda db: retention.run(
-            db, config.retention, config.timezone, now_ms=now, actor=os_user(), dry_run=args.dry_run
+            db, config.retention, config.policy, now_ms=now, actor=os_user(), dry_run=args.dry_run
         ),
     )
     print("\n".join(plan.lines(dry_run=args.dry_run)))

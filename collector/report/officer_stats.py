@@ -52,7 +52,7 @@ from collector.errors import UsageError
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.policy import Policy
 from collector.store import Database
-from collector.store.audit import REVIEW_FIELDS, append_audit, sha256_text
+from collector.store.audit import REVIEW_FIELDS, append_audit, month_seal, sha256_text
 from collector.timeplace import parse_month
 
 RULES = ("no_rating_low", "no_rating_drop", "delay_band", "satisfied_response", "combined")
@@ -611,13 +611,35 @@ async def reviews(db: Database, month: str) -> dict[str, dict[str, Any]]:
 
 async def month_checks(db: Database, month: str, policy: Policy) -> dict[str, OfficerCheck]:
     """The month's officer checks from the store (SQLite or PostgreSQL), by officer, with any review."""
-    months = await month_officers(db, month, policy)
-    history = await officer_history(db, month)
-    found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
+    kept = await pruned_checks(db, month)
+    if kept is not None:  # the raw events are gone: the checks taken when they were pruned
+        found = {o: OfficerCheck(**c) for o, c in kept.items()}
+    else:
+        months = await month_officers(db, month, policy)
+        history = await officer_history(db, month)
+        found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
     for officer, review in (await reviews(db, month)).items():
         if officer in found:
             found[officer].review = review
     return found
+
+
+async def pruned_checks(db: Database, month: str) -> dict[str, dict[str, Any]] | None:
+    """The officer checks kept for a month whose raw events retention pruned (``OfficerCheck`` fields), or None."""
+    seal = await month_seal(db, month)
+    if seal is None or seal.get("pruned_ms") is None or seal.get("officer_checks") is None:
+        return None
+    kept: dict[str, dict[str, Any]] = json.loads(seal["officer_checks"])
+    return kept
+
+
+def checks_to_keep(found: dict[str, OfficerCheck]) -> str:
+    """The checks as ``pruned_checks`` reads them back (reviews are kept apart and joined on reading)."""
+    return json.dumps(
+        {o: {**dataclasses.asdict(c), "review": None} for o, c in sorted(found.items())},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 async def record_month(db: Database, month: str, policy: Policy, now_ms: int) -> dict[str, OfficerCheck]:

@@ -28,6 +28,8 @@ import json
 from typing import Any
 
 from collector.errors import ConfigError, UsageError
+from collector.report.officer_stats import checks_to_keep, month_checks
+from collector.report.policy import Policy
 from collector.store import Database
 from collector.store.audit import append_audit, events_digest, month_seal, rollups_digest, seal_month
 from collector.timeplace import month_bounds, month_of
@@ -165,8 +167,10 @@ def _deidentified(value: str, mode: str, nullable: bool) -> str | None:
     return HASHED + hashlib.sha256(value.encode()).hexdigest()
 
 
-async def prune_month(db: Database, month: str, tz: str, *, actor: str, now_ms: int) -> dict[str, Any]:
-    """Remove ``month``'s raw events, keeping its rollups, digest and audit entries (sealed and checked first)."""
+async def prune_month(db: Database, month: str, policy: Policy, *, actor: str, now_ms: int) -> dict[str, Any]:
+    """Remove ``month``'s raw events, keeping its rollups, digest, officer checks and audit entries (sealed and
+    checked first)."""
+    tz = policy.timezone
     async with db.transaction():
         await db.lock("events", "rollups")
         seal = await month_seal(db, month)
@@ -182,17 +186,20 @@ async def prune_month(db: Database, month: str, tz: str, *, actor: str, now_ms: 
                 f"month {month}: its events do not match its digest ({seal['events']} sealed, {n} now); not pruning"
                 " evidence of a change — run evalbox audit verify / 事件与摘要不符, 未删除"
             )
+        checks = checks_to_keep(await month_checks(db, month, policy))
         start, end = month_bounds(month, tz)
         removed = await db.execute("DELETE FROM events WHERE month = ?", (month,))
         invites = await db.execute("DELETE FROM invites WHERE opened_ms >= ? AND opened_ms < ?", (start, end))
         rollups = await rollups_digest(db, month)
         await db.execute(
-            "UPDATE month_digests SET pruned_ms = ?, rollups_sha256 = ? WHERE month = ?", (now_ms, rollups, month)
+            "UPDATE month_digests SET pruned_ms = ?, rollups_sha256 = ?, officer_checks = ? WHERE month = ?",
+            (now_ms, rollups, checks, month),
         )
         after = {
             **seal,
             "pruned_ms": now_ms,
             "rollups_sha256": rollups,
+            "officer_checks": checks,
             "events_removed": max(removed, 0),
             "invites_removed": max(invites, 0),
         }
@@ -256,12 +263,12 @@ async def _alert_tickets(db: Database, p: Plan) -> int:
     return n
 
 
-async def run(db: Database, config: RetentionConfig, tz: str, *, now_ms: int, actor: str, dry_run: bool) -> Plan:
+async def run(db: Database, config: RetentionConfig, policy: Policy, *, now_ms: int, actor: str, dry_run: bool) -> Plan:
     """Check, then (unless ``dry_run``) prune the old months and de-identify personal data; the plan."""
-    p = await plan(db, config, tz, now_ms)
+    p = await plan(db, config, policy.timezone, now_ms)
     if dry_run:
         return p
     for m in p.months:
-        await prune_month(db, m.month, tz, actor=actor, now_ms=now_ms)
+        await prune_month(db, m.month, policy, actor=actor, now_ms=now_ms)
     p.personal = await deidentify(db, p, actor=actor, now_ms=now_ms)
     return p

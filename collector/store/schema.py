@@ -446,13 +446,15 @@ CREATE TABLE month_digests (
 
 
 # Retention (collector/report/retention.py): a month whose raw events were pruned keeps its rollups, digest
-# and audit chain; ``rollups_sha256`` seals the rollups its report is then made of.
+# and audit chain; ``rollups_sha256`` seals the rollups its report is then made of, ``officer_checks`` keeps
+# the officer-month checks that were computed from its raw events.
 MIGRATIONS.append(
     (
         "0012_retention",
         """
 ALTER TABLE month_digests ADD COLUMN pruned_ms BIGINT;
 ALTER TABLE month_digests ADD COLUMN rollups_sha256 TEXT;
+ALTER TABLE month_digests ADD COLUMN officer_checks TEXT;   -- JSON: the month's officer checks, taken at pruning
 """,
     )
 )
