@@ -32,6 +32,7 @@ from collector.errors import ConfigError, UsageError
 from collector.feed.settings import FeedConfig
 from collector.ingest.settings import BatchConfig, HealthConfig, MqttConfig, SerialConfig
 from collector.report.policy import Policy, load_policy, policy_from_dict
+from collector.report.retention import RetentionConfig
 from collector.store import Database, StoreUrl, connect, parse_store_url
 from collector.web.settings import WebSettings
 
@@ -97,6 +98,11 @@ port = 1883
 # ca_file = "hcp-ca.pem"        # relative to this file (default: the system's CAs)
 # token = "…"                   # sent as Authorization: Bearer
 # batch_size = 100
+# How long raw events and personal data are kept (evalbox retention run --dry-run; docs/audit.md).
+# [retention]
+# events_months = 24          # raw events of the last 24 months (default: the appraisal year and the one before)
+# personal_days = 180         # ticket numbers and free-text notes older than this are ...
+# personal = "hash"           # ... replaced by their SHA-256, or "remove"d
 
 # The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
 # satisfied levels, sanctions, time zone. Every command reads the same one.
@@ -131,6 +137,7 @@ class Config:
     metrics_listen: str | None = None
     health: HealthConfig = HealthConfig()
     feed: FeedConfig | None = None  # [feed]: the provincial 好差评 feed
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def base(self) -> pathlib.Path:
@@ -163,7 +170,9 @@ class Config:
 
 Table = dict[str, Any]
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
-TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "feed", "policy", "timezone")
+TOP_KEYS = (
+    "store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "feed", "retention", "policy", "timezone",
+)  # fmt: skip
 POLICY_TABLES = ("rates", "sanctions", "ranking")
 # Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
 POLICY_KEYS = (
@@ -199,6 +208,7 @@ def _known_keys() -> dict[str, list[str]]:
         "metrics": ["listen"],
         "health": _fields(HealthConfig),
         "feed": _fields(FeedConfig),
+        "retention": _fields(RetentionConfig),
         "policy": ["file"],
     }
 
@@ -348,6 +358,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
     if not 1 <= health.grace_s <= 3600:
         raise ConfigError(f"{name}: health.grace_s: {health.grace_s:g} s, expected 1..3600 seconds")
     feed = _feed(name, file.parent, conf["feed"]) if "feed" in conf else None
+    retention = _section(name, "retention", conf.get("retention", {}), RetentionConfig)
     policy_file = _policy_file(name, file.parent, conf.get("policy"))
     if policy is not None:
         policy_file = pathlib.Path(policy)
@@ -366,6 +377,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         metrics_listen=metrics_listen,
         health=health,
         feed=feed,
+        retention=retention,
     )
 
 

@@ -27,7 +27,9 @@ from collector.ingest.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from collector.ingest.mqtt import MqttSource
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.serial import SerialSource
+from collector.report.policy import policy_to_dict
 from collector.store import Database, connect, open_store
+from collector.store.audit import note_policy
 from collector.web import add_web_routes, build_sinks, run_watcher
 
 log = logging.getLogger("evalbox.serve")
@@ -40,6 +42,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_store(config.require_store()) as store:
+        await note_policy(store.db, policy_to_dict(config.policy), actor="system")  # a changed policy takes effect
         pipeline = Pipeline(
             store, timezone=config.timezone, max_events=config.batch.max_events, max_ms=config.batch.max_ms
         )

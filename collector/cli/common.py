@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import pathlib
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,14 @@ from collector.config import DEFAULT_CONFIG, Config, load
 from collector.store import Database
 
 T = TypeVar("T")
+
+
+def os_user() -> str:
+    """Who runs the command (the OS login), for the audit trail; ``unknown`` where there is none."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
 
 
 def store_options(p: argparse.ArgumentParser, *, policy: bool = False) -> argparse.ArgumentParser:

@@ -12,17 +12,8 @@ import json
 import time
 from typing import Any
 
-from collector.cli.common import config_of, store_options, with_db, write_output
+from collector.cli.common import config_of, os_user, store_options, with_db, write_output
 from collector.report.officer_stats import DECISION_WORDS, REVIEW_DECISIONS, record_month, review_month
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
 
 
 def cmd_flags_check(args: argparse.Namespace) -> int:
@@ -56,7 +47,7 @@ def cmd_flags_check(args: argparse.Namespace) -> int:
 def cmd_flags_review(args: argparse.Namespace) -> int:
     config = config_of(args)
     now = int(time.time() * 1000)
-    with_db(config, lambda db: review_month(db, args.officer, args.month, args.decision, args.note, _user(), now))
+    with_db(config, lambda db: review_month(db, args.officer, args.month, args.decision, args.note, os_user(), now))
     print(f"{args.officer} {args.month}: {DECISION_WORDS[args.decision]} (复核已记录 review recorded)")
     return 0
 

@@ -8,30 +8,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import os
 import pathlib
 import sys
 import time
 from typing import Any
 
-from collector.cli.common import config_of, progress_bar, store_options, with_db, write_output
+from collector.cli.common import config_of, os_user, progress_bar, store_options, with_db, write_output
 from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
 from collector.report.officer_stats import month_checks, record_month
-from collector.report.policy import EXAMPLE_POLICY, load_policy
+from collector.report.policy import EXAMPLE_POLICY, load_policy, policy_to_dict
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
-
+from collector.store.audit import note_policy
 
 # -- handlers -------------------------------------------------------------------
 
@@ -86,6 +78,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_output(args.output)
     config = config_of(args)
     policy = config.policy
+    if args.policy is None:  # the configured policy (not a one-off --policy): record it when it changed
+        with_db(config, lambda db: note_policy(db, policy_to_dict(policy), actor=os_user()))
     if args.year is not None:
         if args.unit:
             raise UsageError("--unit applies to --month reports")
@@ -129,7 +123,7 @@ def cmd_complaint_add(args: argparse.Namespace) -> int:
     config = config_of(args)
     cid = with_db(
         config,
-        lambda db: add_complaint(db, args.officer, args.date, args.note, by=_user(), now_ms=int(time.time() * 1000)),
+        lambda db: add_complaint(db, args.officer, args.date, args.note, by=os_user(), now_ms=int(time.time() * 1000)),
     )
     print(f"complaint {cid} recorded for officer {args.officer} on {args.date} (有效投诉已登记)")
     return 0
@@ -147,7 +141,7 @@ def cmd_month_close(args: argparse.Namespace) -> int:
     config = config_of(args)
     policy = config.policy
     now = int(time.time() * 1000)
-    with_db(config, lambda db: close_month(db, args.month, policy, by=_user(), now_ms=now))
+    with_db(config, lambda db: close_month(db, args.month, policy, by=os_user(), now_ms=now))
     found = with_db(config, lambda db: record_month(db, args.month, policy, now))
     print(
         f"month {args.month} closed (已关账): its figures and judgement are frozen under the policy in force;"
@@ -174,7 +168,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     config = config_of(args)
     tz = config.policy.timezone
     t0 = time.perf_counter()
-    result = with_db(config, lambda db: rebuild(db, tz, progress_bar))
+    result = with_db(config, lambda db: rebuild(db, tz, progress_bar, by=os_user()))
     print(
         f"rebuilt {result.rollup_rows} rollup rows over {len(result.months)} months in {tz}; "
         f"{result.moved_events} events moved to another month; {time.perf_counter() - t0:.1f} s"

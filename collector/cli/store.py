@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from collector.cli.common import config_of, progress_bar, store_options
+from collector.cli.common import config_of, os_user, progress_bar, store_options
 from collector.store.backup import backup_store
 from collector.store.copy import DEFAULT_BATCH, SKIPPED, CopyResult, copy_store
 
@@ -78,6 +78,7 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
                 batch=args.batch,
                 progress=_bar if sys.stderr.isatty() else None,
                 confirm=None if args.yes else _confirm,
+                by=os_user(),
             )
         )
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ import signal
 
 from aiohttp import web
 
-from collector.cli.common import config_of, store_options
+from collector.cli.common import config_of, os_user, store_options
 from collector.errors import UsageError
 from collector.web.app import create_app
 from collector.web.auth import add_user
@@ -62,7 +62,7 @@ def _user_add(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with config.database(must_exist=False) as db:
-            await add_user(db, args.name, args.role, password, args.unit)
+            await add_user(db, args.name, args.role, password, args.unit, by=os_user())
 
     asyncio.run(run())
     units = f" units {', '.join(args.unit)}" if args.unit else ""

@@ -64,6 +64,10 @@ TERMS: dict[str, tuple[str, str]] = {
     "revision": ("修正(关账后的变化, 未并入)", "Revision (changes since the close, not merged)"),
     "revised_rate": ("修正满意率", "Revised rate"),
     "revised_band": ("修正档次", "Revised band"),
+    # the audit trail and retention
+    "digest": ("月度摘要", "Month digest"),
+    "pruned": ("原始数据已过保存期删除, 按汇总数出表", "Raw events pruned under retention; figures from the rollups"),
+    "audit_trail": ("审计日志", "Audit trail"),
 }
 
 # Names once used for the same things, never to be shown again (zh and en).

@@ -39,6 +39,7 @@ from collector.report.monthly import Line, MonthlyReport, Registry, load_registr
 from collector.report.policy import Policy
 from collector.report.rates import band, pct_text, ratio, wilson
 from collector.store import Database
+from collector.store.audit import append_audit, sha256_text
 
 MEASURES = ("reminder", "talk", "warning", "no_honours", "escalation")
 TARGETS = ("officer", "unit_leader", "bureau_leader")  # who a measure is for
@@ -102,6 +103,16 @@ async def add_complaint(db: Database, officer: str, day: str, note: str, *, by: 
         await db.execute(
             "INSERT INTO complaints (id, officer_id, day, note, added_ms, added_by) VALUES (?, ?, ?, ?, ?, ?)",
             (next_id, officer, day, note.strip(), now_ms, by),
+        )
+        after = {
+            "officer_id": officer,
+            "day": day,
+            "added_ms": now_ms,
+            "added_by": by,
+            "note_sha256": sha256_text(note.strip()),
+        }
+        await append_audit(
+            db, actor=by, action="complaint.add", subject=f"complaint:{next_id}", after=after, at_ms=now_ms
         )
     return int(next_id)
 

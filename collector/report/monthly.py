@@ -25,6 +25,7 @@ from collector.errors import UsageError
 from collector.report.policy import Policy, policy_from_dict
 from collector.report.rates import LEVEL_COLUMNS, ROLLUP_KINDS, Tally, band, merged, ratio, wilson
 from collector.store import Database, Rows
+from collector.store.audit import month_seal
 from collector.timeplace import parse_month
 
 
@@ -368,6 +369,8 @@ class MonthlyReport:
     revisions: int = 0  # officer lines with a revision (a closed month that would differ now)
     officer_checks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # officer_stats, by officer
     set_aside: tuple[SetAside, ...] = ()  # stored rows left out of every figure, named
+    digest: str | None = None  # a closed month's digest (collector.store.audit), to check a printed report against
+    pruned: bool = False  # its raw events were pruned (retention): the figures come from its rollups alone
 
 
 def build_report(
@@ -497,6 +500,9 @@ async def monthly_report(
         closed_ms=closed,
         unit=unit,
     )
+    seal = await month_seal(db, month)
+    if seal is not None:
+        frozen = dataclasses.replace(frozen, digest=seal["digest"], pruned=seal.get("pruned_ms") is not None)
     if then == policy and then_registry == registry and _counts(today_rows) == _counts(frozen_rows):
         return frozen  # nothing changed since the close (no late presses either): no revision to compute
     bad: list[SetAside] = []

@@ -15,6 +15,7 @@ from collector.errors import UsageError
 from collector.report.monthly import load_registry, registry_to_json
 from collector.report.policy import Policy, policy_to_dict
 from collector.store import Database
+from collector.store.audit import seal_month
 from collector.timeplace import month_bounds, parse_month
 
 
@@ -28,7 +29,8 @@ def _check_month(month: str) -> None:
 async def close_month(db: Database, month: str, policy: Policy, *, by: str, now_ms: int) -> None:
     """Record ``month`` as closed with its snapshot; ``UsageError`` if it is not over yet or already closed.
 
-    From then on the ingest writer stores the month's events with ``late = 1``
+    The month is sealed in the same transaction (``collector.store.audit``): its digest is stored and
+    appended to the audit trail. From then on the ingest writer stores the month's events with ``late = 1``
     and the report shows the frozen month, judged under ``policy``, with
     today's differences as a revision.
     """
@@ -56,6 +58,7 @@ async def close_month(db: Database, month: str, policy: Policy, *, by: str, now_
             " GROUP BY month, officer_id, window_id, kind, level, scale",
             (month,),
         )
+        await seal_month(db, month, tz, actor=by)
 
 
 async def list_closed(db: Database) -> list[tuple[str, int, str]]:

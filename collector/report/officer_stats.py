@@ -52,6 +52,7 @@ from collector.errors import UsageError
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.policy import Policy
 from collector.store import Database
+from collector.store.audit import REVIEW_FIELDS, append_audit, month_seal, sha256_text
 from collector.timeplace import parse_month
 
 RULES = ("no_rating_low", "no_rating_drop", "delay_band", "satisfied_response", "combined")
@@ -610,13 +611,35 @@ async def reviews(db: Database, month: str) -> dict[str, dict[str, Any]]:
 
 async def month_checks(db: Database, month: str, policy: Policy) -> dict[str, OfficerCheck]:
     """The month's officer checks from the store (SQLite or PostgreSQL), by officer, with any review."""
-    months = await month_officers(db, month, policy)
-    history = await officer_history(db, month)
-    found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
+    kept = await pruned_checks(db, month)
+    if kept is not None:  # the raw events are gone: the checks taken when they were pruned
+        found = {o: OfficerCheck(**c) for o, c in kept.items()}
+    else:
+        months = await month_officers(db, month, policy)
+        history = await officer_history(db, month)
+        found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
     for officer, review in (await reviews(db, month)).items():
         if officer in found:
             found[officer].review = review
     return found
+
+
+async def pruned_checks(db: Database, month: str) -> dict[str, dict[str, Any]] | None:
+    """The officer checks kept for a month whose raw events retention pruned (``OfficerCheck`` fields), or None."""
+    seal = await month_seal(db, month)
+    if seal is None or seal.get("pruned_ms") is None or seal.get("officer_checks") is None:
+        return None
+    kept: dict[str, dict[str, Any]] = json.loads(seal["officer_checks"])
+    return kept
+
+
+def checks_to_keep(found: dict[str, OfficerCheck]) -> str:
+    """The checks as ``pruned_checks`` reads them back (reviews are kept apart and joined on reading)."""
+    return json.dumps(
+        {o: {**dataclasses.asdict(c), "review": None} for o, c in sorted(found.items())},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 async def record_month(db: Database, month: str, policy: Policy, now_ms: int) -> dict[str, OfficerCheck]:
@@ -649,9 +672,27 @@ async def review_month(db: Database, officer: str, month: str, decision: str, no
             f"officer {officer!r} has no recorded flags for {month}; run `evalbox flags check --month {month}` first"
         )
     async with db.transaction() as tx:
+        old = await tx.fetchone(
+            "SELECT decision, reviewed_by, reviewed_ms FROM officer_flag_reviews WHERE officer_id = ? AND month = ?",
+            (officer, month),
+        )
         await tx.execute("DELETE FROM officer_flag_reviews WHERE officer_id = ? AND month = ?", (officer, month))
         await tx.execute(
             "INSERT INTO officer_flag_reviews (officer_id, month, decision, note, reviewed_by, reviewed_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (officer, month, decision, note.strip(), by, now_ms),
+        )
+        await append_audit(
+            tx,
+            actor=by,
+            action="flag.review",
+            subject=f"flag_review:{officer}/{month}",
+            before=None if old is None else dict(zip(REVIEW_FIELDS, old, strict=True)),
+            after={
+                "decision": decision,
+                "reviewed_by": by,
+                "reviewed_ms": now_ms,
+                "note_sha256": sha256_text(note.strip()),
+            },
+            at_ms=now_ms,
         )

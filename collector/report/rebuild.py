@@ -15,12 +15,14 @@ import datetime as dt
 from collections.abc import Callable
 
 from collector.store import Database
+from collector.store.audit import append_audit
 from collector.store.rollups import INSERT_ROLLUPS, rollup_select
 from collector.timeplace import month_bounds, month_of, zone
 
 Progress = Callable[[int, int, str], None]
 
 ROLLUP_SQL = INSERT_ROLLUPS + rollup_select()
+PRUNED_MONTHS = "SELECT month FROM month_digests WHERE pruned_ms IS NOT NULL"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,18 +60,23 @@ async def replace_months(db: Database, tz: str) -> tuple[list[str], int]:
     return months, max(moved, 0)
 
 
-async def rebuild(db: Database, tz: str, progress: Progress | None = None) -> RebuildResult:
-    """Re-place every event's month in ``tz`` and recompute all rollups from raw events."""
+async def rebuild(db: Database, tz: str, progress: Progress | None = None, *, by: str = "system") -> RebuildResult:
+    """Re-place every event's month in ``tz`` and recompute all rollups from raw events (audited as done ``by``)."""
     async with db.transaction():
         await db.lock("events", "rollups")
         span, moved = await replace_months(db, tz)
-        await db.execute("DELETE FROM rollups")
+        # A month whose raw events retention pruned keeps its rollups: they are all that is left of it.
+        await db.execute(f"DELETE FROM rollups WHERE month NOT IN ({PRUNED_MONTHS})")
+        pruned = {str(r[0]) for r in await db.fetch(PRUNED_MONTHS)}
         months, total = span, 0
         for i, month in enumerate(months):
-            total += max(await db.execute(ROLLUP_SQL, (month,)), 0)
+            if month not in pruned:
+                total += max(await db.execute(ROLLUP_SQL, (month,)), 0)
             if progress:
                 progress(i + 1, len(months), month)
         bad = await db.fetch(UNUSABLE_SQL) if await db.fetch(UNUSABLE_ROLLUPS) else []
+        after = {"timezone": tz, "months": len(months), "moved_events": moved, "rollup_rows": total}
+        await append_audit(db, actor=by, action="store.rebuild", subject="rollups", after=after)
     return RebuildResult(
         months=months,
         moved_events=moved,

@@ -218,6 +218,8 @@ def report_json(report: MonthlyReport, policy: Policy | None = None) -> dict[str
         "unit": report.unit,
         "closed": report.closed_ms is not None,
         "closed_ms": report.closed_ms,
+        "digest": report.digest,
+        "events_pruned": report.pruned,
         "late_events": report.late_events,
         "revisions": report.revisions,
         "policy": {
@@ -409,7 +411,7 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
     head = f"{label('title', lang)} {report.month} ({label('timezone', lang)} {report.timezone}, {state})"
     if report.unit:
         head += f" — {label('unit', lang)} {report.unit}"
-    parts = [head, ""]
+    parts = [head, *digest_lines(report, lang), ""]
     cols = list(TABLE_COLUMNS)
     if not (report.late_events or report.revisions):
         cols = [c for c in cols if c not in ("late_events", "revised_rate", "revised_band")]
@@ -434,6 +436,14 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
         parts.append(revision_text(report, lang))
     parts += [b.text() for b in report.set_aside]
     return ("\n".join(parts) + "\n").encode()
+
+
+def digest_lines(report: MonthlyReport, lang: str) -> list[str]:
+    """A closed month's digest (and whether its raw events were pruned), to check a printed copy against the store."""
+    if report.digest is None:
+        return []
+    pruned = [label("pruned", lang)] if report.pruned else []
+    return [*pruned, f"{label('digest', lang)} SHA-256: {report.digest}"]
 
 
 # -- printable HTML notice (月通报) ------------------------------------------
@@ -528,6 +538,7 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
 <p class="meta">{html.escape(label("timezone", lang))} {html.escape(report.timezone)} · {html.escape(state)}
 {" · " + html.escape(label("unit", lang) + " " + report.unit) if report.unit else ""} · {html.escape(pol)}</p>
 <p class="meta">{html.escape(summary)}</p>
+{"".join(f'<p class="meta digest">{html.escape(x)}</p>' for x in digest_lines(report, lang))}
 {"".join(sections)}
 </body></html>
 """

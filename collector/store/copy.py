@@ -25,6 +25,11 @@ so any pair of stores works.
 - ``rollups`` (derived from events) is replaced in one transaction at the end.
 - ``sessions`` and ``login_failures`` are not copied: they are ephemeral
   (sign-in cookies and login throttling); users sign in again on the new store.
+- The audit trail (``audit_log``) is copied entry by entry and the target's
+  chain head set to its last one; once the copy verifies, the copy itself is
+  appended to the target's trail (``store.copy``). A later run (resuming, or
+  picking up the tail) accepts those ``store.copy`` entries at the target's
+  end, and reports a target whose trail diverges from the source's.
 - On a PostgreSQL target the identity sequences (``rejected``, ``cases``,
   ``alerts``, ``box_commands``) are moved past the copied ids.
 
@@ -43,6 +48,7 @@ from typing import Any
 
 from collector.errors import StoreError, UsageError
 from collector.store import connect
+from collector.store.audit import CHAIN, append_audit
 from collector.store.database import Database, Rows
 from collector.store.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, rollup_select
 from collector.store.schema import MIGRATIONS
@@ -96,12 +102,15 @@ TABLES: tuple[Table, ...] = (
     Table("clock_refs", ("device_id", "boot"), prune=True),
     Table("api_tokens", ("id",)),
     Table("feed_ledger", ("device_id", "boot", "seq")),
+    Table("audit_log", ("seq",), append_only=True),
+    Table("month_digests", ("month",)),
 )
 ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {
     "sessions": "sign-in sessions are ephemeral: users sign in again on the new store",
     "login_failures": "login throttling counters are ephemeral",
     "schema_migrations": "the target is migrated by this evalbox instead",
+    "audit_head": "set from the copied audit trail's last entry",
 }
 
 
@@ -270,10 +279,11 @@ def _months_differing(a: dict[Key, int], b: dict[Key, int]) -> list[str]:
 
 async def verify(src: Database, dst: Database, results: list[TableResult]) -> list[str]:
     """Compare the two stores; the problems found (empty when the target is a faithful copy)."""
-    problems: list[str] = []
     for r in results:
         r.source = await _count(src, r.name)
         r.target = await _count(dst, r.name)
+    problems = await _verify_audit(src, dst, next(r for r in results if r.name == "audit_log"))
+    for r in results:
         if r.extra:
             problems.append(
                 f"{r.name}: the target holds {r.extra:,} rows the source does not (the target was not empty, or the "
@@ -297,6 +307,30 @@ async def verify(src: Database, dst: Database, results: list[TableResult]) -> li
     return problems
 
 
+async def _verify_audit(src: Database, dst: Database, result: TableResult) -> list[str]:
+    """The target's trail: the source's entries, then only earlier copies' own ``store.copy`` entries."""
+    last = await src.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    top = int(last[0]) if last else 0
+    if last is not None:
+        there = await dst.fetchone("SELECT hash FROM audit_log WHERE seq = ?", (top,))
+        if there is None or there[0] != last[1]:
+            return [
+                f"audit_log: the target's audit trail diverges from the source's at entry {top} (the target was"
+                " written to since an earlier copy); copy into an empty store / 目标库审计链与源库不一致"
+            ]
+    ours = await _count(dst, "audit_log", "WHERE seq > ? AND action = 'store.copy'", (top,))
+    result.extra -= ours
+    result.target -= ours
+    return []
+
+
+async def _set_audit_head(dst: Database) -> None:
+    """The target's chain head: its last copied entry."""
+    last = await dst.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    if last is not None:
+        await dst.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE chain = ?", (last[0], last[1], CHAIN))
+
+
 # -- the command's work ----------------------------------------------------------------
 
 
@@ -317,6 +351,7 @@ async def copy_store(
     batch: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     confirm: Callable[[int], bool] | None = None,
+    by: str = "system",
 ) -> CopyResult:
     """Copy every table of the store at ``source_url`` into ``target_url`` (migrated first), then verify.
 
@@ -338,7 +373,12 @@ async def copy_store(
             if source.kind == target.kind == "postgresql" and await _same_postgres(src, dst):
                 raise UsageError("--from and --to are the same store / 源库与目标库相同")
             await _migrate_target(dst, target, have)
-            return await _copy(src, dst, batch, progress, confirm)
+            result = await _copy(src, dst, batch, progress, confirm)
+            if result.ok:
+                rows = {t.name: t.source for t in result.tables}
+                after = {"from": source.display, "rows": sum(rows.values()), "tables": rows}
+                await append_audit(dst, actor=by, action="store.copy", subject="store", after=after)
+            return result
 
 
 async def _source_migrations(src: Database, source: StoreUrl) -> list[str]:
@@ -391,6 +431,7 @@ async def _copy(
             await copier.table(t, r)
         await copier.rollups(results[-1])
         await copier.reset_identities()
+        await _set_audit_head(dst)
     except StoreError as exc:
         raise StoreError(
             f"{exc} — the batches copied so far are kept: run the same command again to resume / 重新运行即可续传"

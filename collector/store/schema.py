@@ -430,6 +430,41 @@ CREATE TABLE api_tokens (
     limited        BIGINT NOT NULL DEFAULT 0, -- requests refused by the rate limit
     rate_window_ms BIGINT NOT NULL DEFAULT 0,
     rate_n         INTEGER NOT NULL DEFAULT 0
+# The audit trail (collector/store/audit.py): every change that decides appraisals, hash-chained (each entry
+# carries the SHA-256 of the one before); ``audit_head`` is the chain's last entry, the row concurrent writers
+# lock to append one after the other. ``month_digests``: a closed month's seal (its events' and its close's
+# SHA-256, and the month's digest over both, which the report prints), also recorded in the chain.
+MIGRATIONS.append(
+    (
+        "0011_audit_log",
+        """
+CREATE TABLE audit_log (
+    seq          BIGINT PRIMARY KEY,        -- 1, 2, 3 ... the entry's place in the chain
+    at_ms        BIGINT NOT NULL,
+    actor        TEXT NOT NULL,             -- a login, an OS user, system, token:NAME
+    action       TEXT NOT NULL,             -- month.close, case.visit, policy.in_force ...
+    subject      TEXT NOT NULL,             -- kind:id, e.g. case:12, month:2026-09
+    before_json  TEXT,                      -- canonical JSON, no personal data
+    after_json   TEXT,
+    prev_hash    TEXT NOT NULL,             -- the previous entry's hash (64 zeros for the first)
+    hash         TEXT NOT NULL              -- SHA-256 of this entry's canonical JSON with prev_hash
+);
+CREATE INDEX audit_log_subject ON audit_log (subject, seq);
+CREATE TABLE audit_head (
+    chain        TEXT PRIMARY KEY,
+    seq          BIGINT NOT NULL,
+    hash         TEXT NOT NULL
+);
+INSERT INTO audit_head (chain, seq, hash)
+    VALUES ('audit', 0, '0000000000000000000000000000000000000000000000000000000000000000');
+CREATE TABLE month_digests (
+    month          TEXT PRIMARY KEY,
+    timezone       TEXT NOT NULL,           -- the zone the month's events were selected in
+    events         BIGINT NOT NULL,
+    events_sha256  TEXT NOT NULL,
+    close_sha256   TEXT NOT NULL,
+    digest         TEXT NOT NULL,
+    sealed_ms      BIGINT NOT NULL
 );
 """,
     )
@@ -461,6 +496,20 @@ CREATE TABLE feed_ledger (
     PRIMARY KEY (device_id, boot, seq)
 );
 CREATE INDEX feed_ledger_due ON feed_ledger (state, next_ms);
+# Retention (collector/report/retention.py): a month whose raw events were pruned keeps its rollups, digest
+# and audit chain; ``rollups_sha256`` seals the rollups its report is then made of, ``officer_checks`` keeps
+# the officer-month checks that were computed from its raw events.
+MIGRATIONS.append(
+    (
+        "0012_retention",
+        """
+ALTER TABLE month_digests ADD COLUMN pruned_ms BIGINT;
+ALTER TABLE month_digests ADD COLUMN rollups_sha256 TEXT;
+ALTER TABLE month_digests ADD COLUMN officer_checks TEXT;   -- JSON: the month's officer checks, taken at pruning
 """,
     )
 )
+
+
+# Applied in the order of their numbers, whatever order the blocks above were written in.
+MIGRATIONS.sort(key=lambda m: m[0])

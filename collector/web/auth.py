@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from collector.clock import now_ms
 from collector.errors import EvalboxError, UsageError
 from collector.store import Database
+from collector.store.audit import append_audit, user_state
 from collector.web.settings import WebSettings
 
 ROLES = ("admin", "supervisor")
@@ -67,8 +68,8 @@ def _check_name(name: str) -> None:
         raise UsageError(f"user name {name!r}: 1–64 characters, no spaces")
 
 
-async def add_user(db: Database, name: str, role: str, password: str, units: list[str]) -> None:
-    """Create or update a user; a supervisor needs at least one existing unit."""
+async def add_user(db: Database, name: str, role: str, password: str, units: list[str], *, by: str = "system") -> None:
+    """Create or update a user (audited as done ``by``); a supervisor needs at least one existing unit."""
     _check_name(name)
     if role not in ROLES:
         raise UsageError(f"role {role!r}: expected one of {', '.join(ROLES)}")
@@ -81,6 +82,7 @@ async def add_user(db: Database, name: str, role: str, password: str, units: lis
             raise UsageError(f"unit {u!r} does not exist")
     pw_hash = await asyncio.to_thread(hash_password, password)
     async with db.transaction() as tx:
+        before = await user_state(tx, name)
         await tx.execute(
             "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
@@ -90,6 +92,9 @@ async def add_user(db: Database, name: str, role: str, password: str, units: lis
         await tx.execute("DELETE FROM user_units WHERE user_name = ?", (name,))
         for u in units:
             await tx.execute("INSERT INTO user_units (user_name, unit_id) VALUES (?, ?)", (name, u))
+        after = {**(await user_state(tx, name) or {}), "password_set": True}
+        action = "user.add" if before is None else "user.change"
+        await append_audit(tx, actor=by, action=action, subject=f"user:{name}", before=before, after=after)
 
 
 def _token_hash(token: str) -> str:

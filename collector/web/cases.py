@@ -20,6 +20,7 @@ from typing import Any
 from collector.clock import now_ms
 from collector.report import Policy
 from collector.store import Database, Row
+from collector.store.audit import append_audit, case_state, sha256_text
 from collector.timeplace import zone
 from collector.web.alerts import raise_alert
 from collector.web.errors import ActionError, Forbidden
@@ -116,6 +117,10 @@ async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: i
                 continue
             case_id = int(new[0])
             opened.append(case_id)
+            after = await case_state(tx, case_id)
+            await append_audit(
+                tx, actor="system", action="case.open", subject=f"case:{case_id}", after=after, at_ms=now
+            )
             if now - r["press_ms"] > settings.bad_alert_max_age_s * 1000:
                 continue
             who = f"{r['officer_name'] or r['officer_id'] or '?'}"
@@ -218,9 +223,20 @@ async def act(db: Database, case_id: int, viewer: Viewer, action: CaseAction) ->
                 " WHERE id = ? AND state = 'open'"
             )
             args = (now, viewer.name, note, case_id)
+        before = await case_state(tx, case_id)
         if await tx.execute(sql, args) != 1:
             raise ActionError(f"case #{case_id} changed meanwhile; reload and try again")
         updated = await tx.fetchone("SELECT * FROM cases WHERE id = ?", (case_id,))
+        after = {**await case_state(tx, case_id), "note_sha256": sha256_text(note) if note else None}
+        await append_audit(
+            tx,
+            actor=viewer.name,
+            action=f"case.{action.action}",
+            subject=f"case:{case_id}",
+            before=before,
+            after=after,
+            at_ms=now,
+        )
     assert updated is not None
     return case_status(updated, now)
 
