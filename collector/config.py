@@ -30,6 +30,7 @@ from typing import Any
 
 from collector.errors import ConfigError, UsageError
 from collector.ingest.settings import BatchConfig, HealthConfig, MqttConfig, SerialConfig
+from collector.report.notice import NoticeConfig
 from collector.report.policy import Policy, load_policy, policy_from_dict
 from collector.store import Database, StoreUrl, connect, parse_store_url
 from collector.web.settings import WebSettings
@@ -89,6 +90,11 @@ port = 1883
 # [health]
 # grace_s = 30
 
+# The printed monthly notice (evalbox report --format html, and the page's download of it).
+# [notice]
+# issuer = "某某县公安局"        # the issuing unit, printed in the head and over the seal
+# signer = ""                   # 签发人; blank: a line to sign on
+
 # The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
 # satisfied levels, sanctions, time zone. Every command reads the same one.
 # [policy]
@@ -121,6 +127,7 @@ class Config:
     web_listen: str | None = None
     metrics_listen: str | None = None
     health: HealthConfig = HealthConfig()
+    notice: NoticeConfig = NoticeConfig()  # [notice]: the printed notice's issuer and signer
 
     @property
     def base(self) -> pathlib.Path:
@@ -153,7 +160,9 @@ class Config:
 
 Table = dict[str, Any]
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
-TOP_KEYS = ("store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "policy", "timezone")
+TOP_KEYS = (
+    "store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "notice", "policy", "timezone",
+)  # fmt: skip
 POLICY_TABLES = ("rates", "sanctions", "ranking")
 # Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
 POLICY_KEYS = (
@@ -188,6 +197,7 @@ def _known_keys() -> dict[str, list[str]]:
         "web": ["listen", *(k for k in _fields(WebSettings) if k not in _WEB_NOT_KEYS)],
         "metrics": ["listen"],
         "health": _fields(HealthConfig),
+        "notice": _fields(NoticeConfig),
         "policy": ["file"],
     }
 
@@ -336,6 +346,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
     health = _section(name, "health", conf.get("health", {}), HealthConfig)
     if not 1 <= health.grace_s <= 3600:
         raise ConfigError(f"{name}: health.grace_s: {health.grace_s:g} s, expected 1..3600 seconds")
+    notice = _section(name, "notice", conf.get("notice", {}), NoticeConfig)
     policy_file = _policy_file(name, file.parent, conf.get("policy"))
     if policy is not None:
         policy_file = pathlib.Path(policy)
@@ -353,6 +364,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         web_listen=web_listen,
         metrics_listen=metrics_listen,
         health=health,
+        notice=notice,
     )
 
 
