@@ -519,7 +519,7 @@ h1{text-align:center;font-size:17pt;margin:0 0 .3em} h2{font-size:11pt;margin:1.
 .head{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:.1em 1em;margin:0 0 .6em}
 .head dt{color:#444} .head dd{margin:0}
 table{border-collapse:collapse;width:100%%;font-size:8.5pt} thead{display:table-header-group}
-th,td{border:1px solid #888;padding:.15em .3em} th{background:#eee;font-weight:600;word-break:keep-all}
+th,td{border:1px solid #888;padding:.15em .3em} th{background:#eee;font-weight:600;white-space:nowrap}
 td.t{white-space:nowrap} td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 td.b{white-space:nowrap} tr{break-inside:avoid} tfoot td{font-weight:600;background:#f6f6f6}
 tr.met td.b{color:#176b21} tr.below_target td.b{color:#8a5a00} tr.below_floor td.b{color:#b00020;font-weight:bold}
@@ -587,6 +587,15 @@ REVISION_COLUMNS = ("late_events", "revised_rate", "revised_band")
 TEXT_COLUMNS = ("officer", "name", "gname", "unit", "window", "rank")
 
 
+def th_text(text: str) -> str:
+    """A heading on at most two lines: a long one with spaces is broken at the space nearest its middle."""
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if len(text) <= 12 or not spaces:
+        return html.escape(text)
+    cut = min(spaces, key=lambda i: abs(2 * i - len(text)))
+    return f"{html.escape(text[:cut])}<br>{html.escape(text[cut + 1 :])}"
+
+
 def notice_cell(line: Line, col: str, lang: str, names: dict[str, dict[str, str]]) -> str:
     """One cell of the notice: unit and window by name, the 95% interval as ``low–high``, rank with standing."""
     if col in ("unit", "window"):
@@ -619,7 +628,7 @@ def _notice_table(
     lines: list[Line], cols: tuple[str, ...], lang: str, names: dict[str, dict[str, str]], total: Line | None = None
 ) -> str:
     cols, left_out = notice_columns(lines, cols, lang, names)
-    head = "".join(f'<th data-col="{c}">{html.escape(label(c, lang))}</th>' for c in cols)
+    head = "".join(f'<th data-col="{c}">{th_text(label(c, lang))}</th>' for c in cols)
 
     def row(ln: Line, first: str | None = None) -> str:
         tds = []
@@ -714,8 +723,9 @@ def measure_text(a: Action, lang: str) -> str:
     if a.target != "officer":
         return f"{label('target_' + a.target, lang)} {a.who}: {what}".replace("  ", " ")
     why = {"below_floor": label("below_floor", lang), "complaint": f"{label('complaint', lang)} {a.detail}"}
-    why |= {"reminders": f"{label('reminders_r', lang)} {a.detail}", "talks": f"{label('talks', lang)} {a.detail}"}
-    why["warnings"] = f"{label('warnings', lang)} {a.detail}"
+    reached = a.detail.split(" ")[0]  # the ledger's "3 打招呼": how many the step up was reached at
+    why |= {k: f"{label(k if k != 'reminders' else 'reminders_r', lang)} {reached}" for k in ("reminders", "talks")}
+    why["warnings"] = f"{label('warnings', lang)} {reached}"
     text = f"{what} ({why.get(a.reason, a.reason)})"
     return text + (f", {label('penalty_points', lang)} {a.points}" if a.points else "")
 
@@ -751,7 +761,7 @@ def _sanctions(notice: Notice, report: MonthlyReport, lang: str) -> list[str]:
         tds += f'<td class="m" data-col="year_so_far">{html.escape(so_far)}</td>'
         tds += f'<td class="m" data-col="stage">{html.escape(stage)}</td>'
         rows.append(f'<tr class="{s.band}" data-sanction="{html.escape(s.officer)}">{tds}</tr>')
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+    head = "".join(f"<th>{th_text(h)}</th>" for h in heads)
     table = f'<table class="sanctions"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     return out + [table, f'<p class="note">{html.escape(word("sanctions_note", lang))}</p>']
 

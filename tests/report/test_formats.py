@@ -94,21 +94,13 @@ def test_all_formats_same_numbers(
 
     text = run(capsys, *base, "--format", "csv").lstrip("\ufeff")
     rows = list(csv.reader(io.StringIO(text)))
-    kind = rows[0].index(LABELS["row_kind"][0 if lang == "zh" else 1])
-    by_kind = {k: [r for r in rows[1:] if r[kind] == LABELS[k][0 if lang == "zh" else 1]] for k in ROW_KINDS}
+    col = {key: rows[0].index(LABELS[key][0 if lang == "zh" else 1]) for key in ("row_kind", "window", "name", "rated")}
+    by_kind = {k: [r for r in rows[1:] if r[col["row_kind"]] == LABELS[k][0 if lang == "zh" else 1]] for k in ROW_KINDS}
     assert pick(rows[0], by_kind["officers"]) == want
     # the windows, the units and the total travel in the same CSV, each line named by its kind, with the month
-    assert {r[rows[0].index(LABELS["window"][0 if lang == "zh" else 1])] for r in by_kind["windows"]} == {
-        "W1",
-        "W2",
-        "W3",
-    }
-    assert [r[rows[0].index(LABELS["name"][0 if lang == "zh" else 1])] for r in by_kind["units"]] == [
-        "城关派出所",
-        "出入境大厅",
-    ]
-    rated = rows[0].index(LABELS["rated"][0 if lang == "zh" else 1])
-    assert [r[rated] for r in by_kind["total"]] == [str(data["total"]["rated"])] == ["2540"]
+    assert {r[col["window"]] for r in by_kind["windows"]} == {"W1", "W2", "W3"}
+    assert [r[col["name"]] for r in by_kind["units"]] == ["城关派出所", "出入境大厅"]
+    assert [r[col["rated"]] for r in by_kind["total"]] == [str(data["total"]["rated"])] == ["2540"]
     assert {r[-1] for r in rows[1:]} == {"2026-10"}
 
     page = run(capsys, *base, "--format", "html")
