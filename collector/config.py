@@ -31,6 +31,7 @@ from typing import Any
 from collector.errors import ConfigError, UsageError
 from collector.feed.settings import FeedConfig
 from collector.ingest.settings import BatchConfig, HealthConfig, MqttConfig, SerialConfig
+from collector.report.notice import NoticeConfig
 from collector.report.policy import Policy, load_policy, policy_from_dict
 from collector.report.retention import RetentionConfig
 from collector.store import Database, StoreUrl, connect, parse_store_url
@@ -103,6 +104,10 @@ port = 1883
 # events_months = 24          # raw events of the last 24 months (default: the appraisal year and the one before)
 # personal_days = 180         # ticket numbers and free-text notes older than this are ...
 # personal = "hash"           # ... replaced by their SHA-256, or "remove"d
+# The printed monthly notice (evalbox report --format html, and the page's download of it).
+# [notice]
+# issuer = "某某县公安局"        # the issuing unit, printed in the head and over the seal
+# signer = ""                   # 签发人; blank: a line to sign on
 
 # The rating policy (evalbox policy init -o policy.toml; docs/policy.md): thresholds,
 # satisfied levels, sanctions, time zone. Every command reads the same one.
@@ -138,6 +143,7 @@ class Config:
     health: HealthConfig = HealthConfig()
     feed: FeedConfig | None = None  # [feed]: the provincial 好差评 feed
     retention: RetentionConfig = RetentionConfig()
+    notice: NoticeConfig = NoticeConfig()  # [notice]: the printed notice's issuer and signer
 
     @property
     def base(self) -> pathlib.Path:
@@ -171,7 +177,8 @@ class Config:
 Table = dict[str, Any]
 _WEB_NOT_KEYS = {"detection"}  # WebSettings fields that are not config keys
 TOP_KEYS = (
-    "store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "feed", "retention", "policy", "timezone",
+    "store", "mqtt", "serial", "batch", "broker", "web", "metrics", "health", "feed", "retention", "notice",
+    "policy", "timezone",
 )  # fmt: skip
 POLICY_TABLES = ("rates", "sanctions", "ranking")
 # Policy keys, and the web settings that were policy in disguise: written in evalbox.toml they belong to the policy.
@@ -209,6 +216,7 @@ def _known_keys() -> dict[str, list[str]]:
         "health": _fields(HealthConfig),
         "feed": _fields(FeedConfig),
         "retention": _fields(RetentionConfig),
+        "notice": _fields(NoticeConfig),
         "policy": ["file"],
     }
 
@@ -359,6 +367,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         raise ConfigError(f"{name}: health.grace_s: {health.grace_s:g} s, expected 1..3600 seconds")
     feed = _feed(name, file.parent, conf["feed"]) if "feed" in conf else None
     retention = _section(name, "retention", conf.get("retention", {}), RetentionConfig)
+    notice = _section(name, "notice", conf.get("notice", {}), NoticeConfig)
     policy_file = _policy_file(name, file.parent, conf.get("policy"))
     if policy is not None:
         policy_file = pathlib.Path(policy)
@@ -378,6 +387,7 @@ def parse_config(conf: Table, file: pathlib.Path, *, db: str | None = None, poli
         health=health,
         feed=feed,
         retention=retention,
+        notice=notice,
     )
 
 

@@ -142,7 +142,7 @@ async def _http(
             db = connect(config.require_store(), migrate=False)
             await stack.enter_async_context(db)
             http = await stack.enter_async_context(aiohttp.ClientSession())
-            state = add_web_routes(app, db, config.web, config.policy)
+            state = add_web_routes(app, db, config.web, config.policy, notice=config.notice)
             state.sinks.update(build_sinks(config.web, http))
             watcher = run_watcher(state, stop=stop)
         runner = web.AppRunner(app)

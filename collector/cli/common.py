@@ -74,16 +74,6 @@ def write_output(data: bytes, output: str | None) -> None:
         sys.stdout.flush()
 
 
-def os_user() -> str:
-    """Who runs the command (the login name), recorded as the actor of what it changes."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
-
-
 def fmt_local_ms(ms: int | None, timezone: str) -> str:
     """An epoch-ms time as ``YYYY-MM-DD HH:MM`` in ``timezone`` (``-`` for none)."""
     import datetime as dt

@@ -7,7 +7,6 @@ The store and the policy come from ``--config`` (default ``./evalbox.toml``),
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import pathlib
 import sys
@@ -19,7 +18,8 @@ from collector.errors import UsageError
 from collector.report.ledger import add_complaint, year_ledger
 from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
-from collector.report.officer_stats import month_checks, record_month
+from collector.report.notice import issue_date, notice_facts, with_checks
+from collector.report.officer_stats import record_month
 from collector.report.policy import EXAMPLE_POLICY, load_policy, policy_to_dict
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
@@ -75,6 +75,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if (args.month is None) == (args.year is None):
         raise UsageError("give exactly one of --month YYYY-MM or --year YYYY")
     fmt = output_format(args.format, args.output)
+    if args.issued is not None:
+        if fmt != "html":
+            raise UsageError("--issued is the printed notice's date of issue: use it with --format html")
+        issue_date(args.issued, "UTC")  # a bad date is refused before any work
     check_output(args.output)
     config = config_of(args)
     policy = config.policy
@@ -90,10 +94,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     for bad in report.set_aside:  # named on stderr whatever the format, so a CSV/XLSX user sees it too
         print(f"evalbox: warning 警告: {bad.text()}", file=sys.stderr)
     if fmt in ("json", "html"):  # the officer-month checks: a flags array per officer, the notice's list
-        checks = with_db(config, lambda db: month_checks(db, args.month, policy))
-        report = dataclasses.replace(report, officer_checks={o: c.json() for o, c in checks.items()})
+        report = with_db(config, lambda db: with_checks(db, report, policy))
+    notice = None
+    if fmt == "html":  # the printed notice: issuer, date of issue, the month's sanctions from the year's ledger
+        issued = issue_date(args.issued, policy.timezone)
+        notice = with_db(config, lambda db: notice_facts(db, report, policy, config.notice, issued))
     colour = fmt == "table" and not args.output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    _write(render(report, policy, fmt, args.lang, colour=colour), args.output)
+    _write(render(report, policy, fmt, args.lang, colour=colour, notice=notice), args.output)
     return 0
 
 
@@ -197,6 +204,9 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=FORMATS, help="default: from the -o file's suffix, else table")
     p.add_argument("--lang", choices=LANGS, default="zh")
     p.add_argument("-o", "--output", metavar="FILE", help=".csv .json .xlsx .html: written in that format")
+    p.add_argument(
+        "--issued", metavar="YYYY-MM-DD", help="the printed notice's date of issue (default: today) / 签发日期"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("policy", help="write or check a policy file / 评价政策")

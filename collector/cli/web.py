@@ -89,7 +89,7 @@ def _web(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with config.database() as db:
-            runner = web.AppRunner(create_app(db, settings, config.policy))
+            runner = web.AppRunner(create_app(db, settings, config.policy, notice=config.notice))
             await runner.setup()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

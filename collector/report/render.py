@@ -18,8 +18,9 @@ from typing import Any
 
 from collector.errors import UsageError
 from collector.report.glossary import TERMS
-from collector.report.ledger import Ledger, year_rate_band
+from collector.report.ledger import Action, Ledger, year_rate_band
 from collector.report.monthly import Line, MonthlyReport
+from collector.report.notice import Notice, bare_notice
 from collector.report.policy import Policy
 from collector.report.rates import pct_cut, pct_text
 
@@ -49,6 +50,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "wilson_high": _pct("wilson_high"),
     "no_rating_rate": _pct("no_rating_rate"),
     "revised_rate": _pct("revised_rate"),
+    "ci": ("置信区间%", "95% CI %"),
     "reminders": TERMS["reminder"],
     "levels": ("各级计数", "Level counts"),
     # standings
@@ -60,6 +62,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "windows": ("窗口", "Windows"),
     "units": ("单位", "Units"),
     "total": ("合计", "Total"),
+    "row_kind": ("类别", "Line"),
     "nobody": ("未签到按键", "Presses with nobody signed in"),
     "revised_lines": ("有修正的民警", "officers revised"),
     "timezone": ("时区", "Time zone"),
@@ -273,12 +276,44 @@ def render_json(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     return dumps_lines(report_json(report, policy)).encode()
 
 
+# Rows beside the officers' in the CSV and the workbook: what each line of the report is.
+ROW_KINDS = ("officers", "windows", "units", "nobody", "total")
+EXPORT_COLUMNS = (*OFFICER_COLUMNS, "row_kind", "month")
+OFFICER_ONLY = ("officer", "penalty_points", "reminders")  # blank on a window's, a unit's or a total line
+
+
+def export_lines(report: MonthlyReport) -> list[tuple[str, Line]]:
+    """Every line of the report with its kind: officers, windows, units, nobody signed in, the total."""
+    return [
+        *(("officers", ln) for ln in report.officers),
+        *(("windows", ln) for ln in report.windows),
+        *(("units", ln) for ln in report.units),
+        ("nobody", report.nobody),
+        ("total", report.total),
+    ]
+
+
+def export_cell(kind: str, line: Line, col: str, lang: str) -> str:
+    """A CSV cell: the officer columns of any line (a window's id under 窗口, a unit's under 单位)."""
+    if col == "row_kind":
+        return label(kind, lang)
+    if kind != "officers" and col in OFFICER_ONLY:
+        return ""
+    if kind == "windows" and col == "window":
+        return line.key
+    if kind in ("nobody", "total") and col in ("name", "unit", "window"):
+        return ""
+    return cell(line, "gname" if col == "name" else col, lang)
+
+
 def render_csv(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    """One table: the officers, then the windows, the units, the presses with nobody signed in and the total,
+    each line named by its kind (类别) and carrying the month."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([label(c, lang) for c in OFFICER_COLUMNS])
-    for ln in report.officers:
-        w.writerow([cell(ln, c, lang) for c in OFFICER_COLUMNS])
+    w.writerow([label(c, lang) for c in EXPORT_COLUMNS])
+    for kind, ln in export_lines(report):
+        w.writerow([report.month if c == "month" else export_cell(kind, ln, c, lang) for c in EXPORT_COLUMNS])
     return ("\ufeff" + buf.getvalue()).encode()  # BOM: Excel opens UTF-8 CSV correctly
 
 
@@ -297,47 +332,84 @@ def _xlsx_value(line: Line, col: str, lang: str) -> Any:
     if col in numeric:
         v = numeric[col]
         return None if v is None else float(v)
-    if col in ("rated", "satisfied", "unsatisfied", "bad", "invites", "unrated", "unsolicited", "misuse"):
-        return int(getattr(line, col))
-    if col in ("penalty_points", "reminders"):
+    if col in INT_COLUMNS:
         return int(getattr(line, col))
     return cell(line, col, lang)
 
 
 PCT_COLUMNS = {"rate", "wilson_low", "wilson_high", "no_rating_rate", "revised_rate"}
+INT_COLUMNS = {"rated", "satisfied", "unsatisfied", "bad", "invites", "unrated", "unsolicited", "misuse"}
+INT_COLUMNS |= {"penalty_points", "reminders"}
+XLSX_HEADER_ROW = 3  # rows 1-2: the title, the month and its state; then the header, frozen with them
+
+
+def xlsx_sheets(report: MonthlyReport) -> list[tuple[str, list[tuple[str, Line]], tuple[str, ...]]]:
+    """The workbook's sheets: (name key, (kind, line) rows, columns); each ends with its total line."""
+    tail = [("nobody", report.nobody), ("total", report.total)]
+    return [
+        ("officers", [("officers", ln) for ln in report.officers] + tail, OFFICER_COLUMNS),
+        ("windows", [("windows", ln) for ln in report.windows] + tail[1:], ("window", *GROUP_COLUMNS)),
+        (
+            "units",
+            [("units", ln) for ln in report.units] + tail[1:],
+            ("unit", *[c for c in GROUP_COLUMNS if c != "unit"]),
+        ),
+    ]
+
+
+def _xlsx_row(kind: str, line: Line, cols: tuple[str, ...], lang: str) -> list[Any]:
+    row: list[Any] = []
+    for i, c in enumerate(cols):
+        if i == 0 and kind in ("nobody", "total"):
+            row.append(label(kind, lang))  # the total line says what it is in its first cell
+        elif (kind != "officers" and c in OFFICER_ONLY) or (
+            kind in ("nobody", "total") and c in ("gname", "name", "unit", "window")
+        ):
+            row.append(None)
+        elif i == 0 and c in ("window", "unit"):
+            row.append(line.key)
+        else:
+            row.append(_xlsx_value(line, c, lang))
+    return row
 
 
 def render_xlsx(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+    """Three sheets (officers, windows, units); each: the title and the month at the top, a frozen header,
+    numbers as numbers (rates 0.00%), the total line at the bottom, columns as wide as their text."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
     wb = Workbook()
-    first = True
-    for key, lines, cols in (
-        ("officers", report.officers, OFFICER_COLUMNS),
-        ("windows", report.windows, ("window", *GROUP_COLUMNS)),
-        ("units", report.units, ("unit", *[c for c in GROUP_COLUMNS if c != "unit"])),
-    ):
-        ws = wb.active if first else wb.create_sheet()
+    state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
+    meta: list[Any] = [label("month", lang), report.month, label("timezone", lang), report.timezone, state]
+    if report.unit:
+        meta += [label("unit", lang), report.unit]
+    for n, (key, rows, cols) in enumerate(xlsx_sheets(report)):
+        ws = wb.active if n == 0 else wb.create_sheet()
         assert ws is not None
-        first = False
         ws.title = label(key, lang)
+        ws.append([f"{report.month} {label('title', lang)}"])
+        ws.append(meta)
         ws.append([label(c, lang) for c in cols])
-        for c in ws[1]:
+        ws["A1"].font = Font(bold=True, size=14)
+        for c in (*ws[2], *ws[XLSX_HEADER_ROW]):
             c.font = Font(bold=True)
-        for ln in lines:
-            row = []
-            for c in cols:
-                if c in ("window", "unit") and c == cols[0]:
-                    row.append(ln.key)
-                else:
-                    row.append(_xlsx_value(ln, c, lang))
-            ws.append(row)
+        for kind, ln in rows:
+            ws.append(_xlsx_row(kind, ln, cols, lang))
+        for c in ws[ws.max_row]:
+            c.font = Font(bold=True)
         for idx, c in enumerate(cols, start=1):
+            letter = get_column_letter(idx)
+            texts = [ws.cell(r, idx).value for r in range(XLSX_HEADER_ROW, ws.max_row + 1)]
+            shown = [
+                f"{v:.2%}" if c in PCT_COLUMNS and isinstance(v, float) else str(v) for v in texts if v is not None
+            ]
+            ws.column_dimensions[letter].width = min(40, max(6, *(_width(t) + 2 for t in shown)))
             if c in PCT_COLUMNS:
-                for (cl,) in ws.iter_rows(min_row=2, min_col=idx, max_col=idx):
+                for (cl,) in ws.iter_rows(min_row=XLSX_HEADER_ROW + 1, min_col=idx, max_col=idx):
                     cl.number_format = "0.00%"
-        ws.freeze_panes = "A2"
+        ws.freeze_panes = ws.cell(XLSX_HEADER_ROW + 1, 3 if key == "officers" else 2).coordinate
     wb.properties.title = f"{label('title', lang)} {report.month}"
     out = io.BytesIO()
     wb.save(out)
@@ -449,27 +521,144 @@ def digest_lines(report: MonthlyReport, lang: str) -> list[str]:
 # -- printable HTML notice (月通报) ------------------------------------------
 
 CSS = """
-body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei",sans-serif;margin:2em;color:#111}
-h1{text-align:center;font-size:1.5em} h2{font-size:1.15em;margin-top:1.5em}
-table{border-collapse:collapse;width:100%;font-size:.85em} th,td{border:1px solid #999;padding:.2em .4em}
-td.n{text-align:right;font-variant-numeric:tabular-nums} th{background:#eee}
+@page{size:A4 %(orientation)s;margin:12mm 10mm 14mm}
+body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
+font-size:9pt;line-height:1.35;color:#111;margin:0}
+@media screen{body{max-width:%(width)s;margin:1.5em auto;padding:0 1em}}
+h1{text-align:center;font-size:17pt;margin:0 0 .3em} h2{font-size:11pt;margin:1.1em 0 .35em;break-after:avoid}
+.head{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:.1em 1em;margin:0 0 .6em}
+.head dt{color:#444} .head dd{margin:0}
+table{border-collapse:collapse;width:100%%;font-size:8.5pt} thead{display:table-header-group}
+th,td{border:1px solid #888;padding:.15em .3em} th{background:#eee;font-weight:600;white-space:nowrap}
+td.t{white-space:nowrap} td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+td.b{white-space:nowrap} tr{break-inside:avoid} tfoot td{font-weight:600;background:#f6f6f6}
 tr.met td.b{color:#176b21} tr.below_target td.b{color:#8a5a00} tr.below_floor td.b{color:#b00020;font-weight:bold}
-tr.no_ratings td{color:#777} .meta{text-align:center;color:#444}
-@media print{body{margin:1cm} h2{page-break-after:avoid} tr{page-break-inside:avoid}}
+tr.no_ratings td{color:#777} .note{color:#555;font-size:8pt;margin:.2em 0 0}
+.sanctions td.m{white-space:normal}
+.sign{break-inside:avoid;display:flex;justify-content:flex-end;gap:2.5em;margin-top:2em;align-items:center}
+.sign p{margin:.5em 0} .sign .line{display:inline-block;min-width:10em;border-bottom:1px solid #111}
+.seal{width:38mm;height:38mm;border:1px dashed #999;border-radius:50%%;display:flex;align-items:center;
+justify-content:center;color:#999}
 """
 
+NOTICE_WORDS: dict[str, tuple[str, str]] = {
+    "issuer": ("发文单位", "Issued by"),
+    "period": ("统计期间", "Period"),
+    "issued": ("签发日期", "Date of issue"),
+    "scope": ("范围", "Scope"),
+    "state": ("状态", "State"),
+    "all_units": ("全部单位", "All units"),
+    "sanctions": ("本月奖惩措施", "Sanctions this month"),
+    "no_sanctions": (
+        "本月无民警低于底线，亦无其他措施。",
+        "No officer fell below the floor this month and no other measure applies.",
+    ),
+    "measures": ("本月措施", "Measures this month"),
+    "year_so_far": ("本年累计", "Year so far"),
+    "stage": ("所处阶段", "Stage"),
+    "escalated": ("已上追（%s）", "Escalated to the leaders (%s)"),
+    "to_talk": ("再 %d 次打招呼即谈话", "%d more reminder(s) bring a talk"),
+    "signer": ("签发人", "Signed by"),
+    "date": ("日期", "Date"),
+    "seal": ("盖章", "Seal"),
+    "omitted": ("各行全为零或空的列从略：", "Left out, zero or empty on every line: "),
+    "sanctions_note": (
+        "措施依据年度奖惩台账（evalbox report --year），规则见评价政策。",
+        "Measures as the year's sanctions ledger gives them (evalbox report --year); rules in the rating policy.",
+    ),
+}
 
-def _html_table(lines: list[Line], cols: tuple[str, ...], lang: str, first: str) -> str:
-    head = "".join(f"<th>{html.escape(label(c, lang))}</th>" for c in cols)
-    body = []
-    for ln in lines:
+
+def word(key: str, lang: str) -> str:
+    zh, en = NOTICE_WORDS[key]
+    return en if lang == "en" else zh
+
+
+def day_text(iso: str, lang: str) -> str:
+    """``2026-10-31`` as a Chinese document writes it (2026年10月31日); ISO in English."""
+    if not iso or lang == "en":
+        return iso
+    y, m, d = iso.split("-")
+    return f"{int(y)}年{int(m)}月{int(d)}日"
+
+
+# The notice's tables: names where the CSV has ids, the interval in one column, rank and standing in one;
+# OPTIONAL columns are left out when zero or empty on every line (the revision ones unless a revision shows).
+NOTICE_OFFICER_COLUMNS = (
+    "officer", "name", "unit", "window", "rated", "satisfied", "unsatisfied", "rate", "band", "ci", "bad",
+    "invites", "unrated", "no_rating_rate", "unsolicited", "misuse", "penalty_points", "rank",
+    "late_events", "revised_rate", "revised_band",
+)  # fmt: skip
+NOTICE_GROUP_COLUMNS = tuple(
+    "gname" if c == "name" else c for c in NOTICE_OFFICER_COLUMNS if c not in ("officer", "window", "penalty_points")
+)
+OPTIONAL = ("unsolicited", "misuse", "penalty_points", "rank", "late_events", "revised_rate", "revised_band")
+REVISION_COLUMNS = ("late_events", "revised_rate", "revised_band")
+TEXT_COLUMNS = ("officer", "name", "gname", "unit", "window", "rank")
+
+
+def th_text(text: str) -> str:
+    """A heading on at most two lines: a long one with spaces is broken at the space nearest its middle."""
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if len(text) <= 12 or not spaces:
+        return html.escape(text)
+    cut = min(spaces, key=lambda i: abs(2 * i - len(text)))
+    return f"{html.escape(text[:cut])}<br>{html.escape(text[cut + 1 :])}"
+
+
+def notice_cell(line: Line, col: str, lang: str, names: dict[str, dict[str, str]]) -> str:
+    """One cell of the notice: unit and window by name, the 95% interval as ``low–high``, rank with standing."""
+    if col in ("unit", "window"):
+        key = line.unit if col == "unit" else line.window
+        return names[col].get(key) or key
+    if col == "ci":
+        return f"{_float(line.wilson[0])}–{_float(line.wilson[1])}" if line.wilson else ""
+    if col == "rank":
+        return " ".join(x for x in (str(line.rank or ""), label(line.standing, lang) if line.standing else "") if x)
+    return cell(line, col, lang)
+
+
+def notice_columns(
+    lines: list[Line], cols: tuple[str, ...], lang: str, names: dict[str, dict[str, str]]
+) -> tuple[tuple[str, ...], list[str]]:
+    """The columns a table of the notice keeps, and the optional ones it leaves out (all zero or empty)."""
+    keep, left_out = [], []
+    for c in cols:
+        empty = c in OPTIONAL and all(notice_cell(ln, c, lang, names) in ("", "0") for ln in lines)
+        if c == "unit" and len({ln.unit for ln in lines}) <= 1:
+            empty = True  # one unit: the head and the units table name it
+        if not empty:
+            keep.append(c)
+        elif c not in REVISION_COLUMNS and c != "unit":
+            left_out.append(c)
+    return tuple(keep), left_out
+
+
+def _notice_table(
+    lines: list[Line], cols: tuple[str, ...], lang: str, names: dict[str, dict[str, str]], total: Line | None = None
+) -> str:
+    cols, left_out = notice_columns(lines, cols, lang, names)
+    head = "".join(f'<th data-col="{c}">{th_text(label(c, lang))}</th>' for c in cols)
+
+    def row(ln: Line, first: str | None = None) -> str:
         tds = []
-        for c in cols:
-            text = ln.key if c == first else cell(ln, c, lang)
-            cls = "b" if c == "band" else "n" if c not in ("officer", "name", "unit", "window", "standing") else ""
+        for i, c in enumerate(cols):
+            text = (
+                first
+                if first is not None and i == 0
+                else ""
+                if first is not None and c in TEXT_COLUMNS
+                else notice_cell(ln, c, lang, names)
+            )
+            cls = "b" if c in ("band", "revised_band") else "t" if c in TEXT_COLUMNS else "n"
             tds.append(f'<td class="{cls}" data-col="{c}">{html.escape(text)}</td>')
-        body.append(f'<tr class="{ln.band}">{"".join(tds)}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        return f'<tr class="{ln.band}">{"".join(tds)}</tr>'
+
+    foot = f"<tfoot>{row(total, label('total', lang))}</tfoot>" if total is not None else ""
+    note = ""
+    if left_out:
+        note = f'<p class="note">{html.escape(word("omitted", lang) + "、".join(label(c, lang) for c in left_out))}</p>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(row(ln) for ln in lines)}</tbody>{foot}</table>{note}"
 
 
 FLAG_WORDS = {
@@ -504,40 +693,136 @@ def _html_officer_flags(report: MonthlyReport, lang: str) -> list[str]:
     return [f"<h2>{html.escape(FLAG_WORDS['heading'][en])}</h2>", f"<ul>{''.join(items)}</ul>"]
 
 
-def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
+def notice_names(report: MonthlyReport) -> dict[str, dict[str, str]]:
+    """Unit and window names by id, as the report's own lines give them."""
+    return {"unit": {u.key: u.name for u in report.units}, "window": {w.key: w.name for w in report.windows}}
+
+
+def notice_header(report: MonthlyReport, notice: Notice, lang: str) -> list[tuple[str, str]]:
+    """The notice's head under the title, one (label, text) pair a line: issuer, period, date of issue,
+    scope, state, policy and the month's total. Everything the head says is assembled here."""
     policy = report.policy  # a closed month's: the one in force at closing
-    title = f"{report.month} {label('title', lang)}"
-    state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
     t = report.total
-    pol = (
-        f"{label('policy', lang)}: {pct_text(policy.target / 100, 0)}% / {pct_text(policy.floor / 100, 0)}%, "
-        f"{label('penalty_points', lang)} {policy.penalty_points}"
+    names = notice_names(report)["unit"]
+    first, last = notice.period
+    scope = names.get(report.unit, report.unit) if report.unit else word("all_units", lang)
+    state = label("closed", lang) if report.closed_ms is not None else label("open", lang)
+    return [
+        (word("issuer", lang), notice.issuer),
+        (word("issued", lang), day_text(notice.issued, lang)),
+        (word("period", lang), f"{day_text(first, lang)} – {day_text(last, lang)} ({report.timezone})"),
+        (word("scope", lang), scope),
+        (word("state", lang), state),
+        (
+            label("policy", lang),
+            f"{label('target', lang)} {pct_text(policy.target / 100, 0)}%, {label('floor', lang)} "
+            f"{pct_text(policy.floor / 100, 0)}%, {label('penalty_points', lang)} {policy.penalty_points}",
+        ),
+        (
+            label("total", lang),
+            f"{label('rated', lang)} {t.rated}, {label('satisfied', lang)} {t.satisfied}, {label('rate', lang)} "
+            f"{pct_text(t.rate)}, {label('band', lang)} {label(t.band, lang)}; "
+            f"{label('nobody', lang)} {report.nobody.rated}",
+        ),
+    ]
+
+
+def measure_text(a: Action, lang: str) -> str:
+    """One measure of the ledger in words: what, for whom, why."""
+    what = label(a.measure, lang)
+    if a.target != "officer":
+        return f"{label('target_' + a.target, lang)} {a.who}: {what}".replace("  ", " ")
+    why = {"below_floor": label("below_floor", lang), "complaint": f"{label('complaint', lang)} {a.detail}"}
+    reached = a.detail.split(" ")[0]  # the ledger's "3 打招呼": how many the step up was reached at
+    why |= {k: f"{label(k if k != 'reminders' else 'reminders_r', lang)} {reached}" for k in ("reminders", "talks")}
+    why["warnings"] = f"{label('warnings', lang)} {reached}"
+    text = f"{what} ({why.get(a.reason, a.reason)})"
+    return text + (f", {label('penalty_points', lang)} {a.points}" if a.points else "")
+
+
+def _sanctions(notice: Notice, report: MonthlyReport, lang: str) -> list[str]:
+    """The month's sanctions: each officer below the floor (or with a complaint's measure), the measures, the
+    year so far and where the officer stands in the chain."""
+    out = [f"<h2>{html.escape(word('sanctions', lang))}</h2>"]
+    if not notice.sanctions:
+        return out + [f'<p class="no-sanctions">{html.escape(word("no_sanctions", lang))}</p>']
+    units = notice_names(report)["unit"]
+    cols = ("officer", "name", "unit", "rate", "measures", "year_so_far", "stage")
+    heads = [label(c, lang) if c in LABELS else word(c, lang) for c in cols]
+    rows = []
+    for s in notice.sanctions:
+        measures = "<br>".join(html.escape(measure_text(a, lang)) for a in s.measures if a.measure != "escalation")
+        so_far = stage = "—"
+        if s.reminders is not None:
+            so_far = " · ".join(
+                f"{label(k, lang)} {v}"
+                for k, v in (
+                    ("reminder", s.reminders),
+                    ("talk", s.talks),
+                    ("warning", s.warnings),
+                    ("penalty_points", s.points),
+                )
+            )
+            stage = word("escalated", lang) % s.escalated if s.escalated else word("to_talk", lang) % (s.to_talk or 0)
+        rate = f"{pct_text(s.rate)}% ({s.satisfied}/{s.rated})" if s.rate is not None else label(s.band, lang)
+        cells = [s.officer, s.name, units.get(s.unit) or s.unit, rate]
+        tds = "".join(f'<td class="t" data-col="{c}">{html.escape(v)}</td>' for c, v in zip(cols, cells, strict=False))
+        tds += f'<td class="m" data-col="measures">{measures}</td>'
+        tds += f'<td class="m" data-col="year_so_far">{html.escape(so_far)}</td>'
+        tds += f'<td class="m" data-col="stage">{html.escape(stage)}</td>'
+        rows.append(f'<tr class="{s.band}" data-sanction="{html.escape(s.officer)}">{tds}</tr>')
+    head = "".join(f"<th>{th_text(h)}</th>" for h in heads)
+    table = f'<table class="sanctions"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return out + [table, f'<p class="note">{html.escape(word("sanctions_note", lang))}</p>']
+
+
+def _signature(notice: Notice, lang: str) -> str:
+    """The signature and seal block: issuer, 签发人 (a line to sign on), date, and the area for the seal."""
+    lines = [(word("signer", lang), notice.signer), (word("date", lang), day_text(notice.issued, lang))]
+    fill = "".join(f'<p>{html.escape(k)}: <span class="line">{html.escape(v)}</span></p>' for k, v in lines)
+    return (
+        f'<div class="sign"><div class="seal">{html.escape(word("seal", lang))}</div><div>'
+        f"<p><b>{html.escape(notice.issuer)}</b></p>{fill}</div></div>"
     )
-    summary = (
-        f"{label('total', lang)}: {label('rated', lang)} {t.rated}, {label('satisfied', lang)} {t.satisfied}, "
-        f"{label('rate', lang)} {pct_text(t.rate)}; {label('nobody', lang)}: {report.nobody.rated}"
+
+
+def render_html(report: MonthlyReport, policy: Policy, lang: str, notice: Notice | None = None) -> bytes:
+    """The printable notice (月通报): A4 (landscape when the officers' table is wide), the head, the officers',
+    windows' and units' tables, the month's sanctions, the officer-month checks and the signature block.
+
+    ``notice`` (``collector.report.notice.notice_facts``) brings the issuer, the date and the year's chain
+    stage; without it the sanctions are this month's 打招呼 from the report alone."""
+    notice = notice or bare_notice(report)
+    names = notice_names(report)
+    title = f"{report.month} {label('title', lang)}"
+    officer_cols, _ = notice_columns(report.officers, NOTICE_OFFICER_COLUMNS, lang, names)
+    wide = len(officer_cols) > 12
+    style = CSS % {"orientation": "landscape" if wide else "portrait", "width": "297mm" if wide else "210mm"}
+    head = "".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in notice_header(report, notice, lang)
     )
-    sections = [
-        f"<h2>{html.escape(label('officers', lang))}</h2>",
-        _html_table(report.officers, OFFICER_COLUMNS, lang, "officer"),
-        f"<h2>{html.escape(label('windows', lang))}</h2>",
-        _html_table(report.windows, ("window", *GROUP_COLUMNS), lang, "window"),
-        f"<h2>{html.escape(label('units', lang))}</h2>",
-        _html_table(report.units, ("unit", *[c for c in GROUP_COLUMNS if c != "unit"]), lang, "unit"),
+    sections: list[str] = [
+        f'<p class="set-aside"><strong>{html.escape(b.text())}</strong></p>' for b in report.set_aside
     ]
     if report.late_events or report.revisions:
-        sections.insert(0, f"<p><strong>{html.escape(revision_text(report, lang))}</strong></p>")
-    sections += _html_officer_flags(report, lang)
-    for b in reversed(report.set_aside):
-        sections.insert(0, f'<p class="set-aside"><strong>{html.escape(b.text())}</strong></p>')
+        sections.append(f"<p><strong>{html.escape(revision_text(report, lang))}</strong></p>")
+    sections += [
+        f"<h2>{html.escape(label('officers', lang))}</h2>",
+        _notice_table(report.officers, NOTICE_OFFICER_COLUMNS, lang, names),
+        *_sanctions(notice, report, lang),
+        f"<h2>{html.escape(label('windows', lang))}</h2>",
+        _notice_table(report.windows, NOTICE_GROUP_COLUMNS, lang, names, report.total),
+        f"<h2>{html.escape(label('units', lang))}</h2>",
+        _notice_table(report.units, tuple(c for c in NOTICE_GROUP_COLUMNS if c != "unit"), lang, names, report.total),
+        *_html_officer_flags(report, lang),
+        _signature(notice, lang),
+    ]
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
-<title>{html.escape(title)}</title><style>{CSS}</style></head>
-<body data-month="{report.month}">
+<title>{html.escape(title)}</title><style>{style}</style></head>
+<body data-month="{report.month}" class="{"landscape" if wide else "portrait"}">
 <h1>{html.escape(title)}</h1>
-<p class="meta">{html.escape(label("timezone", lang))} {html.escape(report.timezone)} · {html.escape(state)}
-{" · " + html.escape(label("unit", lang) + " " + report.unit) if report.unit else ""} · {html.escape(pol)}</p>
-<p class="meta">{html.escape(summary)}</p>
+<dl class="head">{head}</dl>
 {"".join(f'<p class="meta digest">{html.escape(x)}</p>' for x in digest_lines(report, lang))}
 {"".join(sections)}
 </body></html>
@@ -545,7 +830,7 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str) -> bytes:
     return doc.encode()
 
 
-Renderer = Callable[[MonthlyReport, Policy, str], bytes]
+Renderer = Callable[..., bytes]
 RENDERERS: dict[str, Renderer] = {
     "csv": render_csv,
     "json": render_json,
@@ -554,14 +839,18 @@ RENDERERS: dict[str, Renderer] = {
 }
 
 
-def render(report: MonthlyReport, policy: Policy, fmt: str, lang: str, *, colour: bool = False) -> bytes:
-    """The report in ``fmt`` (one of ``FORMATS``) with ``lang`` labels."""
+def render(
+    report: MonthlyReport, policy: Policy, fmt: str, lang: str, *, colour: bool = False, notice: Notice | None = None
+) -> bytes:
+    """The report in ``fmt`` (one of ``FORMATS``) with ``lang`` labels; ``notice``: the printed notice's facts."""
     if lang not in LANGS:
         raise UsageError(f"--lang {lang!r}: choose zh or en")
     if fmt == "table":
         return render_table(report, policy, lang, colour=colour)
     if fmt not in RENDERERS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "html":
+        return render_html(report, policy, lang, notice)
     return RENDERERS[fmt](report, policy, lang)
 
 

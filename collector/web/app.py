@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from collector.report import Policy
+from collector.report.notice import NoticeConfig
 from collector.store import Database
 from collector.web import alerts, cases, detection
 from collector.web.api import api_box_command
@@ -78,13 +79,14 @@ def add_web_routes(
     settings: WebSettings,
     policy: Policy,
     sinks: dict[str, alerts.AlertSink] | None = None,
+    notice: NoticeConfig | None = None,
 ) -> WebState:
     """Register the pages, API and static files on ``app`` (before it starts); numbers under ``policy``.
 
     No background task is started: run ``run_watcher(state)`` in the collector's TaskGroup, or use ``create_app``
     which does.
     """
-    state = WebState(db, settings, policy, templates(policy.timezone), dict(sinks or {}))
+    state = WebState(db, settings, policy, templates(policy.timezone), dict(sinks or {}), notice or NoticeConfig())
     app[WEB] = state
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_post)
@@ -147,12 +149,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    db: Database, settings: WebSettings | None = None, policy: Policy | None = None, *, watcher: bool = True
+    db: Database,
+    settings: WebSettings | None = None,
+    policy: Policy | None = None,
+    *,
+    watcher: bool = True,
+    notice: NoticeConfig | None = None,
 ) -> web.Application:
     """A standalone application: the web page, ``/healthz``, and (when ``watcher``) the background watcher."""
     settings = settings or WebSettings()
     app = web.Application()
-    state = add_web_routes(app, db, settings, policy or Policy())
+    state = add_web_routes(app, db, settings, policy or Policy(), notice=notice)
     app.router.add_get("/healthz", healthz)
 
     async def background(app: web.Application) -> AsyncIterator[None]:

@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from collector.errors import ConfigError
 from collector.report import Policy, pct_text
+from collector.report.notice import NoticeConfig
 from collector.store import Database
 from collector.timeplace import parse_month, zone
 from collector.web import auth, tokens
@@ -53,6 +54,7 @@ class WebState:
     policy: Policy
     env: Environment
     sinks: dict[str, AlertSink] = field(default_factory=dict)
+    notice: NoticeConfig = NoticeConfig()  # [notice]: the printed notice's issuer and signer
 
 
 WEB = web.AppKey("evalbox_web", WebState)

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from collector.report import Line, MonthlyReport
+from collector.report.notice import notice_facts, today, with_checks
 from collector.report.officer_stats import month_checks
 from collector.report.rates import BANDS
 from collector.report.render import JSON_FORMAT, cell, line_json, render, report_json, revision_text
@@ -84,7 +85,12 @@ async def month_download(request: web.Request, viewer: Viewer, session: auth.Ses
     month, unit, report = await _report(request, viewer)
     if report is None:
         raise web.HTTPNotFound(text=f"no data for month {month}")
-    body = render(report, request.app[WEB].policy, fmt, lang_of(request))
+    state = request.app[WEB]
+    notice = None
+    if fmt == "html":  # the printed notice, as `evalbox report --format html` makes it
+        report = await with_checks(state.db, report, state.policy)
+        notice = await notice_facts(state.db, report, state.policy, state.notice, today(state.policy.timezone))
+    body = render(report, state.policy, fmt, lang_of(request), notice=notice)
     filename = f"evalbox-{month}{'-' + unit if unit else ''}.{fmt}"
     return web.Response(
         body=body,

@@ -13,6 +13,7 @@ import openpyxl
 import pytest
 
 from collector.cli import main
+from collector.report.render import XLSX_HEADER_ROW
 from tests.report.store import build, local_ms, press, rated_presses
 
 OFFICERS = (("A1", "张三", "U1", "W1"), ("A2", "李四", "U1", "W2"), ("A3", "王五", "U2", "W3"))
@@ -87,17 +88,16 @@ def frozen_xlsx(path: pathlib.Path) -> list[list[list[object]]]:
     sheets = []
     for ws in wb.worksheets:
         rows = [list(r) for r in ws.iter_rows(values_only=True)]
-        drop = {i for i, h in enumerate(rows[0]) if h in ("迟到数据", "修正满意率%", "修正档次")}
-        drop |= {
-            i for i, h in enumerate(rows[0]) if isinstance(h, str) and (h.startswith("Revised") or h == "Late events")
-        }
+        head = rows[XLSX_HEADER_ROW - 1]
+        drop = {i for i, h in enumerate(head) if h in ("迟到数据", "修正满意率%", "修正档次")}
+        drop |= {i for i, h in enumerate(head) if str(h).startswith("Revised") or h == "Late events"}
         sheets.append([[v for i, v in enumerate(r) if i not in drop] for r in rows])
     return sheets
 
 
 def frozen_html(doc: bytes) -> str:
     text = doc.decode()
-    text = re.sub(r'<td class="[^"]*" data-col="(?:late_events|revised_rate|revised_band)">[^<]*</td>', "", text)
+    text = re.sub(r'<t([hd])[^>]* data-col="(?:late_events|revised_rate|revised_band)">[^<]*</t\1>', "", text)
     return re.sub(r"<p><strong>[^<]*</strong></p>", "", text)
 
 
@@ -182,8 +182,8 @@ def test_closed_months_survive_a_policy_change_and_a_rebuild_in_another_zone(
     assert rows["A2"][head.index("档次")] == "未达标"
     wb = openpyxl.load_workbook(tmp_path / "after-2026-10" / "2026-10-zh.xlsx")
     xl = [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
-    a2row = next(r for r in xl if r[0] == "A2")
-    assert a2row[xl[0].index("修正档次")] == "低于底线" and a2row[xl[0].index("档次")] == "未达标"
+    a2row, head = next(r for r in xl if r[0] == "A2"), xl[XLSX_HEADER_ROW - 1]
+    assert a2row[head.index("修正档次")] == "低于底线" and a2row[head.index("档次")] == "未达标"
     page = oct_after["html-zh"].decode()  # type: ignore[union-attr]
     assert '<td class="" data-col="revised_band">低于底线</td>' in page or 'data-col="revised_band">低于底线' in page
     table = oct_after["table-en"].decode()  # type: ignore[union-attr]

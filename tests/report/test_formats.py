@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 
 from collector.cli import main
-from collector.report.render import LABELS
+from collector.report.render import LABELS, ROW_KINDS, XLSX_HEADER_ROW
 from tests.report.store import Ev, build, local_ms, press, rated_presses
 
 OCT = local_ms("2026-10-12 09:30:00")
@@ -88,32 +88,47 @@ def test_all_formats_same_numbers(
     assert [w[4] for w in want] == ["99.96", "95.00", "85.00"]
     assert [o["band"] for o in data["officers"]] == ["below_target", "below_target", "below_floor"]
 
-    def pick(header: list[str], rows: list[list[str]]) -> list[list[str]]:
-        idx = [header.index(LABELS[f][0 if lang == "zh" else 1]) for f in FIELDS]
+    def pick(header: list[str], rows: list[list[str]], fields: tuple[str, ...] | list[str] = FIELDS) -> list[list[str]]:
+        idx = [header.index(LABELS[f][0 if lang == "zh" else 1]) for f in fields]
         return [[r[i] for i in idx] for r in rows]
 
     text = run(capsys, *base, "--format", "csv").lstrip("\ufeff")
     rows = list(csv.reader(io.StringIO(text)))
-    assert pick(rows[0], rows[1:]) == want
+    col = {key: rows[0].index(LABELS[key][0 if lang == "zh" else 1]) for key in ("row_kind", "window", "name", "rated")}
+    by_kind = {k: [r for r in rows[1:] if r[col["row_kind"]] == LABELS[k][0 if lang == "zh" else 1]] for k in ROW_KINDS}
+    assert pick(rows[0], by_kind["officers"]) == want
+    # the windows, the units and the total travel in the same CSV, each line named by its kind, with the month
+    assert {r[col["window"]] for r in by_kind["windows"]} == {"W1", "W2", "W3"}
+    assert [r[col["name"]] for r in by_kind["units"]] == ["城关派出所", "出入境大厅"]
+    assert [r[col["rated"]] for r in by_kind["total"]] == [str(data["total"]["rated"])] == ["2540"]
+    assert {r[-1] for r in rows[1:]} == {"2026-10"}
 
     page = run(capsys, *base, "--format", "html")
     assert "http://" not in page and "https://" not in page  # self-contained
     parser = Cells()
     parser.feed(page)
     table = parser.tables[0]
-    assert pick(table[0], table[1:]) == want
+    # the notice leaves out a column that is zero on every line (misuse here), and says so under the table
+    shown = [f for f in FIELDS if f != "misuse"]
+    assert LABELS["misuse"][0 if lang == "zh" else 1] not in table[0]
+    assert pick(table[0], table[1:], shown) == [w[:-1] for w in want]
+    assert LABELS["misuse"][0 if lang == "zh" else 1] in page.split("</table>")[1].split("<h2")[0]
 
     out = tmp_path / "r.xlsx"
     assert main([*base, "--format", "xlsx", "-o", str(out)]) == 0
     sheet = openpyxl.load_workbook(out).worksheets[0]
     values = [list(r) for r in sheet.iter_rows(values_only=True)]
-    header = [str(h) for h in values[0]]
-    for row, w in zip(values[1:], want, strict=True):
+    assert values[1][:2] == [LABELS["month"][0 if lang == "zh" else 1], "2026-10"]  # the month in a cell at the top
+    header = [str(h) for h in values[XLSX_HEADER_ROW - 1]]
+    for row, w in zip(values[XLSX_HEADER_ROW:-2], want, strict=True):
         rated = row[header.index(LABELS["rated"][0 if lang == "zh" else 1])]
         rate = row[header.index(LABELS["rate"][0 if lang == "zh" else 1])]
         assert isinstance(rated, int) and str(rated) == w[1]
         assert isinstance(rate, float) and f"{rate * 100:.2f}" == w[4]
-    assert sheet.cell(2, header.index(LABELS["rate"][0 if lang == "zh" else 1]) + 1).number_format == "0.00%"
+    assert (
+        sheet.cell(XLSX_HEADER_ROW + 1, header.index(LABELS["rate"][0 if lang == "zh" else 1]) + 1).number_format
+        == "0.00%"
+    )
 
     table_text = run(capsys, *base, "--format", "table")
     assert "\x1b[" not in table_text  # not a TTY: no colour
