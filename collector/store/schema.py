@@ -404,32 +404,6 @@ CREATE TABLE officer_flag_reviews (
 )
 
 
-# API tokens for integrations (``evalbox token add``; collector/web/tokens.py): a
-# token is ``evb_<id>_<secret>``; the store keeps the public id and the SHA-256
-# of the whole token, never the secret. One scope per token, optionally limited
-# to a unit and the units under it. ``last_used_ms``/``uses`` say when and how
-# often it was used; ``rate_window_ms``/``rate_n`` are the per-token rate
-# limit's current window and its count (shared by every collector on a store).
-MIGRATIONS.append(
-    (
-        "0013_api_tokens",
-        """
-CREATE TABLE api_tokens (
-    id             TEXT PRIMARY KEY,          -- public part of the token (evb_<id>_…)
-    name           TEXT NOT NULL UNIQUE,
-    token_hash     TEXT NOT NULL,             -- sha256 hex of the whole token
-    scope          TEXT NOT NULL,             -- read:reports | read:devices | write:box-commands
-    unit_id        TEXT,                      -- NULL: every unit
-    created_ms     BIGINT NOT NULL,
-    created_by     TEXT NOT NULL,
-    expires_ms     BIGINT,                    -- NULL: never
-    revoked_ms     BIGINT,
-    revoked_by     TEXT,
-    last_used_ms   BIGINT,
-    uses           BIGINT NOT NULL DEFAULT 0,
-    limited        BIGINT NOT NULL DEFAULT 0, -- requests refused by the rate limit
-    rate_window_ms BIGINT NOT NULL DEFAULT 0,
-    rate_n         INTEGER NOT NULL DEFAULT 0
 # The audit trail (collector/store/audit.py): every change that decides appraisals, hash-chained (each entry
 # carries the SHA-256 of the one before); ``audit_head`` is the chain's last entry, the row concurrent writers
 # lock to append one after the other. ``month_digests``: a closed month's seal (its events' and its close's
@@ -471,6 +445,53 @@ CREATE TABLE month_digests (
 )
 
 
+# Retention (collector/report/retention.py): a month whose raw events were pruned keeps its rollups, digest
+# and audit chain; ``rollups_sha256`` seals the rollups its report is then made of, ``officer_checks`` keeps
+# the officer-month checks that were computed from its raw events.
+MIGRATIONS.append(
+    (
+        "0012_retention",
+        """
+ALTER TABLE month_digests ADD COLUMN pruned_ms BIGINT;
+ALTER TABLE month_digests ADD COLUMN rollups_sha256 TEXT;
+ALTER TABLE month_digests ADD COLUMN officer_checks TEXT;   -- JSON: the month's officer checks, taken at pruning
+""",
+    )
+)
+
+
+# API tokens for integrations (``evalbox token add``; collector/web/tokens.py): a
+# token is ``evb_<id>_<secret>``; the store keeps the public id and the SHA-256
+# of the whole token, never the secret. One scope per token, optionally limited
+# to a unit and the units under it. ``last_used_ms``/``uses`` say when and how
+# often it was used; ``rate_window_ms``/``rate_n`` are the per-token rate
+# limit's current window and its count (shared by every collector on a store).
+MIGRATIONS.append(
+    (
+        "0013_api_tokens",
+        """
+CREATE TABLE api_tokens (
+    id             TEXT PRIMARY KEY,          -- public part of the token (evb_<id>_…)
+    name           TEXT NOT NULL UNIQUE,
+    token_hash     TEXT NOT NULL,             -- sha256 hex of the whole token
+    scope          TEXT NOT NULL,             -- read:reports | read:devices | write:box-commands
+    unit_id        TEXT,                      -- NULL: every unit
+    created_ms     BIGINT NOT NULL,
+    created_by     TEXT NOT NULL,
+    expires_ms     BIGINT,                    -- NULL: never
+    revoked_ms     BIGINT,
+    revoked_by     TEXT,
+    last_used_ms   BIGINT,
+    uses           BIGINT NOT NULL DEFAULT 0,
+    limited        BIGINT NOT NULL DEFAULT 0, -- requests refused by the rate limit
+    rate_window_ms BIGINT NOT NULL DEFAULT 0,
+    rate_n         INTEGER NOT NULL DEFAULT 0
+);
+""",
+    )
+)
+
+
 # The provincial 好差评 feed (collector/feed): one row per rating queued for the
 # configured endpoint, with its delivery state, like ``alert_deliveries``. A
 # rating is queued once (primary key) and marked delivered once the endpoint
@@ -496,16 +517,6 @@ CREATE TABLE feed_ledger (
     PRIMARY KEY (device_id, boot, seq)
 );
 CREATE INDEX feed_ledger_due ON feed_ledger (state, next_ms);
-# Retention (collector/report/retention.py): a month whose raw events were pruned keeps its rollups, digest
-# and audit chain; ``rollups_sha256`` seals the rollups its report is then made of, ``officer_checks`` keeps
-# the officer-month checks that were computed from its raw events.
-MIGRATIONS.append(
-    (
-        "0012_retention",
-        """
-ALTER TABLE month_digests ADD COLUMN pruned_ms BIGINT;
-ALTER TABLE month_digests ADD COLUMN rollups_sha256 TEXT;
-ALTER TABLE month_digests ADD COLUMN officer_checks TEXT;   -- JSON: the month's officer checks, taken at pruning
 """,
     )
 )
