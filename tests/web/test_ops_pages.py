@@ -78,7 +78,9 @@ def test_device_errors_read_as_sentences_and_export_as_shown(store_url: str) -> 
             rows = _csv(body)
             assert status == 200 and "devices-" in disposition and disposition.endswith(".csv")
             assert rows[0][:4] == ["评价器", "单位", "窗口", "状态"] and [r[0] for r in rows[1:]] == ["box-2"]
-            assert rows[1][3] == "离线" and rows[1][8] == "未知错误" and rows[1][10] == "flux capacitor drift 7"
+            # the collector's findings (silent a day, 120 unsent) before the box's own last error
+            assert rows[1][3] == "离线" and rows[1][10] == "flux capacitor drift 7"
+            assert rows[1][8].split("；") == ["设备离线：超过规定时间未与服务端通信", "设备待发送评价积压", "未知错误"]
             status, _, body = await _bytes(http, f"{srv.url}/devices?format=xlsx&lang=en")
             sheet = openpyxl.load_workbook(io.BytesIO(body)).worksheets[0]
             assert sheet["A1"].value == "Devices" and sheet["A2"].value == "Box"
@@ -87,6 +89,12 @@ def test_device_errors_read_as_sentences_and_export_as_shown(store_url: str) -> 
             async with http.get(f"{srv.url}/api/devices") as r:
                 box = {d["id"]: d for d in (await r.json())["devices"]}["box-1"]
             assert box["error"]["code"] == "outbox_full" and box["error"]["raw"].startswith("outbox full")
+            assert box["findings"] == []  # online, nothing queued, its config taken
+            _, page = await _get(http, f"{srv.url}/devices?problems=1")
+            assert 'data-device="box-2"' in page and 'data-device="box-1"' in page  # box-1: its outbox is full
+            await srv.db.execute("UPDATE devices SET last_error = 'broker connection lost' WHERE id = 'box-1'")
+            _, page = await _get(http, f"{srv.url}/devices?problems=1")
+            assert 'data-device="box-1"' not in page  # a lost connection it recovers from: not a problem
 
     serve(store_url, body)
 
