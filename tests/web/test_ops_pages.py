@@ -11,6 +11,7 @@ import re
 import openpyxl
 
 from collector.web import cases
+from collector.web.data import current_month
 from collector.web.detection import detect
 from tests.web.conftest import Server, csrf_of, serve, signed_in
 from tests.web.seed import MONTH, local_ms
@@ -204,6 +205,12 @@ def test_unit_dashboard(store_url: str) -> None:
             assert [c.value for c in risk_sheet[3]][:2] == ["O4", "赵敏"]
             assert risk_sheet["F3"].value == 0.95 and risk_sheet["F3"].number_format == "0.00%"
             assert risk_sheet["G3"].value == 0
+            async with admin.get(f"{srv.url}/api/dashboard") as r:  # this month: nothing rated yet
+                now = await r.json()
+            assert now["month"] == current_month(srv.policy) and now["last_month"] == "2026-11"
+            assert 1 <= now["days_left"] <= 31 and now["at_risk"] == [] and now["units"] == []
+            status, empty = await _get(admin, f"{srv.url}/dashboard")
+            assert status == 200 and "目前没有可能跌破底线的民警" in empty
             _, _, body = await _bytes(admin, f"{srv.url}/dashboard?month={MONTH}&unit=U2&format=csv")
             text = body.decode("utf-8-sig")
             assert "王强" in text and "赵敏" not in text  # the unit filter applies to the download
