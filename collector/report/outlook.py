@@ -117,6 +117,6 @@ def compare(now: MonthlyReport | None, last: MonthlyReport | None) -> list[Compa
     last_units = {u.key: u for u in (last.units if last else [])}
     keys = sorted((set(now_units) | set(last_units)) - {""})  # "": windows in no unit, in the total only
     rows = [Comparison(k, (now_units.get(k) or last_units[k]).name, now_units.get(k), last_units.get(k)) for k in keys]
-    if len(keys) != 1:
+    if len(keys) != 1 and (now or last):  # the total, unless it is the one unit's line again (or nothing)
         rows.append(Comparison("", "", now.total if now else None, last.total if last else None))
     return rows

@@ -114,7 +114,7 @@ def tables(request: web.Request, d: Dashboard) -> list[exports.Table]:
                 f"{t('last_month')} {t('rate')}",
                 f"{t('last_month')} {t('band')}",
                 t("change_pp"),
-            ],  # fmt: skip
+            ],
             [
                 [
                     unit_name(c),
@@ -125,7 +125,7 @@ def tables(request: web.Request, d: Dashboard) -> list[exports.Table]:
                     rate(c.last),
                     t("band_" + c.last.band) if c.last else None,
                     signed_points(c.change),
-                ]  # fmt: skip
+                ]
                 for c in d.comparison
             ],
             pct=frozenset({2, 5}),
@@ -142,7 +142,7 @@ def tables(request: web.Request, d: Dashboard) -> list[exports.Table]:
                 t("absorb"),
                 t("projected"),
                 t("at_risk_reason"),
-            ],  # fmt: skip
+            ],
             [
                 [
                     o.line.key,
@@ -154,7 +154,7 @@ def tables(request: web.Request, d: Dashboard) -> list[exports.Table]:
                     o.absorb,
                     o.projected_rate,
                     t("reason_" + o.reason),
-                ]  # fmt: skip
+                ]
                 for o in d.at_risk
             ],
             pct=frozenset({5, 7}),
@@ -179,7 +179,7 @@ def tables(request: web.Request, d: Dashboard) -> list[exports.Table]:
                     time(c["press_ms"]),
                     due(c["visit_due_ms"]),
                     due(c["fix_due_ms"]),
-                ]  # fmt: skip
+                ]
                 for c in d.overdue
             ],
         ),
@@ -193,7 +193,7 @@ def tables(request: web.Request, d: Dashboard) -> list[exports.Table]:
                     b["window_name"],
                     time(b["last_seen_ms"]),
                     b["error"].text(lang_of(request)) if b["error"] else None,
-                ]  # fmt: skip
+                ]
                 for b in d.offline
             ],
         ),
@@ -233,7 +233,7 @@ async def api_dashboard(request: web.Request, viewer: Viewer, session: auth.Sess
                     "now": _line_json(c.now),
                     "last": _line_json(c.last),
                     "change_points": signed_points(c.change) if c.change is not None else None,
-                }  # fmt: skip
+                }
                 for c in d.comparison
             ],
             "at_risk": [
@@ -250,7 +250,7 @@ async def api_dashboard(request: web.Request, viewer: Viewer, session: auth.Sess
                     "projected_rate": pct_text(o.projected_rate),
                     "projected_band": o.projected_band,
                     "reason": o.reason,
-                }  # fmt: skip
+                }
                 for o in d.at_risk
             ],
             "below_floor": [_line_json(ln) | {"officer": ln.key, "name": ln.name} for ln in d.below],  # type: ignore[operator]
@@ -262,7 +262,7 @@ async def api_dashboard(request: web.Request, viewer: Viewer, session: auth.Sess
                     "window": b["window_id"],
                     "last_seen_ms": b["last_seen_ms"],
                     "error": b["error"].json() if b["error"] else None,
-                }  # fmt: skip
+                }
                 for b in d.offline
             ],
         }

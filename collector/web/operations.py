@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from collector.ingest.device_errors import Explained, collector_finding
 from collector.ingest.device_errors import explain as explain_error
 from collector.report import Line
 from collector.report.officer_stats import month_checks
@@ -17,6 +18,16 @@ from collector.web.i18n import translator
 from collector.web.scope import Viewer
 
 DEVICE_STATES = ("online", "offline")
+
+
+def _findings(d: dict[str, Any], backlog: int) -> list[str]:
+    """The collector's own findings about a box (``device_errors.COLLECTOR`` codes)."""
+    found = ["offline"] if d["state"] == "offline" else []
+    if d["outbox"] is not None and d["outbox"] >= backlog:
+        found.append("outbox_backlog")
+    if d["config_old"]:
+        found.append("config_old")
+    return found
 
 
 async def _devices(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]:
@@ -33,53 +44,41 @@ async def _devices(request: web.Request, viewer: Viewer) -> list[dict[str, Any]]
     for d in await data.device_health(state.db, state.settings, viewer):
         d["state"] = "offline" if d["stale"] and d["status"] == "online" else d["status"]
         d["error"] = explain_error(d["last_error"])
+        d["findings"] = [collector_finding(code) for code in _findings(d, state.settings.outbox_alert_depth)]
         if unit and d["unit_id"] != unit or status and d["state"] != status:
             continue
-        if problems and d["state"] == "online" and (d["error"] is None or not d["error"].serious):
+        if problems and not d["findings"] and (d["error"] is None or not d["error"].serious):
             continue
         rows.append(d)
     return rows
+
+
+def _shown(d: dict[str, Any]) -> list[Explained]:
+    """What the error column says of a box: the collector's findings, then the box's own last error."""
+    return [*d["findings"], *([d["error"]] if d["error"] else [])]
+
+
+DEVICE_COLUMNS = (
+    "device", "unit", "window", "status", "last_seen", "outbox", "firmware", "config", "last_error", "error_action",
+    "error_raw",
+)  # fmt: skip
 
 
 def _device_table(request: web.Request, rows: list[dict[str, Any]]) -> exports.Table:
     lang = lang_of(request)
     t = translator(lang)
     time = request.app[WEB].env.filters["time"]
-    return exports.Table(
-        t("devices"),
-        [
-            t(k)
-            for k in (
-                "device",
-                "unit",
-                "window",
-                "status",
-                "last_seen",
-                "outbox",
-                "firmware",
-                "config",
-                "last_error",
-                "error_action",
-                "error_raw",
-            )
-        ],  # fmt: skip
-        [
-            [
-                d["id"],
-                d["unit_name"],
-                d["window_name"],
-                t(d["state"]) if d["state"] in DEVICE_STATES else t("unknown"),
-                time(d["last_seen_ms"]),
-                d["outbox"],
-                d["fw"],
-                d["config_version"],
-                d["error"].text(lang) if d["error"] else None,
-                d["error"].action(lang) if d["error"] else None,
-                d["last_error"],
-            ]  # fmt: skip
-            for d in rows
-        ],
-    )
+
+    def row(d: dict[str, Any]) -> list[Any]:
+        said = _shown(d)
+        state = t(d["state"]) if d["state"] in DEVICE_STATES else t("unknown")
+        return [
+            d["id"], d["unit_name"], d["window_name"], state, time(d["last_seen_ms"]), d["outbox"], d["fw"],
+            d["config_version"], "；".join(e.text(lang) for e in said) or None,
+            "；".join(e.action(lang) for e in said) or None, d["last_error"],
+        ]  # fmt: skip
+
+    return exports.Table(t("devices"), [t(k) for k in DEVICE_COLUMNS], [row(d) for d in rows])
 
 
 async def devices_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
@@ -98,7 +97,10 @@ async def devices_page(request: web.Request, viewer: Viewer, session: auth.Sessi
 
 async def api_devices(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
     rows = await _devices(request, viewer)
-    out = [{**d, "error": d["error"].json() if d["error"] else None} for d in rows]
+    out = [
+        {**d, "error": d["error"].json() if d["error"] else None, "findings": [f.json() for f in d["findings"]]}
+        for d in rows
+    ]
     return web.json_response({"devices": out})
 
 
@@ -158,7 +160,7 @@ def _anomaly_tables(
                     f"{a['device_id']} {a['boot']}/{a['seq']}",
                     "；".join(t("rule_" + f["rule"]) for f in a["flags"]),
                     "；".join(f[explain] for f in a["flags"]),
-                ]  # fmt: skip
+                ]
                 for a in presses
             ],
         ),
@@ -171,7 +173,7 @@ def _anomaly_tables(
                     o["officer_name"],
                     "；".join(t("rule_" + f["rule"]) for f in o["flags"]),
                     "；".join(f[explain] for f in o["flags"]),
-                ]  # fmt: skip
+                ]
                 for o in officers
             ],
         ),
@@ -234,7 +236,7 @@ def _alert_table(request: web.Request, rows: list[dict[str, Any]]) -> exports.Ta
                     f"{t('sink_' + d['sink'].split(':')[0])} {t('delivery_' + d['state'])} ×{d['attempts']}"
                     for d in a["deliveries"]
                 ),
-            ]  # fmt: skip
+            ]
             for a in rows
         ],
     )

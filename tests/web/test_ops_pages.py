@@ -11,6 +11,7 @@ import re
 import openpyxl
 
 from collector.web import cases
+from collector.web.data import current_month
 from collector.web.detection import detect
 from tests.web.conftest import Server, csrf_of, serve, signed_in
 from tests.web.seed import MONTH, local_ms
@@ -78,7 +79,9 @@ def test_device_errors_read_as_sentences_and_export_as_shown(store_url: str) -> 
             rows = _csv(body)
             assert status == 200 and "devices-" in disposition and disposition.endswith(".csv")
             assert rows[0][:4] == ["评价器", "单位", "窗口", "状态"] and [r[0] for r in rows[1:]] == ["box-2"]
-            assert rows[1][3] == "离线" and rows[1][8] == "未知错误" and rows[1][10] == "flux capacitor drift 7"
+            # the collector's findings (silent a day, 120 unsent) before the box's own last error
+            assert rows[1][3] == "离线" and rows[1][10] == "flux capacitor drift 7"
+            assert rows[1][8].split("；") == ["设备离线：超过规定时间未与服务端通信", "设备待发送评价积压", "未知错误"]
             status, _, body = await _bytes(http, f"{srv.url}/devices?format=xlsx&lang=en")
             sheet = openpyxl.load_workbook(io.BytesIO(body)).worksheets[0]
             assert sheet["A1"].value == "Devices" and sheet["A2"].value == "Box"
@@ -87,6 +90,12 @@ def test_device_errors_read_as_sentences_and_export_as_shown(store_url: str) -> 
             async with http.get(f"{srv.url}/api/devices") as r:
                 box = {d["id"]: d for d in (await r.json())["devices"]}["box-1"]
             assert box["error"]["code"] == "outbox_full" and box["error"]["raw"].startswith("outbox full")
+            assert box["findings"] == []  # online, nothing queued, its config taken
+            _, page = await _get(http, f"{srv.url}/devices?problems=1")
+            assert 'data-device="box-2"' in page and 'data-device="box-1"' in page  # box-1: its outbox is full
+            await srv.db.execute("UPDATE devices SET last_error = 'broker connection lost' WHERE id = 'box-1'")
+            _, page = await _get(http, f"{srv.url}/devices?problems=1")
+            assert 'data-device="box-1"' not in page  # a lost connection it recovers from: not a problem
 
     serve(store_url, body)
 
@@ -196,6 +205,12 @@ def test_unit_dashboard(store_url: str) -> None:
             assert [c.value for c in risk_sheet[3]][:2] == ["O4", "赵敏"]
             assert risk_sheet["F3"].value == 0.95 and risk_sheet["F3"].number_format == "0.00%"
             assert risk_sheet["G3"].value == 0
+            async with admin.get(f"{srv.url}/api/dashboard") as r:  # this month: nothing rated yet
+                now = await r.json()
+            assert now["month"] == current_month(srv.policy) and now["last_month"] == "2026-11"
+            assert 1 <= now["days_left"] <= 31 and now["at_risk"] == [] and now["units"] == []
+            status, empty = await _get(admin, f"{srv.url}/dashboard")
+            assert status == 200 and "目前没有可能跌破底线的民警" in empty
             _, _, body = await _bytes(admin, f"{srv.url}/dashboard?month={MONTH}&unit=U2&format=csv")
             text = body.decode("utf-8-sig")
             assert "王强" in text and "赵敏" not in text  # the unit filter applies to the download
