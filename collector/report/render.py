@@ -51,6 +51,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "no_rating_rate": _pct("no_rating_rate"),
     "revised_rate": _pct("revised_rate"),
     "ci": ("置信区间%", "95% CI %"),
+    "revised": (f"{TERMS['revised_rate'][0]}% / {TERMS['revised_band'][0]}", f"{TERMS['revised_rate'][1]} % / band"),
     "reminders": TERMS["reminder"],
     "levels": ("各级计数", "Level counts"),
     # standings
@@ -511,15 +512,16 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
 # -- printable HTML notice (月通报) ------------------------------------------
 
 CSS = """
-@page{size:A4 %(orientation)s;margin:12mm 10mm 14mm}
+@page{size:A4 %(orientation)s;margin:12mm 8mm 14mm}
 body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
 font-size:9pt;line-height:1.35;color:#111;margin:0}
 @media screen{body{max-width:%(width)s;margin:1.5em auto;padding:0 1em}}
 h1{text-align:center;font-size:17pt;margin:0 0 .3em} h2{font-size:11pt;margin:1.1em 0 .35em;break-after:avoid}
 .head{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:.1em 1em;margin:0 0 .6em}
 .head dt{color:#444} .head dd{margin:0}
-table{border-collapse:collapse;width:100%%;font-size:8.5pt} thead{display:table-header-group}
-th,td{border:1px solid #888;padding:.15em .3em} th{background:#eee;font-weight:600;white-space:nowrap}
+table{border-collapse:collapse;width:100%%;font-size:8pt} thead{display:table-header-group}
+th,td{border:1px solid #888;padding:.15em .2em} th{background:#eee;font-weight:600;white-space:nowrap}
+table.dense{font-size:7.5pt} table.dense th{font-size:7pt}
 td.t{white-space:nowrap} td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 td.b{white-space:nowrap} tr{break-inside:avoid} tfoot td{font-weight:600;background:#f6f6f6}
 tr.met td.b{color:#176b21} tr.below_target td.b{color:#8a5a00} tr.below_floor td.b{color:#b00020;font-weight:bold}
@@ -577,20 +579,21 @@ def day_text(iso: str, lang: str) -> str:
 NOTICE_OFFICER_COLUMNS = (
     "officer", "name", "unit", "window", "rated", "satisfied", "unsatisfied", "rate", "band", "ci", "bad",
     "invites", "unrated", "no_rating_rate", "unsolicited", "misuse", "penalty_points", "rank",
-    "late_events", "revised_rate", "revised_band",
+    "late_events", "revised",
 )  # fmt: skip
 NOTICE_GROUP_COLUMNS = tuple(
     "gname" if c == "name" else c for c in NOTICE_OFFICER_COLUMNS if c not in ("officer", "window", "penalty_points")
 )
-OPTIONAL = ("unsolicited", "misuse", "penalty_points", "rank", "late_events", "revised_rate", "revised_band")
-REVISION_COLUMNS = ("late_events", "revised_rate", "revised_band")
+DENSE_COLUMNS = 17  # more columns than this: the table's type a size smaller
+OPTIONAL = ("unsolicited", "misuse", "penalty_points", "rank", "late_events", "revised")
+REVISION_COLUMNS = ("late_events", "revised")
 TEXT_COLUMNS = ("officer", "name", "gname", "unit", "window", "rank")
 
 
 def th_text(text: str) -> str:
     """A heading on at most two lines: a long one with spaces is broken at the space nearest its middle."""
     spaces = [i for i, ch in enumerate(text) if ch == " "]
-    if len(text) <= 12 or not spaces:
+    if len(text) <= 8 or not spaces:
         return html.escape(text)
     cut = min(spaces, key=lambda i: abs(2 * i - len(text)))
     return f"{html.escape(text[:cut])}<br>{html.escape(text[cut + 1 :])}"
@@ -603,6 +606,8 @@ def notice_cell(line: Line, col: str, lang: str, names: dict[str, dict[str, str]
         return names[col].get(key) or key
     if col == "ci":
         return f"{_float(line.wilson[0])}–{_float(line.wilson[1])}" if line.wilson else ""
+    if col == "revised":  # the revised rate and band in one column
+        return " ".join(x for x in (cell(line, "revised_rate", lang), cell(line, "revised_band", lang)) if x)
     if col == "rank":
         return " ".join(x for x in (str(line.rank or ""), label(line.standing, lang) if line.standing else "") if x)
     return cell(line, col, lang)
@@ -640,7 +645,7 @@ def _notice_table(
                 if first is not None and c in TEXT_COLUMNS
                 else notice_cell(ln, c, lang, names)
             )
-            cls = "b" if c in ("band", "revised_band") else "t" if c in TEXT_COLUMNS else "n"
+            cls = "b" if c in ("band", "revised") else "t" if c in TEXT_COLUMNS else "n"
             tds.append(f'<td class="{cls}" data-col="{c}">{html.escape(text)}</td>')
         return f'<tr class="{ln.band}">{"".join(tds)}</tr>'
 
@@ -648,7 +653,9 @@ def _notice_table(
     note = ""
     if left_out:
         note = f'<p class="note">{html.escape(word("omitted", lang) + "、".join(label(c, lang) for c in left_out))}</p>'
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(row(ln) for ln in lines)}</tbody>{foot}</table>{note}"
+    dense = ' class="dense"' if len(cols) > DENSE_COLUMNS else ""  # a smaller type, so the widest table still fits
+    body = "".join(row(ln) for ln in lines)
+    return f"<table{dense}><thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>{note}"
 
 
 FLAG_WORDS = {
