@@ -69,7 +69,8 @@ def test_workbook(db: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture
     assert wrows["W01"][1] == "户籍1号窗" and wrows["W01"][3] == 80  # 张伟's 40 and 欧阳明辉's 40
     urows = {r[0]: r for r in units.iter_rows(min_row=XLSX_HEADER_ROW + 1, values_only=True)}
     assert set(urows) == {"U0", "U1", "U2", "U3", "合计"} and urows["U1"][1] == "城关派出所"
-    assert sum(r[2] for k, r in urows.items() if k != "合计") == urows["合计"][2] == 352
+    rated = {k: r[2] for k, r in urows.items()}
+    assert sum(int(str(v)) for k, v in rated.items() if k != "合计") == rated["合计"] == 352
 
 
 def test_csv_carries_windows_units_and_total(db: str, capsys: pytest.CaptureFixture[str]) -> None:
