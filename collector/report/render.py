@@ -761,13 +761,14 @@ def _sanctions(notice: Notice, report: MonthlyReport, lang: str) -> list[str]:
                 )
             )
             stage = word("escalated", lang) % s.escalated if s.escalated else word("to_talk", lang) % (s.to_talk or 0)
-        rate = f"{pct_text(s.rate)}% ({s.satisfied}/{s.rated})" if s.rate is not None else label(s.band, lang)
-        cells = [s.officer, s.name, units.get(s.unit) or s.unit, rate]
+        ln = s.line
+        rate = f"{pct_text(ln.rate)}% ({ln.satisfied}/{ln.rated})" if ln.rate is not None else label(ln.band, lang)
+        cells = [ln.key, ln.name, units.get(ln.unit) or ln.unit, rate]
         tds = "".join(f'<td class="t" data-col="{c}">{html.escape(v)}</td>' for c, v in zip(cols, cells, strict=False))
         tds += f'<td class="m" data-col="measures">{measures}</td>'
         tds += f'<td class="m" data-col="year_so_far">{html.escape(so_far)}</td>'
         tds += f'<td class="m" data-col="stage">{html.escape(stage)}</td>'
-        rows.append(f'<tr class="{s.band}" data-sanction="{html.escape(s.officer)}">{tds}</tr>')
+        rows.append(f'<tr class="{ln.band}" data-sanction="{html.escape(ln.key)}">{tds}</tr>')
     head = "".join(f"<th>{th_text(h)}</th>" for h in heads)
     table = f'<table class="sanctions"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     return out + [table, f'<p class="note">{html.escape(word("sanctions_note", lang))}</p>']
