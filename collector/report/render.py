@@ -51,7 +51,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "no_rating_rate": _pct("no_rating_rate"),
     "revised_rate": _pct("revised_rate"),
     "ci": ("置信区间%", "95% CI %"),
-    "revised": (f"{TERMS['revised_rate'][0]}% / {TERMS['revised_band'][0]}", f"{TERMS['revised_rate'][1]} % / band"),
+    "revised": (
+        f"{TERMS['revised_rate'][0]}% / {TERMS['revised_band'][0]}",
+        f"{TERMS['revised_rate'][1]} % / {TERMS['revised_band'][1]}",
+    ),
     "reminders": TERMS["reminder"],
     "levels": ("各级计数", "Level counts"),
     # standings
