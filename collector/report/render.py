@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -515,7 +516,9 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
 # -- printable HTML notice (月通报) ------------------------------------------
 
 CSS = """
-@page{size:A4 %(orientation)s;margin:12mm 8mm 14mm}
+@page{size:A4 %(orientation)s;margin:12mm 8mm 14mm;
+@bottom-left{content:"%(title)s";font-size:7.5pt;color:#555}
+@bottom-right{content:%(pages)s;font-size:7.5pt;color:#555}}
 body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
 font-size:9pt;line-height:1.35;color:#111;margin:0}
 @media screen{body{max-width:%(width)s;margin:1.5em auto;padding:0 1em}}
@@ -535,6 +538,9 @@ tr.no_ratings td{color:#777} .note{color:#555;font-size:8pt;margin:.2em 0 0}
 .seal{width:38mm;height:38mm;border:1px dashed #999;border-radius:50%%;display:flex;align-items:center;
 justify-content:center;color:#999}
 """
+
+# Every page's footer: the page's number and the count of pages (CSS generated content).
+PAGE_NUMBERS = ('"第 " counter(page) " 页，共 " counter(pages) " 页"', '"Page " counter(page) " of " counter(pages)')
 
 NOTICE_WORDS: dict[str, tuple[str, str]] = {
     "issuer": ("发文单位", "Issued by"),
@@ -798,7 +804,12 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str, notice: Notice
     title = f"{report.month} {label('title', lang)}"
     officer_cols, _ = notice_columns(report.officers, NOTICE_OFFICER_COLUMNS, lang, names)
     wide = len(officer_cols) > 12
-    style = CSS % {"orientation": "landscape" if wide else "portrait", "width": "297mm" if wide else "210mm"}
+    style = CSS % {
+        "orientation": "landscape" if wide else "portrait",
+        "width": "297mm" if wide else "210mm",
+        "title": re.sub(r'["\\<>]', "", f"{title} · {notice.issuer}".strip(" ·")),  # a CSS string, in a <style>
+        "pages": PAGE_NUMBERS[lang == "en"],
+    }
     head = "".join(
         f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in notice_header(report, notice, lang)
     )

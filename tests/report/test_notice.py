@@ -242,6 +242,10 @@ def test_notice_prints_on_a4_with_names_on_one_line(
         size = (float(p.mediabox.width), float(p.mediabox.height))
         assert size == pytest.approx(A4_LANDSCAPE_PT, abs=1.5), size
     text_lines = [ln for p in reader.pages for ln in p.extract_text().splitlines()]
+    n = len(reader.pages)  # every page's footer: its number and the count, in the notice's language
+    footers = [f"第 {i} 页，共 {n} 页" if lang == "zh" else f"Page {i} of {n}" for i in range(1, n + 1)]
+    flat = [" ".join(ln.split()) for ln in text_lines]
+    assert all(any(f in ln for ln in flat) for f in footers), flat[-5:]
     for oid, name, *_ in OFFICERS:  # each officer's row: badge number and whole name on one printed line
         assert any(oid in ln and name in ln for ln in text_lines), (oid, name)
     assert any("陈局长" in ln for ln in text_lines) and ISSUER in page
