@@ -516,12 +516,12 @@ def render_table(report: MonthlyReport, policy: Policy, lang: str, *, colour: bo
 # -- printable HTML notice (月通报) ------------------------------------------
 
 CSS = """
-@page{size:A4 %(orientation)s;margin:12mm 8mm 14mm;
+@page{size:A4 landscape;margin:12mm 8mm 14mm;
 @bottom-left{content:"%(title)s";font-size:7.5pt;color:#555}
 @bottom-right{content:%(pages)s;font-size:7.5pt;color:#555}}
 body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
 font-size:9pt;line-height:1.35;color:#111;margin:0}
-@media screen{body{max-width:%(width)s;margin:1.5em auto;padding:0 1em}}
+@media screen{body{max-width:297mm;margin:1.5em auto;padding:0 1em}}
 h1{text-align:center;font-size:17pt;margin:0 0 .3em} h2{font-size:11pt;margin:1.1em 0 .35em;break-after:avoid}
 .head{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:.1em 1em;margin:0 0 .6em}
 .head dt{color:#444} .head dd{margin:0}
@@ -794,19 +794,15 @@ def _signature(notice: Notice, lang: str) -> str:
 
 
 def render_html(report: MonthlyReport, policy: Policy, lang: str, notice: Notice | None = None) -> bytes:
-    """The printable notice (月通报): A4 (landscape when the officers' table is wide), the head, the officers',
-    windows' and units' tables, the month's sanctions, the officer-month checks and the signature block.
+    """The printable notice (月通报): A4 landscape (the officers' table has 13 columns or more), the head, the
+    officers', windows' and units' tables, the month's sanctions, the officer-month checks and the signature block.
 
     ``notice`` (``collector.report.notice.notice_facts``) brings the issuer, the date and the year's chain
     stage; without it the sanctions are this month's 打招呼 from the report alone."""
     notice = notice or bare_notice(report)
     names = notice_names(report)
     title = f"{report.month} {label('title', lang)}"
-    officer_cols, _ = notice_columns(report.officers, NOTICE_OFFICER_COLUMNS, lang, names)
-    wide = len(officer_cols) > 12
     style = CSS % {
-        "orientation": "landscape" if wide else "portrait",
-        "width": "297mm" if wide else "210mm",
         "title": re.sub(r'["\\<>]', "", f"{title} · {notice.issuer}".strip(" ·")),  # a CSS string, in a <style>
         "pages": PAGE_NUMBERS[lang == "en"],
     }
@@ -832,7 +828,7 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str, notice: Notice
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{style}</style></head>
-<body data-month="{report.month}" class="{"landscape" if wide else "portrait"}">
+<body data-month="{report.month}">
 <h1>{html.escape(title)}</h1>
 <dl class="head">{head}</dl>
 {"".join(sections)}
