@@ -296,16 +296,22 @@ def export_lines(report: MonthlyReport) -> list[tuple[str, Line]]:
     ]
 
 
+def left_empty(kind: str, col: str) -> bool:
+    """Whether a line of ``kind`` leaves ``col`` empty: the officer's own columns on a window's or unit's line,
+    the names on the total lines."""
+    return (kind != "officers" and col in OFFICER_ONLY) or (
+        kind in ("nobody", "total") and col in ("name", "gname", "unit", "window")
+    )
+
+
 def export_cell(kind: str, line: Line, col: str, lang: str) -> str:
     """A CSV cell: the officer columns of any line (a window's id under 窗口, a unit's under 单位)."""
     if col == "row_kind":
         return label(kind, lang)
-    if kind != "officers" and col in OFFICER_ONLY:
+    if left_empty(kind, col):
         return ""
     if kind == "windows" and col == "window":
         return line.key
-    if kind in ("nobody", "total") and col in ("name", "unit", "window"):
-        return ""
     return cell(line, "gname" if col == "name" else col, lang)
 
 
@@ -365,9 +371,7 @@ def _xlsx_row(kind: str, line: Line, cols: tuple[str, ...], lang: str) -> list[A
     for i, c in enumerate(cols):
         if i == 0 and kind in ("nobody", "total"):
             row.append(label(kind, lang))  # the total line says what it is in its first cell
-        elif (kind != "officers" and c in OFFICER_ONLY) or (
-            kind in ("nobody", "total") and c in ("gname", "name", "unit", "window")
-        ):
+        elif left_empty(kind, c):
             row.append(None)
         elif i == 0 and c in ("window", "unit"):
             row.append(line.key)
