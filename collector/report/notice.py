@@ -15,11 +15,10 @@ import calendar
 import dataclasses
 import datetime as dt
 import unicodedata
-from fractions import Fraction
 
 from collector.errors import ConfigError, UsageError
 from collector.report.ledger import Action, year_ledger
-from collector.report.monthly import MonthlyReport
+from collector.report.monthly import Line, MonthlyReport
 from collector.report.policy import Policy
 from collector.store import Database
 from collector.timeplace import parse_month, zone
@@ -63,13 +62,7 @@ class Sanction:
     rendered from the report alone), only this month's 打招呼 is known.
     """
 
-    officer: str
-    name: str
-    unit: str
-    band: str
-    satisfied: int
-    rated: int
-    rate: Fraction | None
+    line: Line  # the officer's line of the month's report
     measures: tuple[Action, ...]
     reminders: int | None = None
     talks: int | None = None
@@ -118,13 +111,7 @@ def bare_notice(report: MonthlyReport, config: NoticeConfig | None = None, issue
     config = config or NoticeConfig()
     sanctions = tuple(
         Sanction(
-            ln.key,
-            ln.name,
-            ln.unit,
-            ln.band,
-            ln.satisfied,
-            ln.rated,
-            ln.rate,
+            ln,
             (Action(ln.key, report.month, "reminder", "below_floor", f"{ln.satisfied}/{ln.rated}", ln.penalty_points),),
         )
         for ln in report.officers
@@ -162,16 +149,9 @@ async def notice_facts(
             continue
         own = [a for a in actions if a.target == "officer"]
         reminders = sum(1 for a in own if a.measure == "reminder")
-        ln = lines[officer]
         sanctions.append(
             Sanction(
-                officer,
-                ln.name,
-                ln.unit,
-                ln.band,
-                ln.satisfied,
-                ln.rated,
-                ln.rate,
+                lines[officer],
                 now,
                 reminders=reminders,
                 talks=sum(1 for a in own if a.measure == "talk"),

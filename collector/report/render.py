@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "no_rating_rate": _pct("no_rating_rate"),
     "revised_rate": _pct("revised_rate"),
     "ci": ("置信区间%", "95% CI %"),
+    "revised": (
+        f"{TERMS['revised_rate'][0]}% / {TERMS['revised_band'][0]}",
+        f"{TERMS['revised_rate'][1]} % / {TERMS['revised_band'][1]}",
+    ),
     "reminders": TERMS["reminder"],
     "levels": ("各级计数", "Level counts"),
     # standings
@@ -293,16 +298,22 @@ def export_lines(report: MonthlyReport) -> list[tuple[str, Line]]:
     ]
 
 
+def left_empty(kind: str, col: str) -> bool:
+    """Whether a line of ``kind`` leaves ``col`` empty: the officer's own columns on a window's or unit's line,
+    the names on the total lines."""
+    return (kind != "officers" and col in OFFICER_ONLY) or (
+        kind in ("nobody", "total") and col in ("name", "gname", "unit", "window")
+    )
+
+
 def export_cell(kind: str, line: Line, col: str, lang: str) -> str:
     """A CSV cell: the officer columns of any line (a window's id under 窗口, a unit's under 单位)."""
     if col == "row_kind":
         return label(kind, lang)
-    if kind != "officers" and col in OFFICER_ONLY:
+    if left_empty(kind, col):
         return ""
     if kind == "windows" and col == "window":
         return line.key
-    if kind in ("nobody", "total") and col in ("name", "unit", "window"):
-        return ""
     return cell(line, "gname" if col == "name" else col, lang)
 
 
@@ -362,9 +373,7 @@ def _xlsx_row(kind: str, line: Line, cols: tuple[str, ...], lang: str) -> list[A
     for i, c in enumerate(cols):
         if i == 0 and kind in ("nobody", "total"):
             row.append(label(kind, lang))  # the total line says what it is in its first cell
-        elif (kind != "officers" and c in OFFICER_ONLY) or (
-            kind in ("nobody", "total") and c in ("gname", "name", "unit", "window")
-        ):
+        elif left_empty(kind, c):
             row.append(None)
         elif i == 0 and c in ("window", "unit"):
             row.append(line.key)
@@ -521,15 +530,18 @@ def digest_lines(report: MonthlyReport, lang: str) -> list[str]:
 # -- printable HTML notice (月通报) ------------------------------------------
 
 CSS = """
-@page{size:A4 %(orientation)s;margin:12mm 10mm 14mm}
+@page{size:A4 landscape;margin:12mm 8mm 14mm;
+@bottom-left{content:"%(title)s";font-size:7.5pt;color:#555}
+@bottom-right{content:%(pages)s;font-size:7.5pt;color:#555}}
 body{font-family:"Noto Sans CJK SC","Source Han Sans SC","Microsoft YaHei","WenQuanYi Micro Hei",sans-serif;
 font-size:9pt;line-height:1.35;color:#111;margin:0}
-@media screen{body{max-width:%(width)s;margin:1.5em auto;padding:0 1em}}
+@media screen{body{max-width:297mm;margin:1.5em auto;padding:0 1em}}
 h1{text-align:center;font-size:17pt;margin:0 0 .3em} h2{font-size:11pt;margin:1.1em 0 .35em;break-after:avoid}
 .head{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:.1em 1em;margin:0 0 .6em}
 .head dt{color:#444} .head dd{margin:0}
-table{border-collapse:collapse;width:100%%;font-size:8.5pt} thead{display:table-header-group}
-th,td{border:1px solid #888;padding:.15em .3em} th{background:#eee;font-weight:600;white-space:nowrap}
+table{border-collapse:collapse;width:100%%;font-size:8pt} thead{display:table-header-group}
+th,td{border:1px solid #888;padding:.15em .2em} th{background:#eee;font-weight:600;white-space:nowrap}
+table.dense{font-size:7.5pt} table.dense th{font-size:7pt}
 td.t{white-space:nowrap} td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 td.b{white-space:nowrap} tr{break-inside:avoid} tfoot td{font-weight:600;background:#f6f6f6}
 tr.met td.b{color:#176b21} tr.below_target td.b{color:#8a5a00} tr.below_floor td.b{color:#b00020;font-weight:bold}
@@ -540,6 +552,9 @@ tr.no_ratings td{color:#777} .note{color:#555;font-size:8pt;margin:.2em 0 0}
 .seal{width:38mm;height:38mm;border:1px dashed #999;border-radius:50%%;display:flex;align-items:center;
 justify-content:center;color:#999}
 """
+
+# Every page's footer: the page's number and the count of pages (CSS generated content).
+PAGE_NUMBERS = ('"第 " counter(page) " 页，共 " counter(pages) " 页"', '"Page " counter(page) " of " counter(pages)')
 
 NOTICE_WORDS: dict[str, tuple[str, str]] = {
     "issuer": ("发文单位", "Issued by"),
@@ -587,20 +602,21 @@ def day_text(iso: str, lang: str) -> str:
 NOTICE_OFFICER_COLUMNS = (
     "officer", "name", "unit", "window", "rated", "satisfied", "unsatisfied", "rate", "band", "ci", "bad",
     "invites", "unrated", "no_rating_rate", "unsolicited", "misuse", "penalty_points", "rank",
-    "late_events", "revised_rate", "revised_band",
+    "late_events", "revised",
 )  # fmt: skip
 NOTICE_GROUP_COLUMNS = tuple(
     "gname" if c == "name" else c for c in NOTICE_OFFICER_COLUMNS if c not in ("officer", "window", "penalty_points")
 )
-OPTIONAL = ("unsolicited", "misuse", "penalty_points", "rank", "late_events", "revised_rate", "revised_band")
-REVISION_COLUMNS = ("late_events", "revised_rate", "revised_band")
+DENSE_COLUMNS = 17  # more columns than this: the table's type a size smaller
+OPTIONAL = ("unsolicited", "misuse", "penalty_points", "rank", "late_events", "revised")
+REVISION_COLUMNS = ("late_events", "revised")
 TEXT_COLUMNS = ("officer", "name", "gname", "unit", "window", "rank")
 
 
 def th_text(text: str) -> str:
     """A heading on at most two lines: a long one with spaces is broken at the space nearest its middle."""
     spaces = [i for i, ch in enumerate(text) if ch == " "]
-    if len(text) <= 12 or not spaces:
+    if len(text) <= 8 or not spaces:
         return html.escape(text)
     cut = min(spaces, key=lambda i: abs(2 * i - len(text)))
     return f"{html.escape(text[:cut])}<br>{html.escape(text[cut + 1 :])}"
@@ -613,6 +629,8 @@ def notice_cell(line: Line, col: str, lang: str, names: dict[str, dict[str, str]
         return names[col].get(key) or key
     if col == "ci":
         return f"{_float(line.wilson[0])}–{_float(line.wilson[1])}" if line.wilson else ""
+    if col == "revised":  # the revised rate and band in one column
+        return " ".join(x for x in (cell(line, "revised_rate", lang), cell(line, "revised_band", lang)) if x)
     if col == "rank":
         return " ".join(x for x in (str(line.rank or ""), label(line.standing, lang) if line.standing else "") if x)
     return cell(line, col, lang)
@@ -650,7 +668,7 @@ def _notice_table(
                 if first is not None and c in TEXT_COLUMNS
                 else notice_cell(ln, c, lang, names)
             )
-            cls = "b" if c in ("band", "revised_band") else "t" if c in TEXT_COLUMNS else "n"
+            cls = "b" if c in ("band", "revised") else "t" if c in TEXT_COLUMNS else "n"
             tds.append(f'<td class="{cls}" data-col="{c}">{html.escape(text)}</td>')
         return f'<tr class="{ln.band}">{"".join(tds)}</tr>'
 
@@ -658,7 +676,9 @@ def _notice_table(
     note = ""
     if left_out:
         note = f'<p class="note">{html.escape(word("omitted", lang) + "、".join(label(c, lang) for c in left_out))}</p>'
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(row(ln) for ln in lines)}</tbody>{foot}</table>{note}"
+    dense = ' class="dense"' if len(cols) > DENSE_COLUMNS else ""  # a smaller type, so the widest table still fits
+    body = "".join(row(ln) for ln in lines)
+    return f"<table{dense}><thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>{note}"
 
 
 FLAG_WORDS = {
@@ -764,13 +784,14 @@ def _sanctions(notice: Notice, report: MonthlyReport, lang: str) -> list[str]:
                 )
             )
             stage = word("escalated", lang) % s.escalated if s.escalated else word("to_talk", lang) % (s.to_talk or 0)
-        rate = f"{pct_text(s.rate)}% ({s.satisfied}/{s.rated})" if s.rate is not None else label(s.band, lang)
-        cells = [s.officer, s.name, units.get(s.unit) or s.unit, rate]
+        ln = s.line
+        rate = f"{pct_text(ln.rate)}% ({ln.satisfied}/{ln.rated})" if ln.rate is not None else label(ln.band, lang)
+        cells = [ln.key, ln.name, units.get(ln.unit) or ln.unit, rate]
         tds = "".join(f'<td class="t" data-col="{c}">{html.escape(v)}</td>' for c, v in zip(cols, cells, strict=False))
         tds += f'<td class="m" data-col="measures">{measures}</td>'
         tds += f'<td class="m" data-col="year_so_far">{html.escape(so_far)}</td>'
         tds += f'<td class="m" data-col="stage">{html.escape(stage)}</td>'
-        rows.append(f'<tr class="{s.band}" data-sanction="{html.escape(s.officer)}">{tds}</tr>')
+        rows.append(f'<tr class="{ln.band}" data-sanction="{html.escape(ln.key)}">{tds}</tr>')
     head = "".join(f"<th>{th_text(h)}</th>" for h in heads)
     table = f'<table class="sanctions"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     return out + [table, f'<p class="note">{html.escape(word("sanctions_note", lang))}</p>']
@@ -787,17 +808,18 @@ def _signature(notice: Notice, lang: str) -> str:
 
 
 def render_html(report: MonthlyReport, policy: Policy, lang: str, notice: Notice | None = None) -> bytes:
-    """The printable notice (月通报): A4 (landscape when the officers' table is wide), the head, the officers',
-    windows' and units' tables, the month's sanctions, the officer-month checks and the signature block.
+    """The printable notice (月通报): A4 landscape (the officers' table has 13 columns or more), the head, the
+    officers', windows' and units' tables, the month's sanctions, the officer-month checks and the signature block.
 
     ``notice`` (``collector.report.notice.notice_facts``) brings the issuer, the date and the year's chain
     stage; without it the sanctions are this month's 打招呼 from the report alone."""
     notice = notice or bare_notice(report)
     names = notice_names(report)
     title = f"{report.month} {label('title', lang)}"
-    officer_cols, _ = notice_columns(report.officers, NOTICE_OFFICER_COLUMNS, lang, names)
-    wide = len(officer_cols) > 12
-    style = CSS % {"orientation": "landscape" if wide else "portrait", "width": "297mm" if wide else "210mm"}
+    style = CSS % {
+        "title": re.sub(r'["\\<>]', "", f"{title} · {notice.issuer}".strip(" ·")),  # a CSS string, in a <style>
+        "pages": PAGE_NUMBERS[lang == "en"],
+    }
     head = "".join(
         f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in notice_header(report, notice, lang)
     )
@@ -820,7 +842,7 @@ def render_html(report: MonthlyReport, policy: Policy, lang: str, notice: Notice
     doc = f"""<!DOCTYPE html>
 <html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{style}</style></head>
-<body data-month="{report.month}" class="{"landscape" if wide else "portrait"}">
+<body data-month="{report.month}">
 <h1>{html.escape(title)}</h1>
 <dl class="head">{head}</dl>
 {"".join(f'<p class="meta digest">{html.escape(x)}</p>' for x in digest_lines(report, lang))}

@@ -5,7 +5,8 @@ A03 欧阳明辉  below the floor in August, September and October: the third �
               escalates (unit leader 李所长 a 谈话, bureau leader 陈局长 an 打招呼)
 A05 彭华      below the floor in October only: the first 打招呼, two more before a 谈话
 A07 阿依古丽·买买提  one valid complaint on 2026-10-20: a 谈话 and no honours; her rate is met
-the others    met or below target; forty ratings each, so they are ranked
+the others    met or below target; forty ratings each, so they are ranked; one unsolicited press (A08), one
+              misuse (A06)
 """
 
 from __future__ import annotations
@@ -52,13 +53,20 @@ def events() -> list[Ev]:
     for n, (oid, _name, _unit, window, (sat, unsat)) in enumerate(OFFICERS):
         device = f"D{n:02d}"
         out += rated_presses(sat, unsat, local_ms("2026-10-12 09:00:00"), officer=oid, window=window, device=device)
-        out += [Ev(device, 500 + i, "invite", local_ms("2026-10-13 09:00:00") + i * 1000, oid, window) for i in range(3)]
+        out += [
+            Ev(device, 500 + i, "invite", local_ms("2026-10-13 09:00:00") + i * 1000, oid, window) for i in range(3)
+        ]
         if oid == "A03":  # below the floor in August and September too
             for k, month in enumerate(("2026-08-10", "2026-09-10")):
                 start = 1000 * (k + 1)
-                out += rated_presses(8, 2, local_ms(f"{month} 10:00:00"), officer=oid, window=window, device=device, start=start)
-        if oid == "A08":  # one unsolicited press
-            out.append(press(900, local_ms("2026-10-14 09:00:00"), 1, officer=oid, window=window, device=device, flags=1))
+                out += rated_presses(
+                    8, 2, local_ms(f"{month} 10:00:00"), officer=oid, window=window, device=device, start=start
+                )
+        flags = {"A08": 1, "A06": 2}.get(oid)  # one unsolicited press (A08), one misuse, a repeat (A06)
+        if flags:
+            out.append(
+                press(900, local_ms("2026-10-14 09:00:00"), 1, officer=oid, window=window, device=device, flags=flags)
+            )
     return out
 
 

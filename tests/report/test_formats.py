@@ -52,6 +52,8 @@ class Cells(html.parser.HTMLParser):
             self.tables[-1].append([])
         elif tag in ("td", "th"):
             self.cell = ""
+        elif tag == "br" and self.cell is not None:  # a heading set on two lines
+            self.cell += " "
 
     def handle_data(self, data: str) -> None:
         if self.cell is not None:

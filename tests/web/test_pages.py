@@ -89,7 +89,9 @@ def test_downloads(store_url: str, tmp_path: pathlib.Path) -> None:
             o2 = next(row for row in sheet.iter_rows(values_only=True) if row[0] == "O2")
             assert o2[1:6] == ("李娜", "U1", "W1", 40, 39)
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=html") as r:
-                assert "月通报" in await r.text()
+                notice = await r.text()
+            assert "月通报" in notice and "@page{size:A4" in notice and "盖章" in notice
+            assert 'data-sanction="O3"' in notice  # 王强, below the floor: his 打招呼 in the month's sanctions
             async with http.get(f"{srv.url}/month/download?month={MONTH}&format=pdf") as r:
                 assert r.status == 400
 
@@ -280,7 +282,7 @@ def test_closed_month_keeps_its_judgement_under_a_new_policy(store_url: str) -> 
         assert tag is not None and "97.50%" in tag.group(1) and "elow floor" in tag.group(1)
         assert "Revision" in page
         o2_csv = next(line for line in csv_text.splitlines() if line.startswith("O2,"))
-        assert o2_csv.split(",")[-3:-1] == ["97.50", "Below floor"]
+        assert o2_csv.split(",")[-5:-3] == ["97.50", "Below floor"]  # revised rate and band; levels, kind, month
 
     serve(store_url, body, policy=Policy(floor=Fraction(98)))
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from collector.cli import main
 from collector.config import load
-from collector.report.render import label
+from collector.report.render import XLSX_HEADER_ROW, label
 from collector.web.app import create_app
 from collector.web.auth import add_user
 from collector.web.settings import WebSettings
@@ -122,6 +122,7 @@ def expected(events: list[Ev], p: dict[str, Any]) -> dict[str, Numbers]:
 
 def _xlsx(data: bytes) -> dict[str, Numbers]:
     rows = list(openpyxl.load_workbook(io.BytesIO(data)).worksheets[0].iter_rows(values_only=True))
+    rows = rows[XLSX_HEADER_ROW - 1 : -2]  # the header and the officers (the total lines below them)
     col = {name: i for i, name in enumerate(rows[0])}
     zh = {label(b, "zh"): b for b in BANDS}
     out = {}
@@ -141,6 +142,8 @@ def _csv(data: bytes) -> dict[str, Numbers]:
     zh = {label(b, "zh"): b for b in BANDS}
     out = {}
     for r in csv.DictReader(io.StringIO(data.decode("utf-8-sig"))):
+        if r[label("row_kind", "zh")] != label("officers", "zh"):
+            continue  # the windows', units' and total lines
         rate = r[label("rate", "zh")]
         out[r[label("officer", "zh")]] = (
             int(r[label("rated", "zh")]),
