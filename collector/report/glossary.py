@@ -91,7 +91,12 @@ def term(key: str, lang: str) -> str:
 LEVEL_NAMES: dict[int, tuple[tuple[str, str], ...]] = {
     2: (("满意", "Satisfied"), ("不满意", "Unsatisfied")),
     3: (("满意", "Satisfied"), ("基本满意", "Fairly satisfied"), ("不满意", "Unsatisfied")),
-    4: (("非常满意", "Very satisfied"), ("满意", "Satisfied"), ("不满意", "Unsatisfied"), ("非常不满意", "Very unsatisfied")),
+    4: (
+        ("非常满意", "Very satisfied"),
+        ("满意", "Satisfied"),
+        ("不满意", "Unsatisfied"),
+        ("非常不满意", "Very unsatisfied"),
+    ),
     5: (
         ("非常满意", "Very satisfied"),
         ("满意", "Satisfied"),

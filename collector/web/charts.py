@@ -78,7 +78,8 @@ def trend_svg(
         rate = float(line.rate * 100)
         path.append(f"{x(i):.1f},{y(rate):.1f}")
         parts.append(
-            f'<circle cx="{x(i):.1f}" cy="{y(rate):.1f}" r="4" class="pt {line.band}" data-month="{month}" data-rate="{rate:g}">'
+            f'<circle cx="{x(i):.1f}" cy="{y(rate):.1f}" r="4" class="pt {line.band}" data-month="{month}" '
+            f'data-rate="{rate:g}">'
             f"<title>{escape(month)} · {escape(term('rate', lang))} {pct_text(line.rate)}% · "
             f"{escape(term('satisfied', lang))} {line.satisfied} · {escape(term('rated', lang))} {line.rated} · "
             f"{escape(term(line.band, lang))}</title></circle>"

@@ -17,9 +17,9 @@ from aiohttp import web
 from collector.report import Line, MonthlyReport
 from collector.report.officer_stats import month_checks
 from collector.report.rates import BANDS
-from collector.timeplace import month_bounds
 from collector.report.render import JSON_FORMAT, cell, line_json, render, report_json, revision_text
 from collector.report.render import label as report_label
+from collector.timeplace import month_bounds
 from collector.web import auth, cases, data, detection
 from collector.web.charts import heat_hours, trend_svg
 from collector.web.http import WEB, lang_of, month_param
@@ -132,8 +132,10 @@ async def _officer(request: web.Request, viewer: Viewer) -> dict[str, Any]:
         "trend": trend,
         "line": trend[-1][1],  # this month's: the header
         "grid": await data.heat_map(state.db, officer_id, month, state.policy),
-        "recent": await data.recent_events(state.db, officer_id, before_ms=month_bounds(month, state.policy.timezone)[1]),
-        "cases": await cases.list_cases(state.db, viewer, officer=officer_id),
+        "recent": await data.recent_events(
+            state.db, officer_id, before_ms=month_bounds(month, state.policy.timezone)[1]
+        ),
+        "cases": await cases.list_cases(state.db, viewer, officer=officer_id, month=month),
         "check": (await month_checks(state.db, month, state.policy)).get(officer_id),
     }
 
