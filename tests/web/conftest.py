@@ -213,17 +213,17 @@ def browser(chromium: tuple[str, str], tmp_path: pathlib.Path) -> Iterator[objec
         driver.quit()
 
 
-def shot(driver: Any, name: str) -> pathlib.Path:
-    """Save the whole page (its full height, the window's width) as ``artifacts/screenshots/NAME.png``."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def shot(driver: Any, name: str, folder: pathlib.Path = SHOTS, max_height: int = 20_000) -> pathlib.Path:
+    """Save the page (its full height up to ``max_height``, the window's width) as ``FOLDER/NAME.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
     width, height = driver.execute_script(
         "return [window.innerWidth, Math.ceil(document.body.getBoundingClientRect().height)]"
     )
-    clip = {"x": 0, "y": 0, "width": width, "height": max(height, 1), "scale": 1}
+    clip = {"x": 0, "y": 0, "width": width, "height": min(max(height, 1), max_height), "scale": 1}
     png = driver.execute_cdp_cmd(
         "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
     )
-    path = SHOTS / f"{name}.png"
+    path = folder / f"{name}.png"
     path.write_bytes(base64.b64decode(png["data"]))
     return path
 
