@@ -125,6 +125,14 @@ def _wait_cases(thread: ServerThread, n: int) -> None:
     raise AssertionError("the watcher opened no cases")
 
 
+def _emulate(d: Any, width: int, height: int, phone: bool) -> None:
+    """Show pages as a ``width`` × ``height`` screen (a phone's: mobile viewport, as a phone browser lays out)."""
+    d.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone},
+    )
+
+
 def test_every_page_on_a_phone_and_a_desktop(store_url: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -136,13 +144,18 @@ def test_every_page_on_a_phone_and_a_desktop(store_url: str, browser: Any) -> No
     with thread as srv:
         _seed(thread)
         _wait_cases(thread, 3 + 51)  # October's three bad ratings and September's 51
+        for width, height, phone in SIZES:  # the login page (no navigation yet)
+            _emulate(d, width, height, phone)
+            for lang in ("zh", "en"):
+                d.get(f"{srv.url}/login?lang={lang}")
+                shot(d, f"login-{lang}-{width}")
+                got = d.execute_script(LAYOUT_JS)
+                assert got["width"] <= got["vw"], f"login-{lang}-{width}: {got['width']} px wide"
+                assert d.find_element(By.ID, "login-button").rect["x"] + 10 < got["vw"]
         browser_login(d, srv.url, "admin")
         WebDriverWait(d, 15).until(ec.presence_of_element_located((By.ID, "month-table")))
         for width, height, phone in SIZES:
-            d.execute_cdp_cmd(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone},
-            )
+            _emulate(d, width, height, phone)
             for lang in ("zh", "en"):
                 for page in PAGES:
                     d.get(f"{srv.url}/{page}?month={MONTH}&lang={lang}")
