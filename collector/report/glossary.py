@@ -89,3 +89,32 @@ def term(key: str, lang: str) -> str:
     """The glossary's word for ``key`` in ``lang`` (``zh`` or ``en``); ``KeyError`` for a word it lacks."""
     zh, en = TERMS[key]
     return en if lang == "en" else zh
+
+
+# The words on a box's keys, per scale (level 1 is the best, level n the worst): what a press said.
+LEVEL_NAMES: dict[int, tuple[tuple[str, str], ...]] = {
+    2: (("满意", "Satisfied"), ("不满意", "Unsatisfied")),
+    3: (("满意", "Satisfied"), ("基本满意", "Fairly satisfied"), ("不满意", "Unsatisfied")),
+    4: (
+        ("非常满意", "Very satisfied"),
+        ("满意", "Satisfied"),
+        ("不满意", "Unsatisfied"),
+        ("非常不满意", "Very unsatisfied"),
+    ),
+    5: (
+        ("非常满意", "Very satisfied"),
+        ("满意", "Satisfied"),
+        ("基本满意", "Fairly satisfied"),
+        ("不满意", "Unsatisfied"),
+        ("非常不满意", "Very unsatisfied"),
+    ),
+}
+
+
+def level_name(level: int, scale: int, lang: str) -> str:
+    """The key's word for ``level`` on a ``scale``-level box (``"level/scale"`` for a pair no box has)."""
+    names = LEVEL_NAMES.get(scale, ())
+    if not 1 <= level <= len(names):
+        return f"{level}/{scale}"
+    zh, en = names[level - 1]
+    return en if lang == "en" else zh

@@ -101,7 +101,8 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
     floor = f"{float(policy.floor):g}%"
     devices = (
         await db.fetch(
-            "SELECT d.id, d.window_id, w.unit_id, d.status, d.last_seen_ms, d.outbox, d.outbox_full, dw.outbox AS prev"
+            "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, d.status, d.last_seen_ms, d.outbox,"
+            " d.outbox_full, dw.outbox AS prev"
             " FROM devices d JOIN windows w ON w.id = d.window_id LEFT JOIN device_watch dw ON dw.device_id = d.id"
         )
     ).dicts()
@@ -136,8 +137,8 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
                         kind="offline",
                         unit_id=d["unit_id"],
                         subject=d["id"],
-                        text_zh=f"评价器 {d['id']}（窗口 {d['window_id']}）离线 {minutes} 分钟",
-                        text_en=f"Box {d['id']} (window {d['window_id']}) offline for {minutes} min",
+                        text_zh=f"{d['window_name']}的评价器 {d['id']} 离线 {minutes} 分钟",
+                        text_en=f"Box {d['id']} at {d['window_name']} offline for {minutes} min",
                         payload={"device_id": d["id"], "last_seen_ms": seen},
                         settings=settings,
                         now=now,
@@ -156,8 +157,8 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
                         kind="outbox",
                         unit_id=d["unit_id"],
                         subject=d["id"],
-                        text_zh=f"评价器 {d['id']} 待发送队列增长到 {depth} 条",
-                        text_en=f"Box {d['id']} outbox grew to {depth} unsent records",
+                        text_zh=f"{d['window_name']}的评价器 {d['id']} 待发送队列增长到 {depth} 条",
+                        text_en=f"Box {d['id']} at {d['window_name']}: outbox grew to {depth} unsent records",
                         payload={"device_id": d["id"], "outbox": depth, "previous": prev, "full": d["outbox_full"]},
                         settings=settings,
                         now=now,

@@ -80,7 +80,8 @@ async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: i
         rows = (
             await tx.fetch(
                 "SELECT e.device_id, e.boot, e.seq, e.officer_id, e.window_id, e.month, e.press_ms, e.level, e.scale,"
-                " e.ticket, e.recv_ms, o.name AS officer_name, COALESCE(o.unit_id, w.unit_id) AS unit_id"
+                " e.ticket, e.recv_ms, o.name AS officer_name, w.name AS window_name,"
+                " COALESCE(o.unit_id, w.unit_id) AS unit_id"
                 " FROM events e LEFT JOIN officers o ON o.id = e.officer_id LEFT JOIN windows w ON w.id = e.window_id"
                 " WHERE e.recv_ms >= ? AND e.kind = 'rated' ORDER BY e.recv_ms LIMIT ?",
                 (max(0, mark - OVERLAP_MS), BATCH),
@@ -124,6 +125,7 @@ async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: i
             if now - r["press_ms"] > settings.bad_alert_max_age_s * 1000:
                 continue
             who = f"{r['officer_name'] or r['officer_id'] or '?'}"
+            where = r["window_name"] or r["window_id"]
             ticket = f" ({r['ticket']})" if r["ticket"] else ""
             await raise_alert(
                 tx,
@@ -131,8 +133,8 @@ async def open_cases(db: Database, settings: WebSettings, policy: Policy, now: i
                 kind="bad_rating",
                 unit_id=r["unit_id"],
                 subject=r["officer_id"] or "",
-                text_zh=f"不满意评价：{who}，窗口 {r['window_id']}{ticket}，案件 #{case_id}",
-                text_en=f"Unsatisfied rating: {who}, window {r['window_id']}{ticket}, case #{case_id}",
+                text_zh=f"不满意评价：{who}，{where}{ticket}，案件 #{case_id}",
+                text_en=f"Unsatisfied rating: {who} at {where}{ticket}, case #{case_id}",
                 payload={
                     "case_id": case_id,
                     "officer_id": r["officer_id"],
@@ -170,7 +172,8 @@ async def list_cases(
             args.append(val)
     rows = (
         await db.fetch(
-            "SELECT c.*, o.name AS officer_name FROM cases c LEFT JOIN officers o ON o.id = c.officer_id WHERE "
+            "SELECT c.*, o.name AS officer_name, w.name AS window_name FROM cases c"
+            " LEFT JOIN officers o ON o.id = c.officer_id LEFT JOIN windows w ON w.id = c.window_id WHERE "
             + " AND ".join(where)
             + " ORDER BY c.state = 'open' DESC, c.fix_due_ms, c.id",
             args,
@@ -243,7 +246,7 @@ async def act(db: Database, case_id: int, viewer: Viewer, action: CaseAction) ->
 
 async def case_counts(
     db: Database,
-    month: str,
+    month: str | None,
     *,
     unit: str | None = None,
     units: frozenset[str] | None = None,
@@ -251,10 +254,11 @@ async def case_counts(
 ) -> dict[str, int]:
     """For the monthly report: cases opened in ``month``, closed on time, closed late, appealed, overdue, open.
 
-    ``unit`` limits to one unit, ``units`` to a set of them (a supervisor's scope); neither = everything.
+    ``month`` None counts every month. ``unit`` limits to one unit, ``units`` to a set of them (a supervisor's
+    scope); neither = everything.
     """
     now = now or now_ms()
-    where, args = "month = ?", [month]
+    where, args = ("month = ?", [month]) if month else ("1=1", [])
     if unit:
         where += " AND unit_id = ?"
         args.append(unit)
@@ -276,6 +280,15 @@ async def case_counts(
             if now > r["fix_due_ms"] or (r["visit_ms"] is None and now > r["visit_due_ms"]):
                 out["overdue"] += 1
     return out
+
+
+async def open_elsewhere(db: Database, viewer: Viewer, month: str) -> int:
+    """Open cases of the viewer's units from months other than ``month`` (the case list of one month says so)."""
+    scope_sql, params = viewer.unit_filter("unit_id")
+    row = await db.fetchone(
+        "SELECT COUNT(*) FROM cases WHERE state = 'open' AND month <> ? AND " + scope_sql, [month, *params]
+    )
+    return int(row[0]) if row else 0
 
 
 def case_json(case: dict[str, Any]) -> dict[str, Any]:

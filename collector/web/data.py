@@ -122,14 +122,16 @@ async def heat_map(db: Database, officer_id: str, month: str, policy: Policy) ->
     return grid
 
 
-async def recent_events(db: Database, officer_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The officer's latest presses with their flags and any misuse rule that flagged them."""
+async def recent_events(
+    db: Database, officer_id: str, limit: int = 50, *, before_ms: int | None = None
+) -> list[dict[str, Any]]:
+    """The officer's latest presses (before ``before_ms``) with their flags and any rule that flagged them."""
     rows = (
         await db.fetch(
             "SELECT e.device_id, e.boot, e.seq, e.press_ms, e.level, e.scale, e.ticket, e.flags, e.kind, e.window_id,"
-            " e.invite_no, e.late FROM events e WHERE e.officer_id = ? AND e.type = 'press'"
-            " ORDER BY e.press_ms DESC LIMIT ?",
-            (officer_id, limit),
+            " w.name AS window_name, e.invite_no, e.late FROM events e LEFT JOIN windows w ON w.id = e.window_id"
+            " WHERE e.officer_id = ? AND e.type = 'press' AND e.press_ms < ? ORDER BY e.press_ms DESC LIMIT ?",
+            (officer_id, before_ms if before_ms is not None else 2**62, limit),
         )
     ).dicts()
     if rows:

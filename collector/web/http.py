@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import pathlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,20 +29,23 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from collector.errors import ConfigError
 from collector.report import Policy, pct_text
 from collector.report.notice import NoticeConfig
+from collector.report.glossary import level_name
 from collector.store import Database
 from collector.timeplace import parse_month, zone
 from collector.web import auth, tokens
 from collector.web.alerts import AlertSink
 from collector.web.charts import heat_colour
-from collector.web.data import current_month
+from collector.web.data import current_month, months_back
 from collector.web.i18n import LANGS, label
 from collector.web.scope import Viewer, viewer_for, viewer_for_token
 from collector.web.settings import WebSettings
 
 log = logging.getLogger("evalbox.web")
+PICKER_MONTHS = 24
 SESSION_COOKIE = "evalbox_session"
 LOGIN_CSRF_COOKIE = "evalbox_login_csrf"
 LANG_COOKIE = "evalbox_lang"
+MONTH_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 STATIC = pathlib.Path(__file__).parent / "static"
 
 
@@ -75,11 +79,26 @@ def templates(timezone: str) -> Environment:
     def fmt_due(ms: int) -> str:  # deadlines are the midnight that ends the last allowed day
         return dt.datetime.fromtimestamp((ms - 1) / 1000, tz=tz).strftime("%Y-%m-%d")
 
+    def month_choices(selected: str) -> list[str]:
+        """The months a picker offers: the two years up to this month (or ``selected``), newest first."""
+        now = dt.datetime.now(tz=tz)
+        this = f"{now.year:04d}-{now.month:02d}"
+        chosen = selected if MONTH_RE.fullmatch(selected) else ""
+        months = months_back(max(this, chosen), PICKER_MONTHS)[::-1]
+        return months if not chosen or chosen in months else [*months, chosen]
+
     env.filters["time"] = fmt_time
     env.filters["due"] = fmt_due
     env.filters["pct"] = pct_text
     env.globals["heat_colour"] = heat_colour
+    env.globals["month_choices"] = month_choices
     return env
+
+
+def month_text(month: str, lang: str) -> str:
+    """``2026-10`` as the page says it: 2026年10月, Oct 2026 (never the browser's locale)."""
+    year, mon = parse_month(month)
+    return label("month_label", lang).format(y=year, name=label("month_names", lang).split(",")[mon - 1])
 
 
 def lang_of(request: web.Request) -> str:
@@ -109,6 +128,9 @@ def render(
         q["lang"] = "en" if lang == "zh" else "zh"
         return request.path + "?" + urlencode(q)
 
+    month = request.query.get("month", "")
+    nav_query = "?" + urlencode({"month": month}) if MONTH_RE.fullmatch(month) else ""
+
     html = state.env.get_template(template).render(
         t=t,
         lang=lang,
@@ -116,6 +138,9 @@ def render(
         session=session,
         viewer=ctx.pop("viewer", None),
         other_lang_url=other_lang_url(),
+        nav_query=nav_query,
+        month_text=lambda m: month_text(m, lang),
+        level_name=lambda level, scale: level_name(level, scale or 2, lang),
         settings=state.settings,
         policy=state.policy,
         **ctx,

@@ -25,6 +25,7 @@ GLOSSARY_KEYS: dict[str, str] = {
     "kind_below_floor": "below_floor",
     "revisions": "revision",
     "rule_no_invite": "unsolicited",
+    "flag_unsolicited": "unsolicited",
 }
 PAGE_LABELS: dict[str, tuple[str, str]] = {
     key: (zh, en)

@@ -20,8 +20,9 @@ from collector.report.officer_stats import month_checks
 from collector.report.rates import BANDS
 from collector.report.render import JSON_FORMAT, cell, line_json, render, report_json, revision_text
 from collector.report.render import label as report_label
+from collector.timeplace import month_bounds
 from collector.web import auth, cases, data, detection
-from collector.web.charts import trend_svg
+from collector.web.charts import heat_hours, trend_svg
 from collector.web.http import WEB, lang_of, month_param
 from collector.web.http import render as render_page
 from collector.web.scope import Viewer
@@ -71,6 +72,7 @@ async def month_page(request: web.Request, viewer: Viewer, session: auth.Session
         request, "month.html", session=session, viewer=viewer, month=month, rows=rows, units=units, windows=windows,
         unit=unit or "", window=request.query.get("window", ""), counts=counts, bands=bands, sort_url=sort_url,
         download_url=download_url, cell=column, unit_names={u["id"]: u["name"] for u in units},
+        window_names={w["id"]: w["name"] for w in windows},
         closed=report is not None and report.closed_ms is not None,
         revision=revision_text(report, lang) if report and (report.revisions or report.late_events) else "",
         report_label=lambda key: report_label(key, lang), set_aside=report.set_aside if report else (),
@@ -120,8 +122,8 @@ async def _officer(request: web.Request, viewer: Viewer) -> dict[str, Any]:
     state = request.app[WEB]
     officer_id = request.match_info["officer"]
     row = await state.db.fetchone(
-        "SELECT o.id, o.name, o.unit_id, u.name AS unit_name, o.window_id FROM officers o"
-        " JOIN units u ON u.id = o.unit_id WHERE o.id = ?",
+        "SELECT o.id, o.name, o.unit_id, u.name AS unit_name, o.window_id, w.name AS window_name FROM officers o"
+        " JOIN units u ON u.id = o.unit_id LEFT JOIN windows w ON w.id = o.window_id WHERE o.id = ?",
         (officer_id,),
     )
     if row is None:
@@ -136,8 +138,10 @@ async def _officer(request: web.Request, viewer: Viewer) -> dict[str, Any]:
         "trend": trend,
         "line": trend[-1][1],  # this month's: the header
         "grid": await data.heat_map(state.db, officer_id, month, state.policy),
-        "recent": await data.recent_events(state.db, officer_id),
-        "cases": await cases.list_cases(state.db, viewer, officer=officer_id),
+        "recent": await data.recent_events(
+            state.db, officer_id, before_ms=month_bounds(month, state.policy.timezone)[1]
+        ),
+        "cases": await cases.list_cases(state.db, viewer, officer=officer_id, month=month),
         "check": (await month_checks(state.db, month, state.policy)).get(officer_id),
     }
 
@@ -145,10 +149,12 @@ async def _officer(request: web.Request, viewer: Viewer) -> dict[str, Any]:
 async def officer_page(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:
     d = await _officer(request, viewer)
     peak = max((c[0] for row in d["grid"] for c in row), default=0)
-    lang = lang_of(request)
+    lang, state = lang_of(request), request.app[WEB]
     return render_page(
-        request, "officer.html", session=session, viewer=viewer, svg=trend_svg(d["trend"], request.app[WEB].policy),
-        peak=peak, flag_names=flag_names, explain=detection.explain, cell=lambda ln, col: cell(ln, col, lang),
+        request, "officer.html", session=session, viewer=viewer,
+        svg=trend_svg(d["trend"], state.policy, lang=lang) + trend_svg(d["trend"], state.policy, 360, 190, lang=lang,
+        label_every=2, variant="narrow"), peak=peak, hours=heat_hours(d["grid"]),
+        flag_names=flag_names, explain=detection.explain, cell=lambda ln, col: cell(ln, col, lang),
         report_label=lambda key: report_label(key, lang), **d,
     )  # fmt: skip
 

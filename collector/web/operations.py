@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -283,13 +284,16 @@ async def _cases_render(
 ) -> web.Response:
     state = request.app[WEB]
     st = request.query.get("state") or None
-    rows = await cases.list_cases(state.db, viewer, state=st)
-    month = request.query.get("month") or data.current_month(state.policy)
+    # One month's cases (default: this month) or, with month=all, every month's; the summary counts the same.
+    month = None if request.query.get("month") == "all" else month_param(request)
+    rows = await cases.list_cases(state.db, viewer, state=st, month=month)
     counts = await cases.case_counts(state.db, month, units=viewer.units)
+    other_open = await cases.open_elsewhere(state.db, viewer, month) if month else 0
     done = request.query.get("done")
     return render(
         request, "cases.html", status, session=session, viewer=viewer, cases=rows, error=error, done=done,
-        counts=counts, state=st or "", month=month,
+        counts=counts, state=st or "", month=month or "all", other_open=other_open,
+        filters={k: v for k, v in (("month", request.query.get("month")), ("state", st)) if v},
     )  # fmt: skip
 
 
@@ -316,7 +320,8 @@ async def case_action(request: web.Request, viewer: Viewer, session: auth.Sessio
         return await _cases_render(request, viewer, session, 409, str(exc))
     if is_api(request):
         return web.json_response({"case": cases.case_json(updated)})
-    return redirect(f"/cases?done={case_id}#case-{case_id}")
+    keep = {k: request.query[k] for k in ("month", "state") if request.query.get(k)}  # the list's filters
+    return redirect(f"/cases?{urlencode({**keep, 'done': case_id})}#case-{case_id}")
 
 
 async def api_cases(request: web.Request, viewer: Viewer, session: auth.Session) -> web.StreamResponse:

@@ -8,13 +8,17 @@ browser tests (selenium is synchronous).
 from __future__ import annotations
 
 import asyncio
+import base64
+import pathlib
 import re
+import shutil
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from collector.report import Policy
@@ -22,10 +26,12 @@ from collector.store import Database, connect
 from collector.web.app import create_app
 from collector.web.auth import add_user
 from collector.web.settings import WebSettings
+from tests.conftest import ROOT
 from tests.mosquitto import free_port
-from tests.web.seed import Seeder, seed
+from tests.web.seed import MONTH, Seeder, seed
 
 PASSWORD = "correct horse battery"
+SHOTS = ROOT / "artifacts" / "screenshots"
 
 
 @dataclass
@@ -150,3 +156,85 @@ async def signed_in(url: str, user: str) -> tuple[aiohttp.ClientSession, str]:
     async with http.get(f"{url}/api/me") as me:
         csrf: str = (await me.json())["csrf"]
     return http, csrf
+
+
+# ---------------------------------------------------------------- headless Chromium (the browser tests)
+
+# A CJK font so the screenshots show Chinese (police PCs have Microsoft YaHei; Debian images often have none).
+PACKAGES = ("chromium", "chromium-driver", "fonts-wqy-microhei")
+CJK_FONT = pathlib.Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+
+
+def _chromium_binaries() -> tuple[str | None, str | None]:
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    return (browser, driver) if CJK_FONT.exists() else (None, None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    browser, driver = _chromium_binaries()
+    if not (browser and driver):
+        pytest.skip(f"{' / '.join(PACKAGES)} missing: ./dev setup installs them")
+    return browser, driver
+
+
+@pytest.fixture
+def browser(chromium: tuple[str, str], tmp_path: pathlib.Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium[0]
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        opts.add_argument(flag)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(options=opts, service=Service(chromium[1]))
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads  # type: ignore[attr-defined]
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(driver: Any, name: str, folder: pathlib.Path = SHOTS, max_height: int = 20_000) -> pathlib.Path:
+    """Save the page (its full height up to ``max_height``, the window's width) as ``FOLDER/NAME.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = driver.execute_script(
+        "return [window.innerWidth, Math.ceil(document.body.getBoundingClientRect().height)]"
+    )
+    clip = {"x": 0, "y": 0, "width": width, "height": min(max(height, 1), max_height), "scale": 1}
+    png = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path = folder / f"{name}.png"
+    path.write_bytes(base64.b64decode(png["data"]))
+    return path
+
+
+def browser_login(driver: object, url: str, user: str) -> None:
+    """Open the month page anonymously (sent to the login page) and sign in as ``user``."""
+    from selenium.webdriver.common.by import By
+
+    d = driver
+    d.get(f"{url}/month?month={MONTH}")  # type: ignore[attr-defined]
+    assert "/login" in d.current_url  # type: ignore[attr-defined]  # anonymous: sent to the login page
+    d.find_element(By.ID, "user").send_keys(user)  # type: ignore[attr-defined]
+    d.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
+    d.find_element(By.ID, "login-button").click()  # type: ignore[attr-defined]

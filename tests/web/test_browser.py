@@ -9,76 +9,14 @@ from __future__ import annotations
 
 import io
 import pathlib
-import shutil
 import time
-from collections.abc import Iterator
 
 import openpyxl
-import pytest
 
-from tests.conftest import ROOT
-from tests.web.conftest import PASSWORD, ServerThread
+from tests.web.conftest import ServerThread
+from tests.web.conftest import browser_login as _login
+from tests.web.conftest import shot as _shot
 from tests.web.seed import MONTH, local_ms
-
-SHOTS = ROOT / "artifacts" / "screenshots"
-
-
-# A CJK font so the screenshots show Chinese (police PCs have Microsoft YaHei; Debian images often have none).
-PACKAGES = ("chromium", "chromium-driver", "fonts-wqy-microhei")
-CJK_FONT = pathlib.Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
-
-
-def _chromium_binaries() -> tuple[str | None, str | None]:
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    return (browser, driver) if CJK_FONT.exists() else (None, None)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> tuple[str, str]:
-    browser, driver = _chromium_binaries()
-    if not (browser and driver):
-        pytest.skip(f"{' / '.join(PACKAGES)} missing: ./dev setup installs them")
-    return browser, driver
-
-
-@pytest.fixture
-def browser(chromium: tuple[str, str], tmp_path: pathlib.Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium[0]
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        opts.add_argument(flag)
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    opts.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
-    )
-    driver = webdriver.Chrome(options=opts, service=Service(chromium[1]))
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    driver.downloads = downloads  # type: ignore[attr-defined]
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _shot(driver: object, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))  # type: ignore[attr-defined]
 
 
 def _wait_file(folder: pathlib.Path, suffix: str, timeout: float = 15) -> pathlib.Path:
@@ -92,17 +30,6 @@ def _wait_file(folder: pathlib.Path, suffix: str, timeout: float = 15) -> pathli
         last = size
         time.sleep(0.1)
     raise AssertionError(f"no {suffix} downloaded into {folder}: {list(folder.iterdir())}")
-
-
-def _login(driver: object, url: str, user: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    d = driver
-    d.get(f"{url}/month?month={MONTH}")  # type: ignore[attr-defined]
-    assert "/login" in d.current_url  # type: ignore[attr-defined]  # anonymous: sent to the login page
-    d.find_element(By.ID, "user").send_keys(user)  # type: ignore[attr-defined]
-    d.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
-    d.find_element(By.ID, "login-button").click()  # type: ignore[attr-defined]
 
 
 def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.Path) -> None:
@@ -139,7 +66,8 @@ def test_supervisor_journey(store_url: str, browser: object, tmp_path: pathlib.P
         assert d.find_elements(By.CSS_SELECTOR, "svg.trend circle")  # type: ignore[attr-defined]
         _shot(d, "officer")
 
-        d.get(f"{srv.url}/cases")  # type: ignore[attr-defined]
+        d.find_element(By.CSS_SELECTOR, '#nav a[href^="/cases"]').click()  # type: ignore[attr-defined]
+        assert d.current_url.endswith(f"/cases?month={MONTH}")  # type: ignore[attr-defined]  # the month goes along
         case = wait.until(ec.presence_of_element_located((By.XPATH, "//article[contains(., 'A017')]")))
         case_id = case.get_attribute("id")
         _shot(d, "cases")

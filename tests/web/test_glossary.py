@@ -57,3 +57,22 @@ def test_pages_show_no_old_name(store_url: str) -> None:
         assert TERMS["misuse"][0] not in pages["/anomalies zh"].replace(note.group(0), "")
 
     serve(store_url, body, policy=Policy(floor=Fraction(98)))
+
+
+def test_level_words_agree_with_the_default_policy() -> None:
+    """Every scale has a word per key; the levels the default policy counts satisfied read as satisfied, its bad
+    levels as unsatisfied; a level a scale lacks shows as itself."""
+    from collector.report.glossary import LEVEL_NAMES, level_name
+    from collector.report.policy import SCALES
+
+    policy = Policy()
+    for scale in SCALES:
+        assert len(LEVEL_NAMES[scale]) == scale, scale
+        for level in range(1, scale + 1):
+            zh, en = LEVEL_NAMES[scale][level - 1]
+            assert (level_name(level, scale, "zh"), level_name(level, scale, "en")) == (zh, en)
+            if level in policy.satisfied[scale]:
+                assert "不" not in zh and "Un" not in en, (scale, level, zh, en)
+            if level in policy.bad[scale]:
+                assert zh.endswith("不满意") and en.endswith("nsatisfied"), (scale, level, zh, en)
+    assert level_name(3, 2, "zh") == "3/2"
