@@ -28,8 +28,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from collector.errors import ConfigError
 from collector.report import Policy, pct_text
-from collector.report.notice import NoticeConfig
 from collector.report.glossary import level_name
+from collector.report.notice import NoticeConfig
 from collector.store import Database
 from collector.timeplace import parse_month, zone
 from collector.web import auth, tokens

@@ -15,8 +15,9 @@ from collector.web.alerts import scan_alerts
 from collector.web.detection import detect
 from collector.web.settings import WebSettings
 from tests.web.conftest import ServerThread
+from tests.web.conftest import browser_login as _login
+from tests.web.conftest import shot as _shot
 from tests.web.seed import MONTH, local_ms
-from tests.web.test_browser import _login, _shot, browser, chromium  # noqa: F401  (fixtures)
 
 PAGES = {
     "dashboard": f"/dashboard?month={MONTH}",
