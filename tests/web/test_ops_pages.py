@@ -121,7 +121,7 @@ def test_anomalies_page_names_misuse_apart_and_links_it(store_url: str) -> None:
             assert link
             _, _, xlsx = await _bytes(http, srv.url + html.unescape(link.group(1)))
             sheet = openpyxl.load_workbook(io.BytesIO(xlsx)).worksheets[0]
-            header = [c.value for c in sheet[1]]
+            header = [c.value for c in sheet[3]]  # rows 1-2: the title and the month
             o2 = next(r for r in sheet.iter_rows(values_only=True) if r[0] == "O2")
             assert o2[header.index("异常按键")] == 3
             _, other = await _get(http, f"{srv.url}/anomalies?month=2026-09")
@@ -180,7 +180,7 @@ def test_unit_dashboard(store_url: str) -> None:
         admin, _ = await signed_in(srv.url, "admin")
         async with admin:
             status, page = await _get(admin, f"{srv.url}/dashboard?month={MONTH}")
-            assert status == 200 and 'href="/dashboard"' in page  # in the navigation
+            assert status == 200 and 'href="/dashboard' in page  # in the navigation (with the page's month)
             risk = re.search(r'<section class="card" id="at-risk">(.*?)</section>', page, re.S)
             assert risk and 'data-officer="O4"' in risk.group(1) and "赵敏" in risk.group(1)
             assert "再有 1 次不满意评价即低于底线" in risk.group(1)
