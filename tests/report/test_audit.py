@@ -282,3 +282,33 @@ def test_append_audit_is_generic(store_url: str) -> None:
 
     res = asyncio.run(go())
     assert res.ok and res.entries == 2
+
+
+def test_a_policy_change_taking_effect_is_recorded_once(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, db_url = setup_store(store_url, tmp_path, capsys)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[rates]\nfloor = 93\n", encoding="utf-8")
+    one_off = tmp_path / "what-if.toml"
+    one_off.write_text("[rates]\nfloor = 80\n", encoding="utf-8")
+
+    def entries() -> list[dict[str, Any]]:
+        async def go() -> list[dict[str, Any]]:
+            async with connect(db_url) as db:
+                rows = await db.fetch("SELECT before_json, after_json FROM audit_log WHERE action = 'policy.in_force'")
+                return [{"before": json.loads(b) if b else None, **json.loads(a)} for b, a in rows]
+
+        return asyncio.run(go())
+
+    for _ in range(2):
+        assert run(capsys, "report", "--config", cfg, "--month", "2026-10")[0] == 0
+    assert len(entries()) == 1 and entries()[0]["before"] is None  # the defaults, recorded once
+    text = pathlib.Path(cfg).read_text(encoding="utf-8")
+    pathlib.Path(cfg).write_text(f'policy = "{policy}"\n' + text, encoding="utf-8")
+    assert run(capsys, "report", "--config", cfg, "--month", "2026-10")[0] == 0
+    assert run(capsys, "report", "--config", cfg, "--month", "2026-10", "--policy", str(one_off))[0] == 0
+    got = entries()
+    assert len(got) == 2  # the new configured floor took effect; a one-off --policy report is not a change
+    assert got[1]["before"] == {"fingerprint": got[0]["fingerprint"]} and got[1]["policy"]["rates"]["floor"] == 93
+    assert run(capsys, "audit", "verify", "--config", cfg)[0] == 0
