@@ -127,9 +127,8 @@ async def append_audit(
     at = _now_ms() if at_ms is None else int(at_ms)
     before_json = None if before is None else canonical(before)
     after_json = None if after is None else canonical(after)
-    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
     async with db.transaction() as tx:
-        head = await tx.fetchone(f"SELECT seq, hash FROM audit_head WHERE chain = ?{lock}", (CHAIN,))
+        head = await lock_chain(tx)
         if head is None:  # the migration inserts it; a store whose head row was deleted is refused by verify
             prev_seq, prev = 0, GENESIS
             await tx.execute("INSERT INTO audit_head (chain, seq, hash) VALUES (?, 0, ?)", (CHAIN, GENESIS))
@@ -144,6 +143,16 @@ async def append_audit(
         )
         await tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE chain = ?", (seq, digest, CHAIN))
     return seq
+
+
+async def lock_chain(db: Database) -> Any:
+    """Inside a transaction: the chain head (``seq``, ``hash``) or None, locked until the transaction ends.
+
+    PostgreSQL: ``SELECT … FOR UPDATE``, so writers append one after the other; SQLite: the write transaction
+    is the only writer already.
+    """
+    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    return await db.fetchone(f"SELECT seq, hash FROM audit_head WHERE chain = ?{lock}", (CHAIN,))
 
 
 async def last_after(db: Database, subject: str, action: str | None = None) -> Any:
@@ -172,7 +181,8 @@ async def note_policy(db: Database, policy_dict: dict[str, Any], *, actor: str) 
     if last is not None and last.get("fingerprint") == fp:
         return False
     async with db.transaction():
-        last = await last_after(db, "policy", "policy.in_force")  # again, under the write lock
+        await lock_chain(db)  # two collectors starting at once: the second sees the first one's entry
+        last = await last_after(db, "policy", "policy.in_force")
         if last is not None and last.get("fingerprint") == fp:
             return False
         before = None if last is None else {"fingerprint": last.get("fingerprint")}

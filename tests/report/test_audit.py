@@ -312,3 +312,19 @@ def test_a_policy_change_taking_effect_is_recorded_once(
     assert len(got) == 2  # the new configured floor took effect; a one-off --policy report is not a change
     assert got[1]["before"] == {"fingerprint": got[0]["fingerprint"]} and got[1]["policy"]["rates"]["floor"] == 93
     assert run(capsys, "audit", "verify", "--config", cfg)[0] == 0
+
+
+def test_two_collectors_starting_at_once_record_the_policy_once(postgres_database: str) -> None:
+    from collector.report.policy import policy_to_dict
+    from collector.store.audit import note_policy
+
+    async def go() -> list[bool]:
+        async with connect(postgres_database) as a, connect(postgres_database) as b:
+            policy = policy_to_dict(Policy())
+            done = await asyncio.gather(
+                note_policy(a, policy, actor="collector-1"), note_policy(b, policy, actor="collector-2")
+            )
+            assert (await verify(a)).ok
+            return [*done, len(await a.fetch("SELECT seq FROM audit_log")) == 1]
+
+    assert sorted(asyncio.run(go())) == [False, True, True]
