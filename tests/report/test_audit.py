@@ -49,7 +49,11 @@ def setup_store(store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFi
         async with connect(db_url) as db:
             cases = await open_cases(db, WebSettings(), Policy())  # the level-2 presses: bad ratings
             assert len(cases) == 4
-            await act(db, cases[0], Viewer("sup1", "admin", None), CaseAction("visit", "回访: 已电话联系"))
+            sup = Viewer("sup1", "admin", None)
+            await act(db, cases[0], sup, CaseAction("visit", "回访: 已电话联系"))
+            await act(db, cases[0], sup, CaseAction("rectify", "已整改"))
+            await act(db, cases[0], sup, CaseAction("close"))
+            await act(db, cases[1], sup, CaseAction("appeal", "误按"))
             await add_user(db, "admin1", "admin", "correct horse battery", [], by="root")
 
     asyncio.run(web_side())
@@ -97,9 +101,9 @@ TAMPERS: list[tuple[str, str, str, str]] = [
     ),
     (
         "case",
-        "UPDATE cases SET state = 'closed', closed_by = 'mallory'",
-        "UPDATE cases SET state = 'open', closed_by = NULL",
-        "case 案件 1: state, closed_by differ from audit entry",
+        "UPDATE cases SET state = 'closed', closed_by = 'mallory' WHERE id = 3",
+        "UPDATE cases SET state = 'open', closed_by = NULL WHERE id = 3",
+        "case 案件 3: state, closed_by differ from audit entry",
     ),
     (
         "month close",
@@ -328,3 +332,29 @@ def test_two_collectors_starting_at_once_record_the_policy_once(postgres_databas
             return [*done, len(await a.fetch("SELECT seq FROM audit_log")) == 1]
 
     assert sorted(asyncio.run(go())) == [False, True, True]
+
+
+def test_a_month_closed_before_the_audit_trail_is_noted_then_sealed(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = build(store_url, rated_presses(9, 1, SEP))
+    db_url = url if "://" in url else f"sqlite:///{url}"
+
+    async def legacy_close() -> None:  # as an older evalbox closed it: no seal, no audit entry
+        async with connect(db_url) as db:
+            await db.execute(
+                "INSERT INTO months (month, closed_ms, closed_by) VALUES ('2026-09', 1790000000000, 'old')"
+            )
+            await db.execute("INSERT INTO month_snapshots (month, taken_ms) VALUES ('2026-09', 1790000000000)")
+
+    asyncio.run(legacy_close())
+    code, out = run(capsys, "audit", "verify", "--db", db_url)
+    assert code == 0 and "month 2026-09: closed before the audit trail began, not sealed" in out
+    code, out = run(capsys, "audit", "seal", "--db", db_url, "2026-09")
+    assert code == 0 and "month 2026-09 sealed" in out and "10 events" in out
+    code, out = run(capsys, "audit", "verify", "--db", db_url)
+    assert code == 0 and "1 sealed months" in out and "not sealed" not in out
+    code, out = run(capsys, "audit", "seal", "--db", db_url, "2026-09")
+    assert code == 2 and "sealed already" in out
+    code, out = run(capsys, "audit", "seal", "--db", db_url, "2026-13")
+    assert code == 2 and "Traceback" not in out
