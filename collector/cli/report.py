@@ -11,7 +11,8 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from collector.cli.common import config_of, os_user, progress_bar, store_options, with_db, write_output
 from collector.errors import UsageError
@@ -20,10 +21,13 @@ from collector.report.monthly import monthly_report
 from collector.report.months import close_month, list_closed
 from collector.report.notice import issue_date, notice_facts, with_checks
 from collector.report.officer_stats import record_month
-from collector.report.policy import EXAMPLE_POLICY, load_policy, policy_to_dict
+from collector.report.policy import EXAMPLE_POLICY, Policy, load_policy, policy_to_dict
 from collector.report.rebuild import rebuild
 from collector.report.render import FORMATS, LANGS, render, render_ledger
+from collector.store import Database
 from collector.store.audit import note_policy
+
+T = TypeVar("T")
 
 # -- handlers -------------------------------------------------------------------
 
@@ -71,6 +75,13 @@ def _write(data: bytes, output: str | None) -> None:
         raise UsageError(f"-o {output}: cannot write ({exc.strerror}) / 无法写入") from None
 
 
+async def _noting_policy(db: Database, configured: Policy | None, job: Callable[[], Awaitable[T]]) -> T:
+    """``job()``, once the configured policy (None: a one-off ``--policy``) is in the audit trail if it changed."""
+    if configured is not None:
+        await note_policy(db, policy_to_dict(configured), actor=os_user())
+    return await job()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if (args.month is None) == (args.year is None):
         raise UsageError("give exactly one of --month YYYY-MM or --year YYYY")
@@ -82,15 +93,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_output(args.output)
     config = config_of(args)
     policy = config.policy
-    if args.policy is None:  # the configured policy (not a one-off --policy): record it when it changed
-        with_db(config, lambda db: note_policy(db, policy_to_dict(policy), actor=os_user()))
+    configured = policy if args.policy is None else None
     if args.year is not None:
         if args.unit:
             raise UsageError("--unit applies to --month reports")
-        ledger = with_db(config, lambda db: year_ledger(db, args.year, policy))
+        ledger = with_db(config, lambda db: _noting_policy(db, configured, lambda: year_ledger(db, args.year, policy)))
         _write(render_ledger(ledger, policy, fmt, args.lang), args.output)
         return 0
-    report = with_db(config, lambda db: monthly_report(db, args.month, policy, unit=args.unit))
+    report = with_db(
+        config,
+        lambda db: _noting_policy(db, configured, lambda: monthly_report(db, args.month, policy, unit=args.unit)),
+    )
     for bad in report.set_aside:  # named on stderr whatever the format, so a CSV/XLSX user sees it too
         print(f"evalbox: warning 警告: {bad.text()}", file=sys.stderr)
     if fmt in ("json", "html"):  # the officer-month checks: a flags array per officer, the notice's list

@@ -56,7 +56,8 @@ def summary(result: CopyResult, seconds: float) -> str:
         note = f"  (removed {t.removed:,} / 已删除)" if t.removed else ""
         lines.append(f"{t.name:<20}{t.source:>14,}{t.target:>14,}{t.copied:>16,}{note}")
     lines.append(
-        f"not copied 未复制: {', '.join(n for n in SKIPPED if n != 'schema_migrations')} (ephemeral / 临时数据)"
+        f"not copied 未复制: {', '.join(n for n in SKIPPED if n not in ('schema_migrations', 'audit_head'))}"
+        " (ephemeral / 临时数据)"
     )
     lines.append(f"copied {result.copied:,} rows in {seconds:.1f} s / 已复制 {result.copied:,} 行")
     if result.ok:

@@ -31,7 +31,7 @@ from collector.errors import ConfigError, UsageError
 from collector.report.officer_stats import checks_to_keep, month_checks
 from collector.report.policy import Policy
 from collector.store import Database
-from collector.store.audit import append_audit, events_digest, month_seal, rollups_digest, seal_month
+from collector.store.audit import append_audit, events_digest, month_add, month_seal, rollups_digest, seal_month
 from collector.timeplace import month_bounds, month_of
 
 PERSONAL_MODES = ("hash", "remove")
@@ -104,22 +104,17 @@ class Plan:
         return out
 
 
-def _month_add(month: str, k: int) -> str:
-    y, m = int(month[:4]), int(month[5:]) - 1 + k
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
-
-
 def keep_from(config: RetentionConfig, now_ms: int, tz: str) -> str:
     """The first month whose raw events are kept; ``UsageError`` naming the key when that is too short."""
     this = month_of(now_ms, tz)
     year_start = f"{this[:4]}-01"
     if config.events_months is None:
         return f"{int(this[:4]) - 1:04d}-01"
-    first = _month_add(this, 1 - config.events_months)
+    first = month_add(this, 1 - config.events_months)
     if first > year_start:
         raise UsageError(
             f"retention.events_months = {config.events_months}: would remove the raw events of {year_start} … "
-            f"{_month_add(first, -1)}, still open for appraisal (the appraisal year {this[:4]}); keep at least "
+            f"{month_add(first, -1)}, still open for appraisal (the appraisal year {this[:4]}); keep at least "
             f"{int(this[5:])} months; nothing deleted / 保存期限短于考核期, 未删除任何数据"
         )
     return first

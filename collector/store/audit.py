@@ -46,6 +46,7 @@ from collector.store.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, rollup_select
 from collector.timeplace import month_bounds
 
 GENESIS = "0" * 64
+IDENTITY = ("device_id", "boot", "seq")
 CHAIN = "audit"
 PAGE = 5000
 
@@ -73,9 +74,12 @@ EVENT_DIGEST_COLUMNS = (
 DIGEST_FIELDS = ("month", "timezone", "events", "events_sha256", "close_sha256", "digest", "sealed_ms")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # made once: it is hot
+
+
 def canonical(value: Any) -> str:
     """The canonical JSON text of ``value``: sorted keys, no spaces, UTF-8 characters as they are."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def sha256_text(text: str | None) -> str | None:
@@ -123,9 +127,8 @@ async def append_audit(
     at = _now_ms() if at_ms is None else int(at_ms)
     before_json = None if before is None else canonical(before)
     after_json = None if after is None else canonical(after)
-    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
     async with db.transaction() as tx:
-        head = await tx.fetchone(f"SELECT seq, hash FROM audit_head WHERE chain = ?{lock}", (CHAIN,))
+        head = await lock_chain(tx)
         if head is None:  # the migration inserts it; a store whose head row was deleted is refused by verify
             prev_seq, prev = 0, GENESIS
             await tx.execute("INSERT INTO audit_head (chain, seq, hash) VALUES (?, 0, ?)", (CHAIN, GENESIS))
@@ -140,6 +143,16 @@ async def append_audit(
         )
         await tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE chain = ?", (seq, digest, CHAIN))
     return seq
+
+
+async def lock_chain(db: Database) -> Any:
+    """Inside a transaction: the chain head (``seq``, ``hash``) or None, locked until the transaction ends.
+
+    PostgreSQL: ``SELECT … FOR UPDATE``, so writers append one after the other; SQLite: the write transaction
+    is the only writer already.
+    """
+    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    return await db.fetchone(f"SELECT seq, hash FROM audit_head WHERE chain = ?{lock}", (CHAIN,))
 
 
 async def last_after(db: Database, subject: str, action: str | None = None) -> Any:
@@ -168,7 +181,8 @@ async def note_policy(db: Database, policy_dict: dict[str, Any], *, actor: str) 
     if last is not None and last.get("fingerprint") == fp:
         return False
     async with db.transaction():
-        last = await last_after(db, "policy", "policy.in_force")  # again, under the write lock
+        await lock_chain(db)  # two collectors starting at once: the second sees the first one's entry
+        last = await last_after(db, "policy", "policy.in_force")
         if last is not None and last.get("fingerprint") == fp:
             return False
         before = None if last is None else {"fingerprint": last.get("fingerprint")}
@@ -209,11 +223,39 @@ async def events_digest(db: Database, month: str, timezone: str, closed_ms: int)
     h = hashlib.sha256()
     n = 0
     select = f"SELECT {', '.join(EVENT_DIGEST_COLUMNS)} FROM events"
-    where = "press_ms >= ? AND press_ms < ? AND late = 0 AND recv_ms <= ?"
-    async for row in _keyset(db, select, ("device_id", "boot", "seq"), where, [start, end, closed_ms]):
-        h.update(canonical([_plain(v) for v in row]).encode() + b"\n")
+    stored = "press_ms >= ? AND press_ms < ? AND late = 0 AND recv_ms <= ?"
+    params = [start, end, closed_ms]
+    # The month's events are placed in it (``events.month``; the index ``events_month_identity`` gives them in
+    # identity order), except a few hours' worth at its edges that a rebuild in another zone moved to the month
+    # before or after: those are read apart (the index filters them on ``press_ms``) and merged in.
+    placed = _keyset(db, select, IDENTITY, f"month = ? AND {stored}", [month, *params])
+    edges = await db.fetch(
+        f"{select} WHERE month IN (?, ?) AND {stored} ORDER BY {', '.join(IDENTITY)}",
+        [month_add(month, -1), month_add(month, 1), *params],
+    )
+    encode = _CANONICAL.encode
+    async for row in _merge(placed, edges):  # a row: ints, strings and NULLs on both engines
+        h.update(encode(row).encode() + b"\n")
         n += 1
     return n, h.hexdigest()
+
+
+async def _merge(rows: AsyncIterator[Any], few: list[Any]) -> AsyncIterator[Any]:
+    """Two row streams in identity order as one (``few``: a short list)."""
+    i = 0
+    async for row in rows:
+        while i < len(few) and tuple(few[i][:3]) < tuple(row[:3]):
+            yield few[i]
+            i += 1
+        yield row
+    for row in few[i:]:
+        yield row
+
+
+def month_add(month: str, k: int) -> str:
+    """``YYYY-MM`` ``k`` months later (earlier when negative)."""
+    y, m = int(month[:4]), int(month[5:]) - 1 + k
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
 
 
 def _plain(v: Any) -> Any:

@@ -424,6 +424,7 @@ CREATE TABLE audit_log (
     hash         TEXT NOT NULL              -- SHA-256 of this entry's canonical JSON with prev_hash
 );
 CREATE INDEX audit_log_subject ON audit_log (subject, seq);
+CREATE INDEX events_month_identity ON events (month, device_id, boot, seq, press_ms);  -- a month's digest, in order
 CREATE TABLE audit_head (
     chain        TEXT PRIMARY KEY,
     seq          BIGINT NOT NULL,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -81,6 +83,9 @@ def test_serve_mounts_web_metrics_and_publishes_configs(tmp_path: pathlib.Path) 
             assert proc.returncode == 0, proc.stderr
             assert "mqtt: 1" in proc.stdout and "events_stored_total 1" in proc.stdout
             assert col.terminate() == 0, col.stderr()
+            with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as con:  # the policy, taking effect
+                audited = con.execute("SELECT actor, action, subject FROM audit_log").fetchall()
+            assert audited == [("system", "policy.in_force", "policy")]
         finally:
             sub.loop_stop()
             box.close()

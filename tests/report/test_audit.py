@@ -49,7 +49,11 @@ def setup_store(store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFi
         async with connect(db_url) as db:
             cases = await open_cases(db, WebSettings(), Policy())  # the level-2 presses: bad ratings
             assert len(cases) == 4
-            await act(db, cases[0], Viewer("sup1", "admin", None), CaseAction("visit", "回访: 已电话联系"))
+            sup = Viewer("sup1", "admin", None)
+            await act(db, cases[0], sup, CaseAction("visit", "回访: 已电话联系"))
+            await act(db, cases[0], sup, CaseAction("rectify", "已整改"))
+            await act(db, cases[0], sup, CaseAction("close"))
+            await act(db, cases[1], sup, CaseAction("appeal", "误按"))
             await add_user(db, "admin1", "admin", "correct horse battery", [], by="root")
 
     asyncio.run(web_side())
@@ -97,9 +101,9 @@ TAMPERS: list[tuple[str, str, str, str]] = [
     ),
     (
         "case",
-        "UPDATE cases SET state = 'closed', closed_by = 'mallory'",
-        "UPDATE cases SET state = 'open', closed_by = NULL",
-        "case 案件 1: state, closed_by differ from audit entry",
+        "UPDATE cases SET state = 'closed', closed_by = 'mallory' WHERE id = 3",
+        "UPDATE cases SET state = 'open', closed_by = NULL WHERE id = 3",
+        "case 案件 3: state, closed_by differ from audit entry",
     ),
     (
         "month close",
@@ -282,3 +286,75 @@ def test_append_audit_is_generic(store_url: str) -> None:
 
     res = asyncio.run(go())
     assert res.ok and res.entries == 2
+
+
+def test_a_policy_change_taking_effect_is_recorded_once(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, db_url = setup_store(store_url, tmp_path, capsys)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[rates]\nfloor = 93\n", encoding="utf-8")
+    one_off = tmp_path / "what-if.toml"
+    one_off.write_text("[rates]\nfloor = 80\n", encoding="utf-8")
+
+    def entries() -> list[dict[str, Any]]:
+        async def go() -> list[dict[str, Any]]:
+            async with connect(db_url) as db:
+                rows = await db.fetch("SELECT before_json, after_json FROM audit_log WHERE action = 'policy.in_force'")
+                return [{"before": json.loads(b) if b else None, **json.loads(a)} for b, a in rows]
+
+        return asyncio.run(go())
+
+    for _ in range(2):
+        assert run(capsys, "report", "--config", cfg, "--month", "2026-10")[0] == 0
+    assert len(entries()) == 1 and entries()[0]["before"] is None  # the defaults, recorded once
+    text = pathlib.Path(cfg).read_text(encoding="utf-8")
+    pathlib.Path(cfg).write_text(f'policy = "{policy}"\n' + text, encoding="utf-8")
+    assert run(capsys, "report", "--config", cfg, "--month", "2026-10")[0] == 0
+    assert run(capsys, "report", "--config", cfg, "--month", "2026-10", "--policy", str(one_off))[0] == 0
+    got = entries()
+    assert len(got) == 2  # the new configured floor took effect; a one-off --policy report is not a change
+    assert got[1]["before"] == {"fingerprint": got[0]["fingerprint"]} and got[1]["policy"]["rates"]["floor"] == 93
+    assert run(capsys, "audit", "verify", "--config", cfg)[0] == 0
+
+
+def test_two_collectors_starting_at_once_record_the_policy_once(postgres_database: str) -> None:
+    from collector.report.policy import policy_to_dict
+    from collector.store.audit import note_policy
+
+    async def go() -> list[bool]:
+        async with connect(postgres_database) as a, connect(postgres_database) as b:
+            policy = policy_to_dict(Policy())
+            done = await asyncio.gather(
+                note_policy(a, policy, actor="collector-1"), note_policy(b, policy, actor="collector-2")
+            )
+            assert (await verify(a)).ok
+            return [*done, len(await a.fetch("SELECT seq FROM audit_log")) == 1]
+
+    assert sorted(asyncio.run(go())) == [False, True, True]
+
+
+def test_a_month_closed_before_the_audit_trail_is_noted_then_sealed(
+    store_url: str, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = build(store_url, rated_presses(9, 1, SEP))
+    db_url = url if "://" in url else f"sqlite:///{url}"
+
+    async def legacy_close() -> None:  # as an older evalbox closed it: no seal, no audit entry
+        async with connect(db_url) as db:
+            await db.execute(
+                "INSERT INTO months (month, closed_ms, closed_by) VALUES ('2026-09', 1790000000000, 'old')"
+            )
+            await db.execute("INSERT INTO month_snapshots (month, taken_ms) VALUES ('2026-09', 1790000000000)")
+
+    asyncio.run(legacy_close())
+    code, out = run(capsys, "audit", "verify", "--db", db_url)
+    assert code == 0 and "month 2026-09: closed before the audit trail began, not sealed" in out
+    code, out = run(capsys, "audit", "seal", "--db", db_url, "2026-09")
+    assert code == 0 and "month 2026-09 sealed" in out and "10 events" in out
+    code, out = run(capsys, "audit", "verify", "--db", db_url)
+    assert code == 0 and "1 sealed months" in out and "not sealed" not in out
+    code, out = run(capsys, "audit", "seal", "--db", db_url, "2026-09")
+    assert code == 2 and "sealed already" in out
+    code, out = run(capsys, "audit", "seal", "--db", db_url, "2026-13")
+    assert code == 2 and "Traceback" not in out

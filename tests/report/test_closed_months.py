@@ -189,6 +189,11 @@ def test_closed_months_survive_a_policy_change_and_a_rebuild_in_another_zone(
     table = oct_after["table-en"].decode()  # type: ignore[union-attr]
     assert "Revision (changes since the close, not merged): officers revised 2" in table
     assert "Below floor" in table.split("== Windows ==")[0]
+    # The months' digests survive the rebuild in another zone (the month's events are those of its zone at
+    # closing), and the audit trail holds the policy change and the rebuild.
+    assert json.loads(oct_after["json-en"])["digest"] == json.loads(before["2026-10"]["json-en"])["digest"]  # type: ignore[arg-type]
+    out = cli(capsys, "audit", "verify", "--config", cfg)
+    assert "verified" in out and "2 sealed months" in out
 
 
 def test_months_closed_before_the_snapshots_keep_their_counts(
