@@ -20,6 +20,16 @@ async def _until(what: str, check, timeout: float = 60.0) -> None:  # type: igno
         await asyncio.sleep(0.1)
 
 
+async def _stored(dep: Deployment, device_id: str, want: tuple[str, str, str]) -> bool:
+    """Whether the box's press is stored with this (officer, ticket, kind)."""
+    con = sqlite3.connect(dep.dir / "evalbox.db")
+    row = con.execute(
+        "SELECT officer_id, ticket, kind FROM events WHERE device_id = ? AND type = 'press'", (device_id,)
+    ).fetchone()
+    con.close()
+    return bool(row == want)
+
+
 def test_signin_and_invite_with_ticket_from_the_window_pc(tmp_path: pathlib.Path) -> None:
     bureau = demo_bureau(2, seed=3, serial_every=2)  # BOX-001 on MQTT, BOX-002 on serial
     assert [w.transport for w in bureau.windows] == ["mqtt", "serial"]
@@ -46,16 +56,10 @@ def test_signin_and_invite_with_ticket_from_the_window_pc(tmp_path: pathlib.Path
                 press = await box.command("press 1")
                 assert press["ok"] and press["f"] == 0 and press["i"] is not None
 
-                async def stored() -> bool:
-                    con = sqlite3.connect(dep.dir / "evalbox.db")
-                    row = con.execute(
-                        "SELECT officer_id, ticket, kind FROM events WHERE device_id = ? AND type = 'press'",
-                        (box.device_id,),  # noqa: B023
-                    ).fetchone()
-                    con.close()
-                    return row == (officer, ticket, "rated")  # noqa: B023
-
-                await _until(f"{box.device_id}'s rating stored with the ticket", stored)
+                await _until(
+                    f"{box.device_id}'s rating stored with the ticket",
+                    lambda: _stored(dep, box.device_id, (officer, ticket, "rated")),  # noqa: B023
+                )
             con = sqlite3.connect(dep.dir / "evalbox.db")
             via = dict(con.execute("SELECT device_id, via FROM box_commands WHERE op = 'invite'").fetchall())
             con.close()
@@ -128,16 +132,10 @@ def test_window_pc_invites_over_http_with_a_token_and_the_rating_feeds_out(tmp_p
                     await _until(f"{box.device_id} invite open", invite_open)
                     assert (await box.command("press 1"))["ok"]
 
-                    async def stored() -> bool:
-                        con = sqlite3.connect(dep.dir / "evalbox.db")
-                        row = con.execute(
-                            "SELECT officer_id, ticket, kind, month FROM events WHERE device_id = ? AND type = 'press'",
-                            (box.device_id,),  # noqa: B023
-                        ).fetchone()
-                        con.close()
-                        return row is not None and row[:3] == (officer, ticket, "rated")  # noqa: B023
-
-                    await _until(f"{box.device_id}'s rating stored with the ticket", stored)
+                    await _until(
+                        f"{box.device_id}'s rating stored with the ticket",
+                        lambda: _stored(dep, box.device_id, (officer, ticket, "rated")),  # noqa: B023
+                    )
             con = sqlite3.connect(dep.dir / "evalbox.db")
             month = con.execute("SELECT month FROM events WHERE type = 'press' LIMIT 1").fetchone()[0]
             con.close()
