@@ -83,3 +83,17 @@ def fmt_local_ms(ms: int | None, timezone: str) -> str:
     if ms is None:
         return "-"
     return dt.datetime.fromtimestamp(ms / 1000, tz=zone(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def print_table(columns: list[tuple[str, int]], rows: list[list[str]], empty: str) -> None:
+    """A plain-text table on stdout: ``(heading, width)`` per column (a negative width aligns right); ``empty``
+    is printed when there are no rows."""
+
+    def line(cells: list[str]) -> str:
+        return " ".join(f"{c:>{-w}}" if w < 0 else f"{c:<{w}}" for c, (_, w) in zip(cells, columns, strict=True))
+
+    print(line([h for h, _ in columns]).rstrip())
+    for r in rows:
+        print(line(r).rstrip())
+    if not rows:
+        print(empty)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from typing import Any
 
@@ -55,6 +56,7 @@ def cmd_feed_export(args: argparse.Namespace) -> int:
 def cmd_feed_push(args: argparse.Namespace) -> int:
     config = config_of(args)
     cfg = _feed_config(config)
+    logging.getLogger("evalbox.feed").addHandler(logging.NullHandler())  # the failure is printed below, once
 
     async def main() -> tuple[int, feed.PushResult]:
         async with config.database() as db, client(cfg) as http:

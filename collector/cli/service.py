@@ -21,7 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.cli.common import config_of, store_options
+from collector.cli.common import config_of, print_table, store_options
 from collector.config import DEFAULT_CONFIG, EXAMPLE
 from collector.errors import EvalboxError, UsageError
 from collector.ingest import provision, rosters
@@ -372,15 +372,14 @@ def _fmt_ms(ms: Any) -> str:
 
 def _device_list(args: argparse.Namespace) -> int:
     rows = _with_store(args, lambda s: s.device_rows(), must_exist=True)
-    print(f"{'device 设备':<20} {'window 窗口':<12} {'status 状态':<12} {'last seen 最后在线':<20} {'outbox':>6} fw")
-    for r in rows:
-        outbox = "-" if r["outbox"] is None else str(r["outbox"]) + ("!" if r["outbox_full"] else "")
-        print(
-            f"{r['id']:<20} {r['window_id']:<12} {r['status']:<12} {_fmt_ms(r['last_seen_ms']):<20} "
-            f"{outbox:>6} {r['fw'] or '-'}"
-        )
-    if not rows:
-        print("(no devices / 暂无设备: evalbox device add DEVICE --window W)")
+    columns = [("device 设备", 20), ("window 窗口", 12), ("status 状态", 12), ("last seen 最后在线", 20),
+               ("outbox", -6), ("fw", 0)]  # fmt: skip
+    table = [
+        [r["id"], r["window_id"], r["status"], _fmt_ms(r["last_seen_ms"]),
+         "-" if r["outbox"] is None else str(r["outbox"]) + ("!" if r["outbox_full"] else ""), r["fw"] or "-"]
+        for r in rows
+    ]  # fmt: skip
+    print_table(columns, table, "(no devices / 暂无设备: evalbox device add DEVICE --window W)")
     return 0
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from collector.cli.common import config_of, fmt_local_ms, os_user, store_options, with_db
+from collector.cli.common import config_of, fmt_local_ms, os_user, print_table, store_options, with_db
 from collector.web import tokens
 
 
@@ -52,17 +52,14 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     config = config_of(args)
     rows = with_db(config, tokens.list_tokens)
     tz = config.timezone
-    print(f"{'name 名称':<24} {'scope 权限':<20} {'unit 单位':<10} {'state 状态':<10} {'expires 有效期':<17} "
-          f"{'last used 最近使用':<17} {'uses':>6} {'429':>5}")  # fmt: skip
-    for r in rows:
-        state = "revoked" if r["revoked_ms"] is not None else "active"
-        print(
-            f"{r['name']:<24} {r['scope']:<20} {r['unit_id'] or '*':<10} {state:<10} "
-            f"{fmt_local_ms(r['expires_ms'], tz):<17} {fmt_local_ms(r['last_used_ms'], tz):<17} "
-            f"{r['uses']:>6} {r['limited']:>5}"
-        )
-    if not rows:
-        print("(no tokens / 暂无令牌: evalbox token add NAME --scope …)")
+    columns = [("name 名称", 24), ("scope 权限", 20), ("unit 单位", 10), ("state 状态", 10), ("expires 有效期", 17),
+               ("last used 最近使用", 17), ("uses", -6), ("429", -5)]  # fmt: skip
+    table = [
+        [r["name"], r["scope"], r["unit_id"] or "*", "revoked" if r["revoked_ms"] is not None else "active",
+         fmt_local_ms(r["expires_ms"], tz), fmt_local_ms(r["last_used_ms"], tz), str(r["uses"]), str(r["limited"])]
+        for r in rows
+    ]  # fmt: skip
+    print_table(columns, table, "(no tokens / 暂无令牌: evalbox token add NAME --scope …)")
     return 0
 
 

@@ -130,7 +130,9 @@ async def _post(http: aiohttp.ClientSession, cfg: FeedConfig, body: bytes) -> No
     if cfg.token:
         headers["Authorization"] = f"Bearer {cfg.token}"
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
-    async with http.post(cfg.url, data=body, headers=headers, timeout=timeout) as resp:
+    # A redirect is not an acknowledgement: it is a failure like any non-2xx answer (and the body is never re-sent
+    # to another host).
+    async with http.post(cfg.url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as resp:
         if not 200 <= resp.status < 300:
             raise RuntimeError(f"HTTP {resp.status} {resp.reason}")
         await resp.read()

@@ -33,20 +33,24 @@ def check_id(value: str, what: str) -> str:
 BOX_OPS = ("invite", "signin", "signout")
 
 
-def check_box_command(device_id: str, op: str, officer: str | None, ticket: str | None) -> None:
-    """Refuse (``UsageError``) a box command the box would refuse: the one check of ``evalbox box-cmd`` and the API."""
+def check_box_command(device_id: str, op: str, officer: str | None, ticket: str | None, *, api: bool = False) -> None:
+    """Refuse (``UsageError``) a box command the box would refuse: the one check of ``evalbox box-cmd`` and the API.
+
+    The messages name the command's options, or the JSON fields with ``api``.
+    """
+    o, t, what = ('"officer"', '"ticket"', "box command") if api else ("--officer", "--ticket", "box-cmd")
     if op not in BOX_OPS:
-        raise UsageError(f"op {op!r}: expected one of {', '.join(BOX_OPS)} / 指令应为 invite、signin 或 signout")
+        raise UsageError(f"{what}: op {op!r}: expected one of {', '.join(BOX_OPS)} / 指令应为 invite、signin、signout")
     if op == "signin" and not officer:
-        raise UsageError("signin needs the officer's badge number (--officer) / 签到需要警号")
+        raise UsageError(f"{what} signin needs {o} (the officer's badge number) / 签到需要警号")
     if op != "signin" and officer:
-        raise UsageError("an officer goes with signin only")
+        raise UsageError(f"{o} goes with signin only")
     if op != "invite" and ticket:
-        raise UsageError("a ticket goes with invite only")
+        raise UsageError(f"{t} goes with invite only")
     try:  # the same checks the box applies: refuse here what it would refuse
         protocol.make(protocol.COMMAND, device_id, cid=1, op=op, o=officer, tk=ticket)
     except protocol.ProtocolError as exc:
-        raise UsageError(f"box command: {exc}") from None
+        raise UsageError(f"{what}: {exc}") from None
 
 
 def box_config(

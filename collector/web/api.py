@@ -61,7 +61,7 @@ async def api_box_command(request: web.Request, viewer: Viewer, session: auth.Se
     except (ValueError, UnicodeDecodeError) as exc:
         return api_error(400, "bad_request", f"body: {exc}")
     try:
-        check_box_command(device, op, officer, ticket)
+        check_box_command(device, op, officer, ticket, api=True)
     except EvalboxError as exc:
         return api_error(400, "bad_command", str(exc))
     row = await db.fetchone(

@@ -212,18 +212,19 @@ async def with_api_token(request: web.Request, header: str, handler: AuthedHandl
     try:
         token = await tokens.authenticate(state.db, header)
     except tokens.TokenRefused as exc:
-        resp = api_error(401, exc.code, str(exc))
-        resp.headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
-        return resp
+        refused = api_error(401, exc.code, str(exc))
+        refused.headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
+        return refused
     try:
         await tokens.admit(state.db, token, state.settings.token_rate_per_min)
     except tokens.TokenRateLimited as exc:
-        resp = api_error(429, "rate_limited", str(exc))
-        resp.headers["Retry-After"] = str(exc.retry_after_s)
-        return resp
+        limited = api_error(429, "rate_limited", str(exc))
+        limited.headers["Retry-After"] = str(exc.retry_after_s)
+        return limited
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else request.path
+    resp: web.StreamResponse
     if not tokens.allows(token.scope, request.method, route):
-        resp: web.StreamResponse = api_error(
+        resp = api_error(
             403, "scope", f"token {token.name!r} has scope {token.scope}, which does not allow {request.method} {route}"
         )
     else:

@@ -365,3 +365,28 @@ def test_bad_feed_config_is_one_clear_line(tmp_path: pathlib.Path, feed: dict[st
 def test_push_without_feed_config_says_so(tmp_path: pathlib.Path) -> None:
     res = evalbox("feed", "push", "--db", str(tmp_path / "x.db"))
     assert res.returncode == 2 and "[feed]" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_since_and_the_policy_decide_what_is_queued(store_url: str) -> None:
+    from collector.feed import enqueue
+
+    async def body() -> None:
+        db, _ = await seeded(store_url)
+        try:
+            cfg = FeedConfig(url="https://hcp.example/x", since="2026-10-06")
+            new = await enqueue(db, cfg, Policy())
+            rows = await db.fetch("SELECT MIN(press_ms), COUNT(*) FROM feed_ledger")
+            assert rows[0][1] == new > 0 and rows[0][0] >= local_ms(6, 0) and 0 < new < 70
+            assert await enqueue(db, cfg, Policy()) == 0  # queued once
+            everything = FeedConfig(url="https://hcp.example/x")
+            more = await enqueue(db, everything, Policy(count_unsolicited=True))
+            assert new + more == 71  # the 70 ratings and, counted by this policy, the unsolicited press
+            kinds = await db.fetch(
+                "SELECT e.kind, COUNT(*) FROM feed_ledger f JOIN events e ON e.device_id = f.device_id"
+                " AND e.boot = f.boot AND e.seq = f.seq GROUP BY e.kind ORDER BY e.kind"
+            )
+            assert [tuple(r) for r in kinds] == [("rated", 70), ("unsolicited", 1)]
+        finally:
+            await db.close()
+
+    run(body)

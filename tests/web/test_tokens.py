@@ -184,8 +184,8 @@ def test_box_commands_over_http_in_the_tokens_unit(store_url: str) -> None:
             ({"device": "box-2", "op": "invite"}, 403, "another unit"),
             ({"device": "box-9", "op": "invite"}, 404, "does not exist"),
             ({"device": "box-1", "op": "reboot"}, 400, "expected one of"),
-            ({"device": "box-1", "op": "signin"}, 400, "badge"),
-            ({"device": "box-1", "op": "signout", "ticket": "A1"}, 400, "invite only"),
+            ({"device": "box-1", "op": "signin"}, 400, 'needs "officer"'),
+            ({"device": "box-1", "op": "signout", "ticket": "A1"}, 400, '"ticket" goes with invite only'),
             ({"device": "box-1", "op": "invite", "ticket": "x" * 500}, 400, "box command"),
             ({"device": "box-1"}, 400, "required"),
             ({"device": "box-1", "op": "invite", "extra": 1}, 400, "unknown field"),
@@ -244,3 +244,35 @@ def test_token_secrets_never_reach_the_store_or_the_logs(
             assert tokens.token_hash(token).encode() in raw  # what it keeps instead
     for token in issued:
         assert token[21:] not in logs and token[21:-3] not in logs
+
+
+def test_every_token_use_and_change_reaches_the_audit_hook(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_audit_token_use`` is where the audit trail connects: it is called for each use (allowed or refused by
+    scope or unit) and for add and revoke, with the token's name as actor and never its secret."""
+    calls: list[dict[str, object]] = []
+
+    async def record(db: object, **entry: object) -> None:
+        calls.append(entry)
+
+    monkeypatch.setattr(tokens, "_audit_token_use", record)
+
+    async def body(srv: Server) -> None:
+        token = await tokens.add_token(srv.db, "hcp", "read:reports", unit_id="U1", expires_ms=None, created_by="ops")
+        await call(srv, "GET", f"/api/month?month={MONTH}", token)
+        await call(srv, "GET", f"/api/month?month={MONTH}&unit=U2", token)
+        await call(srv, "GET", "/api/devices", token)
+        await call(srv, "GET", "/api/devices", token[:-1])  # not a token of this store: nobody to audit
+        await tokens.revoke_token(srv.db, "hcp", "ops")
+
+    serve(store_url, body)
+    assert [(c["actor"], c["action"]) for c in calls] == [("ops", "token.add")] + [("token:hcp", "token.use")] * 3 + [
+        ("ops", "token.revoke")
+    ]
+    uses = [c for c in calls if c["action"] == "token.use"]
+    assert [(c["subject"], c["after"]) for c in uses] == [
+        (f"GET /api/month?month={MONTH}", {"status": 200}),
+        (f"GET /api/month?month={MONTH}&unit=U2", {"status": 403}),
+        ("GET /api/devices", {"status": 403}),
+    ]
+    assert calls[0]["after"] == {"id": calls[0]["after"]["id"], "scope": "read:reports", "unit": "U1",  # type: ignore[index]
+                                 "expires_ms": None}  # fmt: skip
