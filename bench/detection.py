@@ -179,6 +179,7 @@ def officer_months(
     }
     bureau = dataclasses.replace(bureau, officers=tuple(people.values()))
     past: dict[str, list[tuple[int, int]]] = {o: [] for o in people}
+    seen: dict[str, list[tuple[int, ...]]] = {o: [] for o in people}
     total: Counter[float] = Counter()
     flagged: Counter[float] = Counter()
     by_rule: Counter[tuple[float, str]] = Counter()
@@ -188,7 +189,9 @@ def officer_months(
             for oid, m in month_of_steps(steps, month).items():
                 rows.append(dataclasses.replace(m, unit_id=people[oid].unit_id))
         history = {o: (sum(u for u, _ in h[-3:]), sum(n for _, n in h[-3:]), len(h[-3:])) for o, h in past.items() if h}
-        for m, check in zip(rows, check_month(rows, rules, history), strict=True):
+        before = {o: (len(d[-3:]), [x for month_delays in d[-3:] for x in month_delays]) for o, d in seen.items() if d}
+        for m, check in zip(rows, check_month(rows, rules, history, before), strict=True):
+            seen[m.officer_id].append(m.delays_ms)  # every month's delays, as the store gives them
             if not check.flags:  # a flagged month is no baseline for the next (unless a review explains it)
                 past[m.officer_id].append((m.unrated, m.invites))
             if check.status != "tested":
@@ -213,8 +216,9 @@ def run_set(name: str, setting: dict[str, Any], rules: OfficerFlagRules) -> dict
             flagged += om["flagged"]
             by_rule += om["by_rule"]
         case = "from_start" if from_start else "after_history"
-        print(f"{name}, fillers {'from month 1' if from_start else 'from month 2-4'}:"
-              f" {sum(total.values())} officer-months; flags by (fill, rule): {dict(sorted(by_rule.items()))}")  # fmt: skip
+        when = "from month 1" if from_start else "from month 2-4"
+        rules_seen = dict(sorted(by_rule.items()))
+        print(f"{name}, fillers {when}: {sum(total.values())} officer-months; flags by (fill, rule): {rules_seen}")
         for f in (0.0, 0.25, 0.5, 1.0):
             share = flagged[f] / total[f] if total[f] else 0.0
             who = "honest" if f == 0 else f"fills {f:.0%} of walk-aways"

@@ -80,8 +80,10 @@ def serve(rnd: random.Random, behaviour: Behaviour, p_satisfied: float, p_rate: 
     satisfied = rnd.random() < p_satisfied
     if behaviour.speed is None:
         return Served(4_000, satisfied)
-    delay = rnd.lognormvariate(math.log(3000 * behaviour.speed), behaviour.spread)
-    return Served(int(min(max(delay, 800), 25_000)), satisfied)
+    while True:  # nobody rates within 0.8 s of the invite, and a rating after 25 s is a late one
+        delay = rnd.lognormvariate(math.log(3000 * behaviour.speed), behaviour.spread)
+        if 800 <= delay <= 25_000:
+            return Served(int(delay), satisfied)
 
 
 def honest_behaviour(rnd: random.Random, *, spread: tuple[float, float] = (0.45, 0.45)) -> Behaviour:
