@@ -265,6 +265,16 @@ class Delays:
     def quantile(self, q: float) -> float:
         return float(self.sorted_ms[min(len(self.sorted_ms) - 1, int(q * len(self.sorted_ms)))])
 
+    def expected_in(self, other: Delays, lo_ms: float, hi_ms: float) -> int:
+        """How many of ``other``'s ratings fall in this officer's band ``[lo_ms, hi_ms)`` placed among theirs:
+        the larger count of two placements, by the medians alone and by the medians and spreads (a placement
+        that stretches into the tail of a window with a sharp edge to its delays must not make the band
+        look emptier than it is)."""
+        r = other.median_ms / self.median_ms
+        return max(
+            other.count(lo_ms * r, hi_ms * r), other.count(self.place_in(other, lo_ms), self.place_in(other, hi_ms))
+        )
+
     def place_in(self, other: Delays, d_ms: float) -> float:
         """``d_ms`` of this officer's delays placed among ``other``'s: the same median and the same spread of
         the quicker half (15th percentile to median) on a log scale.
@@ -303,7 +313,7 @@ def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules)
         share = k / n
         if share < rules.delay_margin_pct / 100:
             continue
-        base = fit_baseline([(o.count(mine.place_in(o, lo), mine.place_in(o, hi)), len(o.sorted_ms)) for o in others])
+        base = fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
         if base is None or share - base.median < rules.delay_margin_pct / 100:
             continue
         p = min(1.0, betabinom_sf(k, n, base.a, base.b) * bands)
