@@ -694,6 +694,19 @@ async def officer_history(db: Database, month: str, n: int = HISTORY_MONTHS) -> 
 
 REVIEW_DECISIONS = ("confirmed", "explained")
 DECISION_WORDS = {"confirmed": "确认 confirmed", "explained": "已说明 explained"}
+# A review's state in words (zh, en), as the notice and the ledger show it.
+REVIEW_WORDS = {
+    "confirmed": ("复核：确认", "Review: confirmed"),
+    "explained": ("复核：已说明", "Review: explained"),
+    "unreviewed": ("待复核", "Awaiting review"),
+}
+RULE_WORDS = {
+    "no_rating_low": ("未评价率异常偏低", "No-rating rate far below the unit's"),
+    "no_rating_drop": ("未评价率骤降", "No-rating rate dropped"),
+    "delay_band": ("评价时间过于集中", "Ratings bunched at one delay"),
+    "satisfied_response": ("高回复率下满意异常", "Satisfied share unlikely for the response rate"),
+    "combined": ("综合迹象", "Combined evidence"),
+}
 
 
 async def reviews(db: Database, month: str) -> dict[str, dict[str, Any]]:

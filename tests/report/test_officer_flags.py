@@ -12,9 +12,11 @@ with too few invites is "not enough data", never a flag.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -337,6 +339,21 @@ def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys:
     notice = capsys.readouterr().out
     assert "民警月度核查（标记不改变满意率）" in notice and "复核：确认 — 代评属实，已谈话" in notice
     assert 'data-officer="P3"' in notice and 'data-officer="P4"' not in notice
+    # the year's ledger keeps the decision with who and when, in every format and both languages
+    ledger = year_ledger_outputs(url, capsys)
+    (entry,) = json.loads(ledger["json-en"])["officer_flags"]
+    assert entry["officer"] == "P3" and entry["month"] == "2026-09" and "no_rating_low" in entry["rules"]
+    assert entry["review"] == review  # decision, note, by, at_ms: as recorded
+    when = dt.datetime.fromtimestamp(review["at_ms"] / 1000, ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    for fmt in ("table", "csv"):
+        assert "民警月度核查标记" in ledger[f"{fmt}-zh"] and "复核：确认" in ledger[f"{fmt}-zh"]
+        assert f"复核说明：代评属实，已谈话（{review['by']}，{when}）" in ledger[f"{fmt}-zh"]
+        assert "未评价率异常偏低" in ledger[f"{fmt}-zh"]
+        assert "Officer-month flag" in ledger[f"{fmt}-en"] and "Review: confirmed" in ledger[f"{fmt}-en"]
+        assert f"note: 代评属实，已谈话 ({review['by']}, {when})" in ledger[f"{fmt}-en"]
+    # a flag is no measure: the ledger's sanctions do not count it
+    actions = json.loads(ledger["json-zh"])["actions"]
+    assert {a["reason"] for a in actions} <= {"below_floor", "reminders", "talks", "warnings", "complaint"}
 
     # explained: the month counts in the officer's history again
     assert (
@@ -360,6 +377,20 @@ def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys:
     )
     drop = [f for f in checks(url)["P3"]["flags"] if f["rule"] == "no_rating_drop"]
     assert drop and "此前 2 个月为 17.2%" in drop[0]["explain_zh"]
+    ledger = year_ledger_outputs(url, capsys)
+    assert json.loads(ledger["json-en"])["officer_flags"][0]["review"]["decision"] == "explained"
+    assert "复核：已说明" in ledger["table-zh"] and "窗口改为自助" in ledger["csv-zh"]
+    assert "Review: explained" in ledger["table-en"] and "复核：确认" not in ledger["table-zh"]
+
+
+def year_ledger_outputs(url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """``evalbox report --year 2026`` in every ledger format and language, by ``fmt-lang``."""
+    out = {}
+    for fmt in ("table", "csv", "json"):
+        for lang in ("zh", "en"):
+            assert main(["report", "--db", url, "--year", "2026", "--format", fmt, "--lang", lang]) == 0
+            out[f"{fmt}-{lang}"] = capsys.readouterr().out
+    return out
 
 
 def test_the_distributions_by_hand_match_exact_sums() -> None:
