@@ -529,7 +529,7 @@ def check_month(
             p_delay, d = delay
             checks[i].p["delay_band"] = p_delay
             candidates["delay_band"].append((i, p_delay, {**words, **d}))
-            combined = _combined(p_no_rating if low_side else None, no_rating_detail, drop, p_delay, d)
+            combined = _combined(p_no_rating if low_side else None, no_rating_detail, drop, p_delay, {**words, **d})
             if combined is not None:
                 checks[i].p["combined"] = combined[0]
                 candidates["combined"].append((i, *combined))

@@ -22,7 +22,7 @@ import pytest
 
 from collector.cli import main
 from collector.errors import ConfigError
-from collector.report.officer_stats import month_checks
+from collector.report.officer_stats import OfficerCheck, check_month, month_checks, month_officers
 from collector.report.policy import Policy, policy_from_dict
 from collector.report.rebuild import rebuild
 from collector.store import connect
@@ -189,6 +189,50 @@ def test_filled_presses_bunched_at_one_delay(store_url: str) -> None:
     band = next(f for f in found["P6"]["flags"] if f["rule"] == "delay_band")
     assert "6–7 s after the invite" in band["explain_en"] or "5.5–6.5 s after the invite" in band["explain_en"]
     assert "在邀请后" in band["explain_zh"]
+    assert all(not c["flags"] for o, c in found.items() if o != "P6")
+
+
+def test_a_habit_from_the_first_month_shows_over_the_months(store_url: str) -> None:
+    # a slow window (a third walk away) where the officer has filled a fifth of the walk-aways 6.2 s after the
+    # invite since the first month: no clean history of their own, and one month alone is short of a flag
+    plans = busy_unit()
+    plans[6] = (200, filling(honest(3, offset=6), 0.2, delay_ms=6200), None)
+    url = make(store_url, plans)
+    found = checks(url)
+    assert rules_of(found["P6"]) == {"delay_band"}, found["P6"]
+    (band,) = found["P6"]["flags"]
+    assert (
+        "本月及此前 2 个月内（本月 147 次中 31 次）441 次评价中 93 次（21.1%）在邀请后 6–7 秒按下" in band["explain_zh"]
+    )
+    assert (
+        "93 of 441 ratings (21.1%) came 6–7 s after the invite over this month and the previous 2" in band["explain_en"]
+    )
+    assert all(not c["flags"] for o, c in found.items() if o != "P6")
+
+    async def month_alone() -> list[OfficerCheck]:
+        async with connect(url) as db:
+            return check_month(await month_officers(db, "2026-10", Policy()), Policy().officer_flags)
+
+    alone = {c.officer_id: c for c in asyncio.run(month_alone())}
+    assert alone["P6"].flags == [] and alone["P6"].p["delay_band"] > 0.01
+
+
+def test_two_hints_short_of_a_flag_alone_combine(store_url: str) -> None:
+    # a quarter walk away all summer; in October the officer fills in 30% of them 7.3 s after the invite:
+    # neither the drop in unrated invites nor the bunched delays is enough alone, together they are
+    plans = busy_unit()
+    plans[6] = (200, honest(4, offset=6), filling(honest(4, offset=6), 0.3, delay_ms=7300))
+    found = checks(make(store_url, plans))
+    assert rules_of(found["P6"]) == {"combined"}, found["P6"]
+    (both,) = found["P6"]["flags"]
+    assert both["explain_zh"] == (
+        "未评价率 18.0%，此前 2 个月为 25.0%，且 18.3% 的评价在邀请后 6.5–7.5 秒按下（同单位民警中位数 9.1%），"
+        "两项合计 p = 0.003"
+    )
+    assert (
+        "and 18.3% of ratings came 6.5–7.5 s after the invite (the same unit's officers' median 9.1%)"
+        in both["explain_en"]
+    )
     assert all(not c["flags"] for o, c in found.items() if o != "P6")
 
 
