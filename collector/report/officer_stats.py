@@ -17,9 +17,12 @@ bureau when the unit has fewer than ``min_officers`` tested officers):
                          is someone rating for the citizens (beta-binomial left tail from
                          the history, its weight capped).
 - ``delay_band``         the share of ratings in one narrow invite→press delay band far
-                         above the other officers' shares there, their delays rescaled
-                         to this officer's speed: a beta-binomial right tail, Bonferroni
-                         over the bands looked at.
+                         above the other officers' shares there, the band placed among
+                         their delays for their speed and spread: a beta-binomial right
+                         tail, Bonferroni over the bands looked at; this month alone, or
+                         with the previous ``HISTORY_MONTHS`` months when this month shows
+                         the same band (a habit from the first month has no clean history
+                         to drop from, but recurs).
 - ``satisfied_response`` a response rate at or above the baseline median together with
                          far fewer unsatisfied ratings than the baseline's
                          (beta-binomial left tail).
@@ -33,7 +36,8 @@ is "not enough data", never flagged. Flags never change a rate; they are shown
 with their numbers in words (zh and en).
 
 ``check_month`` is pure (officer-months in, checks out); ``month_checks`` reads
-one month from the store (SQLite or PostgreSQL) through ``Database``;
+one month (and the previous months' counts and delays) from the store (SQLite
+or PostgreSQL) through ``Database``;
 ``record_month`` records its flags and ``review_month`` a supervisor's review.
 """
 
@@ -304,8 +308,9 @@ def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules)
         return None
     width = rules.delay_band_s * 1000
     step = width / 2
-    bands = max(1, min(int(2 * rules.delay_max_s / rules.delay_band_s) - 1, int(mine.quantile(0.99) / step)))
-    starts = sorted({int(d // step) + k for d in mine.sorted_ms for k in (-1, 0) if int(d // step) + k >= 0})
+    # the bands starting up to the officer's 99th percentile delay (beyond it no band holds a share worth a look)
+    bands = max(1, min(int(2 * rules.delay_max_s / rules.delay_band_s) - 1, int(mine.quantile(0.99) / step) + 1))
+    starts = sorted({int(d // step) + k for d in mine.sorted_ms for k in (-1, 0) if 0 <= int(d // step) + k < bands})
     best: tuple[float, dict[str, Any]] | None = None
     for start in starts:
         lo, hi = start * step, start * step + width
