@@ -1,36 +1,47 @@
 """Self-rating detection on simulated traffic: flagged share of honest vs self-rating presses.
 
 Honest windows: one citizen at a time (service ≥ 90 s plus an exponential wait),
-the officer presses 请评价 and the citizen rates 1–6 s later; a few citizens
+the officer presses 请评价 and the citizen rates 0.8–25 s later (the simulator's
+citizens, ``collector.sim.traffic.serve``, median 3.5 s); a few citizens
 press before the invite or walk away unrated. Self-rating: an officer pressing
 their own box in five ways — bursts, presses with no invite spread over a day,
 invite-and-press in one move, a regular routine, and presses after hours.
 
-    python bench/detection.py [--seed N] [--honest N] [--cheats N]
+    python bench/detection.py [--seed N] [--honest N] [--cheats N] [--fdr PCT]
 
-Officer-months (the self-rating that really happens): thirteen units of ten
-officers over six months; honest officers differ in their citizens'
-walk-away rate (10–35%), speed (6–20 citizens a day, rating delays with
-medians 2.4–4 s) and satisfied share (88–98%); unit 0 is all honest; in every
-other unit one officer starts filling in 50% of walk-aways and another 25%
-(odd units) or 100% (even units), from month 2, 3 or 4 on, pressing 满意 at a
-personal delay of 4–9 s (± 0.35 s). Checked with ``check_month`` and the
-officers' own previous three months left unflagged, as the store feeds it.
-``--fill-from-start``: the fillers fill in from the first month (no honest
-history of their own to compare with).
+Officer-months (the self-rating that really happens), drawn from the
+simulator's behaviours (``demo_bureau(behaviours=True)``, ``plan``): thirteen
+units of ten officers over six months; honest officers differ in their
+citizens' walk-away rate (10–35%), pace (0.8–2.5 × the traffic's arrivals)
+and speed (rating delays with medians 2.4–4 s) and in their satisfied share
+(88–98%); the first unit is all honest; in every other unit one officer fills
+in 50% of walk-aways and another 25% (odd units) or 100% (even units),
+pressing 满意 at a personal delay of 4–9 s. Twice: the fillers starting in
+month 2, 3 or 4 (after a clean history of their own), and from month 1 (no
+clean history). Checked with ``check_month`` as the store feeds it: the
+officers' own previous three months left unflagged for the no-rating history,
+and their previous three months' delays for the delay band.
 
-Prints each scenario's flagged share; the last line is one JSON object
-``{"self_rating_flagged_share": …, "honest_flagged_share": …, "fill_in_officer_recall": …,
-"fill_in_officer_recall_25": …, "fill_in_officer_recall_100": …, "honest_officer_false_flag_share": …,
-"officer_months": …}`` (targets ≥ 0.95, ≤ 0.01, ≥ 0.9, reported, reported, ≤ 0.02).
+Two settings, each over three seeds: the one the checks were developed on
+(citizens' delay sigma 0.45, the filler's habit ± 0.35 s) and one held out
+(other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s).
+
+Prints each scenario's flagged share; the last line is one JSON object: the
+press rules' ``self_rating_flagged_share`` and ``honest_flagged_share``
+(targets ≥ 0.95, ≤ 0.01) and, on the held-out setting, ``fill_in_officer_recall``
+(50% fill, both starts; ≥ 0.9), ``fill_in_officer_recall_25``,
+``fill_in_officer_recall_100``, ``fill_in_officer_recall_from_start``,
+``fill_in_officer_recall_after_history``, ``honest_officer_false_flag_share``
+(≤ 0.02) and ``officer_months``; the same with a ``dev_`` prefix for the
+setting developed on.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
-import math
 import random
 import sys
 from collections import Counter
@@ -39,6 +50,7 @@ from zoneinfo import ZoneInfo
 
 from collector.report.flag_rules import OfficerFlagRules
 from collector.report.officer_stats import OfficerMonth, check_month
+from collector.sim.traffic import Behaviour, Step, Traffic, demo_bureau, plan, serve
 from collector.web.detection import Press, find_flags, share_flags
 from collector.web.settings import DetectionRules
 from protocol.messages import FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED
@@ -69,6 +81,9 @@ def _ms(day: dt.date, minute: float) -> int:
     return int(start.timestamp() * 1000 + minute * 60_000)
 
 
+COUNTER = Behaviour(walk_away=0.076, speed=1.17)  # a busy county counter's citizens (collector.sim.traffic)
+
+
 def honest_day(box: Box, day: dt.date, rng: random.Random) -> None:
     t = 8 * 60 + 30 + rng.uniform(0, 10)  # minutes since midnight
     while True:
@@ -79,11 +94,10 @@ def honest_day(box: Box, day: dt.date, rng: random.Random) -> None:
         r = rng.random()
         if r < 0.004:  # pressed before the officer invited
             box.press(invite - int(rng.uniform(2000, 20000)), invite_ms=None)
-        elif r < 0.08:  # walked away unrated
-            continue
-        else:
-            delay = 1000 + rng.lognormvariate(math.log(2500), 0.5)
-            box.press(invite + int(delay), invite_ms=invite)
+        else:  # the simulator's citizen: rates 0.8–25 s after the invite (median 3.5 s) or walks away
+            served = serve(rng, COUNTER, 1.0, 1.0, 0.0)
+            if served.delay_ms is not None:
+                box.press(invite + served.delay_ms, invite_ms=invite)
 
 
 def cheat(box: Box, day: dt.date, scenario: str, rng: random.Random) -> None:
@@ -130,60 +144,106 @@ def simulate(seed: int, honest: int, cheats: int) -> tuple[list[Press], dict[tup
     return presses, truth
 
 
-def officer_month(
-    rng: random.Random, oid: str, unit: str, honest: tuple[float, float, float, float], fill: float, d0: float
-) -> OfficerMonth:
-    """One officer's month: 22 working days of invites; walk-aways filled in with probability ``fill``."""
-    walk, per_day, speed, sat = honest
-    invites = sum(max(0, round(rng.gauss(per_day, math.sqrt(per_day)))) for _ in range(22))
-    unrated = rated = satisfied = 0
-    delays: list[int] = []
-    for _ in range(invites):
-        if rng.random() < walk:
-            if fill and rng.random() < fill:  # the officer presses 满意 for the citizen who left
-                rated += 1
-                satisfied += 1
-                delays.append(int(1000 * max(0.3, rng.gauss(d0, 0.35))))
-            else:
-                unrated += 1
+MONTHS = ("2026-05", "2026-06", "2026-07", "2026-08", "2026-09", "2026-10")
+# Behaviour the checks were developed on, and behaviour held out (other seeds, citizens whose delays
+# spread 0.35–0.6 instead of 0.45, fillers whose habit wanders by 0.3–0.6 s instead of 0.35 s).
+DEV = {"seeds": (20261122, 1, 2), "spread": (0.45, 0.45), "jitter": (0.35, 0.35)}
+HELD_OUT = {"seeds": (7, 8, 9), "spread": (0.35, 0.6), "jitter": (0.3, 0.6)}
+
+
+def month_of_steps(steps: list[Step], month: str) -> dict[str, OfficerMonth]:
+    """Officer-months as the store gives them from one window's steps: invites, unrated, ratings, delays."""
+    out: dict[str, list[Any]] = {}
+    invite_at = 0
+    for s in steps:
+        e = s.expect[0]
+        if e.officer is None or e.kind not in ("invite", "unrated", "rated"):
+            continue
+        o = out.setdefault(e.officer, [0, 0, 0, 0, []])
+        if e.kind == "invite":
+            o[0] += 1
+            invite_at = s.at_ms
+        elif e.kind == "unrated":
+            o[1] += 1
         else:
-            rated += 1
-            satisfied += rng.random() < sat
-            delays.append(int(rng.lognormvariate(math.log(3000 * speed), 0.45)))
-    return OfficerMonth(oid, unit, invites, unrated, rated, satisfied, tuple(delays))
+            o[2] += 1
+            o[3] += e.level == 1
+            o[4].append(s.at_ms - invite_at)
+    return {k: OfficerMonth(k, "", v[0], v[1], v[2], v[3], tuple(v[4])) for k, v in out.items()}
 
 
 def officer_months(
-    seed: int, rules: OfficerFlagRules, units: int = 13, per_unit: int = 10, months: int = 6, from_start: bool = False
+    seed: int, rules: OfficerFlagRules, *, from_start: bool, spread: tuple[float, float], jitter: tuple[float, float]
 ) -> dict[str, Any]:
-    """Flagged shares of officer-months by fill rate (0 = honest) over ``months`` months."""
-    rng = random.Random(seed)
-    people = {}
-    for u in range(units):
-        for k in range(per_unit):
-            r = random.Random(f"{seed}-{u}-{k}")
-            honest = (r.uniform(0.10, 0.35), r.uniform(6, 20), r.uniform(0.8, 1.35), r.uniform(0.88, 0.98))
-            fill = 0.0 if u == 0 or k >= 2 else (0.5, 0.25 if u % 2 else 1.0)[k]
-            people[f"O{u:02d}-{k}"] = (f"U{u:02d}", honest, fill, 0 if from_start else r.randint(1, 3), r.uniform(4, 9))
+    """Flagged shares of officer-months by fill rate (0 = honest) over six months of the simulator's bureau:
+    thirteen units of ten officers (``demo_bureau(behaviours=True)``), the fillers starting in month 2–4
+    (``from_start``: month 1)."""
+    bureau = demo_bureau(65, seed, units=13, behaviours=True, spread=spread, jitter=jitter)
+    onset = random.Random(seed)
+    people = {
+        o.id: dataclasses.replace(
+            o,
+            behaviour=dataclasses.replace(
+                o.behaviour, fill_from=MONTHS[0 if from_start else onset.randint(1, 3)] if o.behaviour.fill else ""
+            ),
+        )
+        for o in bureau.officers
+    }
+    bureau = dataclasses.replace(bureau, officers=tuple(people.values()))
     past: dict[str, list[tuple[int, int]]] = {o: [] for o in people}
+    seen: dict[str, list[tuple[int, ...]]] = {o: [] for o in people}
     total: Counter[float] = Counter()
     flagged: Counter[float] = Counter()
     by_rule: Counter[tuple[float, str]] = Counter()
-    for month in range(months):
-        rows = []
-        for oid, (unit, honest, fill, onset, d0) in people.items():
-            now_fill = fill if month >= onset else 0.0
-            rows.append((now_fill, officer_month(rng, oid, unit, honest, now_fill, d0)))
+    for n, month in enumerate(MONTHS):
+        rows: list[OfficerMonth] = []
+        for steps in plan(bureau, month, Traffic(), seed * 100 + n, "Asia/Shanghai").values():
+            for oid, m in month_of_steps(steps, month).items():
+                rows.append(dataclasses.replace(m, unit_id=people[oid].unit_id))
         history = {o: (sum(u for u, _ in h[-3:]), sum(n for _, n in h[-3:]), len(h[-3:])) for o, h in past.items() if h}
-        for (fill, m), check in zip(rows, check_month([m for _, m in rows], rules, history), strict=True):
+        before = {o: (len(d[-3:]), [x for month_delays in d[-3:] for x in month_delays]) for o, d in seen.items() if d}
+        for m, check in zip(rows, check_month(rows, rules, history, before), strict=True):
+            seen[m.officer_id].append(m.delays_ms)  # every month's delays, as the store gives them
             if not check.flags:  # a flagged month is no baseline for the next (unless a review explains it)
                 past[m.officer_id].append((m.unrated, m.invites))
             if check.status != "tested":
                 continue
+            fill = people[m.officer_id].behaviour.filling(month)
             total[fill] += 1
             flagged[fill] += bool(check.flags)
             by_rule.update((fill, f["rule"]) for f in check.flags)
     return {"total": total, "flagged": flagged, "by_rule": by_rule}
+
+
+def run_set(name: str, setting: dict[str, Any], rules: OfficerFlagRules) -> dict[str, float]:
+    """Every seed of ``setting``, fillers from month 1 and from month 2–4: flagged shares, printed."""
+    out: dict[str, float] = {}
+    for from_start in (False, True):
+        total: Counter[float] = Counter()
+        flagged: Counter[float] = Counter()
+        by_rule: Counter[tuple[float, str]] = Counter()
+        for seed in setting["seeds"]:
+            om = officer_months(seed, rules, from_start=from_start, spread=setting["spread"], jitter=setting["jitter"])
+            total += om["total"]
+            flagged += om["flagged"]
+            by_rule += om["by_rule"]
+        case = "from_start" if from_start else "after_history"
+        when = "from month 1" if from_start else "from month 2-4"
+        rules_seen = dict(sorted(by_rule.items()))
+        print(f"{name}, fillers {when}: {sum(total.values())} officer-months; flags by (fill, rule): {rules_seen}")
+        for f in (0.0, 0.25, 0.5, 1.0):
+            share = flagged[f] / total[f] if total[f] else 0.0
+            who = "honest" if f == 0 else f"fills {f:.0%} of walk-aways"
+            print(f"  {who:28s} {flagged[f]:4d} / {total[f]:4d} officer-months flagged = {share:.4f}")
+            out[f"{case}_{f}"] = share
+            out[f"{case}_n_{f}"] = total[f]
+            out[f"{case}_hit_{f}"] = flagged[f]
+    for f in (0.0, 0.25, 0.5, 1.0):  # both cases together
+        hits = out[f"after_history_hit_{f}"] + out[f"from_start_hit_{f}"]
+        n = out[f"after_history_n_{f}"] + out[f"from_start_n_{f}"]
+        out[f"all_{f}"] = hits / n if n else 0.0
+        out[f"all_n_{f}"] = n
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,9 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--honest", type=int, default=60, help="honest officers")
     ap.add_argument("--cheats", type=int, default=20, help="officers who also rate themselves")
-    ap.add_argument(
-        "--fill-from-start", action="store_true", help="fillers fill in from the first month (no honest history)"
-    )
     ap.add_argument("--fdr", type=float, default=OfficerFlagRules().false_discovery_pct, help="officer checks' FDR, %%")
     args = ap.parse_args(argv)
     rules = DetectionRules()
@@ -209,24 +266,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {who:18s} {hit[who]:6d} / {total[who]:6d} flagged = {hit[who] / total[who]:.4f}")
     self_total = sum(total[s] for s in SCENARIOS)
     self_hit = sum(hit[s] for s in SCENARIOS)
-    om = officer_months(args.seed, OfficerFlagRules(false_discovery_pct=args.fdr), from_start=args.fill_from_start)
-    share = {f: om["flagged"][f] / om["total"][f] if om["total"][f] else 0.0 for f in (0.0, 0.25, 0.5, 1.0)}
-    print(
-        f"officer-months checked: {sum(om['total'].values())};"
-        f" flags by (fill, rule): {dict(sorted(om['by_rule'].items()))}"
-    )
-    for f in (0.0, 0.25, 0.5, 1.0):
-        who = "honest" if f == 0 else f"fills {f:.0%} of walk-aways"
-        print(f"  {who:28s} {om['flagged'][f]:4d} / {om['total'][f]:4d} officer-months flagged = {share[f]:.4f}")
-    result = {
+    officer_rules = OfficerFlagRules(false_discovery_pct=args.fdr)
+    dev = run_set("developed on", DEV, officer_rules)
+    held = run_set("held out", HELD_OUT, officer_rules)
+    result: dict[str, Any] = {
         "self_rating_flagged_share": round(self_hit / self_total, 4) if self_total else 0.0,
         "honest_flagged_share": round(hit["honest"] / total["honest"], 4) if total["honest"] else 0.0,
-        "fill_in_officer_recall": round(share[0.5], 4),
-        "fill_in_officer_recall_25": round(share[0.25], 4),
-        "fill_in_officer_recall_100": round(share[1.0], 4),
-        "honest_officer_false_flag_share": round(share[0.0], 4),
-        "officer_months": sum(om["total"].values()),
     }
+    for prefix, figures in (("", held), ("dev_", dev)):
+        result |= {
+            f"{prefix}fill_in_officer_recall": round(figures["all_0.5"], 4),
+            f"{prefix}fill_in_officer_recall_25": round(figures["all_0.25"], 4),
+            f"{prefix}fill_in_officer_recall_100": round(figures["all_1.0"], 4),
+            f"{prefix}fill_in_officer_recall_from_start": round(figures["from_start_0.5"], 4),
+            f"{prefix}fill_in_officer_recall_after_history": round(figures["after_history_0.5"], 4),
+            f"{prefix}honest_officer_false_flag_share": round(figures["all_0.0"], 4),
+            f"{prefix}officer_months": int(sum(figures[f"all_n_{f}"] for f in (0.0, 0.25, 0.5, 1.0))),
+        }
     print(json.dumps(result))
     return 0
 

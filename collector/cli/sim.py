@@ -43,6 +43,9 @@ def _common(p: argparse.ArgumentParser, boxes: int, workdir: str | None) -> None
     p.add_argument("--arrivals-per-hour", type=_positive(float, "--arrivals-per-hour"), default=2.0,
                    help="citizens served per window and hour (default 2)")  # fmt: skip
     p.add_argument("--seed", type=int, default=1, help="reproduce a run (default 1)")
+    p.add_argument("--behaviours", action="store_true",
+                   help="windows of their own kind (walk-away rates 10-35%%, paces, citizens' speeds) and, in "
+                        "every unit but the first, officers filling in walk-aways / 民警代评等行为")  # fmt: skip
     p.add_argument("--workdir", default=workdir, help="where the broker, store and box flash images go")
 
 
@@ -72,7 +75,7 @@ def _options(args: argparse.Namespace, workdir: pathlib.Path) -> SimOptions:
     return SimOptions(
         workdir=workdir, boxes=args.boxes, serial_every=args.serial_every, month=args.month, days=args.days,
         arrivals_per_hour=args.arrivals_per_hour, seed=args.seed, web_listen=args.web, store_url=store_url,
-        collectors=collectors,
+        collectors=collectors, behaviours=args.behaviours,
     )  # fmt: skip
 
 

@@ -20,6 +20,10 @@ once a year per officer.
 Within a month, complaints come first (by date), the month's band next, each measure's step up the
 ladder right after it, the leaders' escalation last.
 
+The officer-month flags of the year (``officer_flags``) are listed beside the sanctions with the
+supervisor's review (confirmed / explained, note, who, when) or "awaiting review"; a flag never
+changes a rate or a measure.
+
 Months are read as the monthly report shows them. A closed month is the one
 frozen at its close, judged under the policy in force then: its band, its
 penalty points and the escalation thresholds of its actions are that
@@ -36,10 +40,12 @@ from collections import defaultdict
 
 from collector.errors import UsageError
 from collector.report.monthly import Line, MonthlyReport, Registry, load_registry, monthly_report
+from collector.report.officer_stats import REVIEW_WORDS, RULE_WORDS
 from collector.report.policy import Policy
 from collector.report.rates import band, pct_text, ratio, wilson
 from collector.store import Database
 from collector.store.audit import append_audit, sha256_text
+from collector.timeplace import zone
 
 MEASURES = ("reminder", "talk", "warning", "no_honours", "escalation")
 TARGETS = ("officer", "unit_leader", "bureau_leader")  # who a measure is for
@@ -75,12 +81,27 @@ class OfficerYear:
 
 
 @dataclasses.dataclass(frozen=True)
+class FlagReview:
+    """An officer-month flagged by the officer-month checks (recorded by ``evalbox flags check``, the month's
+    close or the web page's alert scan) and the supervisor's review of it, if any (复核)."""
+
+    officer: str
+    month: str
+    rules: tuple[str, ...]  # the rules that flagged the month
+    decision: str | None = None  # 'confirmed' | 'explained'; None: not reviewed yet
+    note: str = ""
+    by: str = ""
+    at_ms: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Ledger:
     year: int
     months: list[str]
     actions: list[Action]
     officers: list[OfficerYear]
     candidates: list[OfficerYear]  # year-end excellent-officer candidates, best first
+    flags: list[FlagReview] = dataclasses.field(default_factory=list)  # officer-month flags and their reviews
 
 
 def _check_day(day: str) -> str:
@@ -143,7 +164,37 @@ async def year_ledger(db: Database, year: int, policy: Policy) -> Ledger:
         except UsageError:  # a closed month that never had data
             continue
     registry = await load_registry(db)
-    return apply_rules(year, reports, [(r[0], r[1], r[2]) for r in complaints], policy, registry)
+    ledger = apply_rules(year, reports, [(r[0], r[1], r[2]) for r in complaints], policy, registry)
+    return dataclasses.replace(ledger, flags=await flag_reviews(db, first, last))
+
+
+async def flag_reviews(db: Database, first: str, last: str) -> list[FlagReview]:
+    """The recorded officer-month flags of months ``first``..``last`` with their reviews, by month and officer.
+
+    A flag never changes a rate or a measure: the ledger lists it beside the sanctions so the supervisor's
+    decision (confirmed / explained, note, who, when) is kept with the year."""
+    rules: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for officer, month, rule in await db.fetch(
+        "SELECT officer_id, month, rule FROM officer_flags WHERE month >= ? AND month <= ?", (first, last)
+    ):
+        rules[officer, month].add(rule)
+    reviewed = {
+        (r[0], r[1]): r[2:]
+        for r in await db.fetch(
+            "SELECT officer_id, month, decision, note, reviewed_by, reviewed_ms FROM officer_flag_reviews"
+            " WHERE month >= ? AND month <= ?",
+            (first, last),
+        )
+    }
+    out = []
+    for (officer, month), found in sorted(rules.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        review = reviewed.get((officer, month))
+        if review is None:
+            out.append(FlagReview(officer, month, tuple(sorted(found))))
+        else:
+            decision, note, by, at = review
+            out.append(FlagReview(officer, month, tuple(sorted(found)), decision, note, by, int(at)))
+    return out
 
 
 def leaders(registry: Registry | None, officer: str, unit: str) -> tuple[str, str]:
@@ -253,6 +304,22 @@ def apply_rules(
         officers=sorted(people.values(), key=lambda p: p.officer),
         candidates=eligible[: policy.year_candidates],
     )
+
+
+def flag_words(flag: FlagReview, lang: str, tz: str) -> tuple[str, str]:
+    """A ledger line's words for an officer-month flag: its review state, and the rules with the review's
+    note, who and when (local time in ``tz``)."""
+    en = lang == "en"
+    state = REVIEW_WORDS[flag.decision or "unreviewed"][en]
+    rules = (", " if en else "、").join(RULE_WORDS.get(r, (r, r))[en] for r in flag.rules)
+    if flag.decision is None:
+        return state, rules
+    when = (
+        "" if flag.at_ms is None else dt.datetime.fromtimestamp(flag.at_ms / 1000, zone(tz)).strftime("%Y-%m-%d %H:%M")
+    )
+    if en:
+        return state, f"{rules}; note: {flag.note} ({flag.by}, {when})"
+    return state, f"{rules}；复核说明：{flag.note}（{flag.by}，{when}）"
 
 
 def year_rate_band(person: OfficerYear, policy: Policy) -> tuple[str, str]:

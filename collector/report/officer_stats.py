@@ -17,9 +17,12 @@ bureau when the unit has fewer than ``min_officers`` tested officers):
                          is someone rating for the citizens (beta-binomial left tail from
                          the history, its weight capped).
 - ``delay_band``         the share of ratings in one narrow invite→press delay band far
-                         above the other officers' shares there, their delays rescaled
-                         to this officer's speed: a beta-binomial right tail, Bonferroni
-                         over the bands looked at.
+                         above the other officers' shares there, the band placed among
+                         their delays for their speed and spread: a beta-binomial right
+                         tail, Bonferroni over the bands looked at; this month alone, or
+                         with the previous ``HISTORY_MONTHS`` months when this month shows
+                         the same band (a habit from the first month has no clean history
+                         to drop from, but recurs).
 - ``satisfied_response`` a response rate at or above the baseline median together with
                          far fewer unsatisfied ratings than the baseline's
                          (beta-binomial left tail).
@@ -33,7 +36,8 @@ is "not enough data", never flagged. Flags never change a rate; they are shown
 with their numbers in words (zh and en).
 
 ``check_month`` is pure (officer-months in, checks out); ``month_checks`` reads
-one month from the store (SQLite or PostgreSQL) through ``Database``;
+one month (and the previous months' counts and delays) from the store (SQLite
+or PostgreSQL) through ``Database``;
 ``record_month`` records its flags and ``review_month`` a supervisor's review.
 """
 
@@ -204,11 +208,11 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "drop looks like someone rating for the citizens",
     ),
     "delay_band": (
-        "{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，{group_zh}民警（按各自快慢换算）"
+        "{span_zh}{rated} 次评价中 {in_band} 次（{share}）在邀请后 {lo}–{hi} 秒按下，{group_zh}民警（按各自快慢换算）"
         "在该区间中位数 {base}（{p}）；群众按键快慢不一，集中在同一秒数像同一人的习惯动作",
-        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite; {group_en} officers, matched "
-        "for speed, have a median of {base} there ({p}); citizens differ in speed, so ratings bunched at one delay "
-        "look like one person's routine",
+        "{in_band} of {rated} ratings ({share}) came {lo}–{hi} s after the invite{span_en}; {group_en} officers, "
+        "matched for speed, have a median of {base} there ({p}); citizens differ in speed, so ratings bunched at "
+        "one delay look like one person's routine",
     ),
     "satisfied_response": (
         "回复率 {response}（{group_zh}中位数 {base_response}）而 {rated} 次评价中不满意仅 {unsatisfied} 次"
@@ -218,9 +222,10 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "do not usually mean fewer unsatisfied ones",
     ),
     "combined": (
-        "{no_rating_zh}，且 {share} 的评价在邀请后 {lo}–{hi} 秒按下（{group_zh}民警中位数 {base}），两项合计 {p}",
-        "{no_rating_en}, and {share} of ratings came {lo}–{hi} s after the invite ({group_en} officers' median "
-        "{base}); together {p}",
+        "{no_rating_zh}，且{span_zh} {share} 的评价在邀请后 {lo}–{hi} 秒按下（{group_zh}民警中位数 {base}），"
+        "两项合计 {p}",
+        "{no_rating_en}, and {share} of ratings came {lo}–{hi} s after the invite{span_en} ({group_en} officers' "
+        "median {base}); together {p}",
     ),
     "not_enough_data": (
         "本月 {invites} 次邀请，不足 {min_invites} 次，数据不足，不作判断",
@@ -262,14 +267,41 @@ class Delays:
     def count(self, lo_ms: float, hi_ms: float) -> int:
         return bisect.bisect_left(self.sorted_ms, hi_ms) - bisect.bisect_left(self.sorted_ms, lo_ms)
 
+    def quantile(self, q: float) -> float:
+        return float(self.sorted_ms[min(len(self.sorted_ms) - 1, int(q * len(self.sorted_ms)))])
+
+    def expected_in(self, other: Delays, lo_ms: float, hi_ms: float) -> int:
+        """How many of ``other``'s ratings fall in this officer's band ``[lo_ms, hi_ms)`` placed among theirs:
+        the larger count of two placements, by the medians alone and by the medians and spreads (a placement
+        that stretches into the tail of a window with a sharp edge to its delays must not make the band
+        look emptier than it is)."""
+        r = other.median_ms / self.median_ms
+        return max(
+            other.count(lo_ms * r, hi_ms * r), other.count(self.place_in(other, lo_ms), self.place_in(other, hi_ms))
+        )
+
+    def place_in(self, other: Delays, d_ms: float) -> float:
+        """``d_ms`` of this officer's delays placed among ``other``'s: the same median and the same spread of
+        the quicker half (15th percentile to median) on a log scale.
+
+        Windows differ in how quick their citizens are and in how much their citizens differ; the quicker half
+        is what ratings filled in a few seconds after the invite (usually slower than most citizens) move least.
+        """
+        if d_ms <= 0 or self.median_ms <= 0 or other.median_ms <= 0:
+            return 0.0
+        mine = math.log(self.median_ms / max(1.0, self.quantile(0.15))) or 1.0
+        theirs = math.log(other.median_ms / max(1.0, other.quantile(0.15))) or 1.0
+        return other.median_ms * math.exp(math.log(d_ms / self.median_ms) / mine * theirs)
+
 
 def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules) -> tuple[float, dict[str, Any]] | None:
-    """The officer's densest narrow band against the other officers' shares in the same band, speed-matched.
+    """The officer's densest narrow band against the other officers' shares in the same band, matched.
 
-    Each other officer's delays are rescaled by the ratio of medians (their citizens may simply be quicker or
-    slower); their shares in the band give a beta baseline (median, robust spread between officers), and the
-    officer's count a beta-binomial right tail, times the number of bands looked at (Bonferroni). The share
-    must also exceed the baseline median by ``delay_margin_pct``.
+    Each other officer's band is the officer's placed among their delays (``Delays.place_in``: their
+    citizens may simply be quicker or slower, or differ more among themselves); their shares in it give a
+    beta baseline (median, robust spread between officers), and the officer's count a beta-binomial right
+    tail, times the number of bands looked at up to the officer's 99th percentile delay (Bonferroni). The
+    share must also exceed the baseline median by ``delay_margin_pct``.
     """
     n = len(mine.sorted_ms)
     others = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
@@ -277,8 +309,9 @@ def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules)
         return None
     width = rules.delay_band_s * 1000
     step = width / 2
-    bands = max(1, int(2 * rules.delay_max_s / rules.delay_band_s) - 1)
-    starts = sorted({int(d // step) + k for d in mine.sorted_ms for k in (-1, 0) if int(d // step) + k >= 0})
+    # the bands starting up to the officer's 99th percentile delay (beyond it no band holds a share worth a look)
+    bands = max(1, min(int(2 * rules.delay_max_s / rules.delay_band_s) - 1, int(mine.quantile(0.99) / step) + 1))
+    starts = sorted({int(d // step) + k for d in mine.sorted_ms for k in (-1, 0) if 0 <= int(d // step) + k < bands})
     best: tuple[float, dict[str, Any]] | None = None
     for start in starts:
         lo, hi = start * step, start * step + width
@@ -286,11 +319,7 @@ def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules)
         share = k / n
         if share < rules.delay_margin_pct / 100:
             continue
-        scaled = [
-            (o.count(lo * o.median_ms / mine.median_ms, hi * o.median_ms / mine.median_ms), len(o.sorted_ms))
-            for o in others
-        ]
-        base = fit_baseline(scaled)
+        base = fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
         if base is None or share - base.median < rules.delay_margin_pct / 100:
             continue
         p = min(1.0, betabinom_sf(k, n, base.a, base.b) * bands)
@@ -302,11 +331,56 @@ def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules)
                     "in_band": k,
                     "share": pct(share),
                     "base": pct(base.median),
+                    "base_share": base.median,
                     "lo": f"{lo / 1000:g}",
                     "hi": f"{hi / 1000:g}",
+                    "lo_ms": lo,
+                    "hi_ms": hi,
+                    "span_zh": "",
+                    "span_en": "",
                 },
             )
     return best
+
+
+def _delay_habit(
+    now: Delays,
+    pooled: Delays,
+    others_now: Sequence[Delays],
+    others_pooled: Sequence[Delays],
+    past_months: int,
+    rules: OfficerFlagRules,
+) -> tuple[float, dict[str, Any]] | None:
+    """The delay band of this month alone, or of this month with the previous ones (a routine recurs month
+    after month; an officer filling in from the first month has no clean history of their own, but the
+    habit shows sooner over more months), whichever is stronger, doubled (Bonferroni over the two).
+
+    The months together count only when this month's own share in their band is also above the baseline's
+    by ``delay_margin_pct``: a past habit does not flag a month without it.
+    """
+    alone = _delay_test(now, others_now, rules)
+    if not past_months or len(pooled.sorted_ms) == len(now.sorted_ms):
+        return alone
+    together = _delay_test(pooled, others_pooled, rules)
+    if together is not None:
+        d = together[1]
+        k, n = now.count(d["lo_ms"], d["hi_ms"]), len(now.sorted_ms)
+        if not n or k / n - d["base_share"] < rules.delay_margin_pct / 100:
+            together = None
+        else:
+            together = (
+                together[0],
+                {
+                    **d,
+                    "span_zh": f"本月及此前 {past_months} 个月内（本月 {n} 次中 {k} 次）",
+                    "span_en": f" over this month and the previous {past_months} (this month {k} of {n})",
+                },
+            )
+    found = [x for x in (alone, together) if x is not None]
+    if not found:
+        return None
+    p, detail = min(found, key=lambda x: x[0])
+    return min(1.0, 2 * p), detail
 
 
 def _combined(
@@ -377,10 +451,12 @@ def check_month(
     months: Sequence[OfficerMonth],
     rules: OfficerFlagRules,
     history: Mapping[str, tuple[int, int, int]] | None = None,
+    past_delays: Mapping[str, tuple[int, Sequence[int]]] | None = None,
 ) -> list[OfficerCheck]:
     """Every officer-month's check, flags explained; order of ``months`` kept.
 
     ``history``: officer → (unrated, invites, months) over the previous months, for ``no_rating_drop``.
+    ``past_delays``: officer → (months, delays) over the previous months, for ``delay_band``.
     """
     checks = [
         OfficerCheck(
@@ -400,6 +476,13 @@ def check_month(
     for i in tested:
         by_unit[months[i].unit_id].append(i)
     delays = {i: Delays.of(months[i].delays_ms, rules) for i in tested}
+    past_delays = past_delays or {}
+    pooled = {
+        i: Delays.of([*months[i].delays_ms, *past_delays[months[i].officer_id][1]], rules)
+        if months[i].officer_id in past_delays
+        else delays[i]
+        for i in tested
+    }
     candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
     bureau = fit_baseline([(months[j].unrated, months[j].invites) for j in tested])
     bureau_spread = None if bureau is None else bureau.a + bureau.b  # beta concentration: smaller = wider
@@ -440,12 +523,19 @@ def check_month(
         if drop is not None:
             checks[i].p["no_rating_drop"] = drop[0]
             candidates["no_rating_drop"].append((i, drop[0], drop[1]))
-        delay = _delay_test(delays[i], [delays[j] for j in others], rules)
+        delay = _delay_habit(
+            delays[i],
+            pooled[i],
+            [delays[j] for j in others],
+            [pooled[j] for j in others],
+            past_delays.get(m.officer_id, (0, ()))[0],
+            rules,
+        )
         if delay is not None:
             p_delay, d = delay
             checks[i].p["delay_band"] = p_delay
             candidates["delay_band"].append((i, p_delay, {**words, **d}))
-            combined = _combined(p_no_rating if low_side else None, no_rating_detail, drop, p_delay, d)
+            combined = _combined(p_no_rating if low_side else None, no_rating_detail, drop, p_delay, {**words, **d})
             if combined is not None:
                 checks[i].p["combined"] = combined[0]
                 candidates["combined"].append((i, *combined))
@@ -514,17 +604,9 @@ async def month_officers(db: Database, month: str, policy: Policy) -> list[Offic
     ):
         counts[officer][0 if kind == "invite" else 1] += int(n)
     units = {r[0]: r[1] for r in await db.fetch("SELECT id, unit_id FROM officers")}
-    kinds = sorted(policy.counted)
-    rows = await db.fetch(
-        "SELECT e.officer_id, e.level, e.scale, e.press_ms - i.opened_ms, COALESCE(w.unit_id, '') FROM events e"
-        " LEFT JOIN invites i ON i.device_id = e.device_id AND i.boot = e.boot AND i.invite_no = e.invite_no"
-        " LEFT JOIN windows w ON w.id = e.window_id"
-        f" WHERE e.type = 'press' AND e.month = ? AND e.officer_id <> '' AND e.kind IN ({','.join('?' * len(kinds))})",
-        [month, *kinds],
-    )
     rated: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     delays: dict[str, list[int]] = defaultdict(list)
-    for officer, level, scale, delay, window_unit in rows:
+    for officer, level, scale, delay, window_unit, _month in await _ratings(db, month, month, policy):
         r = rated[officer]
         r[0] += 1
         if scale in policy.satisfied and level in policy.satisfied[scale]:
@@ -542,6 +624,35 @@ async def month_officers(db: Database, month: str, policy: Policy) -> list[Offic
             )
         )
     return out
+
+
+async def _ratings(db: Database, first: str, last: str, policy: Policy) -> Sequence[Sequence[Any]]:
+    """Signed-in officers' counted presses of months ``first``..``last``: officer, level, scale,
+    invite→press delay (ms, None without its invite), the window's unit, month."""
+    kinds = sorted(policy.counted)
+    return await db.fetch(
+        "SELECT e.officer_id, e.level, e.scale, e.press_ms - i.opened_ms, COALESCE(w.unit_id, ''), e.month"
+        " FROM events e"
+        " LEFT JOIN invites i ON i.device_id = e.device_id AND i.boot = e.boot AND i.invite_no = e.invite_no"
+        " LEFT JOIN windows w ON w.id = e.window_id"
+        " WHERE e.type = 'press' AND e.month >= ? AND e.month <= ? AND e.officer_id <> ''"
+        f" AND e.kind IN ({','.join('?' * len(kinds))})",
+        [first, last, *kinds],
+    )
+
+
+async def officer_past_delays(
+    db: Database, month: str, policy: Policy, n: int = HISTORY_MONTHS
+) -> dict[str, tuple[int, list[int]]]:
+    """Officer → (months, invite→press delays) over the ``n`` months before ``month``, flagged months
+    included: for ``delay_band`` a routine that recurs is the point, and this month must show it too."""
+    past = previous_months(month, n)
+    out: dict[str, tuple[set[str], list[int]]] = defaultdict(lambda: (set(), []))
+    for officer, _level, _scale, delay, _unit, mon in await _ratings(db, past[0], past[-1], policy):
+        if delay is not None:
+            out[officer][0].add(mon)
+            out[officer][1].append(int(delay))
+    return {o: (len(months), delays) for o, (months, delays) in out.items()}
 
 
 def previous_months(month: str, n: int) -> list[str]:
@@ -589,6 +700,19 @@ async def officer_history(db: Database, month: str, n: int = HISTORY_MONTHS) -> 
 
 REVIEW_DECISIONS = ("confirmed", "explained")
 DECISION_WORDS = {"confirmed": "确认 confirmed", "explained": "已说明 explained"}
+# A review's state in words (zh, en), as the notice and the ledger show it.
+REVIEW_WORDS = {
+    "confirmed": ("复核：确认", "Review: confirmed"),
+    "explained": ("复核：已说明", "Review: explained"),
+    "unreviewed": ("待复核", "Awaiting review"),
+}
+RULE_WORDS = {
+    "no_rating_low": ("未评价率异常偏低", "No-rating rate far below the unit's"),
+    "no_rating_drop": ("未评价率骤降", "No-rating rate dropped"),
+    "delay_band": ("评价时间过于集中", "Ratings bunched at one delay"),
+    "satisfied_response": ("高回复率下满意异常", "Satisfied share unlikely for the response rate"),
+    "combined": ("综合迹象", "Combined evidence"),
+}
 
 
 async def reviews(db: Database, month: str) -> dict[str, dict[str, Any]]:
@@ -617,7 +741,8 @@ async def month_checks(db: Database, month: str, policy: Policy) -> dict[str, Of
     else:
         months = await month_officers(db, month, policy)
         history = await officer_history(db, month)
-        found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history)}
+        past_delays = await officer_past_delays(db, month, policy)
+        found = {c.officer_id: c for c in check_month(months, policy.officer_flags, history, past_delays)}
     for officer, review in (await reviews(db, month)).items():
         if officer in found:
             found[officer].review = review

@@ -19,9 +19,10 @@ from typing import Any
 
 from collector.errors import UsageError
 from collector.report.glossary import TERMS
-from collector.report.ledger import Action, Ledger, year_rate_band
+from collector.report.ledger import Action, Ledger, flag_words, year_rate_band
 from collector.report.monthly import Line, MonthlyReport
 from collector.report.notice import Notice, bare_notice
+from collector.report.officer_stats import REVIEW_WORDS
 from collector.report.policy import Policy
 from collector.report.rates import pct_cut, pct_text
 
@@ -86,6 +87,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "warnings": ("告诫累计", "Warnings reached"),
     "complaints": TERMS["complaint"],
     "measure_for": ("对象", "For"),  # whom a ledger measure is for (not the policy's target rate)
+    "officer_flag": ("民警月度核查标记", "Officer-month flag"),
     "target_officer": ("民警本人", "the officer"),
     "target_unit_leader": ("单位领导", "unit leader"),
     "target_bureau_leader": ("分管局领导", "bureau leader"),
@@ -683,9 +685,7 @@ def _notice_table(
 
 FLAG_WORDS = {
     "heading": ("民警月度核查（标记不改变满意率）", "Officer-month checks (a flag never changes a rate)"),
-    "confirmed": ("复核：确认", "Review: confirmed"),
-    "explained": ("复核：已说明", "Review: explained"),
-    "unreviewed": ("待复核", "Awaiting review"),
+    **REVIEW_WORDS,
 }
 
 
@@ -917,6 +917,15 @@ def ledger_json(ledger: Ledger, policy: Policy) -> dict[str, Any]:
             for p in ledger.officers
         ],
         "candidates": [p.officer for p in ledger.candidates],
+        "officer_flags": [
+            {
+                "officer": f.officer,
+                "month": f.month,
+                "rules": list(f.rules),
+                "review": f.decision and {"decision": f.decision, "note": f.note, "by": f.by, "at_ms": f.at_ms},
+            }
+            for f in ledger.flags
+        ],
     }
 
 
@@ -937,6 +946,9 @@ def render_ledger(ledger: Ledger, policy: Policy, fmt: str, lang: str) -> bytes:
         ]
         for a in ledger.actions
     ]
+    for f in ledger.flags:  # officer-month flags and their review (复核): beside the measures, never one
+        state, detail = flag_words(f, lang, policy.timezone)
+        rows.append([f.officer, f.month, label("officer_flag", lang), "", state, "", detail])
     header = [label(c, lang) for c in cols]
     if fmt == "csv":
         buf = io.StringIO()

@@ -46,6 +46,7 @@ class SimOptions:
     store_url: str | None = None  # None: an SQLite file in ``workdir``
     collectors: int = 1  # 2 or more: sharing the broker stream, writing one (PostgreSQL) store
     broker: str = "mosquitto"  # or "nats" (NATS server with MQTT; one collector: it has no shared subscriptions)
+    behaviours: bool = False  # officers' own windows and fillers (``demo_bureau(behaviours=True)``)
 
 
 @dataclasses.dataclass
@@ -131,7 +132,7 @@ async def simulate(
     check_store_options(opts.store_url, opts.collectors)
     t0 = time.monotonic()
     month = opts.month or last_month(opts.timezone)
-    bureau = demo_bureau(opts.boxes, opts.seed, serial_every=opts.serial_every)
+    bureau = demo_bureau(opts.boxes, opts.seed, serial_every=opts.serial_every, behaviours=opts.behaviours)
     plans = plan(bureau, month, Traffic(arrivals_per_hour=opts.arrivals_per_hour), opts.seed, opts.timezone, opts.days)
     n_serial = sum(w.transport == "serial" for w in bureau.windows)
     serve = "evalbox serve" if opts.collectors == 1 else f"{opts.collectors}× evalbox serve (shared 共享订阅)"

@@ -8,6 +8,17 @@ unsolicited presses and repeat presses). Each step says what the box should
 record (``expect``); the driver checks the box agrees as it goes, and the
 ``Truth`` sums the expectations per officer the way the monthly report does.
 
+Each officer has a ``Behaviour``: by default the quiet counter of the traffic
+model (everyone rates 4 s after the invite, the traffic's walk-away rate).
+``demo_bureau(..., behaviours=True)`` gives every officer a window of their
+own kind (``honest_behaviour``: a real walk-away rate of 10–35%, their own
+pace and their citizens' own speed) and, in every unit but the first (where
+everyone is honest), one officer who fills in half the walk-aways and one who
+fills in a quarter or all of them: pressing 满意 on the box a citizen-like few
+seconds after the invite, one press per invite (``serve``). The detection
+bench (``bench/detection.py``) draws its officer-months from these same
+behaviours.
+
 Everything is drawn from one ``random.Random(seed)``: a seed reproduces a plan.
 """
 
@@ -15,11 +26,82 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
 from collector.timeplace import month_of, parse_month, zone
+
+
+@dataclasses.dataclass(frozen=True)
+class Behaviour:
+    """What happens at an officer's window besides the satisfaction: the citizens and the officer's own hand.
+
+    The defaults are the traffic model's quiet counter: the traffic's walk-away rate, every citizen
+    rating 4 s after the invite, nobody filling in.
+    """
+
+    walk_away: float | None = None  # share of invited citizens who walk away unrated; None: 1 - Traffic.p_rate
+    pace: float = 1.0  # citizens arrive this many times as often as the traffic's arrivals_per_hour
+    speed: float | None = None  # citizens rate after a lognormal delay of median 3 s × speed; None: all at 4 s
+    spread: float = 0.45  # the lognormal's sigma: how much the citizens differ in speed
+    fill: float = 0.0  # share of walk-aways the officer rates 满意 themself (a few seconds after the invite)
+    fill_delay_s: float = 6.0  # the officer's habitual delay after the invite when filling in
+    fill_jitter_s: float = 0.35  # how much that delay varies (normal sigma, seconds)
+    fill_from: str = ""  # the first month (YYYY-MM) the officer fills in; '' from the start
+
+    def filling(self, month: str) -> float:
+        """The share of walk-aways the officer fills in during ``month``."""
+        return self.fill if self.fill and month >= self.fill_from else 0.0
+
+
+QUIET = Behaviour()
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """One invited citizen: a rating ``delay_ms`` after the invite (``None``: walked away unrated)."""
+
+    delay_ms: int | None
+    satisfied: bool = False
+    filled: bool = False  # the officer pressed it, not the citizen
+
+
+def serve(rnd: random.Random, behaviour: Behaviour, p_satisfied: float, p_rate: float, fill: float) -> Served:
+    """What happens after one 请评价 invite: the citizen rates, or walks away and the officer (filling in
+    ``fill`` of the walk-aways) may press 满意 for them at their own habitual delay."""
+    walk = (1 - p_rate) if behaviour.walk_away is None else behaviour.walk_away
+    if rnd.random() >= 1 - walk:  # (drawn as the plain traffic model always drew it)
+        if fill and rnd.random() < fill:
+            delay = rnd.gauss(behaviour.fill_delay_s, behaviour.fill_jitter_s)
+            return Served(int(1000 * max(1.0, delay)), True, True)
+        return Served(None)
+    satisfied = rnd.random() < p_satisfied
+    if behaviour.speed is None:
+        return Served(4_000, satisfied)
+    while True:  # nobody rates within 0.8 s of the invite, and a rating after 25 s is a late one
+        delay = rnd.lognormvariate(math.log(3000 * behaviour.speed), behaviour.spread)
+        if 800 <= delay <= 25_000:
+            return Served(int(delay), satisfied)
+
+
+def honest_behaviour(rnd: random.Random, *, spread: tuple[float, float] = (0.45, 0.45)) -> Behaviour:
+    """An honest officer's window: citizens walk away 10–35% of the time (busy windows differ), come 0.8–2.5
+    times the traffic's pace and rate with a median delay of 2.4–4 s (``spread``: their lognormal sigma)."""
+    return Behaviour(
+        walk_away=rnd.uniform(0.10, 0.35),
+        pace=rnd.uniform(0.8, 2.5),
+        speed=rnd.uniform(0.8, 1.35),
+        spread=rnd.uniform(*spread),
+    )
+
+
+def filling_in(
+    honest: Behaviour, fill: float, rnd: random.Random, *, jitter: tuple[float, float] = (0.35, 0.35)
+) -> Behaviour:
+    """``honest``, but the officer fills in ``fill`` of the walk-aways at a personal delay of 4–9 s."""
+    return dataclasses.replace(honest, fill=fill, fill_delay_s=rnd.uniform(4, 9), fill_jitter_s=rnd.uniform(*jitter))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +111,7 @@ class Officer:
     unit_id: str
     window_id: str
     p_satisfied: float  # chance a rating is satisfied (a top level)
+    behaviour: Behaviour = QUIET
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,20 +197,45 @@ UNIT_NAMES = (
 WINDOW_KINDS = ("户籍窗口", "出入境窗口", "交管窗口", "治安窗口")
 
 
-def demo_bureau(boxes: int, seed: int, *, serial_every: int = 0, five_level_every: int = 5) -> Bureau:
+def demo_bureau(
+    boxes: int,
+    seed: int,
+    *,
+    serial_every: int = 0,
+    five_level_every: int = 5,
+    units: int | None = None,
+    behaviours: bool = False,
+    spread: tuple[float, float] = (0.45, 0.45),
+    jitter: tuple[float, float] = (0.35, 0.35),
+) -> Bureau:
     """A fictional bureau: ``boxes`` windows over a few units, two officers per window (morning, afternoon).
 
     Every ``serial_every``-th box (0: none) talks serial; every ``five_level_every``-th box has a
-    five-level keypad. Most officers are rated well; a few are not, so every band shows.
+    five-level keypad. Most officers are rated well; a few are not, so every band shows. ``units``:
+    how many units (default: one per four boxes, at most eight).
+
+    ``behaviours``: every officer gets an honest window of their own (``honest_behaviour``, citizens'
+    delay sigma drawn from ``spread``); the first unit stays all honest, and in every other unit the
+    first officer fills in half the walk-aways and the second a quarter (odd units) or all of them
+    (even units), at a personal delay of 4–9 s (sigma drawn from ``jitter``).
     """
     rnd = random.Random(seed)
-    n_units = max(1, min(len(UNIT_NAMES), (boxes + 3) // 4))
-    units = tuple(Unit(f"U{i + 1}", UNIT_NAMES[i]) for i in range(n_units))
+    kinds = random.Random(seed * 7_919 + 1)  # the behaviours' own draws: names stay those of the plain bureau
+    n_units = units or max(1, min(len(UNIT_NAMES), (boxes + 3) // 4))
+    units_ = tuple(
+        Unit(
+            f"U{i + 1}",
+            UNIT_NAMES[i % len(UNIT_NAMES)] + (str(i // len(UNIT_NAMES) + 1) if i >= len(UNIT_NAMES) else ""),
+        )
+        for i in range(n_units)
+    )
     windows: list[Window] = []
     officers: list[Officer] = []
     names: set[str] = set()
+    in_unit: Counter[str] = Counter()
     for w in range(boxes):
-        unit = units[w % n_units]
+        unit_no = w % n_units
+        unit = units_[unit_no]
         wid = f"W{w + 1:03d}"
         shift = []
         for _ in range(2):
@@ -138,7 +246,15 @@ def demo_bureau(boxes: int, seed: int, *, serial_every: int = 0, five_level_ever
                     break
             oid = f"J{10001 + len(officers)}"
             p = rnd.choice((1.0, 1.0, 0.995, 0.99, 0.98, 0.97, 0.9, 0.8))
-            officers.append(Officer(oid, name, unit.id, wid, p))
+            behaviour = QUIET
+            if behaviours:
+                behaviour = honest_behaviour(kinds, spread=spread)
+                p = kinds.uniform(0.88, 0.98)
+                k = in_unit[unit.id]
+                if unit_no > 0 and k < 2:
+                    behaviour = filling_in(behaviour, (0.5, 0.25 if unit_no % 2 else 1.0)[k], kinds, jitter=jitter)
+                in_unit[unit.id] += 1
+            officers.append(Officer(oid, name, unit.id, wid, p, behaviour))
             shift.append(oid)
         transport = "serial" if serial_every and (w + 1) % serial_every == 0 else "mqtt"
         scale = 5 if five_level_every and (w + 1) % five_level_every == 0 else 2
@@ -146,7 +262,7 @@ def demo_bureau(boxes: int, seed: int, *, serial_every: int = 0, five_level_ever
         windows.append(
             Window(wid, unit.id, f"{kind}{w + 1}号", f"BOX-{w + 1:03d}", scale, transport, (shift[0], shift[1]))
         )
-    return Bureau(units, tuple(windows), tuple(officers))
+    return Bureau(units_, tuple(windows), tuple(officers))
 
 
 def _local_ms(day: dt.date, minute: float, tz: str) -> int:
@@ -181,17 +297,21 @@ def plan_window(
     rnd: random.Random,
     tz: str,
     days: int | None,
+    behaviours: Mapping[str, Behaviour] | None = None,
 ) -> list[Step]:
     """Every step at one window over ``month`` (the first ``days`` days if given)."""
     steps: list[Step] = []
     morning, afternoon = window.shifts
     open_m, close_m = traffic.opening
     lunch_a, lunch_b = traffic.lunch
-    per_minute = traffic.arrivals_per_hour / 60.0
+    behaviours = behaviours or {}
     for day in _days(month, tz, days):
         if day.weekday() not in traffic.weekdays:
             continue
         for officer, (a, b) in ((morning, (open_m, lunch_a)), (afternoon, (lunch_b, close_m))):
+            how = behaviours.get(officer, QUIET)
+            fill = how.filling(month)
+            per_minute = traffic.arrivals_per_hour * how.pace / 60.0
             steps.append(Step(_local_ms(day, a - 5, tz), "signin", officer, (Expect("signin", officer),)))
             t = float(a)
             while True:
@@ -206,15 +326,16 @@ def plan_window(
                                       (Expect("unsolicited", officer, level, window.scale),)))  # fmt: skip
                 ticket = f"T{day.day:02d}{int(t):04d}"
                 steps.append(Step(at, "invite", ticket, (Expect("invite", officer),)))
-                if rnd.random() >= traffic.p_rate:
+                served = serve(rnd, how, p_satisfied.get(officer, 1.0), traffic.p_rate, fill)
+                if served.delay_ms is None:
                     steps.append(Step(at + 1, "expire", None, (Expect("unrated", officer),)))
                     continue
-                satisfied = rnd.random() < p_satisfied.get(officer, 1.0)
-                level = _rating_level(rnd, satisfied, window.scale)
-                steps.append(Step(at + 4_000, "press", str(level), (Expect("rated", officer, level, window.scale),)))
-                if rnd.random() < traffic.p_repeat:
+                level = _rating_level(rnd, served.satisfied, window.scale)
+                press_at = at + served.delay_ms
+                steps.append(Step(press_at, "press", str(level), (Expect("rated", officer, level, window.scale),)))
+                if not served.filled and rnd.random() < traffic.p_repeat:
                     again = _rating_level(rnd, True, window.scale)
-                    steps.append(Step(at + 5_000, "press", str(again),
+                    steps.append(Step(press_at + 1_000, "press", str(again),
                                       (Expect("misuse", officer, again, window.scale),)))  # fmt: skip
             steps.append(Step(_local_ms(day, b + 1, tz), "signout", None, (Expect("signout", officer),)))
     return steps
@@ -225,9 +346,11 @@ def plan(
 ) -> dict[str, list[Step]]:
     """Steps per device id for the whole bureau; reproducible from ``seed``."""
     p = {o.id: o.p_satisfied for o in bureau.officers}
+    how = {o.id: o.behaviour for o in bureau.officers}
     out: dict[str, list[Step]] = {}
     for i, window in enumerate(bureau.windows):
-        out[window.device_id] = plan_window(window, p, month, traffic, random.Random(seed * 1_000_003 + i), tz, days)
+        rnd = random.Random(seed * 1_000_003 + i)
+        out[window.device_id] = plan_window(window, p, month, traffic, rnd, tz, days, how)
     return out
 
 

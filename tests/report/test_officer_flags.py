@@ -12,15 +12,17 @@ with too few invites is "not enough data", never a flag.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from collector.cli import main
 from collector.errors import ConfigError
-from collector.report.officer_stats import month_checks
+from collector.report.officer_stats import OfficerCheck, check_month, month_checks, month_officers
 from collector.report.policy import Policy, policy_from_dict
 from collector.report.rebuild import rebuild
 from collector.store import connect
@@ -190,6 +192,50 @@ def test_filled_presses_bunched_at_one_delay(store_url: str) -> None:
     assert all(not c["flags"] for o, c in found.items() if o != "P6")
 
 
+def test_a_habit_from_the_first_month_shows_over_the_months(store_url: str) -> None:
+    # a slow window (a third walk away) where the officer has filled a fifth of the walk-aways 6.2 s after the
+    # invite since the first month: no clean history of their own, and one month alone is short of a flag
+    plans = busy_unit()
+    plans[6] = (200, filling(honest(3, offset=6), 0.2, delay_ms=6200), None)
+    url = make(store_url, plans)
+    found = checks(url)
+    assert rules_of(found["P6"]) == {"delay_band"}, found["P6"]
+    (band,) = found["P6"]["flags"]
+    assert (
+        "本月及此前 2 个月内（本月 147 次中 31 次）441 次评价中 93 次（21.1%）在邀请后 6–7 秒按下" in band["explain_zh"]
+    )
+    assert (
+        "93 of 441 ratings (21.1%) came 6–7 s after the invite over this month and the previous 2" in band["explain_en"]
+    )
+    assert all(not c["flags"] for o, c in found.items() if o != "P6")
+
+    async def month_alone() -> list[OfficerCheck]:
+        async with connect(url) as db:
+            return check_month(await month_officers(db, "2026-10", Policy()), Policy().officer_flags)
+
+    alone = {c.officer_id: c for c in asyncio.run(month_alone())}
+    assert alone["P6"].flags == [] and alone["P6"].p["delay_band"] > 0.01
+
+
+def test_two_hints_short_of_a_flag_alone_combine(store_url: str) -> None:
+    # a quarter walk away all summer; in October the officer fills in 30% of them 7.3 s after the invite:
+    # neither the drop in unrated invites nor the bunched delays is enough alone, together they are
+    plans = busy_unit()
+    plans[6] = (200, honest(4, offset=6), filling(honest(4, offset=6), 0.3, delay_ms=7300))
+    found = checks(make(store_url, plans))
+    assert rules_of(found["P6"]) == {"combined"}, found["P6"]
+    (both,) = found["P6"]["flags"]
+    assert both["explain_zh"] == (
+        "未评价率 18.0%，此前 2 个月为 25.0%，且 18.3% 的评价在邀请后 6.5–7.5 秒按下（同单位民警中位数 9.1%），"
+        "两项合计 p = 0.003"
+    )
+    assert (
+        "and 18.3% of ratings came 6.5–7.5 s after the invite (the same unit's officers' median 9.1%)"
+        in both["explain_en"]
+    )
+    assert all(not c["flags"] for o, c in found.items() if o != "P6")
+
+
 def test_a_sudden_drop_against_the_officers_own_months(store_url: str) -> None:
     plans = busy_unit()
     # a busy window (a third walk away) all summer; in October half the walk-aways are rated at citizen-like delays
@@ -337,6 +383,21 @@ def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys:
     notice = capsys.readouterr().out
     assert "民警月度核查（标记不改变满意率）" in notice and "复核：确认 — 代评属实，已谈话" in notice
     assert 'data-officer="P3"' in notice and 'data-officer="P4"' not in notice
+    # the year's ledger keeps the decision with who and when, in every format and both languages
+    ledger = year_ledger_outputs(url, capsys)
+    (entry,) = json.loads(ledger["json-en"])["officer_flags"]
+    assert entry["officer"] == "P3" and entry["month"] == "2026-09" and "no_rating_low" in entry["rules"]
+    assert entry["review"] == review  # decision, note, by, at_ms: as recorded
+    when = dt.datetime.fromtimestamp(review["at_ms"] / 1000, ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    for fmt in ("table", "csv"):
+        assert "民警月度核查标记" in ledger[f"{fmt}-zh"] and "复核：确认" in ledger[f"{fmt}-zh"]
+        assert f"复核说明：代评属实，已谈话（{review['by']}，{when}）" in ledger[f"{fmt}-zh"]
+        assert "未评价率异常偏低" in ledger[f"{fmt}-zh"]
+        assert "Officer-month flag" in ledger[f"{fmt}-en"] and "Review: confirmed" in ledger[f"{fmt}-en"]
+        assert f"note: 代评属实，已谈话 ({review['by']}, {when})" in ledger[f"{fmt}-en"]
+    # a flag is no measure: the ledger's sanctions do not count it
+    actions = json.loads(ledger["json-zh"])["actions"]
+    assert {a["reason"] for a in actions} <= {"below_floor", "reminders", "talks", "warnings", "complaint"}
 
     # explained: the month counts in the officer's history again
     assert (
@@ -360,6 +421,20 @@ def test_flags_recorded_reviewed_and_left_out_of_history(store_url: str, capsys:
     )
     drop = [f for f in checks(url)["P3"]["flags"] if f["rule"] == "no_rating_drop"]
     assert drop and "此前 2 个月为 17.2%" in drop[0]["explain_zh"]
+    ledger = year_ledger_outputs(url, capsys)
+    assert json.loads(ledger["json-en"])["officer_flags"][0]["review"]["decision"] == "explained"
+    assert "复核：已说明" in ledger["table-zh"] and "窗口改为自助" in ledger["csv-zh"]
+    assert "Review: explained" in ledger["table-en"] and "复核：确认" not in ledger["table-zh"]
+
+
+def year_ledger_outputs(url: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """``evalbox report --year 2026`` in every ledger format and language, by ``fmt-lang``."""
+    out = {}
+    for fmt in ("table", "csv", "json"):
+        for lang in ("zh", "en"):
+            assert main(["report", "--db", url, "--year", "2026", "--format", fmt, "--lang", lang]) == 0
+            out[f"{fmt}-{lang}"] = capsys.readouterr().out
+    return out
 
 
 def test_the_distributions_by_hand_match_exact_sums() -> None:

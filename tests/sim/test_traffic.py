@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+from collections import Counter
 
-from collector.sim.traffic import Expect, Traffic, demo_bureau, plan, truth
+from collector.sim.traffic import Behaviour, Expect, Step, Traffic, demo_bureau, plan, serve, truth
 from collector.timeplace import month_of, zone
 
 TZ = "Asia/Shanghai"
@@ -67,3 +69,77 @@ def test_truth_counts_per_officer_and_month() -> None:
     octo, nov = t["2026-10"]["A"], t["2026-11"]["A"]
     assert (octo.rated, octo.satisfied, octo.invites, octo.unrated, octo.misuse, octo.unsolicited) == (2, 1, 1, 1, 1, 1)
     assert (nov.rated, nov.satisfied) == (1, 0)
+
+
+def delays_by_officer(steps: list[Step]) -> dict[str, tuple[int, int, list[int], int]]:
+    """Officer → (invites, unrated, invite→rating delays, satisfied ratings) of one window's steps."""
+    out: dict[str, tuple[int, int, list[int], int]] = {}
+    invite_at = 0
+    for s in steps:
+        e = s.expect[0]
+        if e.officer is None or e.kind not in ("invite", "unrated", "rated"):
+            continue
+        invites, unrated, delays, satisfied = out.get(e.officer, (0, 0, [], 0))
+        if e.kind == "invite":
+            invites, invite_at = invites + 1, s.at_ms
+        elif e.kind == "unrated":
+            unrated += 1
+        else:
+            delays.append(s.at_ms - invite_at)
+            satisfied += e.level == 1
+        out[e.officer] = (invites, unrated, delays, satisfied)
+    return out
+
+
+def test_the_plain_bureau_keeps_its_quiet_counter() -> None:
+    bureau = demo_bureau(4, seed=2)
+    assert all(o.behaviour == Behaviour() for o in bureau.officers)
+    for steps in plan(bureau, "2026-10", Traffic(), seed=2, tz=TZ, days=10).values():
+        for _, (_, _, delays, _) in delays_by_officer(steps).items():
+            assert delays and set(delays) == {4_000}  # every citizen rates 4 s after the invite, as before
+
+
+def test_behaviours_honest_windows_differ_and_fillers_fill_in_walk_aways() -> None:
+    bureau = demo_bureau(20, seed=4, units=5, behaviours=True)
+    by_unit: dict[str, list[Behaviour]] = {}
+    for o in bureau.officers:
+        by_unit.setdefault(o.unit_id, []).append(o.behaviour)
+        assert 0.10 <= (o.behaviour.walk_away or 0) <= 0.35 and o.behaviour.speed is not None
+    assert [b.fill for b in by_unit["U1"]] == [0.0] * 8  # the first unit: everyone honest
+    for n, unit in enumerate(("U2", "U3", "U4", "U5"), start=1):
+        assert sorted(b.fill for b in by_unit[unit]) == sorted([0.5, 0.25 if n % 2 else 1.0] + [0.0] * 6)
+    assert len({round(b.walk_away or 0, 3) for b in by_unit["U1"]}) == 8  # busy windows differ
+
+    officers = {o.id: o for o in bureau.officers}
+    seen = {}
+    for steps in plan(bureau, "2026-10", Traffic(), seed=4, tz=TZ).values():
+        seen |= delays_by_officer(steps)
+    for oid, (invites, unrated, delays, satisfied) in seen.items():
+        how = officers[oid].behaviour
+        assert invites >= 50
+        walked = how.walk_away or 0
+        if how.fill == 1.0:  # every walk-away pressed 满意 by the officer, at their own delay
+            assert unrated == 0
+            near = [d for d in delays if abs(d - how.fill_delay_s * 1000) <= 4 * how.fill_jitter_s * 1000]
+            assert len(near) >= 0.6 * walked * invites
+        elif how.fill == 0.0:  # an honest window: unrated about its walk-away rate (binomial, 4 sigma)
+            assert abs(unrated / invites - walked) <= 4 * (walked * (1 - walked) / invites) ** 0.5
+        else:
+            assert unrated / invites < walked
+        assert satisfied <= len(delays)
+
+    # filling in from a later month: honest before it
+    late = Behaviour(walk_away=0.3, speed=0.8, spread=0.6, fill=1.0, fill_from="2026-11")
+    assert late.filling("2026-10") == 0.0 and late.filling("2026-11") == 1.0
+    rnd = random.Random(1)
+    october = [serve(rnd, late, 0.9, 0.93, late.filling("2026-10")) for _ in range(2000)]
+    november = [serve(rnd, late, 0.9, 0.93, late.filling("2026-11")) for _ in range(2000)]
+    assert 0.25 < sum(s.delay_ms is None for s in october) / 2000 < 0.35
+    assert not [s for s in november if s.delay_ms is None]
+    filled = [s for s in november if s.filled]
+    assert filled and all(s.satisfied for s in filled)
+    # citizens' own delays are spread (never piled at a bound), the officer's bunched
+    citizens = sorted(s.delay_ms for s in november if not s.filled and s.delay_ms is not None)
+    assert citizens[0] >= 800 and citizens[-1] <= 25_000
+    assert max(Counter(citizens).values()) <= 5  # no pile-up at a bound
+    assert max(s.delay_ms for s in filled if s.delay_ms) - min(s.delay_ms for s in filled if s.delay_ms) < 4_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collector.report.officer_stats import review_month
 from collector.web.alerts import scan_officer_flags
 from tests.report.store import local_ms
 from tests.report.test_officer_flags import busy_unit, filling, honest, make
@@ -43,6 +44,19 @@ def test_drill_down_and_anomaly_list_show_the_flag(store_url: str) -> None:
         async with http, http.get(srv.url + "/api/alerts") as r:
             (alert,) = [a for a in (await r.json())["alerts"] if a["kind"] == "officer_flag"]
         assert alert["subject"] == "P3" and "2026-10 民警月度核查标记：本月 200 次邀请仅 2 次未评价" in alert["text_zh"]
+        # a supervisor's review (复核) is shown on the drill-down with who and when
+        await review_month(srv.db, "P3", "2026-10", "explained", "窗口改为自助，群众多在机上评价", "admin", november)
+        http, _ = await signed_in(srv.url, "admin")
+        async with http:
+            async with http.get(srv.url + "/officers/P3?month=2026-10") as r:
+                page = await r.text()
+            assert "复核：已说明" in page and "窗口改为自助，群众多在机上评价 (admin, 2026-11-05 10:00)" in page
+            async with http.get(srv.url + "/officers/P3?month=2026-10&lang=en") as r:
+                assert "Review: explained" in await r.text()
+            async with http.get(srv.url + "/api/officers/P3?month=2026-10") as r:
+                review = (await r.json())["check"]["review"]
+            assert review == {"decision": "explained", "note": "窗口改为自助，群众多在机上评价", "by": "admin",
+                              "at_ms": november}  # fmt: skip
         # a supervisor of U1 does not see U9's officer flags
         http, _ = await signed_in(srv.url, "sup1")
         async with http, http.get(srv.url + "/api/anomalies?month=2026-10") as r:
