@@ -235,7 +235,7 @@ async def with_api_token(request: web.Request, header: str, handler: AuthedHandl
         except web.HTTPException as exc:  # a refusal of the handler's own (403 another unit, 404, 400)
             resp = exc
     log.info("api token %s (%s): %s %s -> %s", token.name, token.scope, request.method, request.path, resp.status)
-    await tokens._audit_token_use(
+    await tokens.audit_token(
         state.db, actor=f"token:{token.name}", action="token.use", subject=f"{request.method} {request.path_qs}",
         before=None, after={"status": resp.status},
     )  # fmt: skip

@@ -24,8 +24,8 @@ Scopes (``SCOPES``) and what each may call (``SCOPE_ROUTES``, JSON API only):
 A token given ``--unit U`` sees U and the units under it, like a supervisor.
 Every use is counted (``uses``, ``last_used_ms``) and rate-limited per token
 (``[web] token_rate_per_min``, a fixed one-minute window kept in the store, so
-every collector on one store shares it); the audit trail gets each use through
-``_audit_token_use``.
+every collector on one store shares it); each use and change is an entry of the hash-chained audit trail
+(``audit_token``, ``collector.store.audit``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 from collector.clock import now_ms
 from collector.errors import EvalboxError, UsageError
 from collector.store import Database
+from collector.store.audit import append_audit
 from collector.timeplace import zone
 
 SCOPES = ("read:reports", "read:devices", "write:box-commands")
@@ -135,7 +136,7 @@ async def add_token(
             (token_id, name, token_hash(token), scope, unit_id, now, created_by, expires_ms),
         )
         after = {"id": token_id, "scope": scope, "unit": unit_id, "expires_ms": expires_ms}
-        await _audit_token_use(tx, actor=created_by, action="token.add", subject=f"token:{name}", before=None,
+        await audit_token(tx, actor=created_by, action="token.add", subject=f"token:{name}", before=None,
                                after=after)  # fmt: skip
     return token
 
@@ -152,7 +153,7 @@ async def revoke_token(db: Database, name: str, revoked_by: str) -> bool:
         await tx.execute(
             "UPDATE api_tokens SET revoked_ms = ?, revoked_by = ? WHERE id = ?", (now, revoked_by, row["id"])
         )
-        await _audit_token_use(tx, actor=revoked_by, action="token.revoke", subject=f"token:{name}",
+        await audit_token(tx, actor=revoked_by, action="token.revoke", subject=f"token:{name}",
                                before={"revoked_ms": None}, after={"revoked_ms": now})  # fmt: skip
     return True
 
@@ -222,7 +223,7 @@ def allows(scope: str, method: str, route: str) -> bool:
     return (method, route) in SCOPE_ROUTES.get(scope, frozenset())
 
 
-async def _audit_token_use(
+async def audit_token(
     db: Database,
     *,
     actor: str,
@@ -231,16 +232,9 @@ async def _audit_token_use(
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any] | None,
 ) -> None:
-    """INTEGRATION POINT — the audit trail of every token use and every token change; records nothing yet.
+    """One entry in the hash-chained audit trail for a token's use or change (``collector.store.audit``).
 
-    The hash-chained audit log (``collector.store.audit.append_audit(db, *, actor, action, subject, before,
-    after)``) is built on another branch. When it is merged, this body becomes::
-
-        await append_audit(db, actor=actor, action=action, subject=subject, before=before, after=after)
-
-    Called with ``actor`` ``token:NAME`` for a use (``action`` ``token.use``, ``subject`` ``METHOD PATH``,
-    ``after`` the HTTP status) and with the person's name for ``token.add`` / ``token.revoke`` (inside their
-    transaction). Until then no audit entry is written anywhere: ``api_tokens.uses`` and ``last_used_ms``
-    count uses, which is not an audit trail.
-    """
-    return None
+    ``actor`` is ``token:NAME`` for a use (``action`` ``token.use``, ``subject`` ``METHOD PATH``, ``after`` the
+    HTTP status) and the person's name for ``token.add`` / ``token.revoke`` (inside their transaction). The
+    token's secret never reaches it: only its name, scope, unit and expiry."""
+    await append_audit(db, actor=actor, action=action, subject=subject, before=before, after=after)

@@ -7,16 +7,19 @@ real port, requests with ``Authorization: Bearer``; tokens issued by the ``evalb
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pathlib
 import subprocess
 import sys
+from typing import Any
 
 import aiohttp
 import pytest
 
 from collector.clock import now_ms
+from collector.store.audit import verify
 from collector.web import tokens
 from collector.web.settings import WebSettings
 from tests.web.conftest import Server, serve
@@ -246,33 +249,38 @@ def test_token_secrets_never_reach_the_store_or_the_logs(
         assert token[21:] not in logs and token[21:-3] not in logs
 
 
-def test_every_token_use_and_change_reaches_the_audit_hook(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``_audit_token_use`` is where the audit trail connects: it is called for each use (allowed or refused by
-    scope or unit) and for add and revoke, with the token's name as actor and never its secret."""
-    calls: list[dict[str, object]] = []
-
-    async def record(db: object, **entry: object) -> None:
-        calls.append(entry)
-
-    monkeypatch.setattr(tokens, "_audit_token_use", record)
+def test_every_token_use_and_change_is_in_the_audit_trail(store_url: str) -> None:
+    """Each use (allowed or refused by scope or unit) and each add and revoke is an entry of the hash-chained
+    audit trail, with the token's name as actor and never its secret; the chain still verifies."""
+    entries: list[Any] = []
+    issued: list[str] = []
 
     async def body(srv: Server) -> None:
         token = await tokens.add_token(srv.db, "hcp", "read:reports", unit_id="U1", expires_ms=None, created_by="ops")
+        issued.append(token)
         await call(srv, "GET", f"/api/month?month={MONTH}", token)
         await call(srv, "GET", f"/api/month?month={MONTH}&unit=U2", token)
         await call(srv, "GET", "/api/devices", token)
         await call(srv, "GET", "/api/devices", token[:-1])  # not a token of this store: nobody to audit
         await tokens.revoke_token(srv.db, "hcp", "ops")
+        entries.extend(
+            await srv.db.fetch(
+                "SELECT actor, action, subject, before_json, after_json FROM audit_log"
+                " WHERE action LIKE 'token.%' ORDER BY seq"
+            )
+        )
+        assert (await verify(srv.db)).ok
 
     serve(store_url, body)
-    assert [(c["actor"], c["action"]) for c in calls] == [("ops", "token.add")] + [("token:hcp", "token.use")] * 3 + [
+    assert [(e[0], e[1]) for e in entries] == [("ops", "token.add")] + [("token:hcp", "token.use")] * 3 + [
         ("ops", "token.revoke")
     ]
-    uses = [c for c in calls if c["action"] == "token.use"]
-    assert [(c["subject"], c["after"]) for c in uses] == [
+    uses = [(e[2], json.loads(e[4])) for e in entries if e[1] == "token.use"]
+    assert uses == [
         (f"GET /api/month?month={MONTH}", {"status": 200}),
         (f"GET /api/month?month={MONTH}&unit=U2", {"status": 403}),
         ("GET /api/devices", {"status": 403}),
     ]
-    assert calls[0]["after"] == {"id": calls[0]["after"]["id"], "scope": "read:reports", "unit": "U1",  # type: ignore[index]
-                                 "expires_ms": None}  # fmt: skip
+    added = json.loads(entries[0][4])
+    assert added == {"id": added["id"], "scope": "read:reports", "unit": "U1", "expires_ms": None}
+    assert all(issued[0][21:] not in str(e) for e in entries)
