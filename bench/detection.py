@@ -42,18 +42,22 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import pathlib
 import random
 import sys
 from collections import Counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from collector.report.flag_rules import OfficerFlagRules
-from collector.report.officer_stats import OfficerMonth, check_month
-from collector.sim.traffic import Behaviour, Step, Traffic, demo_bureau, plan, serve
-from collector.web.detection import Press, find_flags, share_flags
-from collector.web.settings import DetectionRules
-from protocol.messages import FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED
+# The checkout first: this script's folder holds bench/firmware.py, which would shadow the firmware package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from collector.report.flag_rules import OfficerFlagRules  # noqa: E402
+from collector.report.officer_stats import OfficerMonth, check_month  # noqa: E402
+from collector.sim.traffic import Behaviour, Step, Traffic, demo_bureau, plan, serve  # noqa: E402
+from collector.web.detection import Press, find_flags, share_flags  # noqa: E402
+from collector.web.settings import DetectionRules  # noqa: E402
+from protocol.messages import FLAG_OUTSIDE_HOURS, FLAG_UNSOLICITED  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 SCENARIOS = ("burst", "no_invite_spread", "invite_and_press", "regular_routine", "after_hours")
