@@ -183,10 +183,14 @@ def run(app: App, presses: int, lag: int, lat: "list[int] | None", signed: bool 
                 app.on_downlink(signed_ack(app, b, s, s2))
             else:
                 app._on_ack({"r": [[b, s, s2]], "now": 1761926399000, "bf": None})
+            for _ in app.apply_acks():  # the ticker's steps, all at once
+                pass
         while app.maintain_flash():  # the ticker's flash step, before the next press
             pass
     for b, s in waiting:
         app._on_ack({"r": [[b, s, s]], "now": 1761926399000, "bf": None})
+        for _ in app.apply_acks():
+            pass
 
 
 def pct(sorted_us: "list[int]", p: float) -> float:
@@ -203,20 +207,33 @@ CALIB_RP2_US = 330000  # the loop below on an RP2040 at 125 MHz under MicroPytho
 
 
 class CpuClock:
-    """Microsecond time of the steps and the calibration loop.
+    """Microsecond on-CPU time of the steps and of the calibration loop.
 
-    Wall time (``time.ticks_us``): this machine's kernel keeps a process's CPU time
-    (``/proc/self/schedstat``) only to its 4 ms tick, too coarse for steps of tens of
-    microseconds. So a moment another process had the CPU counts as this one's work and is
-    multiplied by the scale: on a loaded machine the tail figures come out pessimistic, never
-    optimistic. The scale is recalibrated every 3 s to follow the load.
+    Wall time (``time.ticks_us``) less the time this process waited for a CPU while it was
+    runnable (``run_delay``, the second field of ``/proc/self/schedstat``, which the kernel brings
+    up to date each time the process gets a CPU back, so it is exact whenever this process reads
+    it). On a shared, loaded machine a wall-time measure counts a preemption as the box's work and
+    multiplies it by the scale; the calibration loop (a few ms) is preempted more often than the
+    short steps, so a wall-time scale came out too small (x7-x63 over one run) and the modelled
+    tail too short. Without ``/proc`` (another OS) it falls back to wall time.
     """
 
-    cost = 0
+    def __init__(self) -> None:
+        try:
+            self.stat: "Any" = open("/proc/self/schedstat", "rb")  # noqa: SIM115 - open for the run
+            self._delay()
+        except (OSError, ValueError, IndexError):
+            self.stat = None
+
+    def _delay(self) -> int:
+        self.stat.seek(0)
+        return int(self.stat.read().split()[1]) // 1000
 
     def us(self) -> int:
         t: int = time.ticks_us()
-        return t
+        if self.stat is None:
+            return t
+        return time.ticks_add(t, -self._delay())
 
 
 CPU = CpuClock()
@@ -264,20 +281,22 @@ def wear_rp2(pairs: int, tuned: bool, mount: str) -> "tuple[float, float, int]":
 
 
 class Dilation:
-    """Run the unix port at the RP2040's speed: after each step of a task, spin ``scale - 1`` times its CPU time.
+    """Run the unix port at the RP2040's speed: each step of a task holds the loop ``scale`` times its CPU time.
 
     A step is one ``send`` into the task's coroutine (from one ``await`` to the next): the time
-    the task holds the loop. The flash's modelled busy time (``NorFlash.stall``) is spun once,
-    unscaled, as the chip holds the CPU while it erases or programs. Key-down times, sleeps and
-    timeouts stay real, so a key that goes down while another task holds the loop waits for it
-    exactly as on the board.
+    the task holds the loop. After the step the bench spins until the step has held the loop for
+    ``scale`` x its on-CPU time plus the flash's modelled busy time (``ChipFlash``: the chip holds
+    the CPU while it erases or programs); the chip model's own Python work (emulating the NOR
+    program and erase) is not the box's and is left out. Key-down times, sleeps and timeouts
+    stay real, so a key that goes down while another task holds the loop waits for it exactly as
+    on the board.
     """
 
     def __init__(self, scale: float) -> None:
         self.scale = scale
         self.scales = [scale]  # every recalibration during the run
-        self.flash_us = 0
-        self.flash_cpu = 0
+        self.flash_us = 0  # modelled flash busy time
+        self.model_cpu = 0  # CPU time inside the chip model (its emulation and its busy spins)
         self.exempt: "list[Any]" = []  # coroutines of the bench itself (the collector, the key driver)
         self.longest: "dict[str, float]" = {}  # task -> its longest step, modelled microseconds
 
@@ -286,11 +305,16 @@ class Dilation:
         while time.ticks_diff(end, time.ticks_us()) > 0:
             Machine.deliver()  # the chip takes pin IRQs while a step runs
 
-    def flash_stall(self, us: int) -> None:
+    def chip(self, model_us: int, busy_us: int) -> None:
+        """A flash operation: the model took ``model_us`` of CPU; the chip is busy ``busy_us``."""
         c0 = CPU.us()
-        self.flash_us += us
-        self.spin(us)
-        self.flash_cpu += time.ticks_diff(CPU.us(), c0)
+        w0 = time.ticks_us()
+        self.flash_us += busy_us
+        end = time.ticks_add(w0, busy_us - model_us)
+        while time.ticks_diff(end, time.ticks_us()) > 0:  # interrupts off: no pin handler meanwhile
+            pass
+        Machine.masked = (time.ticks_add(w0, -model_us), time.ticks_us())
+        self.model_cpu += model_us + time.ticks_diff(CPU.us(), c0)
 
     def recalibrate(self) -> None:
         """The machine's speed changes with its load: keep the scale current (median of the last 9)."""
@@ -304,6 +328,32 @@ class Dilation:
         return _Slow(coro, self)
 
 
+class ChipFlash(NorFlash):
+    """``NorFlash`` whose programs and erases hold the loop for the chip's time, not the model's.
+
+    Reads stay the box's CPU (scaled): on the chip ``rp2.Flash.readblocks`` is a C call and a
+    copy from the XIP window, which costs less than this model's Python call times the scale.
+    """
+
+    def __init__(self, blocks: int, dil: Dilation) -> None:
+        super().__init__(blocks)
+        self.dil = dil
+
+    def writeblocks(self, n: int, buf: bytes, off: "int | None" = None) -> None:
+        c0 = CPU.us()
+        b0 = self.busy_us
+        super().writeblocks(n, buf, off)
+        self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
+
+    def ioctl(self, op: int, arg: int) -> "int | None":
+        c0 = CPU.us()
+        b0 = self.busy_us
+        r = super().ioctl(op, arg)
+        if self.busy_us != b0:
+            self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
+        return r
+
+
 class _Slow:
     def __init__(self, coro: "Any", d: Dilation) -> None:
         self.coro = coro
@@ -314,14 +364,15 @@ class _Slow:
     def _step(self, fn: "Any", arg: "Any") -> "Any":
         d = self.d
         f0 = d.flash_us
-        fc0 = d.flash_cpu
+        m0 = d.model_cpu
+        w0 = time.ticks_us()
         t0 = CPU.us()
         try:
             return fn(arg)
         finally:
-            cpu = max(0, time.ticks_diff(CPU.us(), t0) - (d.flash_cpu - fc0))
-            d.spin((d.scale - 1) * cpu)
+            cpu = max(0, time.ticks_diff(CPU.us(), t0) - (d.model_cpu - m0))
             held = d.scale * cpu + d.flash_us - f0
+            d.spin(held - time.ticks_diff(time.ticks_us(), w0))
             if held > d.longest.get(self.name, 0):
                 d.longest[self.name] = held
 
@@ -338,22 +389,35 @@ class _Slow:
 class Machine:
     """The pins of ``machine`` for the real key task: a key is down between two tick times the bench sets.
 
-    Edges reach the pin's IRQ handler at their time: from the spins that stand for the RP2040's
-    slower CPU and flash (a soft IRQ runs between two bytecodes, so on the chip it also runs while a
-    long step holds the loop) and from a 1 ms bench task while the loop is idle.
+    The key task asks for hard pin IRQs: on the chip the handler runs in the interrupt, at the
+    edge, reading the level and ``ticks_ms`` then, even while a long step (a littlefs call in C)
+    holds the loop; only while the flash erases or programs are interrupts off, and an edge then
+    is handled when the operation ends. Here the handlers run from the spins that stand for the
+    chip's slower CPU and from a 1 ms bench task while the loop is idle, and see the time and
+    level of the moment the chip would have run them (``at``; ``IrqTime`` gives the key code's
+    ``time.ticks_ms`` that moment). A soft IRQ handler would run when the loop next runs
+    Python code, seeing the time and level then; the bench models that too (``hard=False``).
     """
 
     pending: "list[Any]" = []  # pins with edges not yet delivered
-    at: "Any" = None  # while an edge is delivered: its time
+    at: "Any" = None  # while an edge is delivered: the moment the chip runs the handler (ticks_us)
+    masked: "tuple[int, int]" = (0, 0)  # the last flash operation (interrupts off), ticks_us
 
     @staticmethod
     def deliver() -> None:
         if not Machine.pending:
             return
         now = time.ticks_us()
+        m0, m1 = Machine.masked
         for pin in list(Machine.pending):
             while pin.edges and time.ticks_diff(now, pin.edges[0]) >= 0:
-                Machine.at = pin.edges.pop(0)  # the handler reads the level the edge left, as a chip's IRQ does
+                at = pin.edges.pop(0)
+                if not pin.hard:
+                    at = now
+                elif time.ticks_diff(at, m0) >= 0 and time.ticks_diff(m1, at) > 0:
+                    at = m1  # interrupts were off: the handler runs when the flash operation ends
+                Machine.at = at
+                pin.delivered.append(time.ticks_diff(at, pin.down[0]) if pin.down else 0)
                 try:
                     if pin.handler is not None:
                         pin.handler(pin)
@@ -376,15 +440,19 @@ class Machine:
             self.down: "Any" = None  # (down_us, up_us)
             self.edges: "list[int]" = []
             self.handler: "Any" = None
+            self.hard = False
+            self.delivered: "list[int]" = []  # per edge: when its handler ran, us after key-down
             Machine.Pin.all[n] = self
 
         def press(self, down_us: int, hold_us: int) -> None:
             self.down = (down_us, time.ticks_add(down_us, hold_us))
             self.edges = list(self.down)
+            self.delivered = []
             Machine.pending.append(self)
 
-        def irq(self, handler: "Any" = None, trigger: int = 12) -> None:
+        def irq(self, handler: "Any" = None, trigger: int = 12, hard: bool = False) -> None:
             self.handler = handler
+            self.hard = hard
 
         def value(self, v: "Any" = None) -> int:
             if v is not None:
@@ -407,6 +475,22 @@ class Machine:
     @staticmethod
     def reset_cause() -> int:
         return 1
+
+
+class IrqTime:
+    """``time`` for the key code: while a pin handler runs, ``ticks_ms`` is the moment the chip runs it."""
+
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+    sleep_ms = time.sleep_ms
+    ticks_us = time.ticks_us
+
+    @staticmethod
+    def ticks_ms() -> int:
+        t: int = time.ticks_ms()
+        if Machine.at is None:
+            return t
+        return time.ticks_add(t, -(time.ticks_diff(time.ticks_us(), Machine.at) // 1000))
 
 
 class BenchLink:
@@ -475,11 +559,13 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     random.seed(14)
     calib = calibrate()
     dil = Dilation(CALIB_RP2_US / calib)
-    flash = NorFlash(LOOP_BLOCKS)
-    flash.stall = dil.flash_stall
+    flash = ChipFlash(LOOP_BLOCKS, dil)
     dev = mount_small_commits(flash, mount, True)
     sys.modules["machine"] = Machine  # type: ignore[assignment]
+    from firmware.boards import pins as pins_module
     from firmware.boards.pins import PinBoard
+
+    pins_module.time = IrqTime  # type: ignore[assignment]
 
     class Board(PinBoard):
         def __init__(self, cfg: "dict[str, Any]") -> None:
@@ -513,6 +599,7 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     link = BenchLink(app, dil, 300)
     keys = [Machine.Pin.all[p] for p in board.pins["keys"][:2]]
     invite = Machine.Pin.all[board.pins["invite"]]
+    pins = keys + [invite]
     lat: "dict[str, list[int]]" = {"online": [], "offline": []}
     stall = {"online": 0, "offline": 0, "flush": 0}
     state = {"phase": "online", "done": False}
@@ -557,6 +644,7 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
                         waited += 5
                     if len(board.fb) == n0:
                         state["missed"] = state.get("missed", 0) + 1  # no feedback: counted, reported
+                        print("  no feedback: key %d, down 150 ms, its IRQ handlers ran %r us after key-down" % (pins.index(pin), pin.delivered))
                         continue
                     lat[phase].append(time.ticks_diff(board.fb[n0], down))
                     while time.ticks_diff(pin.down[1], time.ticks_us()) > 0:

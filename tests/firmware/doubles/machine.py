@@ -137,7 +137,8 @@ class Pin:
     def off(self):
         self.value(0)
 
-    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING):
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, *, priority=1, wake=None, hard=False):
+        # rp2 and esp32 both take ``hard``: a hard handler runs in the interrupt, at the edge
         self._irq = handler
         self._trigger = trigger
         return None
