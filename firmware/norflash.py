@@ -114,7 +114,7 @@ class PageProgram:
 
     PAGE = RP2_PAGE
     PROG_SIZE = 8
-    READ_SIZE = 64
+    READ_SIZE = 256
     LOOKAHEAD = 32
 
     def __init__(self, flash: "Any", page: int = RP2_PAGE) -> None:
