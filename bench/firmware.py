@@ -204,6 +204,7 @@ RP2_BLOCKS = 352  # the Pico's 1408 KiB littlefs (ports/rp2 boards/RPI_PICO: MIC
 LOOP_BLOCKS = 96  # a smaller image for the loop part (it holds a few hundred events), so its heap stays near a board's
 CALIB_N = 100000
 CALIB_RP2_US = 330000  # the loop below on an RP2040 at 125 MHz under MicroPython 1.28
+RP2_READ_US = 10  # 256 bytes copied out of the XIP window (QSPI at 62.5 MHz, cache missed: ~25 MB/s)
 
 
 class CpuClock:
@@ -294,14 +295,15 @@ class Dilation:
 
     def __init__(self, scale: float) -> None:
         self.scale = scale
+        self.milli = int(scale * 1000)
         self.scales = [scale]  # every recalibration during the run
         self.flash_us = 0  # modelled flash busy time
         self.model_cpu = 0  # CPU time inside the chip model (its emulation and its busy spins)
         self.exempt: "list[Any]" = []  # coroutines of the bench itself (the collector, the key driver)
         self.longest: "dict[str, float]" = {}  # task -> its longest step, modelled microseconds
 
-    def spin(self, us: float) -> None:
-        end = time.ticks_add(time.ticks_us(), int(us))
+    def spin(self, us: int) -> None:
+        end = time.ticks_add(time.ticks_us(), us)
         while time.ticks_diff(end, time.ticks_us()) > 0:
             Machine.deliver()  # the chip takes pin IRQs while a step runs
 
@@ -321,6 +323,7 @@ class Dilation:
         self.scales.append(CALIB_RP2_US / max(1.0, calibrate(3)))
         recent = sorted(self.scales[-9:])
         self.scale = recent[len(recent) // 2]
+        self.milli = int(self.scale * 1000)
 
     def wrap(self, coro: "Any") -> "Any":
         if coro in self.exempt:
@@ -329,15 +332,28 @@ class Dilation:
 
 
 class ChipFlash(NorFlash):
-    """``NorFlash`` whose programs and erases hold the loop for the chip's time, not the model's.
+    """``NorFlash`` whose reads, programs and erases hold the loop for the chip's time, not the model's.
 
-    Reads stay the box's CPU (scaled): on the chip ``rp2.Flash.readblocks`` is a C call and a
-    copy from the XIP window, which costs less than this model's Python call times the scale.
+    The model's own Python work (copying, the NOR rule) stands for what the chip does in
+    hardware or in C, so it is left out of the box's CPU, and the chip's time is charged instead:
+    ``RP2_ERASE_US`` per sector, ``RP2_PAGE_US`` per page, and for a read the copy out of the
+    XIP window (``RP2_READ_US`` per 256 bytes). The call from littlefs into the driver stays the
+    box's CPU (scaled), although on the chip ``rp2.Flash.readblocks`` is C, not Python.
     """
+
+    reads = 0
 
     def __init__(self, blocks: int, dil: Dilation) -> None:
         super().__init__(blocks)
         self.dil = dil
+
+    def readblocks(self, n: int, buf: "bytearray", off: int = 0) -> None:
+        t0 = time.ticks_us()  # wall time, not CPU: two clock reads of a syscall each would cost more than the copy
+        super().readblocks(n, buf, off)
+        ChipFlash.reads += 1
+        d = self.dil
+        d.model_cpu += time.ticks_diff(time.ticks_us(), t0)
+        d.flash_us += (len(buf) * RP2_READ_US + 255) // 256
 
     def writeblocks(self, n: int, buf: bytes, off: "int | None" = None) -> None:
         c0 = CPU.us()
@@ -371,7 +387,7 @@ class _Slow:
             return fn(arg)
         finally:
             cpu = max(0, time.ticks_diff(CPU.us(), t0) - (d.model_cpu - m0))
-            held = d.scale * cpu + d.flash_us - f0
+            held = d.milli * cpu // 1000 + d.flash_us - f0  # integers: a float is garbage on this port
             d.spin(held - time.ticks_diff(time.ticks_us(), w0))
             if held > d.longest.get(self.name, 0):
                 d.longest[self.name] = held
@@ -409,7 +425,13 @@ class Machine:
             return
         now = time.ticks_us()
         m0, m1 = Machine.masked
-        for pin in list(Machine.pending):
+        pending = Machine.pending
+        n = len(pending)
+        while (
+            n > 0
+        ):  # allocates nothing: the spins call it in a loop, and garbage here would be collected in the box's steps
+            n -= 1
+            pin = pending[n]
             while pin.edges and time.ticks_diff(now, pin.edges[0]) >= 0:
                 at = pin.edges.pop(0)
                 if not pin.hard:
@@ -424,7 +446,7 @@ class Machine:
                 finally:
                     Machine.at = None
             if not pin.edges:
-                Machine.pending.remove(pin)
+                pending.pop(n)
 
     class Pin:
         IN = 0
@@ -459,6 +481,8 @@ class Machine:
                 self.v = v
                 return int(v)
             if self.down is not None:
+                if Machine.at is None:
+                    Machine.deliver()  # an edge's hard IRQ has run before code can read the level it left
                 now = Machine.at if Machine.at is not None else time.ticks_us()
                 if time.ticks_diff(now, self.down[0]) >= 0 and time.ticks_diff(now, self.down[1]) < 0:
                     return 0
@@ -644,7 +668,10 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
                         waited += 5
                     if len(board.fb) == n0:
                         state["missed"] = state.get("missed", 0) + 1  # no feedback: counted, reported
-                        print("  no feedback: key %d, down 150 ms, its IRQ handlers ran %r us after key-down" % (pins.index(pin), pin.delivered))
+                        print(
+                            "  no feedback: key %d, down 150 ms, its IRQ handlers ran %r us after key-down"
+                            % (pins.index(pin), pin.delivered)
+                        )
                         continue
                     lat[phase].append(time.ticks_diff(board.fb[n0], down))
                     while time.ticks_diff(pin.down[1], time.ticks_us()) > 0:

@@ -314,7 +314,7 @@ class App:
         while q:
             b, lo, hi = q[0]
             done = 0
-            for done in self.outbox.ack_steps(b, lo, hi):
+            for done in self.outbox.ack_steps(b, lo, hi):  # noqa: B007 - its last value is the total
                 yield
             if q and q[0][0] == b and q[0][1] == lo:
                 if q[0][2] == hi:
@@ -459,7 +459,7 @@ class App:
             inflight[key] = now
             if flying >= WINDOW:
                 break
-            await asyncio.sleep_ms(0)  # one event per step: a key going down waits for one, not sixteen
+            await self.keys_first()  # one event per step: a key going down waits for one, not sixteen
 
     async def sender(self) -> None:
         """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""
@@ -520,6 +520,7 @@ class App:
                 self.report(str(exc))
             except MemoryError:
                 self.out_of_memory("closing an invite")
+            await self.keys_first()
             try:
                 for _ in self.apply_acks():
                     await self._step()
@@ -547,7 +548,22 @@ class App:
     async def _step(self) -> None:
         """Between two steps of the ticker's flash work: let every other task (a key) run."""
         self.beats["ticker"] = time.ticks_ms()
+        await self.keys_first()
+
+    async def keys_first(self) -> None:
+        """Between two steps of background work: yield the loop, and while a key is down wait for its press.
+
+        The key's pin IRQ marks it down at the edge; its press is taken 50 ms later (debounce).
+        Work that starts meanwhile would make the citizen wait for it, so it waits instead (at
+        most 100 ms, so a flapping key cannot starve it); a step already running when the key
+        went down has the debounce time to finish.
+        """
         await asyncio.sleep_ms(0)
+        pressing = getattr(self.board, "pressing", None)
+        n = 0
+        while pressing is not None and n < 20 and pressing():
+            await asyncio.sleep_ms(5)
+            n += 1
 
     async def heartbeat(self) -> None:
         """Publish the retained status every ``heartbeat_ms``."""
@@ -555,8 +571,9 @@ class App:
             self.beats["heartbeat"] = time.ticks_ms()
             link = self.link
             if link is not None and link.online:
+                await self.keys_first()
                 gc.collect()  # its own step: the status's free heap after a collection
-                await asyncio.sleep_ms(0)
+                await self.keys_first()
                 try:
                     await link.send_status(self.status_message())
                 except MemoryError:

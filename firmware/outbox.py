@@ -752,7 +752,7 @@ class Outbox:
     def ack_range(self, b: int, lo: int, hi: int) -> int:
         """Forget every held event of boot ``b`` with ``lo <= seq <= hi``; return how many."""
         done = 0
-        for done in self.ack_steps(b, lo, hi):
+        for done in self.ack_steps(b, lo, hi):  # noqa: B007 - its last value is the total
             pass
         return done
 

@@ -205,6 +205,14 @@ class PinBoard:
             except (AttributeError, ValueError, OSError):
                 pass  # no IRQ on this pin: polling alone still takes presses longer than a stall
 
+    def pressing(self) -> bool:
+        """A key went down (its IRQ said so) and its press is not taken yet: other work waits for it."""
+        fell = getattr(self, "fell", ())
+        for n in range(len(fell)):
+            if fell[n] is not None and not self.fired[n]:
+                return True
+        return False
+
     async def run(self, app: "Any") -> None:
         """Poll the keys; a press counts once it has been down for ``DEBOUNCE_MS``.
 
@@ -216,6 +224,7 @@ class PinBoard:
         pins = self.keys + [self.invite_key]
         down_since: "list[Any]" = [None] * len(pins)
         fired = [False] * len(pins)
+        self.fired = fired
         self._watch_edges(pins)
         fell = self.fell
         rose = self.rose

@@ -6,6 +6,7 @@ assert ends the script with a traceback (non-zero exit).
 
 import gc
 import os
+import random
 import sys
 
 import vfs
@@ -176,8 +177,6 @@ ok("holed segments and wide acks")
 
 # packing in steps, interleaved with saves and acks (the ticker yields the loop between two steps):
 # every event held is walked exactly once, the depth counts them, nothing acked comes back
-import random
-
 random.seed(7)
 dev = fresh()
 ob = Outbox("/t/ob", 1000, 8)
@@ -199,7 +198,7 @@ for n in range(400):
         old = keys[at : at + random.randint(1, 6)]
         lo, hi = old[0][1], old[-1][1]
         done = 0
-        for done in ob.ack_steps(b, lo, hi):
+        for done in ob.ack_steps(b, lo, hi):  # noqa: B007 - its last value is the total
             if random.random() < 0.5:
                 ob.pack_step()  # a packing step between two ack steps
         want = [k for k in held if lo <= k[1] <= hi]

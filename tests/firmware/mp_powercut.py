@@ -2,8 +2,8 @@
 
 A RAM flash that fails (drops, or tears: half the bytes) the N-th program or
 erase and every later one. For every N of a scripted run of saves, acks and
-segment packing (in steps, interleaved with the saves and acks): remount the image, reopen the outbox, and check that the
-filesystem mounts, every save that returned (feedback given) and was not
+segment packing (in steps, interleaved with the saves and acks): remount the
+image, reopen the outbox, and check that the filesystem mounts, every save that returned (feedback given) and was not
 acked is there with the same content, no identity is there twice, and the
 new boot number is above every saved one. Prints
 ``cut points: N tried, M failures`` last.
