@@ -20,14 +20,16 @@ programs per invite+press pair, and erases inside a press, with littlefs
 mounted as the rp2 port ships it (``progsize=256``) and as the rp2 boards
 mount it (``norflash.mount_small_commits``). Then (``--loop``, its own
 process with a 1 MB heap) the whole app on one asyncio loop, the real key
-task polling pins, slowed to the RP2040's speed: every step a task takes
-is followed by a spin of (scale - 1) times its CPU time, scale = 0.33 s /
-this machine's time for a 100,000-iteration ``while i < n: i += 1`` (timed
-in the same run), and every erase and page program holds the CPU for its
-modelled time. Keys go down at random moments; key-down -> feedback (50 ms
-debounce included) online and with the collector unreachable, and the
-longest loop stall online, offline (packing) and during the
-offline -> online flush.
+task polling pins (hard pin IRQs timing the edges), slowed to the RP2040's
+speed: every step a task takes holds the loop for scale times its on-CPU
+time (wall time less the time the process waited for a CPU, from
+``/proc/self/schedstat``), scale = 0.33 s / this machine's on-CPU time for a
+100,000-iteration ``while i < n: i += 1`` (timed in the same run and every
+3 s), and every flash read, erase and page program holds it for the chip's
+time instead of the model's own work. Keys go down at random moments;
+key-down -> feedback (50 ms debounce included) online and with the
+collector unreachable, and the longest loop stall online, offline
+(packing) and during the offline -> online flush.
 
 Last line: JSON ``{"press_feedback_p50_ms", "press_feedback_p99_ms",
 "heap_growth_bytes", "erases_per_press", "erases_per_press_rp2",
