@@ -523,17 +523,16 @@ class App:
             await self.keys_first()
             try:
                 for _ in self.apply_acks():
-                    await self._step()
+                    await self._flash_step()
             except MemoryError:
                 self.out_of_memory("applying an ack: retried")  # the rest of the queue stays
-            while self.maintain_flash():
-                await self._step()
+            await self._flash_step()
             if self.pack_after is not None and time.ticks_diff(time.ticks_ms(), self.pack_after) >= 0:
                 self.pack_after = None
             if self.pack_after is None:
                 try:
                     while self.outbox.pack_step():
-                        await self._step()
+                        await self._flash_step()
                 except MemoryError:
                     # the journal keeps the events (on flash); packing is retried later
                     self.pack_after = time.ticks_add(time.ticks_ms(), PACK_DELAY_MS)
@@ -549,6 +548,12 @@ class App:
         """Between two steps of the ticker's flash work: let every other task (a key) run."""
         self.beats["ticker"] = time.ticks_ms()
         await self.keys_first()
+
+    async def _flash_step(self) -> None:
+        """After a step that may have used the journal block's room (a delete): restore it before a key needs it."""
+        await self._step()
+        while self.maintain_flash():
+            await self._step()
 
     async def keys_first(self) -> None:
         """Between two steps of background work: yield the loop, and while a key is down wait for its press.
@@ -572,8 +577,7 @@ class App:
             link = self.link
             if link is not None and link.online:
                 await self.keys_first()
-                gc.collect()  # its own step: the status's free heap after a collection
-                await self.keys_first()
+                gc.collect()  # the status's free heap after a collection, and room to build it
                 try:
                     await link.send_status(self.status_message())
                 except MemoryError:

@@ -42,6 +42,7 @@ package(  # noqa: F821
         "mqtt.py",
         "norflash.py",
         "outbox.py",
+        "outbox_scan.py",
         "ports.py",
         "release.py",
         "serial_link.py",
