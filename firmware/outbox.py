@@ -281,21 +281,8 @@ class Outbox:
         self.floor = floor
         self._set_boot(max(old + 1, floor))
         self.depth = 0
-        # what only start-up needs is a module of its own, forgotten afterwards: its bytecode is freed
-        import sys
-
-        import firmware
-        from firmware import outbox_scan
-
-        try:
-            outbox_scan.load_segments(self)
-            outbox_scan.load_journal(self)
-        finally:
-            sys.modules.pop("firmware.outbox_scan", None)
-            try:
-                delattr(firmware, "outbox_scan")
-            except AttributeError:
-                pass
+        self._load_segments()
+        self._load_journal()
         return self.boot
 
     def _read_boot(self) -> "tuple[int, int]":
@@ -342,6 +329,83 @@ class Outbox:
             os.rename(path, self.root + "/q/" + name)
         except OSError:
             _remove(path)
+
+    def _load_segments(self) -> None:
+        d = self.root + "/s"
+        n = 0
+        for _ent in os.ilistdir(d):
+            n += 1
+        self.slots = max(min(self.capacity // self.seg_records + 16, MAX_SLOTS), n)
+        self.table = bytearray(self.slots * _E)
+        self.nseg = 0
+        todo = []  # (name, why): a cut packing (.tmp) or a damaged segment, handled after the walk
+        for ent in os.ilistdir(d):
+            name = ent[0]
+            if name.endswith(".tmp"):
+                todo.append((name, ""))  # packing was cut; the journal still holds them
+                continue
+            try:
+                lo = hi = None
+                count = 0
+                for key in _stream_segment(d + "/" + name):
+                    if lo is None or key < lo:
+                        lo = key
+                    if hi is None or key > hi:
+                        hi = key
+                    count += 1
+            except CorruptRecord as exc:
+                todo.append((name, str(exc)))
+                continue
+            if lo is None or hi is None:
+                continue
+            want = "%08x%08x" % lo
+            if name != want:  # named by its first identity: the table finds it by that name
+                try:
+                    os.rename(d + "/" + name, d + "/" + want)
+                except OSError:
+                    todo.append((name, "segment name mismatch"))
+                    continue
+            self._add(lo, hi, count)
+            self.depth += count
+        for name, why in todo:
+            if why:
+                self._quarantine(d + "/" + name, name, why)
+            else:
+                _remove(d + "/" + name)
+
+    def _load_journal(self) -> None:
+        d = self.root + "/j"
+        while True:
+            todo = []  # at most 16 removals/quarantines per walk: the list stays small
+            jn = 0
+            for ent in os.ilistdir(d):
+                name = ent[0]
+                raw = read_file(d + "/" + name) or b""
+                try:
+                    key = check_record(raw)
+                    if key != _jkey(name):
+                        raise CorruptRecord("record name mismatch")
+                except CorruptRecord as exc:
+                    # an empty file was created, never written: its save did not return
+                    todo.append((name, str(exc) if raw else ""))
+                else:
+                    if self._holds(key):
+                        todo.append((name, ""))  # packed into a segment just before a cut
+                    else:
+                        jn += 1
+                if len(todo) >= 16:
+                    break
+            for name, why in todo:
+                if why:
+                    self._quarantine(d + "/" + name, name, why)
+                else:
+                    _remove(d + "/" + name)
+            if len(todo) < 16:
+                break
+        self.jn = jn
+        self.depth += jn
+        self.jexact = False
+        self._jwindow()
 
     # ---- the segment table ----
 
@@ -410,6 +474,23 @@ class Outbox:
                 p += 1
         finally:
             g.close()
+
+    def _holds(self, key: "tuple[int, int]") -> bool:
+        """True when a segment in the table holds identity ``key``."""
+        for i in range(self.nseg):
+            e = self._ent(i)
+            if (e[0], e[1]) <= key <= (e[2], e[3]):
+                found = False
+                g = self._positions(e, key[0], key[1], key[1])
+                try:
+                    for _p in g:
+                        found = True
+                        break
+                except CorruptRecord:
+                    pass
+                g.close()  # MicroPython does not close a dropped generator: its file would stay open
+                return found
+        return False
 
     def _acked(self, i: int, p: int) -> bool:
         return bool(self.table[i * _E + _ENT_SIZE + (p >> 3)] & (1 << (p & 7)))

@@ -42,7 +42,6 @@ package(  # noqa: F821
         "mqtt.py",
         "norflash.py",
         "outbox.py",
-        "outbox_scan.py",
         "ports.py",
         "release.py",
         "serial_link.py",

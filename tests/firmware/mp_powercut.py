@@ -9,6 +9,7 @@ new boot number is above every saved one. Prints
 ``cut points: N tried, M failures`` last.
 """
 
+import gc
 import sys
 
 import vfs
@@ -128,14 +129,17 @@ def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str]]
         scenario(box, dev, saved, acked)
     except OSError:
         pass  # the cut surfaced as an I/O error: the box is off now
-    if box.pk_file is not None:  # the segment being packed: closed now, not by the collector later
+    if box.pk_file is not None:  # the segment being packed when the power went: closed if it can be
         try:
             box.pk_file.close()
         except OSError:
-            pass
+            pass  # it cannot: littlefs keeps it, and with it the dead device
     umount()
     errors = []
-    after = RamFlash(BLOCKS, BS, bytearray(dev.data))
+    after = RamFlash(BLOCKS, BS, dev.data)  # the image as the cut left it
+    dev.data = bytearray(0)  # so a file left open on the dead device does not keep 128 KiB alive
+    box = None
+    gc.collect()
     try:
         mount(after)
     except OSError as exc:
