@@ -114,6 +114,8 @@ class PageProgram:
 
     PAGE = RP2_PAGE
     PROG_SIZE = 8
+    # littlefs's caches are 4 x this: 1 KiB, so a lookup reads a 4 KiB metadata block in 4 calls
+    # into the driver (each costs a call from C and, on the chip, a copy out of the XIP window)
     READ_SIZE = 256
     LOOKAHEAD = 32
 
