@@ -7,7 +7,7 @@ Drives the real ``App`` (session rules, outbox on littlefs, feedback) on a
 littlefs RAM flash (256 x 4 KiB, erase calls counted: ioctl op 6). Each case
 is an invite then a press, as on a gated counter; acks arrive 8 events late,
 as signed messages through ``on_downlink``, from a live collector, and each
-event is signed as the sender would. Measures press -> feedback latency (the outbox
+event is signed as the sender would. Measures press -> feedback latency (on-CPU time; the outbox
 write included; packing the journal into segments runs between presses, as
 the ticker does), heap after the presses vs after warm-up (``gc.mem_alloc()``
 after ``gc.collect()``), and flash erases per press. Also prints erases per
@@ -20,14 +20,16 @@ programs per invite+press pair, and erases inside a press, with littlefs
 mounted as the rp2 port ships it (``progsize=256``) and as the rp2 boards
 mount it (``norflash.mount_small_commits``). Then (``--loop``, its own
 process with a 1 MB heap) the whole app on one asyncio loop, the real key
-task polling pins, slowed to the RP2040's speed: every step a task takes
-is followed by a spin of (scale - 1) times its CPU time, scale = 0.33 s /
-this machine's time for a 100,000-iteration ``while i < n: i += 1`` (timed
-in the same run), and every erase and page program holds the CPU for its
-modelled time. Keys go down at random moments; key-down -> feedback (50 ms
-debounce included) online and with the collector unreachable, and the
-longest loop stall online, offline (packing) and during the
-offline -> online flush.
+task polling pins (hard pin IRQs timing the edges), slowed to the RP2040's
+speed: every step a task takes holds the loop for scale times its on-CPU
+time (wall time less the time the process waited for a CPU, from
+``/proc/self/schedstat``), scale = 0.33 s / this machine's on-CPU time for a
+100,000-iteration ``while i < n: i += 1`` (timed in the same run and every
+3 s), and every flash read, erase and page program holds it for the chip's
+time instead of the model's own work. Keys go down at random moments;
+key-down -> feedback (50 ms debounce included) online and with the
+collector unreachable, and the longest loop stall online, offline
+(packing) and during the offline -> online flush.
 
 Last line: JSON ``{"press_feedback_p50_ms", "press_feedback_p99_ms",
 "heap_growth_bytes", "erases_per_press", "erases_per_press_rp2",
@@ -107,7 +109,7 @@ class BenchBoard:
         self.flash = flash
 
     def feedback(self, kind: str, k: int) -> None:
-        self.fb_us = time.ticks_us()
+        self.fb_us = CPU.us()
 
     def show_full(self, full: bool) -> None:
         pass
@@ -165,7 +167,7 @@ def run(app: App, presses: int, lag: int, lat: "list[int] | None", signed: bool 
         e0 = on_path.erases if on_path is not None else 0
         r = app.on_invite(None)
         waiting.append((r["id"][1], r["id"][2]))
-        t0 = time.ticks_us()
+        t0 = CPU.us()  # on-CPU time: another process's time slice is not the box's latency
         r = app.on_key(1 + n % 2)
         if lat is not None:
             lat[n] = time.ticks_diff(board.fb_us, t0)
@@ -183,10 +185,14 @@ def run(app: App, presses: int, lag: int, lat: "list[int] | None", signed: bool 
                 app.on_downlink(signed_ack(app, b, s, s2))
             else:
                 app._on_ack({"r": [[b, s, s2]], "now": 1761926399000, "bf": None})
+            for _ in app.apply_acks():  # the ticker's steps, all at once
+                pass
         while app.maintain_flash():  # the ticker's flash step, before the next press
             pass
     for b, s in waiting:
         app._on_ack({"r": [[b, s, s]], "now": 1761926399000, "bf": None})
+        for _ in app.apply_acks():
+            pass
 
 
 def pct(sorted_us: "list[int]", p: float) -> float:
@@ -200,23 +206,37 @@ RP2_BLOCKS = 352  # the Pico's 1408 KiB littlefs (ports/rp2 boards/RPI_PICO: MIC
 LOOP_BLOCKS = 96  # a smaller image for the loop part (it holds a few hundred events), so its heap stays near a board's
 CALIB_N = 100000
 CALIB_RP2_US = 330000  # the loop below on an RP2040 at 125 MHz under MicroPython 1.28
+RP2_READ_US = 10  # 256 bytes copied out of the XIP window (QSPI at 62.5 MHz, cache missed: ~25 MB/s)
 
 
 class CpuClock:
-    """Microsecond time of the steps and the calibration loop.
+    """Microsecond on-CPU time of the steps and of the calibration loop.
 
-    Wall time (``time.ticks_us``): this machine's kernel keeps a process's CPU time
-    (``/proc/self/schedstat``) only to its 4 ms tick, too coarse for steps of tens of
-    microseconds. So a moment another process had the CPU counts as this one's work and is
-    multiplied by the scale: on a loaded machine the tail figures come out pessimistic, never
-    optimistic. The scale is recalibrated every 3 s to follow the load.
+    Wall time (``time.ticks_us``) less the time this process waited for a CPU while it was
+    runnable (``run_delay``, the second field of ``/proc/self/schedstat``, which the kernel brings
+    up to date each time the process gets a CPU back, so it is exact whenever this process reads
+    it). On a shared, loaded machine a wall-time measure counts a preemption as the box's work and
+    multiplies it by the scale; the calibration loop (a few ms) is preempted more often than the
+    short steps, so a wall-time scale came out too small (x7-x63 over one run) and the modelled
+    tail too short. Without ``/proc`` (another OS) it falls back to wall time.
     """
 
-    cost = 0
+    def __init__(self) -> None:
+        try:
+            self.stat: "Any" = open("/proc/self/schedstat", "rb")  # noqa: SIM115 - open for the run
+            self._delay()
+        except (OSError, ValueError, IndexError):
+            self.stat = None
+
+    def _delay(self) -> int:
+        self.stat.seek(0)
+        return int(self.stat.read().split()[1]) // 1000
 
     def us(self) -> int:
         t: int = time.ticks_us()
-        return t
+        if self.stat is None:
+            return t
+        return time.ticks_add(t, -self._delay())
 
 
 CPU = CpuClock()
@@ -264,44 +284,92 @@ def wear_rp2(pairs: int, tuned: bool, mount: str) -> "tuple[float, float, int]":
 
 
 class Dilation:
-    """Run the unix port at the RP2040's speed: after each step of a task, spin ``scale - 1`` times its CPU time.
+    """Run the unix port at the RP2040's speed: each step of a task holds the loop ``scale`` times its CPU time.
 
     A step is one ``send`` into the task's coroutine (from one ``await`` to the next): the time
-    the task holds the loop. The flash's modelled busy time (``NorFlash.stall``) is spun once,
-    unscaled, as the chip holds the CPU while it erases or programs. Key-down times, sleeps and
-    timeouts stay real, so a key that goes down while another task holds the loop waits for it
-    exactly as on the board.
+    the task holds the loop. After the step the bench spins until the step has held the loop for
+    ``scale`` x its on-CPU time plus the flash's modelled busy time (``ChipFlash``: the chip holds
+    the CPU while it erases or programs); the chip model's own Python work (emulating the NOR
+    program and erase) is not the box's and is left out. Key-down times, sleeps and timeouts
+    stay real, so a key that goes down while another task holds the loop waits for it exactly as
+    on the board.
     """
 
     def __init__(self, scale: float) -> None:
         self.scale = scale
+        self.milli = int(scale * 1000)
         self.scales = [scale]  # every recalibration during the run
-        self.flash_us = 0
-        self.flash_cpu = 0
+        self.flash_us = 0  # modelled flash busy time
+        self.model_cpu = 0  # CPU time inside the chip model (its emulation and its busy spins)
         self.exempt: "list[Any]" = []  # coroutines of the bench itself (the collector, the key driver)
         self.longest: "dict[str, float]" = {}  # task -> its longest step, modelled microseconds
 
-    def spin(self, us: float) -> None:
-        end = time.ticks_add(time.ticks_us(), int(us))
+    def spin(self, us: int) -> None:
+        end = time.ticks_add(time.ticks_us(), us)
         while time.ticks_diff(end, time.ticks_us()) > 0:
             Machine.deliver()  # the chip takes pin IRQs while a step runs
 
-    def flash_stall(self, us: int) -> None:
+    def chip(self, model_us: int, busy_us: int) -> None:
+        """A flash operation: the model took ``model_us`` of CPU; the chip is busy ``busy_us``."""
         c0 = CPU.us()
-        self.flash_us += us
-        self.spin(us)
-        self.flash_cpu += time.ticks_diff(CPU.us(), c0)
+        w0 = time.ticks_us()
+        self.flash_us += busy_us
+        end = time.ticks_add(w0, busy_us - model_us)
+        while time.ticks_diff(end, time.ticks_us()) > 0:  # interrupts off: no pin handler meanwhile
+            pass
+        Machine.masked = (time.ticks_add(w0, -model_us), time.ticks_us())
+        self.model_cpu += model_us + time.ticks_diff(CPU.us(), c0)
 
     def recalibrate(self) -> None:
         """The machine's speed changes with its load: keep the scale current (median of the last 9)."""
         self.scales.append(CALIB_RP2_US / max(1.0, calibrate(3)))
         recent = sorted(self.scales[-9:])
         self.scale = recent[len(recent) // 2]
+        self.milli = int(self.scale * 1000)
 
     def wrap(self, coro: "Any") -> "Any":
         if coro in self.exempt:
             return coro
         return _Slow(coro, self)
+
+
+class ChipFlash(NorFlash):
+    """``NorFlash`` whose reads, programs and erases hold the loop for the chip's time, not the model's.
+
+    The model's own Python work (copying, the NOR rule) stands for what the chip does in
+    hardware or in C, so it is left out of the box's CPU, and the chip's time is charged instead:
+    ``RP2_ERASE_US`` per sector, ``RP2_PAGE_US`` per page, and for a read the copy out of the
+    XIP window (``RP2_READ_US`` per 256 bytes). The call from littlefs into the driver stays the
+    box's CPU (scaled), although on the chip ``rp2.Flash.readblocks`` is C, not Python.
+    """
+
+    reads = 0
+
+    def __init__(self, blocks: int, dil: Dilation) -> None:
+        super().__init__(blocks)
+        self.dil = dil
+
+    def readblocks(self, n: int, buf: "bytearray", off: int = 0) -> None:
+        t0 = time.ticks_us()  # wall time, not CPU: two clock reads of a syscall each would cost more than the copy
+        super().readblocks(n, buf, off)
+        ChipFlash.reads += 1
+        d = self.dil
+        d.model_cpu += time.ticks_diff(time.ticks_us(), t0)
+        d.flash_us += (len(buf) * RP2_READ_US + 255) // 256
+
+    def writeblocks(self, n: int, buf: bytes, off: "int | None" = None) -> None:
+        c0 = CPU.us()
+        b0 = self.busy_us
+        super().writeblocks(n, buf, off)
+        self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
+
+    def ioctl(self, op: int, arg: int) -> "int | None":
+        c0 = CPU.us()
+        b0 = self.busy_us
+        r = super().ioctl(op, arg)
+        if self.busy_us != b0:
+            self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
+        return r
 
 
 class _Slow:
@@ -314,14 +382,15 @@ class _Slow:
     def _step(self, fn: "Any", arg: "Any") -> "Any":
         d = self.d
         f0 = d.flash_us
-        fc0 = d.flash_cpu
+        m0 = d.model_cpu
+        w0 = time.ticks_us()
         t0 = CPU.us()
         try:
             return fn(arg)
         finally:
-            cpu = max(0, time.ticks_diff(CPU.us(), t0) - (d.flash_cpu - fc0))
-            d.spin((d.scale - 1) * cpu)
-            held = d.scale * cpu + d.flash_us - f0
+            cpu = max(0, time.ticks_diff(CPU.us(), t0) - (d.model_cpu - m0))
+            held = d.milli * cpu // 1000 + d.flash_us - f0  # integers: a float is garbage on this port
+            d.spin(held - time.ticks_diff(time.ticks_us(), w0))
             if held > d.longest.get(self.name, 0):
                 d.longest[self.name] = held
 
@@ -338,29 +407,48 @@ class _Slow:
 class Machine:
     """The pins of ``machine`` for the real key task: a key is down between two tick times the bench sets.
 
-    Edges reach the pin's IRQ handler at their time: from the spins that stand for the RP2040's
-    slower CPU and flash (a soft IRQ runs between two bytecodes, so on the chip it also runs while a
-    long step holds the loop) and from a 1 ms bench task while the loop is idle.
+    The key task asks for hard pin IRQs: on the chip the handler runs in the interrupt, at the
+    edge, reading the level and ``ticks_ms`` then, even while a long step (a littlefs call in C)
+    holds the loop; only while the flash erases or programs are interrupts off, and an edge then
+    is handled when the operation ends. Here the handlers run from the spins that stand for the
+    chip's slower CPU and from a 1 ms bench task while the loop is idle, and see the time and
+    level of the moment the chip would have run them (``at``; ``IrqTime`` gives the key code's
+    ``time.ticks_ms`` that moment). A soft IRQ handler would run when the loop next runs
+    Python code, seeing the time and level then; the bench models that too (``hard=False``).
     """
 
     pending: "list[Any]" = []  # pins with edges not yet delivered
-    at: "Any" = None  # while an edge is delivered: its time
+    at: "Any" = None  # while an edge is delivered: the moment the chip runs the handler (ticks_us)
+    masked: "tuple[int, int]" = (0, 0)  # the last flash operation (interrupts off), ticks_us
 
     @staticmethod
     def deliver() -> None:
         if not Machine.pending:
             return
         now = time.ticks_us()
-        for pin in list(Machine.pending):
+        m0, m1 = Machine.masked
+        pending = Machine.pending
+        n = len(pending)
+        while (
+            n > 0
+        ):  # allocates nothing: the spins call it in a loop, and garbage here would be collected in the box's steps
+            n -= 1
+            pin = pending[n]
             while pin.edges and time.ticks_diff(now, pin.edges[0]) >= 0:
-                Machine.at = pin.edges.pop(0)  # the handler reads the level the edge left, as a chip's IRQ does
+                at = pin.edges.pop(0)
+                if not pin.hard:
+                    at = now
+                elif time.ticks_diff(at, m0) >= 0 and time.ticks_diff(m1, at) > 0:
+                    at = m1  # interrupts were off: the handler runs when the flash operation ends
+                Machine.at = at
+                pin.delivered.append(time.ticks_diff(at, pin.down[0]) if pin.down else 0)
                 try:
                     if pin.handler is not None:
                         pin.handler(pin)
                 finally:
                     Machine.at = None
             if not pin.edges:
-                Machine.pending.remove(pin)
+                pending.pop(n)
 
     class Pin:
         IN = 0
@@ -376,21 +464,27 @@ class Machine:
             self.down: "Any" = None  # (down_us, up_us)
             self.edges: "list[int]" = []
             self.handler: "Any" = None
+            self.hard = False
+            self.delivered: "list[int]" = []  # per edge: when its handler ran, us after key-down
             Machine.Pin.all[n] = self
 
         def press(self, down_us: int, hold_us: int) -> None:
             self.down = (down_us, time.ticks_add(down_us, hold_us))
             self.edges = list(self.down)
+            self.delivered = []
             Machine.pending.append(self)
 
-        def irq(self, handler: "Any" = None, trigger: int = 12) -> None:
+        def irq(self, handler: "Any" = None, trigger: int = 12, hard: bool = False) -> None:
             self.handler = handler
+            self.hard = hard
 
         def value(self, v: "Any" = None) -> int:
             if v is not None:
                 self.v = v
                 return int(v)
             if self.down is not None:
+                if Machine.at is None:
+                    Machine.deliver()  # an edge's hard IRQ has run before code can read the level it left
                 now = Machine.at if Machine.at is not None else time.ticks_us()
                 if time.ticks_diff(now, self.down[0]) >= 0 and time.ticks_diff(now, self.down[1]) < 0:
                     return 0
@@ -407,6 +501,22 @@ class Machine:
     @staticmethod
     def reset_cause() -> int:
         return 1
+
+
+class IrqTime:
+    """``time`` for the key code: while a pin handler runs, ``ticks_ms`` is the moment the chip runs it."""
+
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+    sleep_ms = time.sleep_ms
+    ticks_us = time.ticks_us
+
+    @staticmethod
+    def ticks_ms() -> int:
+        t: int = time.ticks_ms()
+        if Machine.at is None:
+            return t
+        return time.ticks_add(t, -(time.ticks_diff(time.ticks_us(), Machine.at) // 1000))
 
 
 class BenchLink:
@@ -475,11 +585,13 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     random.seed(14)
     calib = calibrate()
     dil = Dilation(CALIB_RP2_US / calib)
-    flash = NorFlash(LOOP_BLOCKS)
-    flash.stall = dil.flash_stall
+    flash = ChipFlash(LOOP_BLOCKS, dil)
     dev = mount_small_commits(flash, mount, True)
     sys.modules["machine"] = Machine  # type: ignore[assignment]
+    from firmware.boards import pins as pins_module
     from firmware.boards.pins import PinBoard
+
+    pins_module.time = IrqTime  # type: ignore[assignment]
 
     class Board(PinBoard):
         def __init__(self, cfg: "dict[str, Any]") -> None:
@@ -513,6 +625,7 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     link = BenchLink(app, dil, 300)
     keys = [Machine.Pin.all[p] for p in board.pins["keys"][:2]]
     invite = Machine.Pin.all[board.pins["invite"]]
+    pins = keys + [invite]
     lat: "dict[str, list[int]]" = {"online": [], "offline": []}
     stall = {"online": 0, "offline": 0, "flush": 0}
     state = {"phase": "online", "done": False}
@@ -532,6 +645,8 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
             last = now
             if gap > stall[state["phase"]]:
                 stall[state["phase"]] = gap
+            if app.outbox.jn > state.get("jn", 0):
+                state["jn"] = app.outbox.jn
 
     async def edges() -> None:
         while not state["done"]:
@@ -557,6 +672,10 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
                         waited += 5
                     if len(board.fb) == n0:
                         state["missed"] = state.get("missed", 0) + 1  # no feedback: counted, reported
+                        print(
+                            "  no feedback: key %d, down 150 ms, its IRQ handlers ran %r us after key-down"
+                            % (pins.index(pin), pin.delivered)
+                        )
                         continue
                     lat[phase].append(time.ticks_diff(board.fb[n0], down))
                     while time.ticks_diff(pin.down[1], time.ticks_us()) > 0:
@@ -598,6 +717,9 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
         "err": app.err,
         "compactions": app.compactions,
         "missed": state.get("missed", 0),
+        "jn": state.get("jn", 0),
+        "erases": flash.erases,
+        "reads": ChipFlash.reads,
     }
 
 
@@ -694,8 +816,9 @@ def main_loop() -> None:
         "  longest single step per task (ms): " + ", ".join("%s %.1f" % (k, longest[k] / 1000) for k in sorted(longest))
     )
     print(
-        "  keys without feedback: %d; compactions brought forward: %d; last error: %s"
-        % (r["missed"], r["compactions"], r["err"])
+        "  keys without feedback: %d; compactions brought forward: %d; journal at most %d files; "
+        "%d erases, %d reads; last error: %s"
+        % (r["missed"], r["compactions"], r["jn"], r["erases"], r["reads"], r["err"])
     )
     ratio = fig["offline"][1] / fig["online"][1]
     print(

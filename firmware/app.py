@@ -32,6 +32,7 @@ PACK_DELAY_MS = 5000  # packing waits this long after a MemoryError
 # 100 bytes. With less room left, the ticker has littlefs compact the block now (an erase, 45 ms
 # on the RP2040) so that the next press never waits for one.
 PRESS_ROOM = 448
+ACK_QUEUE = 16  # acked ranges waiting for their deletes; an ack beyond is dropped (the collector acks the resend)
 
 
 class Clock:
@@ -82,6 +83,10 @@ class App:
         self.dup_acked = 0  # ids acked again (already deleted): status ``da``
         self.mem_errors = 0  # MemoryErrors caught and survived
         self.pack_after: "Any" = None  # ticks before which packing waits (after a MemoryError)
+        # Signed acks are applied to the flash in steps by the ticker (``chores``), not in the
+        # link's task: ranges [b, lo, hi] waiting for their deletes, oldest first.
+        self.ackq: "list[list[int]]" = []
+        self.chores = asyncio.Event()  # set after a press or an ack: the ticker's work is due now
         self.err: "str | None" = None
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
@@ -186,7 +191,18 @@ class App:
         press = evs[-1]
         self.board.feedback("thanks" if press["f"] & 1 == 0 or not self.session.gated else "noted", k)
         fb = time.ticks_diff(time.ticks_ms(), t0)
+        self.after_feedback()
         return {"ok": True, "id": [self.device, ids[-1][0], ids[-1][1]], "f": press["f"], "i": press["i"], "fb_ms": fb}
+
+    def after_feedback(self) -> None:
+        """Right after a key's light: the moment least likely to hold up the next key.
+
+        Collect garbage now, so that a collection the heap would force later does not fall
+        inside the next press, and have the ticker do its flash work (acks, packing, the
+        journal block's compaction) now rather than at a random moment.
+        """
+        gc.collect()
+        self.chores.set()
 
     def _saved(self, evs: "list[dict[str, Any]]") -> "dict[str, Any]":
         try:
@@ -219,6 +235,7 @@ class App:
         if out["ok"]:
             out["i"] = self.session.open_no
             self.board.feedback("invite", 0)
+            self.after_feedback()
         return out
 
     def on_signin(self, officer: str) -> "dict[str, Any]":
@@ -268,21 +285,46 @@ class App:
             self._reject("bad_type", "%s is not a downlink" % t)
 
     def _on_ack(self, msg: "dict[str, Any]") -> None:
+        q = self.ackq
         for b, lo, hi in msg["r"]:
-            done = self.outbox.ack_range(b, lo, hi)
             for key in [k for k in self.inflight if k[0] == b and lo <= k[1] <= hi]:
                 del self.inflight[key]
-            self.acked += done
-            # ids the box no longer holds: a repeat ack after a resend (its first ack was
-            # late, or lost and the event sent again). Normal: counted, not an error.
-            self.dup_acked += hi - lo + 1 - done
-        while self.maintain_flash():  # the deletes used the journal block's room: restore it before a key needs it
-            pass
+            if q and q[-1][0] == b and q[-1][2] + 1 == lo:
+                q[-1][2] = hi  # the usual case: the next events in order
+            elif len(q) < ACK_QUEUE:
+                q.append([b, lo, hi])
+            # else dropped: those events stay on flash, are sent again and acked again
         if self.clock.source in (None, "ack"):  # NTP or a set clock wins over the collector's
             self.clock.set_wall(msg["now"], "ack")
         if msg.get("bf") is not None:
             self._boot_floor(msg["bf"])
+        self.chores.set()
         self.wake.set()
+
+    def _acking(self, key: "tuple[int, int]") -> bool:
+        """True when ``key`` is named by an ack whose deletes are still to come."""
+        for b, lo, hi in self.ackq:
+            if key[0] == b and lo <= key[1] <= hi:
+                return True
+        return False
+
+    def apply_acks(self) -> "Any":
+        """Apply the queued acks to the outbox, one flash operation per step (a generator)."""
+        q = self.ackq
+        while q:
+            b, lo, hi = q[0]
+            done = 0
+            for done in self.outbox.ack_steps(b, lo, hi):  # noqa: B007 - its last value is the total
+                yield
+            if q and q[0][0] == b and q[0][1] == lo:
+                if q[0][2] == hi:
+                    q.pop(0)
+                else:  # merged with a later ack meanwhile: the rest of it next
+                    q[0][1] = hi + 1
+            self.acked += done
+            # ids the box no longer holds: a repeat ack after a resend (its first ack was
+            # late, or lost and the event sent again). Normal: counted, not an error.
+            self.dup_acked += hi - lo + 1 - done
 
     def _boot_floor(self, bf: int) -> None:
         if self.outbox.raise_floor(bf):
@@ -335,7 +377,6 @@ class App:
     # ---- uplink ----
 
     def status_message(self) -> bytes:
-        gc.collect()
         msg = protocol.make(
             protocol.STATUS,
             self.device,
@@ -392,7 +433,7 @@ class App:
         def busy(key: "tuple[int, int]") -> bool:
             # in flight and not yet due for a resend: passed over without reading it from flash
             sent = inflight.get(key)
-            return sent is not None and time.ticks_diff(now, sent) < resend
+            return (sent is not None and time.ticks_diff(now, sent) < resend) or self._acking(key)
 
         if flying >= WINDOW:
             return
@@ -418,7 +459,7 @@ class App:
             inflight[key] = now
             if flying >= WINDOW:
                 break
-            await asyncio.sleep_ms(0)  # one event per step: a key going down waits for one, not sixteen
+            await self.keys_first()  # one event per step: a key going down waits for one, not sixteen
 
     async def sender(self) -> None:
         """Send unacked events, oldest first, at most ``WINDOW`` in flight; resend late ones."""
@@ -463,7 +504,12 @@ class App:
         return bool(dev.room(self._jblock) < PRESS_ROOM)
 
     async def ticker(self) -> None:
-        """Close expired invites (unrated events) and pack the journal into segments."""
+        """Close expired invites (unrated events); apply acks, keep the journal's block room, pack.
+
+        All flash work off the press path happens here, in steps of about one flash operation
+        with the loop yielded between two (a key going down waits for one step, not for a whole
+        segment), and right after a press or an ack (``chores``) rather than at a random moment.
+        """
         while True:
             self.beats["ticker"] = time.ticks_ms()
             try:
@@ -474,21 +520,55 @@ class App:
                 self.report(str(exc))
             except MemoryError:
                 self.out_of_memory("closing an invite")
+            await self.keys_first()
+            try:
+                for _ in self.apply_acks():
+                    await self._flash_step()
+            except MemoryError:
+                self.out_of_memory("applying an ack: retried")  # the rest of the queue stays
+            await self._flash_step()
             if self.pack_after is not None and time.ticks_diff(time.ticks_ms(), self.pack_after) >= 0:
                 self.pack_after = None
-            steps = 0
-            while self.maintain_flash() and steps < 8:
-                steps += 1
-                await asyncio.sleep_ms(0)  # a key may go down between two steps
             if self.pack_after is None:
                 try:
-                    self.outbox.maintain()
+                    while self.outbox.pack_step():
+                        await self._flash_step()
                 except MemoryError:
                     # the journal keeps the events (on flash); packing is retried later
                     self.pack_after = time.ticks_add(time.ticks_ms(), PACK_DELAY_MS)
                     self.out_of_memory("packing: delayed")
             self.board.show_full(self.outbox.full)
-            await asyncio.sleep_ms(100)
+            try:
+                await asyncio.wait_for_ms(self.chores.wait(), 100)
+            except asyncio.TimeoutError:
+                pass
+            self.chores.clear()
+
+    async def _step(self) -> None:
+        """Between two steps of the ticker's flash work: let every other task (a key) run."""
+        self.beats["ticker"] = time.ticks_ms()
+        await self.keys_first()
+
+    async def _flash_step(self) -> None:
+        """After a step that may have used the journal block's room (a delete): restore it before a key needs it."""
+        await self._step()
+        while self.maintain_flash():
+            await self._step()
+
+    async def keys_first(self) -> None:
+        """Between two steps of background work: yield the loop, and while a key is down wait for its press.
+
+        The key's pin IRQ marks it down at the edge; its press is taken 50 ms later (debounce).
+        Work that starts meanwhile would make the citizen wait for it, so it waits instead (at
+        most 100 ms, so a flapping key cannot starve it); a step already running when the key
+        went down has the debounce time to finish.
+        """
+        await asyncio.sleep_ms(0)
+        pressing = getattr(self.board, "pressing", None)
+        n = 0
+        while pressing is not None and n < 20 and pressing():
+            await asyncio.sleep_ms(5)
+            n += 1
 
     async def heartbeat(self) -> None:
         """Publish the retained status every ``heartbeat_ms``."""
@@ -496,6 +576,8 @@ class App:
             self.beats["heartbeat"] = time.ticks_ms()
             link = self.link
             if link is not None and link.online:
+                await self.keys_first()
+                gc.collect()  # the status's free heap after a collection, and room to build it
                 try:
                     await link.send_status(self.status_message())
                 except MemoryError:

@@ -26,9 +26,8 @@ class NorFlash:
     clears bits, so 0xFF bytes leave a cell as it was. ``writeblocks(n, buf)``
     without an offset erases the block first, as ``rp2.Flash`` does. Counts
     ``erases`` and ``pages`` (page programs) and adds their modelled time to
-    ``busy_us``; ``stall`` (set by the bench) is called with each operation's
-    time, e.g. to hold the CPU as the chip does (XIP and interrupts are off
-    while the flash is busy).
+    ``busy_us`` (the bench holds the CPU that long, as the chip does: XIP and
+    interrupts are off while the flash is busy).
     """
 
     def __init__(
@@ -52,16 +51,14 @@ class NorFlash:
         self.pages = 0
         self.writes = 0
         self.busy_us = 0
-        self.stall: "Any" = None
+        self._mv = memoryview(self.data)
 
     def readblocks(self, n: int, buf: "bytearray", off: int = 0) -> None:
         a = n * self.block_size + off
-        buf[:] = self.data[a : a + len(buf)]
+        buf[:] = self._mv[a : a + len(buf)]  # one copy, no temporary the size of the read
 
     def _busy(self, us: int) -> None:
         self.busy_us += us
-        if self.stall is not None:
-            self.stall(us)
 
     def _erase(self, n: int) -> None:
         self.erases += 1
@@ -117,7 +114,9 @@ class PageProgram:
 
     PAGE = RP2_PAGE
     PROG_SIZE = 8
-    READ_SIZE = 64
+    # littlefs's caches are 4 x this: 1 KiB, so a lookup reads a 4 KiB metadata block in 4 calls
+    # into the driver (each costs a call from C and, on the chip, a copy out of the XIP window)
+    READ_SIZE = 256
     LOOKAHEAD = 32
 
     def __init__(self, flash: "Any", page: int = RP2_PAGE) -> None:

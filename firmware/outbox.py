@@ -256,6 +256,19 @@ class Outbox:
         self.depth = 0
         self.quarantined = 0
         self.problems: "list[str]" = []  # last few reported problems, newest last
+        # Packing in bounded steps (``pack_step``), resumable between them: the phase (0 idle,
+        # 1 copying journal records into the segment's temp file, 2 deleting the copied journal
+        # files), the open temp file and its running CRC, the records in the segment and the
+        # cursor, which of them were acked meanwhile (bit n: the n-th), and their identities in
+        # one fixed buffer (8 bytes each). RAM does not depend on the outbox depth.
+        self.pk = 0
+        self.pk_file: "Any" = None
+        self.pk_crc = 0
+        self.pk_n = 0
+        self.pk_i = 0
+        self.pk_mask = 0
+        self.pk_keys = bytearray(8 * self.seg_records)
+        self.packed = 0  # segments written since start
 
     # ---- start-up ----
 
@@ -548,7 +561,7 @@ class Outbox:
         keys: "list[tuple[int, int]]" = []
         for ent in os.ilistdir(self.root + "/j"):
             key = _jkey(ent[0])
-            if key is None or (after is not None and key <= after):
+            if key is None or (after is not None and key <= after) or self._packed(key):
                 continue
             if len(keys) >= n:
                 if key >= keys[-1]:
@@ -561,66 +574,176 @@ class Outbox:
         return keys
 
     def maintain(self) -> bool:
-        """Pack the oldest ``seg_records`` journal events into a segment; True when one was written.
+        """Pack the oldest ``seg_records`` journal events into a segment at once; True when one was written.
 
-        The segment is written record by record (one journal file read at a
-        time). A journal record found damaged is quarantined and the packing
-        tried again at the next call. ``MemoryError`` propagates (the app
-        delays packing); the temp file is removed first.
+        ``pack_step`` until the packing is done (tests, the bench's wear figures); the app calls
+        ``pack_step`` itself, yielding the loop between two steps.
         """
+        n = self.packed
+        while self.pack_step():
+            pass
+        return self.packed != n
+
+    def pack_step(self) -> bool:
+        """One bounded step of packing the journal into a segment; True while there is more to do.
+
+        A step is one flash operation or so: open the segment's temp file (when the journal
+        holds ``seg_records`` events), copy one journal record into it, close and rename it, or
+        delete one packed journal file. Between two steps saves, acks and reads go on: a record
+        acked before it was copied restarts the packing later (the temp file is removed); one
+        acked after is marked acked in the segment; after the rename the segment owns the
+        packed identities and the journal files left are only deleted. A journal record found
+        damaged is quarantined and the packing tried again later. ``MemoryError`` propagates
+        (the app delays packing): while copying, the temp file is removed first; while deleting,
+        the next call goes on.
+        """
+        if self.pk == 1:
+            return self._pk_copy()
+        if self.pk == 2:
+            return self._pk_delete()
+        return self._pk_start()
+
+    def _pk_key(self, i: int) -> "tuple[int, int]":
+        k: "tuple[int, int]" = struct.unpack_from("<II", self.pk_keys, 8 * i)
+        return k
+
+    def _pk_tmp(self) -> str:
+        return self._seg_path(self._pk_key(0)) + ".tmp"
+
+    def _packed(self, key: "tuple[int, int]") -> bool:
+        """True for a journal file already owned by the segment just written (deleted soon)."""
+        return self.pk == 2 and key <= self._pk_key(self.pk_n - 1)
+
+    def _pk_start(self) -> bool:
         if self.jn < self.seg_records or self.nseg >= self.slots:
             return False
         self._jwindow()
         keys = self.jkeys[: self.seg_records] if self.jexact else self._journal_oldest(self.seg_records, None)
         if not keys:
             return False
-        first = keys[0]
-        path = "%s/s/%08x%08x" % (self.root, first[0], first[1])
-        tmp = path + ".tmp"
-        bad = None
+        for i, key in enumerate(keys):
+            struct.pack_into("<II", self.pk_keys, 8 * i, key[0], key[1])
+        self.pk_n = len(keys)
+        self.pk_i = 0
+        self.pk_mask = 0
+        tmp = self._pk_tmp()
+        head = _SEG_MAGIC + struct.pack("<H", self.pk_n)
         try:
-            with open(tmp, "wb") as f:
-                head = _SEG_MAGIC + struct.pack("<H", len(keys))
-                f.write(head)
-                crc = crc32(head)
-                for key in keys:
-                    raw = read_file(self._jpath(key[0], key[1])) or b""
-                    try:
-                        if check_record(raw) != key:
-                            raise CorruptRecord("record name mismatch")
-                    except CorruptRecord as exc:
-                        bad = (key, str(exc))
-                        break
-                    lb = bytes((len(raw),))
-                    f.write(lb)
-                    f.write(raw)
-                    crc = crc32(raw, crc32(lb, crc))
-                f.write(struct.pack("<I", crc & 0xFFFFFFFF))
-            if bad is None:
-                os.rename(tmp, path)
+            f = open(tmp, "wb")  # noqa: SIM115 - stays open across steps; closed in _pk_copy/_pk_abort
+            self.pk_file = f
+            self.pk = 1
+            f.write(head)
         except OSError as exc:
-            _remove(tmp)
+            self._pk_abort()
             self._problem("segment write failed: %s" % exc)
             return False
         except MemoryError:
-            _remove(tmp)
+            self._pk_abort()
             raise
-        if bad is not None:
-            _remove(tmp)
-            name = "%x_%x" % bad[0]
-            self._quarantine(self.root + "/j/" + name, name, bad[1])
+        self.pk_crc = crc32(head)
+        return True
+
+    def _pk_abort(self) -> None:
+        """Give up the packing under way (phase 1): close and remove the temp file."""
+        f = self.pk_file
+        self.pk_file = None
+        self.pk = 0
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+        _remove(self._pk_tmp())
+
+    def _pk_copy(self) -> bool:
+        i = self.pk_i
+        key = self._pk_key(i)
+        if self.pk_mask >> i & 1:  # acked before it was copied: the segment would count it
+            self._pk_abort()
+            return False
+        raw = read_file(self._jpath(key[0], key[1])) or b""
+        try:
+            if check_record(raw) != key:
+                raise CorruptRecord("record name mismatch")
+        except CorruptRecord as exc:
+            self._pk_abort()
+            name = "%x_%x" % key
+            self._quarantine(self.root + "/j/" + name, name, str(exc))
             self.jn -= 1
             self.depth -= 1
-            if bad[0] in self.jkeys:
-                self.jkeys.remove(bad[0])
+            if key in self.jkeys:
+                self.jkeys.remove(key)
             return False
-        self._add(first, keys[-1], len(keys))
-        for key in keys:
-            _remove(self._jpath(key[0], key[1]))
-        self.jn -= len(keys)
-        if self.jexact:
-            self.jkeys = self.jkeys[len(keys) :]
+        f = self.pk_file
+        try:
+            lb = bytes((len(raw),))
+            f.write(lb)
+            f.write(raw)
+            self.pk_crc = crc32(raw, crc32(lb, self.pk_crc))
+            self.pk_i = i + 1
+            if self.pk_i < self.pk_n:
+                return True
+            f.write(struct.pack("<I", self.pk_crc & 0xFFFFFFFF))
+            f.close()
+            self.pk_file = None
+            tmp = self._pk_tmp()
+            os.rename(tmp, tmp[:-4])
+        except OSError as exc:
+            self._pk_abort()
+            self._problem("segment write failed: %s" % exc)
+            return False
+        except MemoryError:
+            self._pk_abort()
+            raise
+        self._pk_written()
         return True
+
+    def _pk_written(self) -> None:
+        """The segment is on flash: it owns the packed identities; their journal files go next."""
+        n = self.pk_n
+        first = self._pk_key(0)
+        last = self._pk_key(n - 1)
+        mask = self.pk_mask
+        acked = 0
+        for p in range(n):
+            acked += mask >> p & 1
+        self.jn -= n - acked
+        if self.jexact:
+            k = 0
+            while k < len(self.jkeys) and self.jkeys[k] <= last:
+                k += 1
+            del self.jkeys[:k]
+        self.packed += 1
+        self.pk = 2
+        self.pk_i = 0
+        if acked == n:  # every record acked while it was packed
+            _remove(self._seg_path(first))
+            return
+        self._add(first, last, n)
+        i = self._index(first)
+        t = self.table
+        for p in range(n):
+            if mask >> p & 1:
+                t[i * _E + _ENT_SIZE + (p >> 3)] |= 1 << (p & 7)
+        t[i * _E + 17] = acked
+
+    def _pk_delete(self) -> bool:
+        while self.pk_i < self.pk_n:
+            p = self.pk_i
+            self.pk_i = p + 1
+            if not self.pk_mask >> p & 1:  # an acked one's file is gone already
+                key = self._pk_key(p)
+                _remove(self._jpath(key[0], key[1]))
+                return True
+        self.pk = 0
+        first = self._pk_key(0)
+        i = self._index(first)
+        if i >= 0:
+            e = self._ent(i)
+            if e[5] >= e[4]:  # fully acked while its journal files were deleted: kept till now
+                _remove(self._seg_path(e))
+                self._drop(i)
+        return False
 
     def ack(self, b: int, s: int) -> bool:
         """Forget event ``(b, s)``; False when the outbox does not hold it."""
@@ -628,16 +751,31 @@ class Outbox:
 
     def ack_range(self, b: int, lo: int, hi: int) -> int:
         """Forget every held event of boot ``b`` with ``lo <= seq <= hi``; return how many."""
-        if hi < lo:
-            return 0
         done = 0
-        i = 0
-        while i < self.nseg:
+        for done in self.ack_steps(b, lo, hi):  # noqa: B007 - its last value is the total
+            pass
+        return done
+
+    def ack_steps(self, b: int, lo: int, hi: int) -> "Any":
+        """``ack_range`` in steps: a generator yielding how many were forgotten so far after each flash operation.
+
+        Its last value is the total. Saves, packing, reads and other acks may run between two
+        steps (the app yields the loop there): each step looks the table up again.
+        """
+        done = 0
+        if hi < lo:
+            yield 0
+            return
+        cur: "tuple[int, int] | None" = None
+        while True:
+            i = self._after(cur)
+            if i < 0:
+                break
             e = self._ent(i)
-            if (e[0], e[1]) > (b, hi):
+            cur = (e[0], e[1])
+            if cur > (b, hi):
                 break  # ordered by first identity: the rest start after the range
             if (e[2], e[3]) < (b, lo):
-                i += 1
                 continue
             n = 0
             t = self.table
@@ -650,52 +788,73 @@ class Outbox:
                         n += 1
             except CorruptRecord as exc:
                 # bits set before the damage showed are dropped with the segment's count
-                self._lost((e[0], e[1]), exc)
+                self._lost(cur, exc)
                 continue
             done += n
             self.depth -= n
-            if e[5] + n >= e[4]:
+            t[i * _E + 17] = e[5] + n
+            if e[5] + n >= e[4] and not (self.pk == 2 and cur == self._pk_key(0)):
                 _remove(self._seg_path(e))
                 self._drop(i)
-                continue
-            struct.pack_into("<B", t, i * _E + 17, e[5] + n)
-            i += 1
-        if self.jn:
-            n = self._ack_journal(b, lo, hi)
-            self.jn -= n
-            self.depth -= n
-            done += n
-        return done
+                yield done
+        while self.jn:
+            batch = self._jbatch(b, lo, hi)
+            if not batch:
+                break
+            for key in batch:
+                if self._jforget(key):
+                    done += 1
+                yield done
+            lo = batch[-1][1] + 1
+        yield done
 
-    def _ack_journal(self, b: int, lo: int, hi: int) -> int:
-        n = 0
-        if self.jexact:  # the window is the journal: remove exactly what it holds
-            for key in [k for k in self.jkeys if k[0] == b and lo <= k[1] <= hi]:
-                _remove(self._jpath(key[0], key[1]))
-                self.jkeys.remove(key)
-                n += 1
-            return n
-        if hi - lo < 2 * self.jn + 8:  # a few ids: remove each (a missing file is a repeat ack)
-            for s in range(lo, hi + 1):
-                try:
-                    os.remove(self._jpath(b, s))
-                    n += 1
-                except OSError:
-                    pass
-            return n
-        while True:  # a wide range: walk the journal once per 16 matches
-            names = []
-            for ent in os.ilistdir(self.root + "/j"):
-                jk = _jkey(ent[0])
-                if jk is not None and jk[0] == b and lo <= jk[1] <= hi:
-                    names.append(ent[0])
-                    if len(names) >= 16:
-                        break
-            for name in names:
-                _remove(self.root + "/j/" + name)
-            n += len(names)
-            if len(names) < 16:
-                return n
+    def _jbatch(self, b: int, lo: int, hi: int) -> "list[tuple[int, int]]":
+        """Up to 8 journal identities of boot ``b`` from ``lo`` to ``hi`` to delete next, oldest first."""
+        if self.jexact:  # the window is the journal
+            return [k for k in self.jkeys if k[0] == b and lo <= k[1] <= hi][:8]
+        if hi - lo < 2 * self.jn + 8:  # a few ids: try each (a missing file is a repeat ack)
+            return [(b, s) for s in range(lo, min(hi, lo + 7) + 1)]
+        keys: "list[tuple[int, int]]" = []  # a wide range: one walk of the journal per 8
+        for ent in os.ilistdir(self.root + "/j"):
+            jk = _jkey(ent[0])
+            if jk is None or jk[0] != b or not lo <= jk[1] <= hi or (len(keys) >= 8 and jk >= keys[-1]):
+                continue
+            if len(keys) >= 8:
+                keys.pop()
+            i = len(keys)
+            while i > 0 and keys[i - 1] > jk:
+                i -= 1
+            keys.insert(i, jk)
+        return keys
+
+    def _jforget(self, key: "tuple[int, int]") -> bool:
+        """Forget journal event ``key`` (acked); False when the outbox does not hold it there."""
+        if self._packed(key):  # packed a moment ago: the segment holds it now
+            i = self._index(self._pk_key(0))
+            for p in range(self.pk_n if i >= 0 else 0):
+                if self._pk_key(p) == key:
+                    a = i * _E + _ENT_SIZE + (p >> 3)
+                    if self.table[a] & 1 << (p & 7):
+                        return False
+                    self.table[a] |= 1 << (p & 7)
+                    self.table[i * _E + 17] += 1
+                    self.depth -= 1
+                    return True
+            return False
+        try:
+            os.remove(self._jpath(key[0], key[1]))
+        except OSError:
+            return False
+        self.jn -= 1
+        self.depth -= 1
+        if self.jexact and key in self.jkeys:
+            self.jkeys.remove(key)
+        if self.pk == 1:  # copied, or about to be, into the segment being packed: note it
+            for p in range(self.pk_n):
+                if self._pk_key(p) == key:
+                    self.pk_mask |= 1 << p
+                    break
+        return True
 
     def _read_chunk(self, e: "tuple[int, ...]", off: int, n: int) -> "tuple[list[bytes], int]":
         """Up to ``n`` raw records of segment ``e`` from byte ``off``; the file is closed on return."""

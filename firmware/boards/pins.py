@@ -171,27 +171,47 @@ class PinBoard:
             app.report("key %d failed: %r" % (n + 1, exc))
 
     def _watch_edges(self, pins: "list[Any]") -> None:
-        """Time each key's edges in a pin IRQ: a press made while a long step holds the loop still counts."""
-        self.fell: "list[Any]" = [None] * len(pins)  # ticks of the first falling edge since the key was last seen up
-        self.rose: "list[Any]" = [None] * len(pins)  # ticks of the last rising edge
+        """Time each key's edges in a pin IRQ: a press made while a long step holds the loop still counts.
+
+        A hard IRQ (``hard=True``: rp2, esp32) runs at the edge even inside a long C call (a
+        littlefs compaction), so both edges of a press get their own time and level. A soft IRQ
+        runs only after such a call returns: the two edges of a press made meanwhile would be
+        handled together, at the same tick and reading the same level, and the press taken for
+        a glitch. The handler allocates nothing (hard IRQs may not): no bound method, small ints.
+        """
+        fell: "list[Any]" = [None] * len(pins)  # ticks of the first falling edge since the key was last seen up
+        rose: "list[Any]" = [None] * len(pins)  # ticks of the last rising edge
+        self.fell = fell
+        self.rose = rose
+        trigger = machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING
         for n, pin in enumerate(pins):
+
+            def edge(p: "Any", n: int = n) -> None:
+                now = time.ticks_ms()
+                f = fell[n]
+                if p.value() == 0:
+                    if f is None:
+                        fell[n] = now
+                elif f is not None and time.ticks_diff(now, f) < DEBOUNCE_MS:
+                    fell[n] = None  # up again sooner than the debounce: a glitch or a bounce, not a press
+                else:
+                    rose[n] = now
+
             try:
-                pin.irq(
-                    handler=lambda p, n=n: self._edge(n, p), trigger=machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING
-                )
+                try:
+                    pin.irq(handler=edge, trigger=trigger, hard=True)
+                except TypeError:  # a port without hard pin IRQs: a soft one
+                    pin.irq(handler=edge, trigger=trigger)
             except (AttributeError, ValueError, OSError):
                 pass  # no IRQ on this pin: polling alone still takes presses longer than a stall
 
-    def _edge(self, n: int, pin: "Any") -> None:
-        now = time.ticks_ms()
-        f = self.fell[n]
-        if pin.value() == 0:
-            if f is None:
-                self.fell[n] = now
-        elif f is not None and time.ticks_diff(now, f) < DEBOUNCE_MS:
-            self.fell[n] = None  # up again sooner than the debounce: a glitch or a bounce, not a press
-        else:
-            self.rose[n] = now
+    def pressing(self) -> bool:
+        """A key went down (its IRQ said so) and its press is not taken yet: other work waits for it."""
+        fell = getattr(self, "fell", ())
+        for n in range(len(fell)):
+            if fell[n] is not None and not self.fired[n]:
+                return True
+        return False
 
     async def run(self, app: "Any") -> None:
         """Poll the keys; a press counts once it has been down for ``DEBOUNCE_MS``.
@@ -204,6 +224,7 @@ class PinBoard:
         pins = self.keys + [self.invite_key]
         down_since: "list[Any]" = [None] * len(pins)
         fired = [False] * len(pins)
+        self.fired = fired
         self._watch_edges(pins)
         fell = self.fell
         rose = self.rose

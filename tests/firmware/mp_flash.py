@@ -129,6 +129,8 @@ def pairs(app: App, flash: NorFlash, n: int, maintain: bool) -> "tuple[int, int]
         if len(waiting) > 8:
             (b, lo), (_, hi) = waiting.pop(0), waiting.pop(0)
             app._on_ack({"r": [[b, lo, hi]], "now": 1761926399000, "bf": None})
+            for _ in app.apply_acks():  # the ticker's steps, all at once
+                pass
         app.outbox.maintain()
         while maintain and app.maintain_flash():
             pass

@@ -171,8 +171,8 @@ ok("press path: a save out of heap retried; refused once when the heap stays sho
 
 # packing out of heap: delayed (the journal keeps every event on flash), presses go on, packing resumes
 real.outbox.seg_records = 4
-maintain = ob.maintain
-ob.maintain = Starving(maintain, 1)
+pack_step = ob.pack_step
+ob.pack_step = Starving(pack_step, 1)
 for _ in range(6):
     assert real.on_key(1)["ok"]
 
@@ -191,7 +191,7 @@ async def ticker() -> None:
 
 
 asyncio.run(ticker())
-ob.maintain = maintain
+ob.pack_step = pack_step
 held = [(e["b"], e["s"]) for e in ob.pending()]
 assert len(held) == ob.depth and len(set(held)) == len(held)
 ok("packing out of heap: delayed and reported, presses kept on flash, packing resumes")
@@ -234,8 +234,12 @@ ok("sender out of heap: reported, the next walk sends")
 real.err = None
 b = ob.boot
 real._on_ack({"r": [[b, 0, ob.seq - 1]], "now": 1761926399000, "bf": None})
+for _ in real.apply_acks():  # the ticker's steps, all at once
+    pass
 assert ob.depth == 0
 real._on_ack({"r": [[b, 0, 2]], "now": 1761926399000, "bf": None})
+for _ in real.apply_acks():
+    pass
 assert real.dup_acked == 3 and real.err is None, (real.dup_acked, real.err)
 del real.status_message  # the heartbeat test's starved one: back to the App's
 st = protocol.decode(real.status_message(), real.key, real.device)

@@ -6,6 +6,7 @@ assert ends the script with a traceback (non-zero exit).
 
 import gc
 import os
+import random
 import sys
 
 import vfs
@@ -173,6 +174,49 @@ assert ob.ack(b, 3) and not ob.ack(b, 3) and not ob.ack(b, 1)  # inside the hole
 assert ob.ack_range(b, 0, 1000) == 9 and ob.depth == 0 and ob.nseg == 0 and ob.jn == 0  # one wide ack
 assert os.listdir("/t/ob/s") == [] and os.listdir("/t/ob/j") == []
 ok("holed segments and wide acks")
+
+# packing in steps, interleaved with saves and acks (the ticker yields the loop between two steps):
+# every event held is walked exactly once, the depth counts them, nothing acked comes back
+random.seed(7)
+dev = fresh()
+ob = Outbox("/t/ob", 1000, 8)
+b = ob.open()
+held = set()
+aborted = written = 0
+for n in range(400):
+    held.add(ob.save(press(n)))
+    for _ in range(random.randint(0, 3)):
+        was = ob.pk
+        more = ob.pack_step()
+        if was == 1 and not more:
+            aborted += 1
+        if was == 1 and ob.pk == 2:
+            written += 1
+    if random.random() < 0.4 and held:
+        keys = sorted(held)
+        at = 0 if random.random() < 0.5 else random.randint(0, len(keys) - 1)  # the oldest: the ones being packed
+        old = keys[at : at + random.randint(1, 6)]
+        lo, hi = old[0][1], old[-1][1]
+        done = 0
+        for done in ob.ack_steps(b, lo, hi):  # noqa: B007 - its last value is the total
+            if random.random() < 0.5:
+                ob.pack_step()  # a packing step between two ack steps
+        want = [k for k in held if lo <= k[1] <= hi]
+        assert done == len(want), (n, done, want)
+        held -= set(want)
+    if n % 50 == 49 or ob.pk:
+        got = ids(ob)
+        assert len(got) == len(set(got)) and set(got) == held, (n, ob.pk, sorted(set(got) ^ held))
+        assert ob.depth == len(held), (n, ob.depth, len(held))
+assert written >= 5 and aborted >= 1, (written, aborted)
+while ob.pack_step():
+    pass
+remount(dev)
+ob = Outbox("/t/ob", 1000, 8)
+ob.open()
+assert set(ids(ob)) == held and ob.depth == len(held)
+assert not [n for n in os.listdir("/t/ob/s") if n.endswith(".tmp")]
+ok("packing in steps among saves and acks: %d segments, %d restarted, each event held once" % (written, aborted))
 
 # RAM does not grow with the depth: 2,000 events queued, reopened, walked
 vfs.umount("/t")

@@ -2,13 +2,14 @@
 
 A RAM flash that fails (drops, or tears: half the bytes) the N-th program or
 erase and every later one. For every N of a scripted run of saves, acks and
-segment packing: remount the image, reopen the outbox, and check that the
-filesystem mounts, every save that returned (feedback given) and was not
+segment packing (in steps, interleaved with the saves and acks): remount the
+image, reopen the outbox, and check that the filesystem mounts, every save that returned (feedback given) and was not
 acked is there with the same content, no identity is there twice, and the
 new boot number is above every saved one. Prints
 ``cut points: N tried, M failures`` last.
 """
 
+import gc
 import sys
 
 import vfs
@@ -88,12 +89,17 @@ def scenario(ob: Outbox, dev: "CutFlash", saved: dict, acked: set) -> None:
             return
         if n % 3 == 2 and len(live) > 3:
             for key in (live.pop(1), live.pop(0)):
-                ob.ack_range(key[0], key[1], key[1])
-                if dev.dead:
-                    return
+                for done in ob.ack_steps(key[0], key[1], key[1]):
+                    if dev.dead:
+                        return
+                    if done:
+                        acked.add(key)  # deleted (or marked acked in its segment)
+                    ob.pack_step()  # a packing step between two ack steps
+                    if dev.dead:
+                        return
                 acked.add(key)
-        if n % 5 == 4:
-            ob.maintain()
+        for _ in range(2):  # packing in steps, between saves and acks, as the ticker runs it
+            ob.pack_step()
             if dev.dead:
                 return
         if n == 20:
@@ -118,13 +124,22 @@ def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str]]
     mount(dev)
     saved: dict = {}
     acked: set = set()
+    box = Outbox("/pc/ob", 1000, 8)
     try:
-        scenario(Outbox("/pc/ob", 1000, 8), dev, saved, acked)
+        scenario(box, dev, saved, acked)
     except OSError:
         pass  # the cut surfaced as an I/O error: the box is off now
+    if box.pk_file is not None:  # the segment being packed when the power went: closed if it can be
+        try:
+            box.pk_file.close()
+        except OSError:
+            pass  # it cannot: littlefs keeps it, and with it the dead device
     umount()
     errors = []
-    after = RamFlash(BLOCKS, BS, bytearray(dev.data))
+    after = RamFlash(BLOCKS, BS, dev.data)  # the image as the cut left it
+    dev.data = bytearray(0)  # so a file left open on the dead device does not keep 128 KiB alive
+    box = None
+    gc.collect()
     try:
         mount(after)
     except OSError as exc:

@@ -96,6 +96,7 @@ class Pin:
         self.out = 0
         self._irq = None
         self._trigger = 0
+        self._hard = False
         self._level = self._read()
         _pins[id] = self
         if mode in (Pin.OUT, Pin.OPEN_DRAIN):
@@ -137,8 +138,11 @@ class Pin:
     def off(self):
         self.value(0)
 
-    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING):
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, *, priority=1, wake=None, hard=False):
+        # rp2 and esp32 both take ``hard``: a hard handler runs in the interrupt, at the edge
+        # (here: when the level changes); a soft one would run only when Python code runs again
         self._irq = handler
+        self._hard = hard
         self._trigger = trigger
         return None
 
