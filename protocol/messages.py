@@ -29,10 +29,17 @@ STATUS = "status"
 ACK = "ack"
 CONFIG = "config"
 COMMAND = "cmd"
+# Firmware transfer (SPEC.md section 8): only on the fw topics / serial fw frames
+FW_OFFER = "fwo"
+FW_CHUNK = "fwc"
+FW_STATE = "fws"
 
 EVENT_TYPES = (PRESS, SIGNIN, SIGNOUT, INVITE, UNRATED)
 UPLINK_TYPES = EVENT_TYPES + (STATUS,)
 DOWNLINK_TYPES = (ACK, CONFIG, COMMAND)
+FW_TYPES = (FW_OFFER, FW_CHUNK, FW_STATE)
+FW_STATES = ("idle", "recv", "pause", "check", "install", "reboot", "refused", "trial", "ok", "rolled_back")
+FW_CHUNK_MAX = 512  # bytes of release data in one fwc (684 base64 characters)
 
 # Press flags (bit mask in field "f").
 FLAG_UNSOLICITED = 1  # no open invite when pressed
@@ -57,6 +64,7 @@ _MAC_HEX = 64
 _MAC_TAIL = len(',"mac":""}') + _MAC_HEX  # bytes the mac member adds at the end
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _TICKET_CHARS = _ID_CHARS + "."
+_B64_CHARS = _ID_CHARS[:62] + "+/="
 
 
 # ---- field checks: each returns None or raises ProtocolError("bad_field") ----
@@ -149,6 +157,24 @@ def _ranges(name: str, v: "Any") -> None:
             raise _bad(name, "first %d > last %d" % (r[1], r[2]))
 
 
+def _b64(name: str, v: "Any") -> None:
+    if type(v) is not str or not 0 < len(v) <= (FW_CHUNK_MAX + 2) // 3 * 4 or len(v) % 4:
+        raise _bad(name, "expected 4..%d base64 characters" % ((FW_CHUNK_MAX + 2) // 3 * 4))
+    for ch in v:
+        if ch not in _B64_CHARS:
+            raise _bad(name, "character %r is not base64" % ch)
+
+
+def _fw_state(name: str, v: "Any") -> None:
+    if v not in FW_STATES:
+        raise _bad(name, "must be one of %s" % ", ".join(FW_STATES))
+
+
+def _slot(name: str, v: "Any") -> None:
+    if v not in ("a", "b", "usb"):
+        raise _bad(name, "must be a, b or usb")
+
+
 def _hours(name: str, v: "Any") -> None:
     if type(v) is not list or len(v) != 2:
         raise _bad(name, "expected [open_minute, close_minute]")
@@ -210,6 +236,18 @@ _SCHEMA = {
         ("op", _op, True),
         ("o", _ident, False),
         ("tk", _ticket, False),
+    ),
+    FW_OFFER: (("id", _ident, True), ("sz", _u31, True), ("ver", _text, True)),
+    FW_CHUNK: (("id", _ident, True), ("off", _u31, True), ("x", _b64, True)),
+    FW_STATE: (
+        ("ver", _text, False),
+        ("sl", _slot, True),
+        ("tr", _bool, True),
+        ("st", _fw_state, True),
+        ("id", _ident, False),
+        ("off", _u31, True),
+        ("sz", _u31, True),
+        ("why", _text, False),
     ),
 }
 _HEADER = ("v", "t", "d")
