@@ -138,6 +138,7 @@ class Updater:
         self.sent = False  # the state went out while the link was up
         self.dirty = True
         self.busy = False  # checking or installing
+        self.news = asyncio.Event()  # the state changed: send it now
         self._restore()
         self.task = asyncio.create_task(self.run())
 
@@ -183,7 +184,7 @@ class Updater:
             self.why = why[:80]
             self.app.report("firmware update: " + self.why)
         self.dirty = True
-        self.app.wake.set()
+        self.news.set()
 
     # ---- messages ----
 
@@ -201,7 +202,8 @@ class Updater:
             self._chunk(msg)
         else:
             app._reject("bad_type", "%s is not a firmware downlink" % t)
-        self.dirty = True
+        self.dirty = True  # every offer and chunk is answered with the state: the sender's ack and resume point
+        self.news.set()
 
     def _offer(self, msg: "dict[str, Any]") -> None:
         if self.busy or self.trial or msg["id"] == self.id:
@@ -274,7 +276,11 @@ class Updater:
                 await self._check_and_install()
             elif self.trial:
                 await self._trial(time.ticks_diff(time.ticks_ms(), start))
-            await asyncio.sleep_ms(100)
+            try:
+                await asyncio.wait_for_ms(self.news.wait(), 200)
+            except asyncio.TimeoutError:
+                pass
+            self.news.clear()
 
     async def _trial(self, age: int) -> None:
         app = self.app
