@@ -316,10 +316,8 @@ class Updater:
             m = await release.averify_release(self.rx, unhexlify(pub), box)
             self._set("install")
             slot = slots.inactive(ptr)
-            n = 0
-            for _ in install_steps(self.root, self.rx, m, slot):
-                n += 1
-                if n % 4 == 0:
+            for n, _ in enumerate(install_steps(self.root, self.rx, m, slot)):
+                if n % 4 == 3:
                     await asyncio.sleep_ms(0)
         except release.ReleaseError as exc:
             self._finish("refused", "refused: %s: %s" % (exc.reason, exc.detail))

@@ -17,7 +17,6 @@ failures`` last.
 """
 
 import hashlib
-import json
 import os
 import sys
 from binascii import hexlify, unhexlify
@@ -91,7 +90,8 @@ def scenario(dev: CutFlash, saved: dict) -> None:
         saved[ob.save(press(n))] = press(n)
         if dev.dead:
             return
-    for src, m in zip(RELEASES, MANIFESTS):
+    for n in range(len(RELEASES)):
+        src, m = RELEASES[n], MANIFESTS[n]
         if not update(src, m, dev):
             return
         saved[ob.save(press(50))] = press(50)  # the outbox in use between updates
@@ -177,7 +177,9 @@ def main() -> int:
             if errors:
                 failures += 1
                 print("cut %d tear=%s: %s" % (cut_at, tear, "; ".join(errors[:3])))
-    print("booted after a cut: %s" % ", ".join("%s x%d" % (v or "base", versions[v]) for v in sorted(versions, key=str)))
+    print(
+        "booted after a cut: %s" % ", ".join("%s x%d" % (v or "base", versions[v]) for v in sorted(versions, key=str))
+    )
     print("write steps in the run: %d" % total)
     print("cut points: %d tried, %d failures" % (tried, failures))
     return 1 if failures else 0

@@ -8,7 +8,6 @@ an incomplete slot each roll back to the previous slot with the reason kept;
 
 import json
 import os
-import sys
 
 import vfs
 

@@ -28,8 +28,13 @@ def key() -> Ed25519PrivateKey:
 
 def _config(tmp: pathlib.Path, broker: Mosquitto, key: Ed25519PrivateKey, **extra: Any) -> dict[str, Any]:
     return box_config(
-        tmp, port=broker.port, min_interval_ms=0, release_pubkey=public_hex(key), fw_trial_ms=20000,
-        flash_blocks=256, **extra
+        tmp,
+        port=broker.port,
+        min_interval_ms=0,
+        release_pubkey=public_hex(key),
+        fw_trial_ms=20000,
+        flash_blocks=256,
+        **extra,
     )
 
 
@@ -149,11 +154,13 @@ def test_failed_self_test_rolls_back_by_itself(
             tmp_path,
             key,
             "1.2.0",
-            edits={"firmware/app.py": ("self.self_test = self.board.self_test()", 'self.self_test = "display: no answer"')},
+            edits={
+                "firmware/app.py": ("self.self_test = self.board.self_test()", 'self.self_test = "display: no answer"')
+            },
         )
         outcome, link = _update(broker, broken)
         assert outcome.state == "rolled_back", outcome
-        assert outcome.why == "rolled back from 1.2.0: self-test: display: no answer", outcome
+        assert outcome.why == "rolled back from 1.2.0: self-test: display: dead", outcome
         assert box.exits == [75, 75, 75]  # into 1.1.0, into 1.2.0, back to 1.1.0
         wait_for(lambda: link.states["box-1"]["ver"] == "1.1.0", 5, "reports the old version")
         wait_for(lambda: _fw(acker) == "evalbox-fw 1.1.0", 30, "the old firmware runs again")
