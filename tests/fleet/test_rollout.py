@@ -50,9 +50,8 @@ def _store(tmp: pathlib.Path, broker: Mosquitto, boxes: list[str] = BOXES) -> pa
             await db.execute("INSERT INTO units (id, name) VALUES ('U1', '城关派出所')")
             for i, d in enumerate(boxes):
                 await db.execute("INSERT INTO windows (id, unit_id, name) VALUES (?, 'U1', ?)", (f"W{i}", f"{i}号窗"))
-                await db.execute(
-                    "INSERT INTO devices (id, window_id, key_hex, created_ms) VALUES (?, ?, ?, 0)", (d, f"W{i}", KEY_HEX)
-                )
+                sql = "INSERT INTO devices (id, window_id, key_hex, created_ms) VALUES (?, ?, ?, 0)"
+                await db.execute(sql, (d, f"W{i}", KEY_HEX))
 
     asyncio.run(seed())
     conf = tmp / "evalbox.toml"
