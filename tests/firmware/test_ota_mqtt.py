@@ -166,3 +166,50 @@ def test_failed_self_test_rolls_back_by_itself(
         wait_for(lambda: _fw(acker) == "evalbox-fw 1.1.0", 30, "the old firmware runs again")
     finally:
         box.kill()
+
+
+def test_update_over_the_serial_line(tmp_path: pathlib.Path, key: Ed25519PrivateKey) -> None:
+    """The same offer, chunks and states as frames on a real pty (the window PC's end relays them)."""
+    import os
+    import tty
+
+    from collector.fleet.transfer import BoxTransfer
+    from tests.firmware.windowpc import WindowPC
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    cfg = box_config(
+        tmp_path, transport="serial", serial_path=os.ttyname(slave), min_interval_ms=0, flash_blocks=256,
+        release_pubkey=public_hex(key), fw_trial_ms=60000,
+    )  # fmt: skip
+    for k in ("broker_host", "broker_port", "broker_user", "broker_password"):
+        cfg.pop(k)
+    pc = WindowPC(master)
+    box = ResettingBox(tmp_path, cfg).start()
+    try:
+        wait_for(lambda: pc.statuses, 30, "status frame")
+        presser = Presser(box)
+        data = release_from(tmp_path, key, "1.1.0")
+
+        async def go() -> Outcome:
+            loop = asyncio.get_running_loop()
+            tr = BoxTransfer("box-1", KEY, data, lambda topic, payload: pc.send(payload))
+            pc.on_fw = lambda msg: loop.call_soon_threadsafe(tr.on_state, msg)
+            try:
+                return await tr.run(300)
+            finally:
+                pc.on_fw = None
+
+        outcome = asyncio.run(go())
+        assert outcome.state == "ok", outcome
+        assert box.exits == [75]
+        wait_for(lambda: pc.statuses[-1]["fw"] == "evalbox-fw 1.1.0", 30, "status from the new firmware")
+        pressed = presser.finish()
+        wait_for(lambda: (box.try_cmd("state") or {}).get("q") == 0, 60, "outbox drained over serial")
+        got = {(b, s) for (_d, b, s) in pc.events}
+        assert pressed and pressed <= got
+    finally:
+        box.kill()
+        pc.stop = True
+        os.close(master)
+        os.close(slave)
