@@ -126,12 +126,14 @@ async def progress(db: Database, rollout: int) -> Progress:
 async def record_state(db: Database, device: str, msg: dict[str, Any]) -> None:
     """A box's firmware state (its ``fws``) as the collector last heard it."""
     await db.execute(
-        "INSERT INTO fw_box_state (device_id, version, slot, trial, state, why, updated_ms)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO fw_box_state (device_id, version, slot, trial, state, received, size, why, updated_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (device_id) DO UPDATE SET version = excluded.version, slot = excluded.slot,"
-        " trial = excluded.trial, state = excluded.state, why = excluded.why, updated_ms = excluded.updated_ms",
-        (device, msg.get("ver"), msg["sl"], int(bool(msg["tr"])), msg["st"], msg.get("why"), now_ms()),
-    )
+        " trial = excluded.trial, state = excluded.state, received = excluded.received, size = excluded.size,"
+        " why = excluded.why, updated_ms = excluded.updated_ms",
+        (device, msg.get("ver"), msg["sl"], int(bool(msg["tr"])), msg["st"], msg["off"], msg["sz"], msg.get("why"),
+         now_ms()),
+    )  # fmt: skip
 
 
 Alert = Callable[[Database, str, str, str, int], Awaitable[None]]

@@ -442,6 +442,8 @@ CREATE TABLE fw_box_state (
     slot         TEXT NOT NULL,              -- a | b | usb
     trial        INTEGER NOT NULL,
     state        TEXT NOT NULL,              -- the box's fws state
+    received     BIGINT NOT NULL DEFAULT 0,  -- bytes of the release being received it has
+    size         BIGINT NOT NULL DEFAULT 0,  -- that release's size
     why          TEXT,                       -- the box's last update error
     updated_ms   BIGINT NOT NULL
 );
