@@ -139,6 +139,10 @@ class Updater:
         self.dirty = True
         self.busy = False  # checking or installing
         self.news = asyncio.Event()  # the state changed: send it now
+        from firmware.keyrot import current
+
+        # the rotation that set the release key this box trusts (0: as provisioned)
+        self.key_seq = current(self.root, app.cfg["release_pubkey"])[1]
         self._restore()
         self.task = asyncio.create_task(self.run())
 
@@ -174,6 +178,7 @@ class Updater:
                 off=self.off,
                 sz=self.sz,
                 why=self.why,
+                ks=self.key_seq,
             ),
             app.key,
         )
@@ -200,6 +205,14 @@ class Updater:
             self._offer(msg)
         elif t == messages.FW_CHUNK:
             self._chunk(msg)
+        elif t == messages.FW_KEY and not self.busy:
+            try:
+                data = a2b_base64(msg["x"])
+            except ValueError:
+                app._reject("bad_field", "fwk x: not base64")
+                return
+            self.busy = True
+            asyncio.create_task(self._rotate(data))
         else:
             app._reject("bad_type", "%s is not a firmware downlink" % t)
         self.dirty = True  # every offer and chunk is answered with the state: the sender's ack and resume point
@@ -304,10 +317,9 @@ class Updater:
 
     async def _check_and_install(self) -> None:
         app = self.app
-        from firmware import release
+        from firmware import keyrot, release
 
-        key = read_file(slots.fwdir(self.root) + "/key")
-        pub = key.decode() if key else app.cfg["release_pubkey"]
+        pub, self.key_seq = keyrot.current(self.root, app.cfg["release_pubkey"])
         ptr = slots.read(self.root)
         try:
             if not pub:
@@ -328,6 +340,20 @@ class Updater:
         self._finish("reboot", None)
         app.fw = slots.switch(self.root, slot, m["version"])
         await self._reset()
+
+    async def _rotate(self, data: bytes) -> None:
+        from firmware import keyrot
+
+        try:
+            body = await keyrot.accept(data, self.root, self.app.cfg["release_pubkey"])
+            self.key_seq = body["seq"]
+            self._set(self.st)
+        except keyrot.RotationError as exc:
+            self._set(self.st, "refused key rotation: %s: %s" % (exc.reason, exc.detail))
+        except OSError as exc:
+            self._set(self.st, "key rotation not written: %s" % exc)
+        finally:
+            self.busy = False
 
     def _finish(self, st: str, why: "str | None") -> None:
         _remove(self.rx)

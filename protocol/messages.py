@@ -33,11 +33,12 @@ COMMAND = "cmd"
 FW_OFFER = "fwo"
 FW_CHUNK = "fwc"
 FW_STATE = "fws"
+FW_KEY = "fwk"
 
 EVENT_TYPES = (PRESS, SIGNIN, SIGNOUT, INVITE, UNRATED)
 UPLINK_TYPES = EVENT_TYPES + (STATUS,)
 DOWNLINK_TYPES = (ACK, CONFIG, COMMAND)
-FW_TYPES = (FW_OFFER, FW_CHUNK, FW_STATE)
+FW_TYPES = (FW_OFFER, FW_CHUNK, FW_STATE, FW_KEY)
 FW_STATES = ("idle", "recv", "pause", "check", "install", "reboot", "refused", "trial", "ok", "rolled_back")
 FW_CHUNK_MAX = 512  # bytes of release data in one fwc (684 base64 characters)
 
@@ -248,7 +249,9 @@ _SCHEMA = {
         ("off", _u31, True),
         ("sz", _u31, True),
         ("why", _text, False),
+        ("ks", _u31, False),
     ),
+    FW_KEY: (("x", _b64, True),),
 }
 _HEADER = ("v", "t", "d")
 

@@ -63,6 +63,10 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=_positive, default=900, metavar="S", help="seconds one box may take (900)")
     p.add_argument("--continue", dest="cont", action="store_true", help="update the rest after a good canary")
     p.set_defaults(func=cmd_update)
+    p = store_options(fsub.add_parser("rotate", help="send a release key rotation to the boxes / 下发密钥轮换"))
+    p.add_argument("statement", type=pathlib.Path, help="the .evk file (evalbox firmware rotate)")
+    p.add_argument("--unit", metavar="U", help="only the boxes of this unit")
+    p.set_defaults(func=cmd_rotate)
     p = store_options(fsub.add_parser("status", help="each box's firmware and the rollout / 固件状态"))
     p.add_argument("--wait", type=float, default=2.0, metavar="S", help="seconds to collect the boxes' states (2)")
     p.set_defaults(func=cmd_status)
@@ -159,6 +163,35 @@ def cmd_update(args: argparse.Namespace) -> int:
             if state == "canary_done":
                 print("canary done 灰度完成: check the boxes, then run: evalbox fleet update --continue")
             return 1 if state == "halted" else 0
+
+    return asyncio.run(main())
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    import json
+
+    config = config_of(args)
+    try:
+        data = args.statement.read_bytes()
+        seq = int(json.loads(data[136:])["seq"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{args.statement}: not a key rotation statement (evalbox firmware rotate)") from None
+
+    async def main() -> int:
+        async with config.database() as db:
+            sql = "SELECT d.id FROM devices d JOIN windows w ON w.id = d.window_id"
+            rows = await db.fetch(sql + (" WHERE w.unit_id = ?" if args.unit else "") + " ORDER BY d.id",
+                                  (args.unit,) if args.unit else ())  # fmt: skip
+            link = _link(config, await _keys(db))
+            _record(db, link)
+            await link.start()
+            try:
+                outs = await asyncio.gather(*(link.rotate(r[0], data, seq) for r in rows))
+            finally:
+                await link.close()
+        for r, out in zip(rows, outs, strict=True):
+            print(f"{r[0]}: {out.state}" + (f" ({out.why})" if out.why else ""))
+        return 0 if all(o.state == "ok" for o in outs) else 1
 
     return asyncio.run(main())
 

@@ -219,6 +219,38 @@ class FleetLink:
         finally:
             self.transfers.pop(device, None)
 
+    async def rotate(self, device: str, data: bytes, seq: int, timeout: float = 120.0) -> Outcome:
+        """Send a key rotation statement until the box reports it trusts key ``seq`` (or refuses it)."""
+        t0 = time.monotonic()
+        got: asyncio.Event = asyncio.Event()
+        seen: dict[str, Any] = {}
+
+        def on(d: str, msg: dict[str, Any]) -> None:
+            if d == device:
+                seen.update(msg)
+                got.set()
+
+        self.listeners.append(on)
+        wire = protocol.encode(
+            protocol.make(messages.FW_KEY, device, x=base64.b64encode(data).decode()), self.keys[device]
+        )
+        try:
+            while time.monotonic() - t0 < timeout:
+                got.clear()
+                self.publish(topics.firmware(device), wire)
+                try:
+                    await asyncio.wait_for(got.wait(), RESEND_S)
+                except TimeoutError:
+                    continue
+                await asyncio.sleep(0.5)  # the box checks two signatures, then reports
+                if (seen.get("ks") or 0) >= seq:
+                    return Outcome("ok", None, time.monotonic() - t0)
+                if "key rotation" in (seen.get("why") or ""):
+                    return Outcome("refused", seen["why"], time.monotonic() - t0)
+            return Outcome("timeout", f"no answer in {timeout:.0f} s", timeout)
+        finally:
+            self.listeners.remove(on)
+
     async def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

@@ -213,3 +213,41 @@ def test_update_over_the_serial_line(tmp_path: pathlib.Path, key: Ed25519Private
         pc.stop = True
         os.close(master)
         os.close(slave)
+
+
+def test_key_rotation_signed_by_the_current_key(
+    tmp_path: pathlib.Path, broker: Mosquitto, acker: Acker, key: Ed25519PrivateKey
+) -> None:
+    from collector.fleet.release import rotation
+
+    new, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    box = ResettingBox(tmp_path, _config(tmp_path, broker, key)).start()
+
+    def rotate(data: bytes, seq: int) -> Outcome:
+        async def go() -> Outcome:
+            link = FleetLink("127.0.0.1", broker.port, "collector", USERS["collector"], {"box-1": KEY})
+            await link.start()
+            try:
+                return await link.rotate("box-1", data, seq, 60)
+            finally:
+                await link.close()
+
+        return asyncio.run(go())
+
+    try:
+        wait_for(lambda: (box.try_cmd("state") or {}).get("online"), 30, "box online")
+        out = rotate(rotation(stranger, new, 1, "2026-12-01T00:00:00Z"), 1)  # a thief's key is not the trusted one
+        assert out.state == "refused" and "bad_signature" in (out.why or ""), out
+        out = rotate(rotation(key, new, 1, "2026-12-01T00:00:00Z"), 1)
+        assert out.state == "ok", out
+        outcome, _ = _update(broker, release_from(tmp_path, key, "1.1.0"))  # the old key no longer counts
+        assert outcome.state == "refused" and "bad_signature" in (outcome.why or ""), outcome
+        box.try_cmd("quit")  # the new key is on flash: it survives a reset
+        wait_for(lambda: box.boots == 2 and box.try_cmd("state"), 30, "box restarted")
+        outcome, link = _update(broker, release_from(tmp_path, new, "1.1.0"))
+        assert outcome.state == "ok", outcome
+        assert link.states["box-1"]["ks"] == 1
+        out = rotate(rotation(key, new, 1, "2026-12-01T00:00:00Z"), 2)  # the old statement again: refused
+        assert out.state == "refused" and "refused key rotation" in (out.why or ""), out
+    finally:
+        box.kill()
