@@ -39,21 +39,12 @@ def signed_message(head_and_body: bytes) -> bytes:
     return CONTEXT + hashlib.sha256(head_and_body).digest()
 
 
-def current(root: str, provisioned: "str | None") -> "tuple[str | None, int]":
-    """The release public key the box trusts (hex) and the sequence number of the rotation that set it."""
-    try:
-        with open(root + "/fw/key") as f:
-            got = json.loads(f.read())
-        return str(got["key"]), int(got["seq"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return provisioned, 0
-
-
-async def accept(data: bytes, root: str, provisioned: "str | None") -> "dict[str, Any]":
+def accept(data: bytes, root: str, provisioned: "str | None") -> "dict[str, Any]":
     """Check ``data`` against the trusted key; write the new key; the body. Raises ``RotationError``."""
-    from firmware import ed25519  # the verifier's code only while a rotation is checked
+    from firmware import ed25519  # loaded at boot only, when a statement waits (firmware/install.py)
+    from firmware.slots import trusted_key
 
-    key, seq = current(root, provisioned)
+    key, seq = trusted_key(root, provisioned)
     if not key:
         raise RotationError("no_key", "this box has no release public key (release_pubkey)")
     if len(data) < 136 or data[:4] != MAGIC:
@@ -63,7 +54,7 @@ async def accept(data: bytes, root: str, provisioned: "str | None") -> "dict[str
         raise RotationError("truncated", "length %d for a body of %d" % (len(data), n))
     raw = data[136:]
     msg = signed_message(data[:8] + raw)
-    if not await ed25519.averify(unhexlify(key), msg, data[8:72]):
+    if not ed25519.verify(unhexlify(key), msg, data[8:72]):
         raise RotationError("bad_signature", "not signed by the key this box trusts")
     try:
         body = json.loads(raw)
@@ -81,7 +72,7 @@ async def accept(data: bytes, root: str, provisioned: "str | None") -> "dict[str
     bad = ed25519.check_public_key(new_key)
     if bad:
         raise RotationError("bad_new_key", bad)
-    if not await ed25519.averify(new_key, msg, data[72:136]):
+    if not ed25519.verify(new_key, msg, data[72:136]):
         raise RotationError("bad_countersignature", "the new key did not sign it")
     from firmware.outbox import _mkdir, write_atomic
 

@@ -69,7 +69,7 @@ def start() -> None:
     root = board.mount_flash()
     from firmware import slots
 
-    fw = slots.boot(root, board.reset_cause())
+    fw = slots.boot(root, board.reset_cause(), cfg)
     try:
         from firmware.app import App  # from the slot just picked
 

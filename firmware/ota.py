@@ -14,23 +14,22 @@ error) so the sender resumes exactly where the box is. It refuses to take
 chunks (state ``pause``) while the outbox is under pressure, never writes
 under ``ob/``, and refuses a release the flash has no room for.
 
-When the last byte is in, the box checks the release with
-``firmware/release.py`` (signature, manifest, board, version floor, every
-file's SHA-256) in steps that give the loop a turn every few milliseconds,
-copies the files into the idle slot (hashing them again as they are
-written), writes the slot's ``release.json`` last, points the boot pointer
-at the slot (``firmware/slots.py``) and resets. The new firmware boots in
-trial; its self-test passes when the app is up (config loaded, outbox open)
-and a signed ack has come back over the link after the box announced its
-trial, then ``commit`` makes it the box's version. A failed self-test or no
-ack within ``fw_trial_ms`` rolls back and resets.
+When the last byte is in, the box renames ``fw/rx`` to ``fw/new`` and
+resets: ``firmware/install.py`` checks it at the next boot, before the app
+takes the heap, installs it into the idle slot and points the boot pointer
+at it (``firmware/slots.py``), or notes why it refused it. The new firmware
+boots in trial; its self-test passes when the app is up (config loaded,
+outbox open) and a signed ack has come back over the link after the box
+announced its trial, then ``commit`` makes it the box's version. A failed
+self-test or no ack within ``fw_trial_ms`` rolls back and resets. A key
+rotation statement (``fwk``) goes the same way, as ``fw/key.new``.
 """
 
 import asyncio
 import json
 import os
 import time
-from binascii import a2b_base64, hexlify, unhexlify
+from binascii import a2b_base64
 
 import protocol
 from firmware import slots
@@ -42,67 +41,9 @@ try:
 except ImportError:  # MicroPython: annotations are not evaluated
     pass
 
-CHUNK = 1024  # bytes copied (and hashed) per step when installing
 SIM_RESET = 75  # the sim board's process exits with this status to be started again (a reset)
 PRESSURE = 4  # chunks pause while the outbox holds more than capacity // PRESSURE events
 RESERVE = 8  # flash blocks kept free beyond the release and its installed copy
-
-
-def _rmtree(path: str) -> "Any":
-    """Remove ``path`` and everything under it, one entry per step."""
-    try:
-        names = [e[0] for e in os.ilistdir(path)]
-    except OSError:
-        _remove(path)
-        return
-    for n in names:
-        yield from _rmtree(path + "/" + n)
-        yield None
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def _makedirs(path: str) -> None:
-    at = ""
-    for part in path.split("/"):
-        if part:
-            at += "/" + part
-            _mkdir(at)
-
-
-def install_steps(root: str, rx: str, m: "dict[str, Any]", slot: str) -> "Any":
-    """Copy the checked release ``rx`` into ``slot`` (emptied first), its ``release.json`` last."""
-    d = slots.slot_dir(root, slot)
-    yield from _rmtree(d)
-    _makedirs(d)
-    import hashlib
-
-    buf = bytearray(CHUNK)
-    mv = memoryview(buf)
-    with open(rx, "rb") as f:
-        head = f.read(8)
-        body = 72 + int.from_bytes(head[4:8], "little")
-        for entry in m["files"]:
-            path = d + "/" + entry["path"]
-            _makedirs(path.rsplit("/", 1)[0])
-            f.seek(body + entry["offset"])
-            h = hashlib.sha256()
-            left = entry["size"]
-            with open(path, "wb") as out:
-                while left:
-                    got = f.readinto(mv[: min(CHUNK, left)])
-                    if not got:
-                        raise OSError("release ends inside %s" % entry["path"])
-                    out.write(mv[:got])
-                    h.update(mv[:got])
-                    left -= got
-                    yield None
-            if hexlify(h.digest()).decode() != entry["sha256"]:
-                raise OSError("%s read back wrong" % entry["path"])
-    info = {"ver": m["version"], "board": m["board"], "floor": m["min_version"], "files": len(m["files"])}
-    write_atomic(d + "/release.json", json.dumps(info).encode())
 
 
 def begin(root: str, rid: str, size: int) -> str:
@@ -130,8 +71,8 @@ class Updater:
         ptr = app.fw if app.fw is not None else slots.read(self.root)
         self.trial = bool(ptr["trial"])
         self.why: "str | None" = ptr.get("why")
-        self.st = "trial" if self.trial else "rolled_back" if self.why else "idle"
-        self.id: "str | None" = None
+        self.st = "trial" if self.trial else ptr.get("st") or "idle"
+        self.id: "str | None" = ptr.get("rid") if self.st == "refused" else None
         self.sz = 0
         self.off = 0
         self.acked = False  # a signed ack arrived after the trial state went out
@@ -139,10 +80,8 @@ class Updater:
         self.dirty = True
         self.busy = False  # checking or installing
         self.news = asyncio.Event()  # the state changed: send it now
-        from firmware.keyrot import current
-
         # the rotation that set the release key this box trusts (0: as provisioned)
-        self.key_seq = current(self.root, app.cfg["release_pubkey"])[1]
+        self.key_seq = slots.trusted_key(self.root, app.cfg["release_pubkey"])[1]
         self._restore()
         self.task = asyncio.create_task(self.run())
 
@@ -206,13 +145,7 @@ class Updater:
         elif t == messages.FW_CHUNK:
             self._chunk(msg)
         elif t == messages.FW_KEY and not self.busy:
-            try:
-                data = a2b_base64(msg["x"])
-            except ValueError:
-                app._reject("bad_field", "fwk x: not base64")
-                return
-            self.busy = True
-            asyncio.create_task(self._rotate(data))
+            self._key(msg)
         else:
             app._reject("bad_type", "%s is not a firmware downlink" % t)
         self.dirty = True  # every offer and chunk is answered with the state: the sender's ack and resume point
@@ -263,8 +196,27 @@ class Updater:
         self.off += len(data)
         self.st = "recv"
         if self.off == self.sz:
+            # checked and installed at the next boot, before the app takes the heap (firmware/install.py)
+            try:
+                os.rename(self.rx, slots.fwdir(self.root) + "/new")
+                os.rename(self.rx + ".id", slots.fwdir(self.root) + "/new.id")
+            except OSError as exc:
+                self._set("refused", "refused: flash rename failed: %s" % exc)
+                return
             self.busy = True
-            self._set("check")
+            self._set("reboot")
+
+    def _key(self, msg: "dict[str, Any]") -> None:
+        """A key rotation statement: kept on flash, checked at the next boot (firmware/install.py)."""
+        try:
+            data = a2b_base64(msg["x"])
+            _mkdir(slots.fwdir(self.root))
+            write_atomic(slots.fwdir(self.root) + "/key.new", data)
+        except (ValueError, OSError) as exc:
+            self._set(self.st, "key rotation not kept: %s" % exc)
+            return
+        self.busy = True
+        self._set("reboot")
 
     def on_ack(self) -> None:
         if self.trial and self.sent:
@@ -282,11 +234,14 @@ class Updater:
                 try:
                     await link.send_fw(self.state_message())
                     self.sent = True
+                    if (app.fw or {}).get("news"):  # reported: the next boot has nothing new to say
+                        app.fw["news"] = 0
+                        slots.write(self.root, app.fw)
                 except Exception as exc:  # the link drops: sent again when it is back
                     self.dirty = True
                     app.report("firmware state not sent: %r" % (exc,))
-            if self.st == "check":
-                await self._check_and_install()
+            if self.st == "reboot":
+                await self._reset()
             elif self.trial:
                 await self._trial(time.ticks_diff(time.ticks_ms(), start))
             try:
@@ -315,54 +270,8 @@ class Updater:
             self._set("rolled_back", ptr["why"])
             await self._reset()
 
-    async def _check_and_install(self) -> None:
-        app = self.app
-        from firmware import keyrot, release
-
-        pub, self.key_seq = keyrot.current(self.root, app.cfg["release_pubkey"])
-        ptr = slots.read(self.root)
-        try:
-            if not pub:
-                raise release.ReleaseError("no_key", "this box has no release public key (release_pubkey)")
-            box = release.BoxState(app.cfg["board"], ptr["floor"])
-            m = await release.averify_release(self.rx, unhexlify(pub), box)
-            self._set("install")
-            slot = slots.inactive(ptr)
-            for n, _ in enumerate(install_steps(self.root, self.rx, m, slot)):
-                if n % 4 == 3:
-                    await asyncio.sleep_ms(0)
-        except release.ReleaseError as exc:
-            self._finish("refused", "refused: %s: %s" % (exc.reason, exc.detail))
-            return
-        except (OSError, ValueError) as exc:
-            self._finish("refused", "install failed: %s" % exc)
-            return
-        self._finish("reboot", None)
-        app.fw = slots.switch(self.root, slot, m["version"])
-        await self._reset()
-
-    async def _rotate(self, data: bytes) -> None:
-        from firmware import keyrot
-
-        try:
-            body = await keyrot.accept(data, self.root, self.app.cfg["release_pubkey"])
-            self.key_seq = body["seq"]
-            self._set(self.st)
-        except keyrot.RotationError as exc:
-            self._set(self.st, "refused key rotation: %s: %s" % (exc.reason, exc.detail))
-        except OSError as exc:
-            self._set(self.st, "key rotation not written: %s" % exc)
-        finally:
-            self.busy = False
-
-    def _finish(self, st: str, why: "str | None") -> None:
-        _remove(self.rx)
-        _remove(self.rx + ".id")
-        self.busy = False
-        self._set(st, why)
-
     async def _reset(self) -> None:
-        """Say so (the state goes out), then reset into the slot the pointer names."""
+        """Say so (the state goes out), then reset: the boot installs, or boots the slot the pointer names."""
         self.dirty = True
         link = self.app.link
         for _ in range(20):

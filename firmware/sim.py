@@ -72,7 +72,7 @@ def main(argv: "list[str]") -> int:
     # lights, the flash file) stays the launcher's, as a real board's main.py keeps its own.
     from firmware import slots
 
-    fw = slots.boot(root, board.reset_cause())
+    fw = slots.boot(root, board.reset_cause(), cfg)
     gc.collect()
     # Every module is imported before the outbox and the app allocate anything:
     # in a small heap, code loaded last has to fit between their blocks.

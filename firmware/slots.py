@@ -58,7 +58,10 @@ def slot_dir(root: str, slot: str) -> str:
 
 
 def _blank() -> "dict[str, Any]":
-    return {"run": BASE, "ver": None, "prev": BASE, "pver": None, "trial": 0, "boots": 0, "floor": "0.0.0", "why": None}
+    return {
+        "run": BASE, "ver": None, "prev": BASE, "pver": None, "trial": 0, "boots": 0, "floor": "0.0.0",
+        "why": None, "st": None, "rid": None,
+    }  # fmt: skip
 
 
 def read(root: str) -> "dict[str, Any]":
@@ -109,6 +112,7 @@ def rollback(ptr: "dict[str, Any]", why: str) -> "dict[str, Any]":
     ptr["trial"] = 0
     ptr["boots"] = 0
     ptr["why"] = ("rolled back from %s: %s" % (bad, why))[:80]
+    ptr["st"] = "rolled_back"
     return ptr
 
 
@@ -124,6 +128,7 @@ def switch(root: str, slot: str, version: str) -> "dict[str, Any]":
     ptr["trial"] = 1
     ptr["boots"] = 0
     ptr["why"] = None
+    ptr["st"] = None
     write(root, ptr)
     return ptr
 
@@ -175,8 +180,49 @@ def activate(root: str, slot: str) -> None:
             del sys.modules[name]
 
 
-def boot(root: str, cause: str = "power_on") -> "dict[str, Any]":
-    """At power-up: decide the slot, activate it; returns the pointer (the app reports it)."""
+def trusted_key(root: str, provisioned: "str | None") -> "tuple[str | None, int]":
+    """The release public key the box trusts (hex) and the key rotation that set it (0: as provisioned)."""
+    try:
+        with open(fwdir(root) + "/key") as f:
+            got = json.loads(f.read())
+        return str(got["key"]), int(got["seq"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return provisioned, 0
+
+
+def _waiting(root: str) -> bool:
+    for name in ("/new", "/key.new"):
+        try:
+            os.stat(fwdir(root) + name)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _install(root: str, cfg: "dict[str, Any]") -> None:
+    """Run the running firmware's installer (firmware/install.py) on what an update left for this boot."""
+    activate(root, read(root)["run"])
+    try:
+        from firmware import install
+
+        install.pending(root, cfg)
+    except Exception as exc:  # never a box that cannot boot: what was waiting goes, the reason stays
+        for name in ("/new", "/new.id", "/key.new"):
+            try:
+                os.remove(fwdir(root) + name)
+            except OSError:
+                pass
+        ptr = read(root)
+        ptr["st"] = "refused"
+        ptr["why"] = ("install failed: %r" % (exc,))[:80]
+        write(root, ptr)
+
+
+def boot(root: str, cause: str = "power_on", cfg: "dict[str, Any] | None" = None) -> "dict[str, Any]":
+    """At power-up: install what an update left, decide the slot, activate it; the pointer (the app reports it)."""
+    if cfg is not None and _waiting(root):
+        _install(root, cfg)
     try:
         os.stat(root + "/crash")  # firmware/main.py's note: the last reset was a crash, not a hang
         crashed = True

@@ -234,19 +234,26 @@ class FleetLink:
         wire = protocol.encode(
             protocol.make(messages.FW_KEY, device, x=base64.b64encode(data).decode()), self.keys[device]
         )
+        rebooting = False  # the box took the statement and resets to check it
         try:
             while time.monotonic() - t0 < timeout:
+                if not rebooting:
+                    self.publish(topics.firmware(device), wire)
                 got.clear()
-                self.publish(topics.firmware(device), wire)
                 try:
                     await asyncio.wait_for(got.wait(), RESEND_S)
                 except TimeoutError:
                     continue
-                await asyncio.sleep(0.5)  # the box checks two signatures, then reports
+                if seen.get("st") == "reboot":
+                    rebooting = True
+                    continue
+                if not rebooting:
+                    continue  # an answer from before it took this statement
                 if (seen.get("ks") or 0) >= seq:
                     return Outcome("ok", None, time.monotonic() - t0)
                 if "key rotation" in (seen.get("why") or ""):
                     return Outcome("refused", seen["why"], time.monotonic() - t0)
+                rebooting = False  # it came back without it (a cut before it was kept): again
             return Outcome("timeout", f"no answer in {timeout:.0f} s", timeout)
         finally:
             self.listeners.remove(on)
