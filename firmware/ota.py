@@ -5,7 +5,7 @@ after a rollback (``App.on_fw``/``App.run``): a box that is not updating
 carries none of this, nor the Ed25519 verifier, in its heap.
 
 Transfer (protocol/SPEC.md section 8): the collector offers a release
-(``fwo``: id, size, version) and sends it in ``fwc`` chunks of at most 512
+(``fwo``: id, size, version) and sends it in ``fwc`` chunks of at most 256
 bytes, each naming its offset. The box appends a chunk only at the offset it
 expects, to ``fw/rx`` (one small littlefs write per chunk; the file's size
 on flash is the resume point after a reset or a reconnect), and answers every
@@ -26,6 +26,7 @@ rotation statement (``fwk``) goes the same way, as ``fw/key.new``.
 """
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -134,6 +135,7 @@ class Updater:
 
     def on_message(self, payload: bytes) -> None:
         app = self.app
+        gc.collect()  # a chunk's message is ~0.8 KB in one piece: give it the heap's largest gap
         try:
             msg = protocol.decode(payload, app.key, app.device)
         except protocol.ProtocolError as exc:
@@ -225,30 +227,46 @@ class Updater:
     # ---- the task ----
 
     async def run(self) -> None:
-        app = self.app
+        """Send the state when it changed, reset when asked, run the trial: never ending the app's loop."""
         start = time.ticks_ms()
         while True:
-            link = app.link
-            if self.dirty and link is not None and link.online:
-                self.dirty = False
+            try:
+                await self._turn(start)
+            except MemoryError:  # the update waits for the heap; presses and acks come first
+                gc.collect()
+            except Exception as exc:
                 try:
-                    await link.send_fw(self.state_message())
-                    self.sent = True
-                    if (app.fw or {}).get("news"):  # reported: the next boot has nothing new to say
-                        app.fw["news"] = 0
-                        slots.write(self.root, app.fw)
-                except Exception as exc:  # the link drops: sent again when it is back
-                    self.dirty = True
-                    app.report("firmware state not sent: %r" % (exc,))
-            if self.st == "reboot":
-                await self._reset()
-            elif self.trial:
-                await self._trial(time.ticks_diff(time.ticks_ms(), start))
+                    self.app.report("firmware update: %r" % (exc,))
+                except MemoryError:
+                    pass
             try:
                 await asyncio.wait_for_ms(self.news.wait(), 200)
             except asyncio.TimeoutError:
                 pass
             self.news.clear()
+
+    async def _turn(self, start: int) -> None:
+        app = self.app
+        link = app.link
+        if self.dirty and link is not None and link.online:
+            self.dirty = False
+            try:
+                gc.collect()
+                await link.send_fw(self.state_message())
+                self.sent = True
+                if (app.fw or {}).get("news"):  # reported: the next boot has nothing new to say
+                    app.fw["news"] = 0
+                    slots.write(self.root, app.fw)
+            except MemoryError:
+                self.dirty = True  # sent again on the next turn
+                raise
+            except Exception as exc:  # the link drops: sent again when it is back
+                self.dirty = True
+                app.report("firmware state not sent: %r" % (exc,))
+        if self.st == "reboot":
+            await self._reset()
+        elif self.trial:
+            await self._trial(time.ticks_diff(time.ticks_ms(), start))
 
     async def _trial(self, age: int) -> None:
         app = self.app

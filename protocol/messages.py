@@ -40,7 +40,7 @@ UPLINK_TYPES = EVENT_TYPES + (STATUS,)
 DOWNLINK_TYPES = (ACK, CONFIG, COMMAND)
 FW_TYPES = (FW_OFFER, FW_CHUNK, FW_STATE, FW_KEY)
 FW_STATES = ("idle", "recv", "pause", "check", "install", "reboot", "refused", "trial", "ok", "rolled_back")
-FW_CHUNK_MAX = 512  # bytes of release data in one fwc (684 base64 characters)
+FW_CHUNK_MAX = 256  # bytes of release data in one fwc (344 base64 characters)
 
 # Press flags (bit mask in field "f").
 FLAG_UNSOLICITED = 1  # no open invite when pressed

@@ -6,7 +6,7 @@ the signature itself. Per box (protocol/SPEC.md section 8):
 1. ``fwo`` (offer: release id, size, version) on ``evalbox/<d>/fw``; the box
    answers on ``evalbox/<d>/fwst`` with its state (``fws``), including the
    offset it has (a transfer cut by a reconnect or a reset resumes there);
-2. ``fwc`` chunks of 512 bytes from the box's offset, at most ``WINDOW``
+2. ``fwc`` chunks of 256 bytes from the box's offset, at most ``WINDOW``
    ahead of what it has confirmed; nothing confirmed for ``RESEND_S``: the
    offer again (the box answers with its offset) and the chunks from there;
    ``pause`` (its outbox is under pressure): wait and offer again;

@@ -4,7 +4,7 @@
 
 The RAM flash of mp_powercut.py fails (drops, or tears) its N-th program or
 erase and every later one. The scripted run: an outbox with saved events,
-then three updates one after another, each received in 512-byte chunks
+then three updates one after another, each received in 256-byte chunks
 (``firmware/ota.py`` ``begin``/``append``), checked (``firmware/release.py``),
 installed into the idle slot (``install_steps``), switched to
 (``slots.switch``), booted in trial (``slots.decide``) and committed, the
@@ -59,7 +59,7 @@ def update(src: str, m: dict, dev: CutFlash) -> bool:
     rx = ota.begin(ROOT, "r" + m["version"].replace(".", ""), os.stat(src)[6])
     with open(src, "rb") as f:
         while True:
-            data = f.read(512)
+            data = f.read(256)
             if not data:
                 break
             ota.append(rx, data)
