@@ -6,6 +6,9 @@ Layout under the flash root (beside the outbox's ``ob/``, never inside it)::
     fw/a/, fw/b/     the two slots: firmware/ and protocol/ as a release holds them, and
                      release.json (version, board, floor) written LAST: a slot without it is incomplete
     fw/rx, fw/rx.id  a release being received (firmware/ota.py)
+    fw/new, fw/new.id, fw/key.new
+                     waiting for the next boot: ``boot`` runs firmware/install.py on them first
+    fw/key           the release key a rotation set (firmware/keyrot.py)
 
 Slot ``""`` is the base install: the ``/firmware`` and ``/protocol`` that
 ``tools/deploy_box.sh`` copied by USB. It is never written by an update, so
