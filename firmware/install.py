@@ -118,8 +118,10 @@ def rotate_key(root: str, cfg: "dict[str, Any]") -> None:
     data = read_file(path)
     if data is None:
         return
+    key, seq = slots.trusted_key(root, cfg.get("release_pubkey"))
     try:
-        keyrot.accept(data, root, cfg.get("release_pubkey"))
+        body = keyrot.accept(data, key, seq)
+        write_atomic(slots.fwdir(root) + "/key", json.dumps({"key": body["new"], "seq": body["seq"]}).encode())
         why = None
     except keyrot.RotationError as exc:
         why = "refused key rotation: %s: %s" % (exc.reason, exc.detail)

@@ -8,8 +8,9 @@ Format (docs/firmware-updates.md, "Rotating the key")::
 
 The box accepts it when ``old`` is the key it trusts, both signatures
 verify, ``new`` is a usable key (not of small order) and ``seq`` is above
-the last rotation it accepted; it then writes ``fw/key`` (``{"key", "seq"}``)
-by write-then-rename: a power cut leaves the old key or the new one.
+the last rotation it accepted; ``firmware/install.py`` then writes
+``fw/key`` (``{"key", "seq"}``) by write-then-rename: a power cut leaves
+the old key or the new one.
 """
 
 import hashlib
@@ -36,15 +37,17 @@ class RotationError(Exception):
 
 
 def signed_message(head_and_body: bytes) -> bytes:
-    return CONTEXT + hashlib.sha256(head_and_body).digest()
+    digest: bytes = hashlib.sha256(head_and_body).digest()
+    return CONTEXT + digest
 
 
-def accept(data: bytes, root: str, provisioned: "str | None") -> "dict[str, Any]":
-    """Check ``data`` against the trusted key; write the new key; the body. Raises ``RotationError``."""
+def accept(data: bytes, key: "str | None", seq: int) -> "dict[str, Any]":
+    """Check ``data`` against the trusted ``key`` (hex) set by rotation ``seq``; the body. Raises ``RotationError``.
+
+    The caller keeps the body's ``new`` key and ``seq`` (firmware/install.py writes ``fw/key``).
+    """
     from firmware import ed25519  # loaded at boot only, when a statement waits (firmware/install.py)
-    from firmware.slots import trusted_key
 
-    key, seq = trusted_key(root, provisioned)
     if not key:
         raise RotationError("no_key", "this box has no release public key (release_pubkey)")
     if len(data) < 136 or data[:4] != MAGIC:
@@ -74,8 +77,5 @@ def accept(data: bytes, root: str, provisioned: "str | None") -> "dict[str, Any]
         raise RotationError("bad_new_key", bad)
     if not ed25519.verify(new_key, msg, data[72:136]):
         raise RotationError("bad_countersignature", "the new key did not sign it")
-    from firmware.outbox import _mkdir, write_atomic
-
-    _mkdir(root + "/fw")
-    write_atomic(root + "/fw/key", json.dumps({"key": hexlify(new_key).decode(), "seq": nseq}).encode())
+    body["new"] = hexlify(new_key).decode()  # lowercase, as the box keeps it
     return body  # type: ignore[no-any-return]

@@ -245,7 +245,7 @@ class Updater:
                 pass
             self.news.clear()
 
-    async def _turn(self, start: int) -> None:
+    async def _turn(self, start: "Any") -> None:
         app = self.app
         link = app.link
         if self.dirty and link is not None and link.online:

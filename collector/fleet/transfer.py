@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
 from protocol import messages, topics
@@ -161,12 +162,12 @@ class FleetLink:
         self.rejected = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"evalbox-fleet-{time.time_ns()}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"evalbox-fleet-{time.time_ns()}")
         if user is not None:
             self.client.username_pw_set(user, password)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 2)
+        self.client.reconnect_delay_set(1, 2)
         self.host, self.port = host, port
 
     async def start(self, timeout: float = 10.0) -> None:
@@ -183,8 +184,8 @@ class FleetLink:
 
     def _on_message(self, client: Any, userdata: Any, m: Any) -> None:
         device = topics.device_of(m.topic)
-        key = self.keys.get(device or "")
-        if key is None:
+        key = self.keys.get(device) if device is not None else None
+        if device is None or key is None:
             return
         try:
             msg = protocol.decode(m.payload, key, device)
