@@ -39,8 +39,9 @@ EVENT_TYPES = (PRESS, SIGNIN, SIGNOUT, INVITE, UNRATED)
 UPLINK_TYPES = EVENT_TYPES + (STATUS,)
 DOWNLINK_TYPES = (ACK, CONFIG, COMMAND)
 FW_TYPES = (FW_OFFER, FW_CHUNK, FW_STATE, FW_KEY)
-FW_STATES = ("idle", "recv", "pause", "check", "install", "reboot", "refused", "trial", "ok", "rolled_back")
+FW_STATES = ("idle", "recv", "pause", "reboot", "refused", "trial", "ok", "rolled_back")
 FW_CHUNK_MAX = 256  # bytes of release data in one fwc (344 base64 characters)
+FW_KEY_MAX = 512  # bytes of a key rotation statement in one fwk (684 base64 characters)
 
 # Press flags (bit mask in field "f").
 FLAG_UNSOLICITED = 1  # no open invite when pressed
@@ -158,12 +159,20 @@ def _ranges(name: str, v: "Any") -> None:
             raise _bad(name, "first %d > last %d" % (r[1], r[2]))
 
 
-def _b64(name: str, v: "Any") -> None:
-    if type(v) is not str or not 0 < len(v) <= (FW_CHUNK_MAX + 2) // 3 * 4 or len(v) % 4:
-        raise _bad(name, "expected 4..%d base64 characters" % ((FW_CHUNK_MAX + 2) // 3 * 4))
+def _base64(name: str, v: "Any", most: int) -> None:
+    if type(v) is not str or not 0 < len(v) <= (most + 2) // 3 * 4 or len(v) % 4:
+        raise _bad(name, "expected 4..%d base64 characters" % ((most + 2) // 3 * 4))
     for ch in v:
         if ch not in _B64_CHARS:
             raise _bad(name, "character %r is not base64" % ch)
+
+
+def _b64(name: str, v: "Any") -> None:
+    _base64(name, v, FW_CHUNK_MAX)
+
+
+def _b64_key(name: str, v: "Any") -> None:
+    _base64(name, v, FW_KEY_MAX)
 
 
 def _fw_state(name: str, v: "Any") -> None:
@@ -251,7 +260,7 @@ _SCHEMA = {
         ("why", _text, False),
         ("ks", _u31, False),
     ),
-    FW_KEY: (("x", _b64, True),),
+    FW_KEY: (("x", _b64_key, True),),
 }
 _HEADER = ("v", "t", "d")
 

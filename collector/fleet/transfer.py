@@ -10,7 +10,7 @@ the signature itself. Per box (protocol/SPEC.md section 8):
    ahead of what it has confirmed; nothing confirmed for ``RESEND_S``: the
    offer again (the box answers with its offset) and the chunks from there;
    ``pause`` (its outbox is under pressure): wait and offer again;
-3. ``check``/``install``/``reboot``: the box checks and installs, then resets;
+3. ``reboot``: the box resets, checks and installs the release at boot;
 4. ``trial`` with the new version: the box's self-test wants a signed ack
    back over the link: an empty ``ack`` is sent; ``ok`` with the new
    version: done. ``refused`` or ``rolled_back``: the box's reason is the outcome.
