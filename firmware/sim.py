@@ -44,7 +44,7 @@ def _unload(*names: str) -> None:
         sys.modules.pop("firmware." + name, None)
         try:
             delattr(firmware, name)
-        except AttributeError:
+        except (AttributeError, KeyError):  # not imported again since the boot forgot it
             pass
 
 
@@ -73,6 +73,7 @@ def main(argv: "list[str]") -> int:
     from firmware import slots
 
     fw = slots.boot(root, board.reset_cause(), cfg)
+    del slots  # the boot's modules are forgotten (slots.activate): let them go
     gc.collect()
     # Every module is imported before the outbox and the app allocate anything:
     # in a small heap, code loaded last has to fit between their blocks.
@@ -83,6 +84,7 @@ def main(argv: "list[str]") -> int:
         from firmware.mqtt import MqttLink as Link
     else:
         from firmware.serial_link import SerialLink as Link
+    _unload("ports")  # again: the app imported it for one constant
     gc.collect()
     app = App(cfg, board, root)
     app.fw = fw

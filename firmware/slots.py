@@ -180,7 +180,15 @@ def activate(root: str, slot: str) -> None:
         sys.path.insert(0, slot_dir(root, slot))
     for name in list(sys.modules):
         if name in ("firmware", "protocol") or name.startswith(("firmware.", "protocol.")):
-            del sys.modules[name]
+            mod = sys.modules.pop(name)
+            if name in ("firmware", "protocol", "firmware.boards"):
+                # a package keeps its submodules as attributes: drop them, so what only the boot
+                # used (the config checks, this module) is freed, not kept beside the slot's copies
+                for attr in [a for a in dir(mod) if not a.startswith("__")]:
+                    try:
+                        delattr(mod, attr)
+                    except (AttributeError, KeyError, TypeError):
+                        pass
 
 
 def trusted_key(root: str, provisioned: "str | None") -> "tuple[str | None, int]":
