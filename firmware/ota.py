@@ -35,7 +35,7 @@ from binascii import a2b_base64
 import protocol
 from firmware import slots
 from firmware.outbox import _mkdir, _remove, read_file, write_atomic
-from protocol import messages
+from protocol import firmware as messages  # the firmware channel: registers its schemas
 
 try:
     from typing import Any

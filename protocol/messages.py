@@ -29,19 +29,10 @@ STATUS = "status"
 ACK = "ack"
 CONFIG = "config"
 COMMAND = "cmd"
-# Firmware transfer (SPEC.md section 8): only on the fw topics / serial fw frames
-FW_OFFER = "fwo"
-FW_CHUNK = "fwc"
-FW_STATE = "fws"
-FW_KEY = "fwk"
 
 EVENT_TYPES = (PRESS, SIGNIN, SIGNOUT, INVITE, UNRATED)
 UPLINK_TYPES = EVENT_TYPES + (STATUS,)
 DOWNLINK_TYPES = (ACK, CONFIG, COMMAND)
-FW_TYPES = (FW_OFFER, FW_CHUNK, FW_STATE, FW_KEY)
-FW_STATES = ("idle", "recv", "pause", "reboot", "refused", "trial", "ok", "rolled_back")
-FW_CHUNK_MAX = 256  # bytes of release data in one fwc (344 base64 characters)
-FW_KEY_MAX = 512  # bytes of a key rotation statement in one fwk (684 base64 characters)
 
 # Press flags (bit mask in field "f").
 FLAG_UNSOLICITED = 1  # no open invite when pressed
@@ -66,7 +57,6 @@ _MAC_HEX = 64
 _MAC_TAIL = len(',"mac":""}') + _MAC_HEX  # bytes the mac member adds at the end
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _TICKET_CHARS = _ID_CHARS + "."
-_B64_CHARS = _ID_CHARS[:62] + "+/="
 
 
 # ---- field checks: each returns None or raises ProtocolError("bad_field") ----
@@ -159,32 +149,6 @@ def _ranges(name: str, v: "Any") -> None:
             raise _bad(name, "first %d > last %d" % (r[1], r[2]))
 
 
-def _base64(name: str, v: "Any", most: int) -> None:
-    if type(v) is not str or not 0 < len(v) <= (most + 2) // 3 * 4 or len(v) % 4:
-        raise _bad(name, "expected 4..%d base64 characters" % ((most + 2) // 3 * 4))
-    for ch in v:
-        if ch not in _B64_CHARS:
-            raise _bad(name, "character %r is not base64" % ch)
-
-
-def _b64(name: str, v: "Any") -> None:
-    _base64(name, v, FW_CHUNK_MAX)
-
-
-def _b64_key(name: str, v: "Any") -> None:
-    _base64(name, v, FW_KEY_MAX)
-
-
-def _fw_state(name: str, v: "Any") -> None:
-    if v not in FW_STATES:
-        raise _bad(name, "must be one of %s" % ", ".join(FW_STATES))
-
-
-def _slot(name: str, v: "Any") -> None:
-    if v not in ("a", "b", "usb"):
-        raise _bad(name, "must be a, b or usb")
-
-
 def _hours(name: str, v: "Any") -> None:
     if type(v) is not list or len(v) != 2:
         raise _bad(name, "expected [open_minute, close_minute]")
@@ -247,20 +211,6 @@ _SCHEMA = {
         ("o", _ident, False),
         ("tk", _ticket, False),
     ),
-    FW_OFFER: (("id", _ident, True), ("sz", _u31, True), ("ver", _text, True)),
-    FW_CHUNK: (("id", _ident, True), ("off", _u31, True), ("x", _b64, True)),
-    FW_STATE: (
-        ("ver", _text, False),
-        ("sl", _slot, True),
-        ("tr", _bool, True),
-        ("st", _fw_state, True),
-        ("id", _ident, False),
-        ("off", _u31, True),
-        ("sz", _u31, True),
-        ("why", _text, False),
-        ("ks", _u31, False),
-    ),
-    FW_KEY: (("x", _b64_key, True),),
 }
 _HEADER = ("v", "t", "d")
 

@@ -33,7 +33,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 import protocol
-from protocol import messages, topics
+from protocol import firmware as messages  # the firmware channel: registers its schemas
+from protocol import topics
 
 CHUNK = messages.FW_CHUNK_MAX
 WINDOW = 8  # chunks in flight beyond the box's confirmed offset
