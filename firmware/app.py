@@ -542,7 +542,7 @@ class App:
         """Run every task until one of them fails (the board then resets)."""
         self.link = link
         fw = self.fw
-        if fw is not None and (fw["trial"] or fw["why"] or fw.get("news")):  # a trial, or news to report
+        if fw is not None and (fw["trial"] or fw.get("news")):  # a trial to pass, or news (once) to report
             self.on_fw(None)
         tasks = [
             asyncio.create_task(self.sender()),

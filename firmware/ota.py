@@ -256,7 +256,9 @@ class Updater:
                 self.sent = True
                 if (app.fw or {}).get("news"):  # reported: the next boot has nothing new to say
                     app.fw["news"] = 0
-                    slots.write(self.root, app.fw)
+                    ptr = slots.read(self.root)
+                    ptr["news"] = 0
+                    slots.write(self.root, ptr)
             except MemoryError:
                 self.dirty = True  # sent again on the next turn
                 raise

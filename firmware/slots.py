@@ -63,7 +63,7 @@ def slot_dir(root: str, slot: str) -> str:
 def _blank() -> "dict[str, Any]":
     return {
         "run": BASE, "ver": None, "prev": BASE, "pver": None, "trial": 0, "boots": 0, "floor": "0.0.0",
-        "why": None, "st": None, "rid": None,
+        "why": None, "st": None, "rid": None, "news": 0,
     }  # fmt: skip
 
 
@@ -116,6 +116,7 @@ def rollback(ptr: "dict[str, Any]", why: str) -> "dict[str, Any]":
     ptr["boots"] = 0
     ptr["why"] = ("rolled back from %s: %s" % (bad, why))[:80]
     ptr["st"] = "rolled_back"
+    ptr["news"] = 1  # reported once by the app (firmware/ota.py), then cleared
     return ptr
 
 
