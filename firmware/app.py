@@ -100,6 +100,8 @@ class App:
         self.flash: "Any" = dev if hasattr(dev, "room") else None
         self._jblock = -1  # the flash block the journal's last commit went to
         self.compactions = 0  # compactions brought forward by maintain_flash
+        self.fw: "dict[str, Any] | None" = None  # the boot pointer firmware/slots.py booted (None: no slots)
+        self.ota: "Any" = None  # firmware.ota.Updater, imported only when an update needs it
 
     # ---- start-up ----
 
@@ -277,6 +279,8 @@ class App:
         t = msg["t"]
         if t == protocol.ACK:
             self._on_ack(msg)
+            if self.ota is not None:
+                self.ota.on_ack()
         elif t == protocol.CONFIG:
             self._on_config(msg, payload, restoring)
         elif t == protocol.COMMAND:
@@ -373,6 +377,15 @@ class App:
                 self.on_signin(msg["o"])
         elif op == "signout":
             self.on_signout()
+
+    def on_fw(self, payload: "bytes | None") -> None:
+        """A firmware offer or chunk (firmware/ota.py, loaded now if it is not yet); None: just load it."""
+        if self.ota is None:
+            from firmware.ota import Updater
+
+            self.ota = Updater(self)
+        if payload is not None:
+            self.ota.on_message(payload)
 
     # ---- uplink ----
 
@@ -610,6 +623,9 @@ class App:
     async def run(self, link: "Any") -> None:
         """Run every task until one of them fails (the board then resets)."""
         self.link = link
+        fw = self.fw
+        if fw is not None and (fw["trial"] or fw.get("news")):  # a trial to pass, or news (once) to report
+            self.on_fw(None)
         tasks = [
             asyncio.create_task(self.sender()),
             asyncio.create_task(self.ticker()),

@@ -52,6 +52,8 @@ SCHEMA = {
     "resend_ms": ("int", 15000),
     "outbox_capacity": ("int", 2000),
     "seg_records": ("int", 32),
+    "release_pubkey": ("key?", None),  # the release key's public half (64 hex): firmware updates need it
+    "fw_trial_ms": ("int", 300000),  # a new firmware's self-test must pass within this (else rollback)
     # sim board only
     "flash": ("str?", None),
     "flash_blocks": ("int", 256),

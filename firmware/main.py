@@ -8,7 +8,10 @@ Boot order:
 2. Maintenance path: the invite key held down at power-up (all lights on)
    also returns to the REPL before anything else runs, so ``mpremote`` and
    ``tools/deploy_box.sh`` reach a box whose app disabled Ctrl-C.
-3. The app runs. A crash is noted in ``/crash`` (reported as ``err`` in the
+3. The flash is mounted and ``firmware/slots.py`` picks the firmware slot
+   (A/B, or this base install), counting a trial boot and rolling back a
+   failed one; the app is then imported from that slot.
+4. The app runs. A crash is noted in ``/crash`` (reported as ``err`` in the
    next boot's status: on rp2 ``machine.reset()`` reads back as a watchdog
    reset, so the note is the only trace) and the board resets after 3 s;
    the watchdog resets it if a task stops making progress. The outbox on
@@ -49,7 +52,6 @@ def start() -> None:
     import asyncio
     import time
 
-    from firmware.app import App
     from firmware.boards import board_class
     from firmware.config import ConfigError, load
 
@@ -65,8 +67,14 @@ def start() -> None:
         print("evalbox: maintenance mode (invite key held at power-up): app not started, REPL free")
         return
     root = board.mount_flash()
+    from firmware import slots
+
+    fw = slots.boot(root, board.reset_cause(), cfg)
     try:
+        from firmware.app import App  # from the slot just picked
+
         app = App(cfg, board, root)
+        app.fw = fw
         app.start()
         note = _take_crash_note(root)
         if note:

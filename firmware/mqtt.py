@@ -332,7 +332,9 @@ class MqttLink:
         self.cfg = cfg
         self.up_topic = topics.uplink(d)
         self.status_topic = topics.status(d)
-        self.downlinks = [topics.ack(d), topics.config(d), topics.command(d)]
+        self.fw_topic = topics.firmware(d)
+        self.fw_state_topic = topics.firmware_state(d)
+        self.downlinks = [topics.ack(d), topics.config(d), topics.command(d), self.fw_topic]
         self.online = False
         self.connects = 0  # sessions established
         self.attempts = 0  # connect attempts, failed ones included
@@ -350,9 +352,17 @@ class MqttLink:
         if c is not None and c.connected:
             await c.publish(self.status_topic, payload, 1, True)
 
-    def _downlink(self, app: "Any", payload: bytes) -> None:
+    async def send_fw(self, payload: bytes) -> None:
+        c = self.client
+        if c is not None and c.connected:
+            await c.publish(self.fw_state_topic, payload, 1, True)
+
+    def _downlink(self, app: "Any", topic: str, payload: bytes) -> None:
         try:
-            app.on_downlink(payload)
+            if topic == self.fw_topic:
+                app.on_fw(payload)
+            else:
+                app.on_downlink(payload)
         except MemoryError:
             # dropped: an ack comes again after the resend, a retained config at the next connect
             gc.collect()
@@ -370,7 +380,7 @@ class MqttLink:
             self.status_topic,
             b"offline",
             False,
-            lambda topic, payload: self._downlink(app, payload),
+            lambda topic, payload: self._downlink(app, topic, payload),
         )
 
     async def _session(self, app: "Any") -> bool:

@@ -20,6 +20,7 @@ except ImportError:  # MicroPython: annotations are not evaluated
     pass
 
 IDLE_MS = 100  # an empty read (stream closed on the unix port) waits this long before the next
+FW_MARK = b'"t":"fw'  # the fwo/fwc messages' type member
 MAX_LINE = 2048  # longest line taken before giving up on its end (a frame is far shorter)
 
 
@@ -79,6 +80,9 @@ class SerialLink:
     async def send_status(self, payload: bytes) -> None:
         await self._write(payload)
 
+    async def send_fw(self, payload: bytes) -> None:
+        await self._write(payload)
+
     async def run(self, app: "Any") -> None:
         try:
             await self._write(app.status_message())
@@ -92,7 +96,10 @@ class SerialLink:
                 continue
             try:
                 for payload in self.decoder.feed(line):
-                    app.on_downlink(payload)
+                    if FW_MARK in payload:  # a firmware offer or chunk (canonical JSON: exactly these bytes)
+                        app.on_fw(payload)
+                    else:
+                        app.on_downlink(payload)
             except MemoryError:
                 # a frame the heap could not take: dropped (an ack comes again, a config with the next status)
                 self.decoder = FrameDecoder()

@@ -44,7 +44,7 @@ def _unload(*names: str) -> None:
         sys.modules.pop("firmware." + name, None)
         try:
             delattr(firmware, name)
-        except AttributeError:
+        except (AttributeError, KeyError):  # not imported again since the boot forgot it
             pass
 
 
@@ -58,30 +58,36 @@ def main(argv: "list[str]") -> int:
     cfg = _config(argv[1])
     if cfg is None:
         return 2
-    from firmware.app import App
     from firmware.boards.sim import SimBoard
 
     # the running box needs neither the config checks nor the real boards' ports table (~18 KB)
     _unload("config", "ports")
-    # Every module is imported before the flash, the outbox and the app allocate anything:
-    # in a small heap, code loaded last has to fit between their blocks.
-    Link: "Any"
-    if cfg["transport"] == "mqtt":
-        from firmware.mqtt import MqttLink as Link
-    else:
-        from firmware.serial_link import SerialLink as Link
-    import vfs  # noqa: F401 - mount_flash's, loaded now for the same reason
-
-    from firmware.flashdev import FileFlash  # noqa: F401
-
-    gc.collect()
     board = SimBoard(cfg)
     try:
         root = board.mount_flash()
     except OSError as exc:
         sys.stderr.write("flash error: %s: %s\n" % (cfg["flash"], exc))
         return 2
+    # the firmware slot (firmware/slots.py): what follows is imported from it. The board (keys,
+    # lights, the flash file) stays the launcher's, as a real board's main.py keeps its own.
+    from firmware import slots
+
+    fw = slots.boot(root, board.reset_cause(), cfg)
+    del slots  # the boot's modules are forgotten (slots.activate): let them go
+    gc.collect()
+    # Every module is imported before the outbox and the app allocate anything:
+    # in a small heap, code loaded last has to fit between their blocks.
+    from firmware.app import App
+
+    Link: "Any"
+    if cfg["transport"] == "mqtt":
+        from firmware.mqtt import MqttLink as Link
+    else:
+        from firmware.serial_link import SerialLink as Link
+    _unload("ports")  # again: the app imported it for one constant
+    gc.collect()
     app = App(cfg, board, root)
+    app.fw = fw
     boot = app.start()
     if cfg["transport"] == "mqtt":
         link: "object" = Link(cfg)

@@ -12,7 +12,21 @@ from protocol.errors import ProtocolError
 _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
+def _plain(s: str) -> bool:
+    for ch in s:
+        if ch in _ESC or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return False
+    return True
+
+
 def _str(s: str, out: list) -> None:  # type: ignore[type-arg]
+    if _plain(s):
+        # the usual case, whole: one entry per character would grow ``out`` by thousands of
+        # entries for a long string (a firmware chunk's 684 base64 characters: a list of ~8 KB)
+        out.append('"')
+        out.append(s)
+        out.append('"')
+        return
     out.append('"')
     for ch in s:
         e = _ESC.get(ch)

@@ -32,6 +32,21 @@ def command(device_id: str) -> str:
     return "%s/%s/cmd" % (ROOT, device_id)
 
 
+def firmware(device_id: str) -> str:
+    """Firmware offers and chunks to the box (QoS 1, signed with the box's key)."""
+    return "%s/%s/fw" % (ROOT, device_id)
+
+
+def firmware_state(device_id: str) -> str:
+    """The box's firmware state: version, slot, trial, transfer offset, last update error (retained)."""
+    return "%s/%s/fwst" % (ROOT, device_id)
+
+
+def all_firmware_state() -> str:
+    """Subscription filter for every box's firmware state."""
+    return "%s/+/fwst" % ROOT
+
+
 def alerts() -> str:
     """Alerts published by the collector for supervisors' systems."""
     return "%s/_alerts" % ROOT

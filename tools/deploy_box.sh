@@ -30,6 +30,12 @@ BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
 tools/build_box.sh "$BUILD"
 C="connect $PORT"
+# the A/B boot pointer (firmware/slots.py) goes: the box boots what this script installs
+UNPOINT='import os
+try:
+    os.remove("/fw/boot")
+except OSError:
+    pass'
 if [ -n "$FROZEN" ]; then
     RMTREES='import os
 def rm(p):
@@ -44,9 +50,10 @@ def rm(p):
             pass
 rm("/firmware")
 rm("/protocol")'
-    COPY=(exec "$RMTREES" + cp "$CONFIG" :box.json + cp "$BUILD/main.py" :main.py)
+    COPY=(exec "$RMTREES" + exec "$UNPOINT" + cp "$CONFIG" :box.json + cp "$BUILD/main.py" :main.py)
 else
-    COPY=(cp -r "$BUILD/protocol" : + cp -r "$BUILD/firmware" : + cp "$CONFIG" :box.json + cp "$BUILD/main.py" :main.py)
+    COPY=(exec "$UNPOINT" + cp -r "$BUILD/protocol" : + cp -r "$BUILD/firmware" : + cp "$CONFIG" :box.json
+          + cp "$BUILD/main.py" :main.py)
 fi
 if ! $MPR $C "${COPY[@]}"; then
     echo "could not reach the board's REPL: power it up with the invite key held (maintenance mode) and retry" >&2

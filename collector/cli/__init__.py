@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import protocol
 from collector import __version__
-from collector.cli import audit, feed, firmware, flags, report, service, sim, store, token, web
+from collector.cli import audit, feed, firmware, flags, fleet, report, service, sim, store, token, web
 from collector.errors import EvalboxError
 from protocol.hmac256 import hmac_sha256
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("selfcheck", help="check the wire protocol against its golden vectors / 协议自检")
     p.set_defaults(func=_cmd_selfcheck)
-    for module in (report, flags, web, token, feed, service, sim, store, firmware, audit):
+    for module in (report, flags, web, token, feed, service, sim, store, firmware, fleet, audit):
         module.register(sub)
     return parser
 

@@ -110,6 +110,24 @@ def register(sub: Any) -> None:
     p.add_argument("--floor", help="refuse a release below this version (a box's minimum), X.Y.Z")
     p.set_defaults(func=cmd_verify)
 
+    p = fsub.add_parser("rotate", help="a key rotation statement, signed by both keys / 轮换发布密钥")
+    p.add_argument("--key", required=True, type=pathlib.Path, help="the release key the boxes trust now")
+    p.add_argument("--new-key", required=True, type=pathlib.Path, help="the new release key (evalbox firmware keygen)")
+    p.add_argument("--seq", required=True, type=int, help="this rotation's number: above every earlier one (1, 2, ...)")
+    p.add_argument("-o", "--output", required=True, type=pathlib.Path, metavar="FILE", help="the statement (.evk)")
+    p.set_defaults(func=cmd_rotate)
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from collector.fleet.release import build_time, public_hex, rotation
+
+    current, new = load_key(args.key), load_key(args.new_key)
+    data = rotation(current, new, args.seq, build_time())
+    args.output.write_bytes(data)
+    print(f"key rotation 密钥轮换 {args.output}: seq {args.seq}, {public_hex(current)[:16]}… -> {public_hex(new)}")
+    print("  send it with: evalbox fleet rotate " + str(args.output))
+    return 0
+
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.output)

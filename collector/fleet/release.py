@@ -230,3 +230,19 @@ def check_release(
     if not _openssl_verdict(path, public_key):
         raise FleetError(f"{path}: the box's verifier accepts a signature OpenSSL refuses")
     return manifest
+
+
+def rotation(current: Ed25519PrivateKey, new: Ed25519PrivateKey, seq: int, issued: str) -> bytes:
+    """A key rotation statement (``firmware/keyrot.py``): signed by the current key, countersigned by the new one."""
+    from firmware import keyrot
+
+    if not 0 < seq < 2**31:
+        raise FleetError(f"--seq {seq}: want 1..2147483647, above every rotation the boxes accepted")
+    body = json.dumps(
+        {"format": 1, "old": public_hex(current), "new": public_hex(new), "seq": seq, "issued": issued},
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+    head = keyrot.MAGIC + len(body).to_bytes(4, "little")
+    msg = keyrot.signed_message(head + body)
+    return head + current.sign(msg) + new.sign(msg) + body

@@ -523,5 +523,53 @@ CREATE INDEX feed_ledger_due ON feed_ledger (state, next_ms);
 )
 
 
+# Staged firmware rollouts (collector/fleet/rollout.py): a rollout of one signed release to the boxes
+# of a unit (or all), a canary share first; each box's place in it (phase, state, the box's reason when
+# it refused or rolled back); and each box's firmware as it last reported it (version, slot, trial,
+# last update error) for `evalbox fleet status` and the devices page.
+MIGRATIONS.append(
+    (
+        "0015_fleet_updates",
+        """
+CREATE TABLE fw_rollouts (
+    id           INTEGER PRIMARY KEY,
+    release_id   TEXT NOT NULL,              -- the first 16 hex digits of the release's SHA-256
+    release_path TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    board        TEXT NOT NULL,
+    unit_id      TEXT,                       -- null: every box
+    canary_pct   INTEGER NOT NULL,
+    max_failed_pct INTEGER NOT NULL,         -- the canary halts the rollout above this share of failures
+    state        TEXT NOT NULL,              -- canary | canary_done | rest | done | halted
+    why          TEXT,
+    created_ms   BIGINT NOT NULL,
+    updated_ms   BIGINT NOT NULL
+);
+CREATE TABLE fw_rollout_boxes (
+    rollout_id   INTEGER NOT NULL REFERENCES fw_rollouts(id),
+    device_id    TEXT NOT NULL,
+    phase        TEXT NOT NULL,              -- canary | rest
+    state        TEXT NOT NULL,              -- pending | ok | refused | rolled_back | timeout
+    why          TEXT,
+    seconds      INTEGER,
+    updated_ms   BIGINT,
+    PRIMARY KEY (rollout_id, device_id)
+);
+CREATE TABLE fw_box_state (
+    device_id    TEXT PRIMARY KEY,
+    version      TEXT,                       -- null: the base (USB) install
+    slot         TEXT NOT NULL,              -- a | b | usb
+    trial        INTEGER NOT NULL,
+    state        TEXT NOT NULL,              -- the box's fws state
+    received     BIGINT NOT NULL DEFAULT 0,  -- bytes of the release being received it has
+    size         BIGINT NOT NULL DEFAULT 0,  -- that release's size
+    why          TEXT,                       -- the box's last update error
+    updated_ms   BIGINT NOT NULL
+);
+""",
+    )
+)
+
+
 # Applied in the order of their numbers, whatever order the blocks above were written in.
 MIGRATIONS.sort(key=lambda m: m[0])

@@ -156,8 +156,11 @@ async def device_health(db: Database, settings: WebSettings, viewer: Viewer) -> 
         await db.fetch(
             "SELECT d.id, d.window_id, w.name AS window_name, w.unit_id, u.name AS unit_name, d.status, d.last_seen_ms,"
             " d.fw, d.outbox, d.outbox_full, d.last_error, d.rssi, d.boot, d.reset_cause,"
-            " d.config_version, d.settings_cv"
+            " d.config_version, d.settings_cv, f.version AS fw_version, f.slot AS fw_slot, f.trial AS fw_trial,"
+            " f.state AS fw_state, f.why AS fw_why,"
+            " CASE WHEN f.size > 0 THEN f.received * 100 / f.size END AS fw_received_pct"
             " FROM devices d JOIN windows w ON w.id = d.window_id JOIN units u ON u.id = w.unit_id"
+            " LEFT JOIN fw_box_state f ON f.device_id = d.id"
             " WHERE " + scope_sql + " ORDER BY u.id, d.window_id, d.id",
             params,
         )

@@ -99,9 +99,9 @@ ok("serial link: first status and a downlink frame out of heap, the link goes on
 
 link = MqttLink(dict(cfg, broker_host="127.0.0.1", broker_port=1, broker_user="m", broker_password="p"))
 app = Starved(fails=1)
-link._downlink(app, b"{}")
+link._downlink(app, "evalbox/box-1/ack", b"{}")
 assert app.err == "MemoryError on a downlink: dropped", app.err
-link._downlink(app, b"{}")
+link._downlink(app, "evalbox/box-1/ack", b"{}")
 assert app.taken == 1
 ok("mqtt link: a downlink out of heap dropped and reported")
 

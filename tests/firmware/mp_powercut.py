@@ -195,4 +195,5 @@ def main() -> int:
     return 1 if failures else 0
 
 
-sys.exit(main())
+if __name__ == "__main__":  # mp_ota_powercut.py imports the cutting flash
+    sys.exit(main())

@@ -23,6 +23,7 @@ class WindowPC:
         self.events: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.frames = 0
         self.statuses: list[dict[str, Any]] = []
+        self.on_fw: Any = None  # called with each firmware state (fws) the box sends
         self.lock = threading.Lock()
         self.stop = False
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -40,6 +41,10 @@ class WindowPC:
                     self.frames += 1
                     if msg["t"] == "status":
                         self.statuses.append(msg)
+                        continue
+                    if msg["t"] == "fws":
+                        if self.on_fw is not None:
+                            self.on_fw(msg)
                         continue
                     self.events.setdefault(protocol.identity(msg), msg)
                 if self.ack:

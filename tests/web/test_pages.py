@@ -305,3 +305,27 @@ def test_devices_page_shows_a_box_running_an_old_config(store_url: str, tmp_path
             assert box["config_version"] == 1 and box["settings_cv"] == 2 and box["config_old"] is True
 
     serve(store_url, body)
+
+
+def test_devices_page_shows_firmware_update_progress(store_url: str, tmp_path: pathlib.Path) -> None:
+    async def body(srv: Server) -> None:
+        from collector.fleet.rollout import record_state
+
+        http, _ = await signed_in(srv.url, "admin")
+        async with http:
+            state = {"ver": "1.2.0", "sl": "a", "tr": False, "st": "recv", "id": "0123456789abcdef", "off": 30720,
+                     "sz": 81920, "why": None}  # fmt: skip
+            await record_state(srv.db, "box-1", state)
+            async with http.get(f"{srv.url}/devices") as r:
+                html = await r.text()
+            assert "分区 a" in html and "接收升级包 37%" in html, html
+            why = "rolled back from 1.3.0: self-test: keys: stuck"
+            await record_state(srv.db, "box-1", dict(state, st="rolled_back", off=0, sz=0, why=why))
+            async with http.get(f"{srv.url}/devices") as r:
+                html = await r.text()
+            assert "已自动回退" in html and why in html and "接收升级包" not in html
+            async with http.get(f"{srv.url}/api/devices") as r:
+                box = {d["id"]: d for d in (await r.json())["devices"]}["box-1"]
+            assert box["fw_version"] == "1.2.0" and box["fw_state"] == "rolled_back" and box["fw_why"] == why
+
+    serve(store_url, body)
