@@ -32,12 +32,12 @@ from typing import Any
 import aiohttp
 
 from collector.clock import now_ms
+from collector.delivery import failure_text, retry_delay_ms
 from collector.feed.records import RATING_JOINS, RATING_SELECT, json_lines, rating_doc, rating_filter
 from collector.feed.settings import FeedConfig
 from collector.report import Policy
 from collector.store import Database
 from collector.timeplace import zone
-from collector.web.alerts import failure_text, retry_delay_ms
 
 log = logging.getLogger("evalbox.feed")
 WATERMARK = "feed_recv_ms"

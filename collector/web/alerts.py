@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.clock import now_ms
+from collector.delivery import failure_text, retry_delay_ms
 from collector.report import Policy, pct_text
 from collector.report.glossary import term
 from collector.report.officer_stats import previous_months, record_month
@@ -225,19 +226,9 @@ def _body(row: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def retry_delay_ms(attempts: int, first_s: float, max_s: float) -> int:
-    """Delay before attempt ``attempts + 1``: doubling from ``first_s``, capped at ``max_s`` (alerts and the feed)."""
-    return int(min(max_s, first_s * 2 ** max(0, attempts - 1)) * 1000)
-
-
 def backoff_ms(attempts: int, settings: WebSettings) -> int:
     """Delay before attempt ``attempts + 1`` of an alert delivery (``[web] retry_first_s``, ``retry_max_s``)."""
     return retry_delay_ms(attempts, settings.retry_first_s, settings.retry_max_s)
-
-
-def failure_text(exc: BaseException) -> str:
-    """What the ledger records of a failed delivery: the exception's type and message, at most 500 characters."""
-    return f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
 
 
 async def deliver_due(

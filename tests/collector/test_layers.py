@@ -20,11 +20,13 @@ LAYERS: dict[str, int] = {
     "collector.errors": 1,
     "collector.clock": 2,
     "collector.timeplace": 2,
+    "collector.delivery": 2,  # backoff and failure text shared by the alert sinks and the feed
     "collector.store": 3,
     "collector.ingest": 4,
     "collector.report": 4,
     "collector.fleet": 4,  # signed firmware releases (the box's own verifier, no store)
     "collector.web": 5,
+    "collector.feed": 5,  # the provincial feed: the store's ratings under the report's policy, pushed out
     "collector.config": 6,
     "collector.serve": 7,
     "collector.sim": 7,
