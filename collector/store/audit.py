@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from collector.store.database import Database
+from collector.store.records import EVENT_COLUMNS
 from collector.store.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, rollup_select
 from collector.timeplace import month_bounds
 
@@ -50,27 +51,10 @@ IDENTITY = ("device_id", "boot", "seq")
 CHAIN = "audit"
 PAGE = 5000
 
-# What a month's events digest covers: every column but ``month`` (derived: ``evalbox rebuild`` re-places it)
+# What a month's events digest covers: every stored column (the pipeline's and ``late``) but ``month`` (derived:
+# ``evalbox rebuild`` re-places it)
 # and ``ticket`` (personal data that retention hashes or removes; it decides no figure).
-EVENT_DIGEST_COLUMNS = (
-    "device_id",
-    "boot",
-    "seq",
-    "type",
-    "officer_id",
-    "window_id",
-    "press_ms",
-    "device_ts_ms",
-    "uptime_ms",
-    "recv_ms",
-    "level",
-    "scale",
-    "invite_no",
-    "flags",
-    "kind",
-    "source",
-    "late",
-)
+EVENT_DIGEST_COLUMNS = (*(c for c in EVENT_COLUMNS if c not in ("month", "ticket")), "late")
 DIGEST_FIELDS = ("month", "timezone", "events", "events_sha256", "close_sha256", "digest", "sealed_ms")
 
 
