@@ -23,7 +23,7 @@ from collector.report.monthly import load_registry
 from collector.report.outlook import Comparison, Outlook, compare, elapsed_share, officer_outlooks
 from collector.timeplace import month_bounds
 from collector.web import auth, cases, data, exports
-from collector.web.http import WEB, lang_of, month_param, render
+from collector.web.http import WEB, lang_of, month_and_unit, render
 from collector.web.i18n import translator
 from collector.web.scope import Viewer
 
@@ -59,11 +59,7 @@ class Dashboard:
 
 async def build(request: web.Request, viewer: Viewer) -> Dashboard:
     state = request.app[WEB]
-    month = month_param(request)
-    unit = request.query.get("unit") or None
-    if unit and not viewer.sees_unit(unit):
-        raise web.HTTPForbidden(text="unit belongs to another scope")
-    unit = data.home_unit(viewer, unit)
+    month, unit = month_and_unit(request, viewer)
     last = previous_month(month)
     now_report = await data.scoped_report(state.db, month, state.policy, viewer, unit=unit)
     last_report = await data.scoped_report(state.db, last, state.policy, viewer, unit=unit)

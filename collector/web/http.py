@@ -35,7 +35,7 @@ from collector.timeplace import parse_month, zone
 from collector.web import auth, tokens
 from collector.web.alerts import AlertSink
 from collector.web.charts import heat_colour
-from collector.web.data import current_month, months_back
+from collector.web.data import current_month, home_unit, months_back
 from collector.web.i18n import LANGS, label
 from collector.web.scope import Viewer, viewer_for, viewer_for_token
 from collector.web.settings import WebSettings
@@ -252,6 +252,16 @@ def month_param(request: web.Request) -> str:
     except ConfigError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     return month
+
+
+def month_and_unit(request: web.Request, viewer: Viewer) -> tuple[str, str | None]:
+    """The ``month`` and ``unit`` query parameters: 400 for a malformed month, 403 for a unit out of the viewer's
+    scope; no unit asked: the viewer's own when it has exactly one."""
+    month = month_param(request)
+    unit = request.query.get("unit") or None
+    if unit and not viewer.sees_unit(unit):
+        raise web.HTTPForbidden(text="unit belongs to another scope")
+    return month, home_unit(viewer, unit)
 
 
 def int_param(request: web.Request, name: str) -> int:

@@ -23,7 +23,7 @@ from collector.report.render import label as report_label
 from collector.timeplace import month_bounds
 from collector.web import auth, cases, data, detection
 from collector.web.charts import heat_hours, trend_svg
-from collector.web.http import WEB, lang_of, month_param
+from collector.web.http import WEB, lang_of, month_and_unit, month_param
 from collector.web.http import render as render_page
 from collector.web.scope import Viewer
 from protocol.messages import flag_names
@@ -38,11 +38,7 @@ DOWNLOADS = {
 async def _report(request: web.Request, viewer: Viewer) -> tuple[str, str | None, MonthlyReport | None]:
     """The month, the unit and the viewer's report of it (None: no data)."""
     state = request.app[WEB]
-    month = month_param(request)
-    unit = request.query.get("unit") or None
-    if unit and not viewer.sees_unit(unit):
-        raise web.HTTPForbidden(text="unit belongs to another scope")
-    unit = data.home_unit(viewer, unit)
+    month, unit = month_and_unit(request, viewer)
     return month, unit, await data.scoped_report(state.db, month, state.policy, viewer, unit=unit)
 
 
