@@ -130,7 +130,11 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
             seen = d["last_seen_ms"]
             silent = seen is None or now - seen > settings.offline_after_s * 1000
             if silent and (seen is not None or d["status"] == "offline"):
-                minutes = (now - seen) // 60_000 if seen else None
+                if seen is None:  # reported offline, never heard from since the collector knows it
+                    since_zh, since_en = "离线（从未收到其消息）", "offline (never heard from)"
+                else:
+                    minutes = (now - seen) // 60_000
+                    since_zh, since_en = f"离线 {minutes} 分钟", f"offline for {minutes} min"
                 new += bool(
                     await raise_alert(
                         tx,
@@ -138,8 +142,8 @@ async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: 
                         kind="offline",
                         unit_id=d["unit_id"],
                         subject=d["id"],
-                        text_zh=f"{d['window_name']}的评价器 {d['id']} 离线 {minutes} 分钟",
-                        text_en=f"Box {d['id']} at {d['window_name']} offline for {minutes} min",
+                        text_zh=f"{d['window_name']}的评价器 {d['id']} {since_zh}",
+                        text_en=f"Box {d['id']} at {d['window_name']} {since_en}",
                         payload={"device_id": d["id"], "last_seen_ms": seen},
                         settings=settings,
                         now=now,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import pathlib
 import queue
+import re
 import time
 
 import aiohttp
@@ -142,6 +143,8 @@ def test_floor_offline_and_outbox_alerts_and_ack(store_url: str, tmp_path: pathl
         kinds = {r["kind"]: r for r in (await srv.db.fetch("SELECT * FROM alerts")).dicts()}
         assert set(kinds) == {"below_floor", "offline", "outbox"}
         assert "低于底线 95%" in kinds["below_floor"]["text_zh"]
+        assert re.search(r"离线 \d+ 分钟$", kinds["offline"]["text_zh"]), kinds["offline"]["text_zh"]
+        assert re.search(r"offline for \d+ min$", kinds["offline"]["text_en"]), kinds["offline"]["text_en"]
         sup, csrf = await signed_in(srv.url, "sup1")
         async with sup:
             async with sup.get(f"{srv.url}/api/alerts") as r:
@@ -158,6 +161,21 @@ def test_floor_offline_and_outbox_alerts_and_ack(store_url: str, tmp_path: pathl
             async with admin.get(f"{srv.url}/api/alerts") as r:
                 acked = {a["id"]: a["acked_by"] for a in (await r.json())["alerts"]}
             assert acked[aid] == "admin"
+
+    serve(store_url, body)
+
+
+def test_offline_box_never_heard_from_is_said_in_words(store_url: str) -> None:
+    """A box reported offline that the collector never heard from: the alert says so, not "offline None min"."""
+
+    async def body(srv: Server) -> None:
+        await srv.db.execute("UPDATE devices SET last_seen_ms = NULL, status = 'offline' WHERE id = 'box-1'")
+        await scan_alerts(srv.db, srv.settings, srv.policy, now=local_ms(20, 12))
+        row = (await srv.db.fetch("SELECT text_zh, text_en FROM alerts WHERE subject = 'box-1'")).dicts()
+        assert [(r["text_zh"][-11:], r["text_en"][-26:]) for r in row] == [
+            ("离线（从未收到其消息）", "offline (never heard from)")
+        ]
+        assert not any("None" in r["text_zh"] + r["text_en"] for r in row)
 
     serve(store_url, body)
 
