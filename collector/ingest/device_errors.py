@@ -163,6 +163,24 @@ ERRORS: tuple[DeviceError, ...] = (
         serious=False,
     ),
     DeviceError(
+        "fw_state_not_sent",
+        "设备的固件升级状态未能上报，连接恢复后自动重报",
+        "The box could not report its firmware update state; it reports it again when the link is back",
+        _CHECK_LINK_ZH,
+        _CHECK_LINK_EN,
+        (r"firmware state not sent",),
+        serious=False,
+    ),
+    DeviceError(
+        "fw_update_problem",
+        "设备的固件升级出现问题，设备继续运行原版本",
+        "A firmware update on the box ran into a problem; the box keeps running its current version",
+        "在设备列表查看该设备的升级状态与原因（详情）；如反复出现，请运维检查发布包、设备存储空间与升级批次的状态。",
+        "See the box's update state and reason in the devices list (details); if it repeats, ask IT to check the "
+        "release, the box's free flash and the rollout's state.",
+        (r"firmware update: ",),
+    ),
+    DeviceError(
         "unsendable_event",
         "设备中有一条评价无法编码上传[（评价 {ev}）]，已保留在设备中",
         "One rating on the box cannot be encoded for sending[ (rating {ev})]; it is kept on the box",
