@@ -104,6 +104,9 @@ TABLES: tuple[Table, ...] = (
     Table("feed_ledger", ("device_id", "boot", "seq")),
     Table("audit_log", ("seq",), append_only=True),
     Table("month_digests", ("month",)),
+    Table("fw_rollouts", ("id",), identity=True),  # firmware rollouts → their boxes
+    Table("fw_rollout_boxes", ("rollout_id", "device_id")),
+    Table("fw_box_state", ("device_id",)),
 )
 ROLLUPS = Table("rollups", ROLLUP_KEY)
 SKIPPED: dict[str, str] = {

@@ -119,6 +119,22 @@ async def fill(url: str) -> None:
                 " ?)",
                 (NOV,),
             )
+            await db.execute(  # a firmware rollout: its boxes and what each box last said of its update
+                "INSERT INTO fw_rollouts (id, release_id, release_path, version, board, unit_id, canary_pct,"
+                " max_failed_pct, state, created_ms, updated_ms) VALUES (4, 'ab12cd34ef56ab78', 'r.evr', '1.1.0',"
+                " 'sim', 'U1', 5, 20, 'canary_done', ?, ?)",
+                (NOV, NOV),
+            )
+            await db.execute(
+                "INSERT INTO fw_rollout_boxes (rollout_id, device_id, phase, state, seconds, updated_ms) VALUES"
+                " (4, 'D1', 'canary', 'ok', 12, ?), (4, 'D2', 'rest', 'pending', NULL, NULL)",
+                (NOV,),
+            )
+            await db.execute(
+                "INSERT INTO fw_box_state (device_id, version, slot, trial, state, received, size, why, updated_ms)"
+                " VALUES ('D1', '1.1.0', 'a', 0, 'ok', 85304, 85304, NULL, ?)",
+                (NOV,),
+            )
     finally:
         await db.close()
 
