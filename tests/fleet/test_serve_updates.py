@@ -36,7 +36,7 @@ def _collector_config(tmp: pathlib.Path, base: pathlib.Path, name: str, web_port
     d.mkdir()
     text = base.read_text() + f'client_id = "{name}"\nshared_group = "g"\nkeepalive = 5\n'
     if web_port is not None:
-        text += f'\n[web]\nlisten = "127.0.0.1:{web_port}"\nscan_interval_s = 1.0\n'
+        text += f'\n[web]\nlisten = "127.0.0.1:{web_port}"\nscan_interval_s = 1.0\ntoken_rate_per_min = 100000\n'
     conf = d / "evalbox.toml"
     conf.write_text(text)
     return conf
