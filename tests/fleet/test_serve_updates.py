@@ -10,8 +10,12 @@ has taken it (its state ``reboot``): from then on only the collectors are there 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import pathlib
+import select
+import sqlite3
 import urllib.request
 from typing import Any
 
@@ -22,8 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collector.cli import main
 from collector.fleet.release import public_hex
 from collector.fleet.transfer import FleetLink, trial_ack
+import protocol
 from protocol import topics
-from tests.collector.harness import Collector, free_port
+from protocol.framing import encode_frame
+from tests.collector.harness import Collector, free_port, make_store, stored, write_config
+from tests.collector.test_serial_ingest import SerialBox
 from tests.firmware.otabox import ResettingBox, release_from
 from tests.firmware.simbox import KEY_HEX, box_config, wait_for
 from tests.fleet.test_rollout import USERS, _db_rows, _store, broker  # noqa: F401 - the broker fixture
@@ -141,3 +148,49 @@ def test_serve_commits_a_trial_and_alerts_a_rollback_without_a_rollout_process(
             b.kill()
         for c in cols:
             c.kill()
+
+
+def test_serve_acks_a_trial_and_alerts_a_rollback_over_serial(tmp_path: pathlib.Path) -> None:
+    """The same over a serial line (a real pty; the box end speaks the protocol from CPython): the state is
+    stored, the trial's ack comes back framed and signed on that line, a rollback raises the alert, a forged
+    state is a counted rejection and changes nothing."""
+    make_store(tmp_path / "store.db", ["SER-1"])
+    box = SerialBox(tmp_path / "ttyBOX")
+    col = Collector(write_config(tmp_path, port=None, serial=[str(tmp_path / "ttyBOX")])).start()
+    empty_acks: list[dict[str, Any]] = []
+
+    def send(key: bytes, **kw: Any) -> None:
+        fields = {"ver": "1.1.0", "sl": "a", "tr": False, "st": "ok", "id": None, "off": 0, "sz": 0, "why": None}
+        fields.update(kw)
+        box.write(encode_frame(protocol.encode(protocol.make("fws", "SER-1", **fields), key)))
+
+    def read() -> None:
+        while select.select([box.master], [], [], 0)[0]:
+            for payload in box.decoder.feed(os.read(box.master, 65536)):
+                m = protocol.decode(payload, box.key, "SER-1")
+                if m["t"] == "ack" and m["r"] == []:
+                    empty_acks.append(m)
+
+    def state() -> tuple[Any, ...] | None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as con:
+            return con.execute("SELECT version, slot, trial, state, why FROM fw_box_state").fetchone()  # type: ignore[no-any-return]
+
+    try:
+        send(box.key, tr=True, st="trial")
+        wait_for(lambda: read() or empty_acks, 30, "the signed trial ack on the line")
+        assert state() == ("1.1.0", "a", 1, "trial", None)
+        send(b"\x01" * 32, st="ok")  # forged: not the box's key
+        send(box.key, ver="1.0.0", sl="b", st="rolled_back", why="rolled back from 1.1.0: self-test: keys: stuck")
+        wait_for(lambda: state() == ("1.0.0", "b", 0, "rolled_back", "rolled back from 1.1.0: self-test: keys: stuck"),
+                 30, "the rollback stored")  # fmt: skip
+        alerts = stored(tmp_path / "store.db", "SELECT COUNT(*) FROM alerts WHERE kind = 'fw_rollback'"
+                        " AND key = 'fw_rollback:SER-1:1.1.0' AND subject = 'SER-1'")  # fmt: skip
+        assert alerts == 1
+        assert stored(tmp_path / "store.db", "SELECT COUNT(*) FROM rejected WHERE reason = 'bad_mac'") == 1
+        read()
+        assert len(empty_acks) == 1  # the rollback and the forgery are not acked
+        assert col.terminate() == 0, col.stderr()
+        assert "Traceback" not in col.stderr(), col.stderr()
+    finally:
+        col.kill()
+        box.unplug()
