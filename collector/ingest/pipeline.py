@@ -336,7 +336,9 @@ class Pipeline:
         states, self._fw_states = self._fw_states, []
         for source, device_id, msg in states:
             dev = self.devices.get(device_id)
-            for fn in self.on_firmware if dev is not None else ():
+            if dev is None:  # removed from the registry since its message was checked
+                continue
+            for fn in self.on_firmware:
                 try:
                     await fn(source, dev, msg)
                 except Exception:

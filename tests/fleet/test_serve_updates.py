@@ -20,20 +20,23 @@ import urllib.request
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+import protocol
 from collector.cli import main
 from collector.fleet.release import public_hex
 from collector.fleet.transfer import FleetLink, trial_ack
-import protocol
 from protocol import topics
 from protocol.framing import encode_frame
-from tests.collector.harness import Collector, free_port, make_store, stored, write_config
+from tests.collector.harness import Collector, make_store, stored, write_config
 from tests.collector.test_serial_ingest import SerialBox
 from tests.firmware.otabox import ResettingBox, release_from
 from tests.firmware.simbox import KEY_HEX, box_config, wait_for
-from tests.fleet.test_rollout import USERS, _db_rows, _store, broker  # noqa: F401 - the broker fixture
+from tests.fleet.conftest import USERS
+from tests.fleet.test_rollout import _db_rows, _store
+from tests.mosquitto import Mosquitto, free_port
 
 GOOD, BAD = "box-1", "box-2"
 
@@ -78,7 +81,7 @@ def _devices(web_port: int, token: str) -> dict[str, dict[str, Any]]:
 
 
 def test_serve_commits_a_trial_and_alerts_a_rollback_without_a_rollout_process(
-    tmp_path: pathlib.Path, broker: Any, capsys: Any
+    tmp_path: pathlib.Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = Ed25519PrivateKey.generate()
     good = release_from(tmp_path, key, "1.1.0")
@@ -177,7 +180,12 @@ def test_serve_acks_a_trial_and_alerts_a_rollback_over_serial(tmp_path: pathlib.
 
     try:
         send(box.key, tr=True, st="trial")
-        wait_for(lambda: read() or empty_acks, 30, "the signed trial ack on the line")
+
+        def acked() -> bool:
+            read()
+            return bool(empty_acks)
+
+        wait_for(acked, 30, "the signed trial ack on the line")
         assert state() == ("1.1.0", "a", 1, "trial", None)
         send(b"\x01" * 32, st="ok")  # forged: not the box's key
         send(box.key, ver="1.0.0", sl="b", st="rolled_back", why="rolled back from 1.1.0: self-test: keys: stuck")
