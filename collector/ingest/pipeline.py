@@ -334,7 +334,11 @@ class Pipeline:
 
     async def _firmware(self) -> None:
         states, self._fw_states = self._fw_states, []
-        for source, device_id, msg in states:
+        # A transfer's progress (every chunk is answered with a state): only a box's last one in the batch.
+        last = {device_id: i for i, (_s, device_id, _m) in enumerate(states)}
+        for i, (source, device_id, msg) in enumerate(states):
+            if last[device_id] != i and msg["st"] in ("recv", "pause"):
+                continue
             dev = self.devices.get(device_id)
             if dev is None:  # removed from the registry since its message was checked
                 continue
@@ -488,9 +492,8 @@ class Pipeline:
                     seen[d] = recv_ms
                     m.statuses += 1
                     continue
-                if t == fw_messages.FW_STATE:
+                if t == fw_messages.FW_STATE:  # not "seen": a retained state may be old
                     self._fw_states.append((source, d, msg))
-                    seen[d] = recv_ms
                     continue
                 if t not in protocol.EVENT_TYPES:
                     raise ProtocolError("bad_type", f"{t!r} is not an uplink message")
