@@ -7,6 +7,10 @@ feed (``[feed]``, on its own store connection). SIGTERM and
 SIGINT set ``stop``: the writer flushes its last batch, commits and acks,
 then sets ``drained``; only then do the sources disconnect and the store
 close. The process exits 0.
+
+Every box's firmware state (``fws``) goes to ``collector.fleet.watch``: stored
+for the devices page, a trial acked, a rollback alerted, with or without a
+rollout process running.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ from aiohttp import web
 
 from collector.config import Config
 from collector.feed import run_feed
+from collector.fleet.watch import FirmwareWatch
 from collector.ingest.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from collector.ingest.mqtt import MqttSource
-from collector.ingest.pipeline import Pipeline
+from collector.ingest.pipeline import Pipeline, Source
 from collector.ingest.serial import SerialSource
 from collector.report.policy import policy_to_dict
-from collector.store import Database, connect, open_store
+from collector.store import Database, Device, connect, open_store
 from collector.store.audit import note_policy
 from collector.web import add_web_routes, build_sinks, run_watcher
+from collector.web.alerts import fw_rollback_alerter
+from collector.web.settings import WebSettings
 
 log = logging.getLogger("evalbox.serve")
 
@@ -46,6 +53,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         pipeline = Pipeline(
             store, timezone=config.timezone, max_events=config.batch.max_events, max_ms=config.batch.max_ms
         )
+        _watch_firmware(pipeline, store.db, config.web or WebSettings())
         await pipeline.refresh()
         sources: list[Any] = []
         async with (
@@ -86,6 +94,18 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         flush=True,
     )
     return 0
+
+
+def _watch_firmware(pipeline: Pipeline, db: Database, settings: WebSettings) -> FirmwareWatch:
+    """Hand the boxes' firmware states to a ``FirmwareWatch``; acks go back on the transport the state came on."""
+
+    watch = FirmwareWatch(db, fw_rollback_alerter(settings))
+
+    async def on_firmware(source: Source, dev: Device, msg: dict[str, Any]) -> None:
+        await watch.on_state(dev.id, dev.key, msg, lambda wire: source.send(dev.id, "ack", wire))
+
+    pipeline.on_firmware.append(on_firmware)
+    return watch
 
 
 def add_ops_routes(app: web.Application, pipeline: Pipeline, grace_s: float) -> None:

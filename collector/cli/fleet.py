@@ -9,7 +9,6 @@ import sys
 from typing import Any
 
 from collector.cli.common import config_of, store_options
-from collector.clock import now_ms
 from collector.config import Config
 from collector.errors import UsageError
 from collector.fleet import rollout
@@ -96,30 +95,10 @@ def _record(db: Database, link: FleetLink) -> None:
 
 
 def _alerter(config: Config) -> rollout.Alert:
-    from collector.web.alerts import raise_alert
+    from collector.web.alerts import fw_rollback_alerter
     from collector.web.settings import WebSettings
 
-    settings = config.web or WebSettings()
-
-    async def alert(db: Database, device: str, version: str, why: str, rollout_id: int) -> None:
-        row = await db.fetchone(
-            "SELECT w.unit_id FROM devices d JOIN windows w ON w.id = d.window_id WHERE d.id = ?", (device,)
-        )
-        async with db.transaction() as tx:
-            await raise_alert(
-                tx,
-                key=f"fw_rollback:{device}:{version}",
-                kind="fw_rollback",
-                unit_id=row[0] if row else None,
-                subject=device,
-                text_zh=f"评价器 {device} 升级到固件 {version} 后自检失败，已自动回退：{why}",
-                text_en=f"box {device} rolled back from firmware {version} by itself: {why}",
-                payload={"device_id": device, "version": version, "why": why, "rollout": rollout_id},
-                settings=settings,
-                now=now_ms(),
-            )
-
-    return alert
+    return fw_rollback_alerter(config.web or WebSettings())
 
 
 def cmd_update(args: argparse.Namespace) -> int:

@@ -136,7 +136,7 @@ async def record_state(db: Database, device: str, msg: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
-Alert = Callable[[Database, str, str, str, int], Awaitable[None]]
+Alert = Callable[[Database, str, str, str, int | None], Awaitable[None]]
 
 
 async def run_phase(

@@ -54,6 +54,17 @@ def release_version(data: bytes) -> str:
     return str(json.loads(data[72 : 72 + n])["version"])
 
 
+def wants_trial_ack(msg: dict[str, Any]) -> bool:
+    """A box's ``fws`` announcing its trial: its self-test waits for a signed ack over the link."""
+    return msg.get("st") == "trial" and bool(msg.get("tr"))
+
+
+def trial_ack(device: str, key: bytes) -> bytes:
+    """The signed empty ack that completes a box's trial self-test (it acks no event; sending it twice is harmless:
+    a box out of trial ignores it)."""
+    return protocol.encode(protocol.make(protocol.ACK, device, r=[], now=int(time.time() * 1000), bf=None), key)
+
+
 @dataclass
 class Outcome:
     """How one box's update ended: ``ok``, ``refused``, ``rolled_back`` or ``timeout``, and the box's words."""
@@ -88,7 +99,7 @@ class BoxTransfer:
 
     def _send(self, t: str, **fields: Any) -> None:
         wire = protocol.encode(protocol.make(t, self.device, **fields), self.key)
-        self.publish(topics.firmware(self.device) if t != protocol.ACK else topics.ack(self.device), wire)
+        self.publish(topics.firmware(self.device), wire)
 
     def offer(self) -> None:
         self._send(messages.FW_OFFER, id=self.rid, sz=len(self.data), ver=self.version)
@@ -128,9 +139,9 @@ class BoxTransfer:
                 return got
             s = self.state
             st = s.get("st")
-            if st == "trial" and s.get("ver") == self.version and s.get("tr"):
+            if wants_trial_ack(s) and s.get("ver") == self.version:
                 if not acked_trial:  # the self-test's signed round trip
-                    self._send(protocol.ACK, r=[], now=int(time.time() * 1000), bf=None)
+                    self.publish(topics.ack(self.device), trial_ack(self.device, self.key))
                     acked_trial = True
             elif st in ("recv", "pause") and s.get("id") == self.rid:
                 off = s["off"]

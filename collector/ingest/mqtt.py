@@ -121,7 +121,11 @@ class MqttSource:
     def _filters(self) -> list[tuple[str, int]]:
         group = self.cfg.shared_group
         prefix = f"$share/{group}/" if group else ""
-        return [(prefix + topics.all_uplinks(), 1), (prefix + topics.all_status(), 1)]
+        return [
+            (prefix + topics.all_uplinks(), 1),
+            (prefix + topics.all_status(), 1),
+            (prefix + topics.all_firmware_state(), 1),  # fws: recorded, a trial acked (collector/fleet/watch.py)
+        ]
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         if rc.is_failure:

@@ -8,6 +8,11 @@ only after the commit settles every token (the MQTT PUBACK) and sends one
 signed ack per box. Bad input becomes a ``Rejection`` in the same batch; the
 writer never stops for it. While a batch commits (in the store's thread),
 the loop keeps receiving the next one.
+
+A box's firmware state (``fws``, protocol section 8) is checked the same way
+and, after the commit, handed to the ``on_firmware`` callbacks (``evalbox
+serve`` records it, acks a trial, alerts on a rollback); nothing else here
+knows about updates.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import protocol
@@ -27,6 +32,7 @@ from collector.ingest.metrics import Metrics
 from collector.store import Device, Rejection, StatusUpdate, Store
 from collector.store.records import ClockRef
 from collector.timeplace import month_bounds, month_of
+from protocol import firmware as fw_messages  # registers the firmware channel's schemas (fws)
 from protocol import topics
 from protocol.errors import ProtocolError
 
@@ -57,6 +63,9 @@ class Source(Protocol):
 
 # source, origin (topic/port), payload, recv_ms, token, retained (MQTT: a message the broker kept and sent again)
 Item = tuple[Source, str, bytes, int, Any, bool]
+
+
+FirmwareHandler = Callable[["Source", Device, dict[str, Any]], Awaitable[None]]
 
 
 def fault_from_env() -> int | None:
@@ -100,6 +109,8 @@ class Pipeline:
         self._commits = 0
         self.drained = asyncio.Event()
         self.on_new_devices: list[Callable[[list[Device]], None]] = []
+        self.on_firmware: list[FirmwareHandler] = []  # a box's fws, after the batch it came in committed
+        self._fw_states: list[tuple[Source, str, dict[str, Any]]] = []
 
     # ---- registry ----
 
@@ -316,8 +327,26 @@ class Pipeline:
         self.metrics.batch_committed(len(items), n_new, len(stored) - n_new, commit_s, lag_s)
         self._settle(items)
         self._ack(outcome, now)
+        if self._fw_states:
+            await self._firmware()
         if self._cv_ahead:
             await self._catch_up_cv()
+
+    async def _firmware(self) -> None:
+        states, self._fw_states = self._fw_states, []
+        # A transfer's progress (every chunk is answered with a state): only a box's last one in the batch.
+        last = {device_id: i for i, (_s, device_id, _m) in enumerate(states)}
+        for i, (source, device_id, msg) in enumerate(states):
+            if last[device_id] != i and msg["st"] in ("recv", "pause"):
+                continue
+            dev = self.devices.get(device_id)
+            if dev is None:  # removed from the registry since its message was checked
+                continue
+            for fn in self.on_firmware:
+                try:
+                    await fn(source, dev, msg)
+                except Exception:
+                    log.exception("%s: handling the firmware state of %s failed", source.name, device_id)
 
     async def _catch_up_cv(self) -> None:
         ahead, self._cv_ahead = self._cv_ahead, {}
@@ -462,6 +491,9 @@ class Pipeline:
                     statuses.append(StatusUpdate(d, recv_ms, msg))
                     seen[d] = recv_ms
                     m.statuses += 1
+                    continue
+                if t == fw_messages.FW_STATE:  # not "seen": a retained state may be old
+                    self._fw_states.append((source, d, msg))
                     continue
                 if t not in protocol.EVENT_TYPES:
                     raise ProtocolError("bad_type", f"{t!r} is not an uplink message")

@@ -12,7 +12,9 @@ Causes: ``bad_rating`` (raised by ``cases.open_cases``), ``below_floor``
 (an officer under the floor mid-month, once per month), ``offline`` (a box
 silent longer than configured), ``outbox`` (a box's unsent queue growing
 past the configured depth), ``officer_flag`` (an officer-month flagged by the
-officer checks, once the month is over: the month's flags are recorded then).
+officer checks, once the month is over: the month's flags are recorded then),
+``fw_rollback`` (a box that rolled a firmware update back by itself; raised
+by ``evalbox fleet update`` and by ``evalbox serve``, one per box and version).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -87,6 +89,38 @@ async def raise_alert(
                 "INSERT INTO alert_deliveries (alert_id, sink, next_ms) VALUES (?, ?, ?)", (alert_id, sink, now)
             )
     return alert_id
+
+
+async def raise_fw_rollback(
+    db: Database, settings: WebSettings, device: str, version: str, why: str, rollout: int | None
+) -> int:
+    """Raise ``fw_rollback`` for a box that rolled back from ``version`` by itself; 0 when already raised
+    (by the rollout or by another collector: the key names box and version)."""
+    row = await db.fetchone(
+        "SELECT w.unit_id FROM devices d JOIN windows w ON w.id = d.window_id WHERE d.id = ?", (device,)
+    )
+    async with db.transaction() as tx:
+        return await raise_alert(
+            tx,
+            key=f"fw_rollback:{device}:{version}",
+            kind="fw_rollback",
+            unit_id=row[0] if row else None,
+            subject=device,
+            text_zh=f"评价器 {device} 升级到固件 {version} 后自检失败，已自动回退：{why}",
+            text_en=f"box {device} rolled back from firmware {version} by itself: {why}",
+            payload={"device_id": device, "version": version, "why": why, "rollout": rollout},
+            settings=settings,
+            now=now_ms(),
+        )
+
+
+def fw_rollback_alerter(settings: WebSettings) -> Callable[[Database, str, str, str, int | None], Awaitable[None]]:
+    """``raise_fw_rollback`` under ``settings``, in the shape the rollout and ``FirmwareWatch`` call."""
+
+    async def alert(db: Database, device: str, version: str, why: str, rollout: int | None) -> None:
+        await raise_fw_rollback(db, settings, device, version, why, rollout)
+
+    return alert
 
 
 async def scan_alerts(db: Database, settings: WebSettings, policy: Policy, now: int | None = None) -> int:

@@ -20,17 +20,9 @@ from collector.cli import main
 from collector.fleet.release import public_hex
 from collector.store import connect
 from tests.firmware.otabox import ResettingBox, release_from
-from tests.firmware.simbox import ACL, KEY_HEX, Acker, box_config, wait_for
+from tests.firmware.simbox import KEY_HEX, Acker, box_config, wait_for
+from tests.fleet.conftest import BOXES, USERS
 from tests.mosquitto import Mosquitto
-
-BOXES = ["box-1", "box-2", "box-3", "box-4"]
-USERS = {d: f"pw-{d}" for d in BOXES} | {"collector": "pw-collector"}
-
-
-@pytest.fixture
-def broker(tmp_path: pathlib.Path) -> Any:
-    with Mosquitto(tmp_path, users=USERS, acl=ACL) as b:
-        yield b
 
 
 @pytest.fixture
