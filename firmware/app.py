@@ -87,6 +87,7 @@ class App:
         # link's task: ranges [b, lo, hi] waiting for their deletes, oldest first.
         self.ackq: "list[list[int]]" = []
         self.chores = asyncio.Event()  # set after a press or an ack: the ticker's work is due now
+        self.collect = False  # a press's light is on: the ticker collects garbage first
         self.err: "str | None" = None
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
@@ -199,11 +200,12 @@ class App:
     def after_feedback(self) -> None:
         """Right after a key's light: the moment least likely to hold up the next key.
 
-        Collect garbage now, so that a collection the heap would force later does not fall
-        inside the next press, and have the ticker do its flash work (acks, packing, the
+        Have the ticker collect garbage first thing (a step of its own, so the press's step
+        stays short), so that a collection the heap would force later does not fall inside
+        the next press, then do its flash work (the next journal file, acks, packing, the
         journal block's compaction) now rather than at a random moment.
         """
-        gc.collect()
+        self.collect = True
         self.chores.set()
 
     def _saved(self, evs: "list[dict[str, Any]]") -> "dict[str, Any]":
@@ -525,6 +527,10 @@ class App:
         """
         while True:
             self.beats["ticker"] = time.ticks_ms()
+            if self.collect:  # right after a press's light (after_feedback)
+                self.collect = False
+                gc.collect()
+                await self.keys_first()
             try:
                 evs = self.session.tick(self.clock.uptime())
                 if evs:
@@ -534,6 +540,13 @@ class App:
             except MemoryError:
                 self.out_of_memory("closing an invite")
             await self.keys_first()
+            try:
+                if self.outbox.prepare():  # the next event's journal file, created now rather than in its press
+                    if self.flash is not None:
+                        self._jblock = self.flash.last
+                    await self._flash_step()
+            except MemoryError:
+                self.out_of_memory("creating the next journal file")
             try:
                 for _ in self.apply_acks():
                     await self._flash_step()
@@ -592,7 +605,10 @@ class App:
                 await self.keys_first()
                 gc.collect()  # the status's free heap after a collection, and room to build it
                 try:
-                    await link.send_status(self.status_message())
+                    await self.keys_first()  # the collection was one step, building the status is the next
+                    payload = self.status_message()
+                    await self.keys_first()
+                    await link.send_status(payload)
                 except MemoryError:
                     self.out_of_memory("in a status: dropped")  # the next one comes in heartbeat_ms
                 except Exception as exc:
