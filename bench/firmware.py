@@ -710,6 +710,7 @@ class BenchLink:
             await self.got.wait()
             self.got.clear()
             while self.inbox:
+                await app.keys_first()  # as the serial link does
                 app.on_downlink(self.inbox.pop(0))
 
     def collector(self) -> "Any":

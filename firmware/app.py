@@ -200,13 +200,19 @@ class App:
     def after_feedback(self) -> None:
         """Right after a key's light: the moment least likely to hold up the next key.
 
-        Have the ticker collect garbage first thing (a step of its own, so the press's step
-        stays short), so that a collection the heap would force later does not fall inside
+        Have the key task (its next step) or else the ticker collect garbage (a step of its
+        own, so the press's step stays short), so that a collection the heap would force later does not fall inside
         the next press, then do its flash work (the next journal file, acks, packing, the
         journal block's compaction) now rather than at a random moment.
         """
         self.collect = True
         self.chores.set()
+
+    def collect_garbage(self) -> None:
+        """The collection ``after_feedback`` asked for, if it is still to do (the key task's next step, or the ticker)."""
+        if self.collect:
+            self.collect = False
+            gc.collect()
 
     def _saved(self, evs: "list[dict[str, Any]]") -> "dict[str, Any]":
         try:
@@ -527,9 +533,9 @@ class App:
         """
         while True:
             self.beats["ticker"] = time.ticks_ms()
-            if self.collect:  # right after a press's light (after_feedback)
-                self.collect = False
-                gc.collect()
+            if self.collect:  # a press's light is on and the key task has not collected yet
+                await self.keys_first()
+                self.collect_garbage()
                 await self.keys_first()
             try:
                 evs = self.session.tick(self.clock.uptime())
@@ -540,13 +546,8 @@ class App:
             except MemoryError:
                 self.out_of_memory("closing an invite")
             await self.keys_first()
-            try:
-                if self.outbox.prepare():  # the next event's journal file, created now rather than in its press
-                    if self.flash is not None:
-                        self._jblock = self.flash.last
-                    await self._flash_step()
-            except MemoryError:
-                self.out_of_memory("creating the next journal file")
+            if self._prepare():
+                await self._flash_step()
             try:
                 for _ in self.apply_acks():
                     await self._flash_step()
@@ -575,10 +576,26 @@ class App:
         self.beats["ticker"] = time.ticks_ms()
         await self.keys_first()
 
+    def _prepare(self) -> bool:
+        """Create the next event's journal file if it is not there yet (one step); True when it was."""
+        try:
+            if not self.outbox.prepare():
+                return False
+        except MemoryError:
+            self.out_of_memory("creating the next journal file")
+            return False
+        if self.flash is not None:
+            self._jblock = self.flash.last
+        return True
+
     async def _flash_step(self) -> None:
-        """After a step that may have used the journal block's room (a delete): restore it before a key needs it."""
+        """After a step that may have used the journal block's room (a delete): restore it before a key needs it.
+
+        And have the next event's journal file ready (``Outbox.prepare``) before a key needs it,
+        also in the middle of a long packing.
+        """
         await self._step()
-        while self.maintain_flash():
+        while self._prepare() or self.maintain_flash():
             await self._step()
 
     async def keys_first(self) -> None:
