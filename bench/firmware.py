@@ -29,7 +29,14 @@ time (wall time less the time the process waited for a CPU, from
 time instead of the model's own work. Keys go down at random moments;
 key-down -> feedback (50 ms debounce included) online and with the
 collector unreachable, and the longest loop stall online, offline
-(packing) and during the offline -> online flush.
+(packing) and during the offline -> online flush. The feedback's moment is
+the chip's: the start of the key task's step plus that step's CPU so far,
+scaled, and its flash time (the bench before 2026-12-01 took the unix
+port's clock inside that step, leaving the press's own save unscaled; that
+figure is still printed, "feedback step unscaled"). ``--trace`` prints, for
+each press slower than 80 ms, the steps that held the loop between its
+key-down and its light, with the firmware calls in each and their
+modelled time.
 
 Last line: JSON ``{"press_feedback_p50_ms", "press_feedback_p99_ms",
 "heap_growth_bytes", "erases_per_press", "erases_per_press_rp2",
