@@ -503,7 +503,7 @@ class App:
         """One step of bringing the journal's next littlefs compaction forward, off the press path.
 
         When the metadata block the journal commits to has less than ``PRESS_ROOM`` bytes left,
-        create and remove an empty file beside the next event's journal file: a few of these fill the block and
+        create and remove an empty file beside the journal: a few of these fill the block and
         littlefs compacts it here (erasing its twin) rather than inside the next press's save.
         True while there is more to do. An empty file left by a power cut is removed at boot by
         the outbox as a save that never completed.
@@ -512,11 +512,7 @@ class App:
         if dev is None or self._jblock < 0 or dev.room(self._jblock) >= PRESS_ROOM:
             return False
         e0 = dev.erases
-        # named right after the next event's journal file, so that littlefs commits it to the same
-        # metadata block as that file (a journal directory spread over several blocks keeps its
-        # names in order); not an identity, so no walk of the journal takes it for one
-        ob = self.outbox
-        path = "%s/%x_%x~" % (self._journal_dir(), ob.boot, ob.seq)
+        path = self._journal_dir() + "/.pad"
         try:
             open(path, "wb").close()  # noqa: SIM115 - an empty file: one small commit
             os.remove(path)
