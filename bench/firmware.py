@@ -564,7 +564,10 @@ def blame(dil: Dilation, down: int, fb: int) -> str:
             v[0] += 1
             v[1] += us
         what = " ".join("%s%s %.1f" % (c, "x%d" % v[0] if v[0] > 1 else "", v[1] / 1000) for c, v in sums.items())
-        out.append("%s@%+d %.0fms%s [%s]" % (name, time.ticks_diff(w0, down) // 1000, held / 1000, " E%d" % erased if erased else "", what))
+        out.append(
+            "%s@%+d %.0fms%s [%s]"
+            % (name, time.ticks_diff(w0, down) // 1000, held / 1000, " E%d" % erased if erased else "", what)
+        )
     return "; ".join(out)
 
 

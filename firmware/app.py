@@ -209,7 +209,7 @@ class App:
         self.chores.set()
 
     def collect_garbage(self) -> None:
-        """The collection ``after_feedback`` asked for, if it is still to do (the key task's next step, or the ticker)."""
+        """The collection ``after_feedback`` asked for, if still to do (the key task's next step, or the ticker)."""
         if self.collect:
             self.collect = False
             gc.collect()
