@@ -429,7 +429,7 @@ class _Slow:
                 d.longest[self.name] = held
             if d.trace is not None:
                 d.trace.append((self.name, w0, held, ChipFlash.erased - e0, d.label))
-                if len(d.trace) > 400:
+                if len(d.trace) > 150:
                     d.trace.pop(0)
 
     def send(self, v: "Any") -> "Any":
