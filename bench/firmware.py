@@ -29,7 +29,14 @@ time (wall time less the time the process waited for a CPU, from
 time instead of the model's own work. Keys go down at random moments;
 key-down -> feedback (50 ms debounce included) online and with the
 collector unreachable, and the longest loop stall online, offline
-(packing) and during the offline -> online flush.
+(packing) and during the offline -> online flush. The feedback's moment is
+the chip's: the start of the key task's step plus that step's CPU so far,
+scaled, and its flash time (the bench before 2026-12-01 took the unix
+port's clock inside that step, leaving the press's own save unscaled; that
+figure is still printed, "feedback step unscaled"). ``--trace`` prints, for
+each press slower than 80 ms, the steps that held the loop between its
+key-down and its light, with the firmware calls in each and their
+modelled time.
 
 Last line: JSON ``{"press_feedback_p50_ms", "press_feedback_p99_ms",
 "heap_growth_bytes", "erases_per_press", "erases_per_press_rp2",
@@ -233,10 +240,17 @@ class CpuClock:
         return int(self.stat.read().split()[1]) // 1000
 
     def us(self) -> int:
-        t: int = time.ticks_us()
         if self.stat is None:
-            return t
-        return time.ticks_add(t, -self._delay())
+            return int(time.ticks_us())
+        d = self._delay()
+        while True:
+            # the clock read between two equal readings of the delay: a preemption between the
+            # clock and the delay would count the time waited as CPU (times the scale)
+            t: int = time.ticks_us()
+            d1 = self._delay()
+            if d1 == d:
+                return int(time.ticks_add(t, -d))
+            d = d1
 
 
 CPU = CpuClock()
@@ -303,6 +317,9 @@ class Dilation:
         self.model_cpu = 0  # CPU time inside the chip model (its emulation and its busy spins)
         self.exempt: "list[Any]" = []  # coroutines of the bench itself (the collector, the key driver)
         self.longest: "dict[str, float]" = {}  # task -> its longest step, modelled microseconds
+        self.step: "Any" = None  # the step running now: [wall start, CPU start, flash_us, model_cpu] at its start
+        self.trace: "Any" = None  # --trace: the last steps (name, wall start, modelled us held, erases in it, calls)
+        self.label: "list[str]" = []  # --trace: the calls made in the step running now
 
     def spin(self, us: int) -> None:
         end = time.ticks_add(time.ticks_us(), us)
@@ -319,6 +336,15 @@ class Dilation:
             pass
         Machine.masked = (time.ticks_add(w0, -model_us), time.ticks_us())
         self.model_cpu += model_us + time.ticks_diff(CPU.us(), c0)
+
+    def now(self) -> int:
+        """ticks_us on the chip: inside a step, its start plus its CPU so far scaled and its flash time."""
+        st = self.step
+        if st is None:
+            return int(time.ticks_us())
+        w0, t0, f0, m0 = st
+        cpu = max(0, time.ticks_diff(CPU.us(), t0) - (self.model_cpu - m0))
+        return int(time.ticks_add(w0, self.milli * cpu // 1000 + self.flash_us - f0))
 
     def recalibrate(self) -> None:
         """The machine's speed changes with its load: keep the scale current (median of the last 9)."""
@@ -344,6 +370,7 @@ class ChipFlash(NorFlash):
     """
 
     reads = 0
+    erased = 0
 
     def __init__(self, blocks: int, dil: Dilation) -> None:
         super().__init__(blocks)
@@ -367,6 +394,8 @@ class ChipFlash(NorFlash):
         c0 = CPU.us()
         b0 = self.busy_us
         r = super().ioctl(op, arg)
+        if op == 6:
+            ChipFlash.erased += 1
         if self.busy_us != b0:
             self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
         return r
@@ -384,15 +413,24 @@ class _Slow:
         f0 = d.flash_us
         m0 = d.model_cpu
         w0 = time.ticks_us()
+        e0 = ChipFlash.erased
         t0 = CPU.us()
+        d.step = (w0, t0, f0, m0)
+        if d.trace is not None:
+            d.label = []
         try:
             return fn(arg)
         finally:
+            d.step = None
             cpu = max(0, time.ticks_diff(CPU.us(), t0) - (d.model_cpu - m0))
             held = d.milli * cpu // 1000 + d.flash_us - f0  # integers: a float is garbage on this port
             d.spin(held - time.ticks_diff(time.ticks_us(), w0))
             if held > d.longest.get(self.name, 0):
                 d.longest[self.name] = held
+            if d.trace is not None:
+                d.trace.append((self.name, w0, held, ChipFlash.erased - e0, d.label))
+                if len(d.trace) > 150:
+                    d.trace.pop(0)
 
     def send(self, v: "Any") -> "Any":
         return self._step(self.coro.send, v)
@@ -402,6 +440,135 @@ class _Slow:
 
     def close(self) -> None:
         self.coro.close()
+
+
+def trace_calls(dil: Dilation) -> None:
+    """--trace: note in each step the firmware calls it made and their modelled time."""
+    from firmware import app as app_module
+    from firmware import outbox as outbox_module
+
+    def note(name: str, t: int, m: int, fl: int) -> None:
+        # modelled time of a call: its CPU less the chip model's, scaled, plus the chip's busy time
+        cpu = time.ticks_diff(CPU.us(), t) - (dil.model_cpu - m)
+        dil.label.append((name, dil.milli * cpu // 1000 + dil.flash_us - fl))
+
+    def wrap(owner: "Any", name: str) -> None:
+        f = getattr(owner, name)
+
+        def gen(g: "Any") -> "Any":
+            while True:
+                t = CPU.us()
+                m = dil.model_cpu
+                fl = dil.flash_us
+                try:
+                    v = next(g)
+                except StopIteration:
+                    return
+                finally:
+                    note(name, t, m, fl)
+                yield v
+
+        def w(*a: "Any", **k: "Any") -> "Any":
+            t = CPU.us()
+            m = dil.model_cpu
+            fl = dil.flash_us
+            r = f(*a, **k)
+            note(name, t, m, fl)
+            if type(r).__name__ == "generator":
+                return gen(r)
+            return r
+
+        setattr(owner, name, w)
+
+    class Files:
+        """``open`` for the outbox: the file's write and close calls noted too."""
+
+        def __init__(self, f: "Any") -> None:
+            self.f = f
+
+        def write(self, b: "Any") -> "Any":
+            t, m, fl = CPU.us(), dil.model_cpu, dil.flash_us
+            r = self.f.write(b)
+            note("write", t, m, fl)
+            return r
+
+        def read(self, *a: "Any") -> "Any":
+            t, m, fl = CPU.us(), dil.model_cpu, dil.flash_us
+            r = self.f.read(*a)
+            note("read", t, m, fl)
+            return r
+
+        def seek(self, *a: "Any") -> "Any":
+            return self.f.seek(*a)
+
+        def close(self) -> None:
+            t, m, fl = CPU.us(), dil.model_cpu, dil.flash_us
+            self.f.close()
+            note("close", t, m, fl)
+
+        def __enter__(self) -> "Any":
+            return self
+
+        def __exit__(self, *a: "Any") -> None:
+            self.close()
+
+    def opener(path: str, mode: str = "r") -> "Any":
+        t, m, fl = CPU.us(), dil.model_cpu, dil.flash_us
+        f = open(path, mode)  # noqa: SIM115 - wrapped
+        note("open" + mode, t, m, fl)
+        return Files(f)
+
+    outbox_module.open = opener  # type: ignore[attr-defined]
+    app_module.open = opener  # type: ignore[attr-defined]
+    import os
+
+    class Os:
+        remove = os.remove
+        rename = os.rename
+        ilistdir = os.ilistdir
+        mkdir = os.mkdir
+
+    for n in ("remove", "rename", "ilistdir"):
+        wrap(Os, n)
+    outbox_module.os = Os  # type: ignore[assignment]
+    for n in ("save", "pack_step", "pending", "ack_steps", "_journal_oldest"):
+        wrap(outbox_module.Outbox, n)
+    for n in ("maintain_flash", "status_message", "event_message", "on_downlink", "on_key", "on_invite"):
+        wrap(app_module.App, n)
+
+    class Gc:
+        mem_free = gc.mem_free
+        mem_alloc = gc.mem_alloc
+
+        @staticmethod
+        def collect() -> None:
+            t = CPU.us()
+            m = dil.model_cpu
+            fl = dil.flash_us
+            gc.collect()
+            note("gc", t, m, fl)
+
+    app_module.gc = Gc  # type: ignore[assignment]
+    dil.trace = []
+
+
+def blame(dil: Dilation, down: int, fb: int) -> str:
+    """--trace: the steps that held the loop between a key-down and its feedback, with their calls."""
+    out = []
+    for name, w0, held, erased, calls in dil.trace:
+        if time.ticks_diff(time.ticks_add(w0, held), down) <= 0 or time.ticks_diff(w0, fb) >= 0:
+            continue
+        sums: "dict[str, list[int]]" = {}
+        for c, us in calls:
+            v = sums.setdefault(c, [0, 0])
+            v[0] += 1
+            v[1] += us
+        what = " ".join("%s%s %.1f" % (c, "x%d" % v[0] if v[0] > 1 else "", v[1] / 1000) for c, v in sums.items())
+        out.append(
+            "%s@%+d %.0fms%s [%s]"
+            % (name, time.ticks_diff(w0, down) // 1000, held / 1000, " E%d" % erased if erased else "", what)
+        )
+    return "; ".join(out)
 
 
 class Machine:
@@ -442,6 +609,8 @@ class Machine:
                     at = m1  # interrupts were off: the handler runs when the flash operation ends
                 Machine.at = at
                 pin.delivered.append(time.ticks_diff(at, pin.down[0]) if pin.down else 0)
+                if CPU.stat is not None and len(pin.delivered) == 1:
+                    pin.waited0 = CPU._delay()  # the process's wait for a CPU so far
                 try:
                     if pin.handler is not None:
                         pin.handler(pin)
@@ -466,6 +635,7 @@ class Machine:
             self.handler: "Any" = None
             self.hard = False
             self.delivered: "list[int]" = []  # per edge: when its handler ran, us after key-down
+            self.waited0 = 0
             Machine.Pin.all[n] = self
 
         def press(self, down_us: int, hold_us: int) -> None:
@@ -553,6 +723,7 @@ class BenchLink:
             await self.got.wait()
             self.got.clear()
             while self.inbox:
+                await app.keys_first()  # as the serial link does
                 app.on_downlink(self.inbox.pop(0))
 
     def collector(self) -> "Any":
@@ -592,15 +763,19 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     from firmware.boards.pins import PinBoard
 
     pins_module.time = IrqTime  # type: ignore[assignment]
+    if "--trace" in sys.argv:
+        trace_calls(dil)
 
     class Board(PinBoard):
         def __init__(self, cfg: "dict[str, Any]") -> None:
             super().__init__(cfg)
             self.flash = dev
             self.fb: "list[int]" = []
+            self.fb_raw: "list[int]" = []
 
         def feedback(self, kind: str, k: int) -> None:
-            self.fb.append(time.ticks_us())
+            self.fb.append(dil.now())  # the chip's time: this step's CPU so far scaled, its flash time
+            self.fb_raw.append(time.ticks_us())
             super().feedback(kind, k)
 
         def self_test(self) -> str:
@@ -627,6 +802,8 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     invite = Machine.Pin.all[board.pins["invite"]]
     pins = keys + [invite]
     lat: "dict[str, list[int]]" = {"online": [], "offline": []}
+    raw: "dict[str, list[int]]" = {"online": [], "offline": []}  # feedback at the unix port's speed inside its step
+    hostwait: "dict[str, list[int]]" = {"online": [], "offline": []}  # ms this process waited for a CPU, per press
     stall = {"online": 0, "offline": 0, "flush": 0}
     state = {"phase": "online", "done": False}
     pages0 = [0, 0]
@@ -678,6 +855,15 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
                         )
                         continue
                     lat[phase].append(time.ticks_diff(board.fb[n0], down))
+                    if CPU.stat is not None:  # the host's share: this process runnable, waiting for a CPU
+                        hostwait[phase].append((CPU._delay() - pin.waited0) // 1000)
+                    raw[phase].append(time.ticks_diff(board.fb_raw[n0], down))
+                    if dil.trace is not None and lat[phase][-1] > 80000:
+                        waited = (CPU._delay() - pin.waited0) / 1000 if CPU.stat is not None else 0
+                        print(
+                            "  slow %s %.0f ms (this process waited %.0f ms for a CPU since the key's edge): %s"
+                            % (phase, lat[phase][-1] / 1000, waited, blame(dil, down, board.fb[n0]))
+                        )
                     while time.ticks_diff(pin.down[1], time.ticks_us()) > 0:
                         await asyncio.sleep_ms(10)
         state["phase"] = "flush"
@@ -710,6 +896,8 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
         "scale": sorted(dil.scales)[len(dil.scales) // 2],
         "scales": (min(dil.scales), max(dil.scales)),
         "lat": lat,
+        "raw": raw,
+        "hostwait": hostwait,
         "stall": stall,
         "flush_s": state.get("flush_s"),
         "left": app.outbox.depth,
@@ -806,6 +994,17 @@ def main_loop() -> None:
             "  key-down -> feedback %s: p50 %.1f ms, p99 %.1f ms, max %.1f ms (50 ms debounce included)"
             % ((phase,) + fig[phase])
         )
+    for phase in ("online", "offline"):
+        lat = sorted(r["raw"][phase])
+        print("  (feedback step unscaled, as before: %s p50 %.1f p99 %.1f ms)" % (phase, pct(lat, 0.5), pct(lat, 0.99)))
+        # not a figure of the box: how much of the tail is this host's load (the process waiting for a CPU
+        # between a key's edge and its light, counted in the wall time above)
+        hw = sorted(r["hostwait"][phase])
+        if hw:
+            print(
+                "  (host load: this process waited for a CPU between a key's edge and its light: p50 %d ms, p99 %d ms,"
+                " max %d ms)" % (hw[len(hw) // 2], hw[min(len(hw) - 1, int(0.99 * len(hw)))], hw[-1])
+            )
     st = r["stall"]
     print(
         "  longest loop stall: online %d ms, offline (packing) %d ms, offline -> online flush %d ms"

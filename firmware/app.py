@@ -87,6 +87,7 @@ class App:
         # link's task: ranges [b, lo, hi] waiting for their deletes, oldest first.
         self.ackq: "list[list[int]]" = []
         self.chores = asyncio.Event()  # set after a press or an ack: the ticker's work is due now
+        self.collect = False  # a press's light is on: the ticker collects garbage first
         self.err: "str | None" = None
         self.rejected: "dict[str, int]" = {}
         self.cids: "list[int]" = []
@@ -199,12 +200,19 @@ class App:
     def after_feedback(self) -> None:
         """Right after a key's light: the moment least likely to hold up the next key.
 
-        Collect garbage now, so that a collection the heap would force later does not fall
-        inside the next press, and have the ticker do its flash work (acks, packing, the
+        Have the key task (its next step) or else the ticker collect garbage (a step of its
+        own, so the press's step stays short), so that a collection the heap would force later does not fall inside
+        the next press, then do its flash work (the next journal file, acks, packing, the
         journal block's compaction) now rather than at a random moment.
         """
-        gc.collect()
+        self.collect = True
         self.chores.set()
+
+    def collect_garbage(self) -> None:
+        """The collection ``after_feedback`` asked for, if still to do (the key task's next step, or the ticker)."""
+        if self.collect:
+            self.collect = False
+            gc.collect()
 
     def _saved(self, evs: "list[dict[str, Any]]") -> "dict[str, Any]":
         try:
@@ -525,6 +533,10 @@ class App:
         """
         while True:
             self.beats["ticker"] = time.ticks_ms()
+            if self.collect:  # a press's light is on and the key task has not collected yet
+                await self.keys_first()
+                self.collect_garbage()
+                await self.keys_first()
             try:
                 evs = self.session.tick(self.clock.uptime())
                 if evs:
@@ -534,6 +546,8 @@ class App:
             except MemoryError:
                 self.out_of_memory("closing an invite")
             await self.keys_first()
+            if self._prepare():
+                await self._flash_step()
             try:
                 for _ in self.apply_acks():
                     await self._flash_step()
@@ -562,10 +576,26 @@ class App:
         self.beats["ticker"] = time.ticks_ms()
         await self.keys_first()
 
+    def _prepare(self) -> bool:
+        """Create the next event's journal file if it is not there yet (one step); True when it was."""
+        try:
+            if not self.outbox.prepare():
+                return False
+        except MemoryError:
+            self.out_of_memory("creating the next journal file")
+            return False
+        if self.flash is not None:
+            self._jblock = self.flash.last
+        return True
+
     async def _flash_step(self) -> None:
-        """After a step that may have used the journal block's room (a delete): restore it before a key needs it."""
+        """After a step that may have used the journal block's room (a delete): restore it before a key needs it.
+
+        And have the next event's journal file ready (``Outbox.prepare``) before a key needs it,
+        also in the middle of a long packing.
+        """
         await self._step()
-        while self.maintain_flash():
+        while self._prepare() or self.maintain_flash():
             await self._step()
 
     async def keys_first(self) -> None:
@@ -592,7 +622,10 @@ class App:
                 await self.keys_first()
                 gc.collect()  # the status's free heap after a collection, and room to build it
                 try:
-                    await link.send_status(self.status_message())
+                    await self.keys_first()  # the collection was one step, building the status is the next
+                    payload = self.status_message()
+                    await self.keys_first()
+                    await link.send_status(payload)
                 except MemoryError:
                     self.out_of_memory("in a status: dropped")  # the next one comes in heartbeat_ms
                 except Exception as exc:

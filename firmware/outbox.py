@@ -169,6 +169,14 @@ def _remove(path: str) -> None:
         pass
 
 
+def _close(f: "Any") -> None:
+    if f is not None:
+        try:
+            f.close()
+        except OSError:
+            pass
+
+
 def _mkdir(path: str) -> None:
     try:
         os.mkdir(path)
@@ -269,11 +277,16 @@ class Outbox:
         self.pk_mask = 0
         self.pk_keys = bytearray(8 * self.seg_records)
         self.packed = 0  # segments written since start
+        # The next event's journal file, created ahead of its save by ``prepare`` (off the press
+        # path): the save then only writes the record and closes it, one metadata commit, not two.
+        self.spare: "Any" = None
+        self.spare_key: "tuple[int, int] | None" = None
 
     # ---- start-up ----
 
     def open(self) -> int:
         """Scan the outbox on flash, bump and persist the boot counter; return it."""
+        self.drop_spare()
         _mkdir(self.root)
         for sub in ("/j", "/s", "/q"):
             _mkdir(self.root + sub)
@@ -531,13 +544,24 @@ class Outbox:
         ev["s"] = self.seq
         path = self._jpath(self.boot, self.seq)
         data = pack(ev)
+        if self.spare is not None and self.spare_key != (self.boot, self.seq):
+            self.drop_spare()  # created for an identity no longer next (a new boot number)
+        f = self.spare  # created by ``prepare``: only the record's commit is left to do
+        self.spare = None
+        self.spare_key = None
         try:
-            with open(path, "wb") as f:
-                f.write(data)
+            if f is None:
+                f = open(path, "wb")  # noqa: SIM115 - closed below, before the save returns
+            f.write(data)
+            f.close()  # the record is on flash (littlefs commits it at close): durable from here
         except OSError as exc:
+            _close(f)
             _remove(path)
             self._problem("flash write failed: %s" % exc)
             raise OutboxFull("flash write failed: %s" % exc)
+        except MemoryError:
+            _close(f)  # a retry creates the file again
+            raise
         self.seq += 1
         self.jn += 1
         self.depth += 1
@@ -548,6 +572,38 @@ class Outbox:
                 self.jexact = False
                 self.jkeys = []
         return ev["b"], ev["s"]
+
+    def prepare(self) -> bool:
+        """Create the next event's journal file now (off the press path); True when one was created.
+
+        The next ``save`` then writes the record into it and closes it: one metadata commit on
+        the press path instead of two (create, then write). A cut leaves the file empty, and the
+        next boot removes it as a save that never completed. ``MemoryError`` propagates.
+        """
+        key = (self.boot, self.seq)
+        if self.spare is not None and self.spare_key == key:
+            return False
+        self.drop_spare()
+        if self.depth >= self.capacity:
+            return False
+        try:
+            self.spare = open(self._jpath(key[0], key[1]), "wb")  # noqa: SIM115 - closed by save or drop_spare
+        except OSError as exc:
+            self._problem("flash write failed: %s" % exc)
+            return False
+        self.spare_key = key
+        return True
+
+    def drop_spare(self) -> None:
+        """Close and remove the journal file ``prepare`` created, if any."""
+        f = self.spare
+        key = self.spare_key
+        self.spare = None
+        self.spare_key = None
+        if f is not None:
+            _close(f)
+        if key is not None:
+            _remove(self._jpath(key[0], key[1]))
 
     def _jwindow(self) -> None:
         """Refill the journal's identity window from flash once the journal fits in it again."""
@@ -561,7 +617,7 @@ class Outbox:
         keys: "list[tuple[int, int]]" = []
         for ent in os.ilistdir(self.root + "/j"):
             key = _jkey(ent[0])
-            if key is None or (after is not None and key <= after) or self._packed(key):
+            if key is None or (after is not None and key <= after) or self._packed(key) or key == self.spare_key:
                 continue
             if len(keys) >= n:
                 if key >= keys[-1]:
@@ -633,13 +689,8 @@ class Outbox:
             self.pk_file = f
             self.pk = 1
             f.write(head)
-        except OSError as exc:
-            self._pk_abort()
-            self._problem("segment write failed: %s" % exc)
-            return False
-        except MemoryError:
-            self._pk_abort()
-            raise
+        except (OSError, MemoryError) as exc:
+            return self._pk_fail(exc)
         self.pk_crc = crc32(head)
         return True
 
@@ -654,6 +705,14 @@ class Outbox:
             except OSError:
                 pass
         _remove(self._pk_tmp())
+
+    def _pk_fail(self, exc: Exception) -> bool:
+        """Writing the segment failed: give the packing up (its temp file removed); a ``MemoryError`` propagates."""
+        self._pk_abort()
+        if isinstance(exc, MemoryError):
+            raise exc
+        self._problem("segment write failed: %s" % exc)
+        return False
 
     def _pk_copy(self) -> bool:
         i = self.pk_i
@@ -688,13 +747,8 @@ class Outbox:
             self.pk_file = None
             tmp = self._pk_tmp()
             os.rename(tmp, tmp[:-4])
-        except OSError as exc:
-            self._pk_abort()
-            self._problem("segment write failed: %s" % exc)
-            return False
-        except MemoryError:
-            self._pk_abort()
-            raise
+        except (OSError, MemoryError) as exc:
+            return self._pk_fail(exc)
         self._pk_written()
         return True
 
@@ -819,6 +873,8 @@ class Outbox:
             jk = _jkey(ent[0])
             if jk is None or jk[0] != b or not lo <= jk[1] <= hi or (len(keys) >= 8 and jk >= keys[-1]):
                 continue
+            if jk == self.spare_key:
+                continue
             if len(keys) >= 8:
                 keys.pop()
             i = len(keys)
@@ -829,6 +885,8 @@ class Outbox:
 
     def _jforget(self, key: "tuple[int, int]") -> bool:
         """Forget journal event ``key`` (acked); False when the outbox does not hold it there."""
+        if key == self.spare_key:  # created ahead, nothing saved in it yet
+            return False
         if self._packed(key):  # packed a moment ago: the segment holds it now
             i = self._index(self._pk_key(0))
             for p in range(self.pk_n if i >= 0 else 0):

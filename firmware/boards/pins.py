@@ -230,6 +230,7 @@ class PinBoard:
         rose = self.rose
         while True:
             app.beats["keys"] = time.ticks_ms()
+            app.collect_garbage()  # after a press: its own step, the light already on
             now = time.ticks_ms()
             wait = POLL_MS
             for n, pin in enumerate(pins):

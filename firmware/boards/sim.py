@@ -197,6 +197,7 @@ class SimBoard:
                     reply = {"ok": False, "err": "%s: %s" % (type(exc).__name__, exc)}
                 w.write(json.dumps(reply).encode() + b"\n")
                 await w.drain()
+                app.collect_garbage()  # after a press (its reply sent): the collection it asked for
                 if self._quit:
                     break
         except OSError:

@@ -40,6 +40,9 @@ class KeyApp:
     def report(self, what: str) -> None:
         self.err = what
 
+    def collect_garbage(self) -> None:
+        pass
+
 
 cfg = validate({"device_id": "keys-1", "key_hex": "00" * 32, "transport": "serial", "board": "pico"})
 board = PicoBoard(cfg)

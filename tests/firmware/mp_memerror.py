@@ -54,6 +54,9 @@ class Starved:
     def on_downlink(self, payload: bytes) -> None:
         self._maybe()
 
+    async def keys_first(self) -> None:
+        pass
+
     def status_message(self) -> bytes:
         raise MemoryError()
 

@@ -28,6 +28,13 @@ def press(n: int) -> dict:
 
 
 def fresh() -> RamFlash:
+    global dev
+    dev = None  # the previous image (256 KB) freed first: two of them would not fit a fragmented heap
+    try:
+        vfs.umount("/t")
+    except OSError:
+        pass
+    gc.collect()
     dev = RamFlash(64, 4096)
     vfs.VfsLfs2.mkfs(dev, readsize=32, progsize=16)
     try:
@@ -249,6 +256,29 @@ for ev in ob.pending():  # oldest first: strictly increasing identities, so each
 assert seen == 2000
 assert ob.ack_range(ob.boot - 1, 0, 1999) == 2000 and ob.depth == 0
 ok("2,000 queued: heap %+d bytes, all walked and acked after a reopen" % (full - empty))
+
+# the next journal file created ahead (prepare, off the press path): the save is one commit into it,
+# a wide ack never takes it for an event, a new boot number drops it, a cut leaves nothing behind
+dev = fresh()
+ob = Outbox("/t/ob", 100, 8)
+b = ob.open()
+assert ob.prepare() and not ob.prepare()  # once per identity
+assert os.listdir("/t/ob/j") == ["%x_0" % b] and ob.depth == 0 and ob.jn == 0
+w0 = dev.writes
+assert ob.save(press(0)) == (b, 0) and ob.spare is None
+one = dev.writes - w0
+w0 = dev.writes
+assert ob.save(press(1)) == (b, 1)  # no file ready: created, then written
+assert one < dev.writes - w0, (one, dev.writes - w0)
+assert ob.prepare() and ob.spare_key == (b, 2)
+assert ob.ack_range(b, 0, 50) == 2 and ob.depth == 0 and ob.jn == 0  # the ready file is not an event
+assert [e for e in ob.pending()] == [] and os.listdir("/t/ob/j") == ["%x_2" % b]
+assert ob.raise_floor(b + 5) and ob.boot == b + 5
+assert ob.save(press(2)) == (b + 5, 0) and sorted(os.listdir("/t/ob/j")) == ["%x_0" % (b + 5)]
+assert ob.prepare()
+ob = Outbox("/t/ob", 100, 8)  # a cut with the ready file still empty: the boot removes it
+assert ob.open() == b + 6 and ob.depth == 1 and ob.jn == 1 and os.listdir("/t/ob/j") == ["%x_0" % (b + 5)]
+ok("next journal file created ahead: one commit per save, never taken for an event")
 
 print("outbox: %d passed" % passed)
 sys.exit(0)

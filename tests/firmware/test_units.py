@@ -30,7 +30,7 @@ def test_session_rules() -> None:
 
 def test_outbox_on_littlefs() -> None:
     out = _run("mp_outbox.py")
-    assert out.strip().splitlines()[-1] == "outbox: 11 passed", out
+    assert out.strip().splitlines()[-1] == "outbox: 12 passed", out
     assert "ok corrupt segment quarantined and reported" in out
 
 
