@@ -121,10 +121,6 @@ def cmd_update(args: argparse.Namespace) -> int:
             if data[:4] != b"EVR1":
                 raise UsageError(f"{path}: not an evalbox release file (evalbox firmware build)")
             if not args.cont:
-                serial = await rollout.serial_skipped(db, args.unit)
-                if serial:
-                    print(f"{len(serial)} box(es) on serial lines not in this rollout (串口评价器不在本次升级中): "
-                          f"{', '.join(serial)}; see docs/firmware-updates.md")  # fmt: skip
                 rid = await rollout.start(
                     db,
                     str(path.resolve()),

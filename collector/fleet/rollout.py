@@ -80,15 +80,16 @@ async def start(
     """Record a new rollout of ``data`` and split its boxes into canary and rest; the rollout's id."""
     m = manifest_of(data)
     rid = release_id(data)
-    boxes = await candidates(db, unit)
-    devices = [d for d, transport in boxes if transport != "serial"]
+    sql = "SELECT d.id FROM devices d JOIN windows w ON w.id = d.window_id"
+    params: tuple[Any, ...] = ()
+    if unit is not None:
+        if await db.fetchone("SELECT 1 FROM units WHERE id = ?", (unit,)) is None:
+            raise RolloutError(f"unit {unit!r} is not in the registry (单位不存在)")
+        sql += " WHERE w.unit_id = ?"
+        params = (unit,)
+    devices = [r[0] for r in await db.fetch(sql + " ORDER BY d.id", params)]
     if not devices:
-        serial = len(boxes) - len(devices)
-        raise RolloutError(
-            "no boxes to update" + (f" in unit {unit}" if unit else "")
-            + (f": its {serial} box(es) are on serial lines (串口评价器), which a rollout over MQTT cannot reach"
-               if serial else "")
-        )  # fmt: skip
+        raise RolloutError("no boxes to update" + (f" in unit {unit}" if unit else ""))
     order = sorted(devices, key=lambda d: hashlib.sha256(f"{rid}:{d}".encode()).digest())
     n_canary = min(len(order), max(1, math.ceil(len(order) * canary_pct / 100)))
     now = now_ms()
@@ -105,26 +106,6 @@ async def start(
             [(rollout, d, "canary" if i < n_canary else "rest") for i, d in enumerate(order)],
         )
     return rollout
-
-
-async def candidates(db: Database, unit: str | None) -> list[tuple[str, str]]:
-    """``(device, transport)`` of every registered box (of ``unit``); ``RolloutError`` for an unknown unit.
-
-    A rollout goes over MQTT: the boxes on serial lines are not in it (``serial_skipped`` names them).
-    """
-    sql = "SELECT d.id, d.transport FROM devices d JOIN windows w ON w.id = d.window_id"
-    params: tuple[Any, ...] = ()
-    if unit is not None:
-        if await db.fetchone("SELECT 1 FROM units WHERE id = ?", (unit,)) is None:
-            raise RolloutError(f"unit {unit!r} is not in the registry (单位不存在)")
-        sql += " WHERE w.unit_id = ?"
-        params = (unit,)
-    return [(str(d), str(t)) for d, t in await db.fetch(sql + " ORDER BY d.id", params)]
-
-
-async def serial_skipped(db: Database, unit: str | None) -> list[str]:
-    """The boxes (of ``unit``) on serial lines: a rollout over MQTT does not offer them the release."""
-    return [d for d, transport in await candidates(db, unit) if transport == "serial"]
 
 
 async def latest(db: Database) -> dict[str, Any] | None:

@@ -173,36 +173,3 @@ def test_canary_failure_halts_the_rollout_and_raises_an_alert(
     finally:
         for b in boxes.values():
             b.kill()
-
-
-def test_boxes_on_serial_lines_are_not_in_a_rollout_over_mqtt(tmp_path: pathlib.Path) -> None:
-    """A rollout goes over MQTT: a serial box would only time out and halt it. It is left out, and named."""
-    from collector.fleet import rollout
-
-    key = Ed25519PrivateKey.generate()
-    data = release_from(tmp_path, key, "1.1.0")
-
-    async def go() -> tuple[list[str], list[str], str]:
-        async with connect(f"sqlite:///{tmp_path / 'evalbox.db'}") as db:
-            await db.execute("INSERT INTO units (id, name) VALUES ('U1', '城关派出所'), ('U2', '车管所')")
-            for i, (d, unit, transport) in enumerate(
-                [("box-1", "U1", "mqtt"), ("box-2", "U1", "serial"), ("box-3", "U1", "mqtt"), ("box-4", "U2", "serial")]
-            ):
-                await db.execute(
-                    "INSERT INTO windows (id, unit_id, name) VALUES (?, ?, ?)", (f"W{i}", unit, f"{i}号窗")
-                )
-                await db.execute(
-                    "INSERT INTO devices (id, window_id, key_hex, created_ms, transport) VALUES (?, ?, ?, 0, ?)",
-                    (d, f"W{i}", KEY_HEX, transport),
-                )
-            skipped = await rollout.serial_skipped(db, None)
-            rid = await rollout.start(db, "r.evr", data, canary_pct=50, unit=None, max_failed_pct=20)
-            rows = await db.fetch("SELECT device_id FROM fw_rollout_boxes WHERE rollout_id = ? ORDER BY 1", (rid,))
-            with pytest.raises(rollout.RolloutError) as err:
-                await rollout.start(db, "r.evr", data, canary_pct=50, unit="U2", max_failed_pct=20)
-            return skipped, [r[0] for r in rows], str(err.value)
-
-    skipped, offered, err = asyncio.run(go())
-    assert skipped == ["box-2", "box-4"]
-    assert offered == ["box-1", "box-3"]
-    assert "unit U2" in err and "1 box(es) are on serial lines" in err, err
