@@ -39,7 +39,8 @@ Last line: JSON ``{"ed25519_verify_ms", "ed25519_verify_ms_cpython",
 
 A rollout through a simulated fleet instead (``collector.sim.rollout``, as
 ``tests/fleet/test_fleet_sim.py``): mosquitto, ``evalbox serve``, the boxes
-on the real ``micropython`` driven through their planned month; meanwhile
+on the real ``micropython`` (every third on a serial line that ``evalbox
+serve`` holds and relays the update on) driven through their planned month; meanwhile
 ``evalbox fleet update`` of a release whose self-test fails (its canary
 rolls back, the rollout halts), then a good release to the canary and
 ``--continue`` to the rest. Last line: JSON ``{"boxes", "boxes_updated",
@@ -353,6 +354,7 @@ def fleet_main(argv):
     ap.add_argument("--boxes", type=int, default=6)
     ap.add_argument("--days", type=int, default=12, help="days of the month the citizens press through")
     ap.add_argument("--arrivals-per-hour", type=float, default=9.0)
+    ap.add_argument("--serial-every", type=int, default=3, help="every N-th box on a serial line (0: none)")
     ap.add_argument("--canary", type=int, default=20, help="canary share in per cent")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--no-bad", action="store_true", help="skip the failing release's rollout")
@@ -367,7 +369,7 @@ def fleet_main(argv):
             bad = tmp / "evalbox-1.1.0-sim.evr"
             bad.write_bytes(release_from(tmp, key, "1.1.0", edits={"firmware/app.py": BROKEN}))
         opts = SimOptions(
-            workdir=tmp / "fleet", boxes=args.boxes, serial_every=0, month="2026-10", days=args.days,
+            workdir=tmp / "fleet", boxes=args.boxes, serial_every=args.serial_every, month="2026-10", days=args.days,
             arrivals_per_hour=args.arrivals_per_hour, seed=args.seed,
             box_settings=BoxSettings(invite_ms=1000, min_interval_ms=120, release_pubkey=public_hex(key)),
         )  # fmt: skip

@@ -148,8 +148,8 @@ async def run_rollout(
 ) -> RolloutSimResult:
     """Simulate ``opts``'s fleet and roll ``bad_release`` (if any) then ``release`` out meanwhile; the figures.
 
-    ``opts.box_settings.release_pubkey`` must be the key the releases are signed with; every box must be on
-    MQTT (``serial_every=0``): the rollout reaches the boxes through the broker.
+    ``opts.box_settings.release_pubkey`` must be the key the releases are signed with. The rollout reaches the
+    boxes through the broker; those on serial lines through the ``evalbox serve`` that holds their line.
     """
     if opts.box_settings.release_pubkey is None:
         raise EvalboxError("the boxes need the release key: BoxSettings(release_pubkey=...)")

@@ -2,7 +2,8 @@
 
 The whole installation of ``evalbox sim`` (``collector.sim``): a real mosquitto, ``evalbox serve`` on an
 SQLite store, every box the real firmware (mpy-cross compiled) on the real ``micropython`` with the sim
-board, driven through its planned month of sign-ins, invites and ratings. Beside it the operator runs
+board, driven through its planned month of sign-ins, invites and ratings; 2 of the 6 boxes are on serial
+lines (ptys held by ``evalbox serve``, which relays their update between the broker and the line). Beside it the operator runs
 ``evalbox fleet update`` as a separate process:
 
 - first a release whose self-test fails, canary 20%: its canary boxes install it, fail their trial and
@@ -37,7 +38,7 @@ def test_rollout_through_the_simulated_fleet_while_citizens_press(tmp_path: path
     good = tmp_path / "evalbox-1.1.1-sim.evr"
     good.write_bytes(release_from(tmp_path, key, "1.1.1"))
     opts = SimOptions(
-        workdir=tmp_path / "fleet", boxes=6, serial_every=0, month="2026-10", days=12, arrivals_per_hour=9,
+        workdir=tmp_path / "fleet", boxes=6, serial_every=3, month="2026-10", days=12, arrivals_per_hour=9,
         seed=18, box_settings=BoxSettings(invite_ms=1000, min_interval_ms=120, release_pubkey=public_hex(key)),
     )  # fmt: skip
     r = asyncio.run(run_rollout(opts, good, bad_release=bad, canary_pct=20, say=lambda _: None))
