@@ -205,7 +205,7 @@ class SimBox:
 
     async def _command(self, line: str, timeout: float) -> dict[str, Any]:
         async with self._lock:
-            if self._reader is None and not self._up.is_set() and not self._cut:
+            if self._reader is None and self.boots and not self._up.is_set() and not self._cut:
                 raise SimReset(f"{self.device_id}: booting again after a reset")
             proc = self._proc
             raw = b""
