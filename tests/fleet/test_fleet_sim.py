@@ -3,8 +3,8 @@
 The whole installation of ``evalbox sim`` (``collector.sim``): a real mosquitto, ``evalbox serve`` on an
 SQLite store, every box the real firmware (mpy-cross compiled) on the real ``micropython`` with the sim
 board, driven through its planned month of sign-ins, invites and ratings; 2 of the 6 boxes are on serial
-lines (ptys held by ``evalbox serve``, which relays their update between the broker and the line). Beside it the operator runs
-``evalbox fleet update`` as a separate process:
+lines (ptys held by ``evalbox serve``, which relays their update between the broker and the line).
+Beside it the operator runs ``evalbox fleet update`` as a separate process:
 
 - first a release whose self-test fails, canary 20%: its canary boxes install it, fail their trial and
   boot their old firmware again by themselves; the rollout halts (exit 1), ``--continue`` refuses,
