@@ -34,6 +34,18 @@ Last line: JSON ``{"ed25519_verify_ms", "ed25519_verify_ms_cpython",
 "release_verify_s_rp2_est", "calibration_loop_ms", "update_s",
 "update_release_bytes", "update_chunks", "presses_during_update",
 "presses_lost_during_update", "presses_duplicated_during_update"}``.
+
+    .venv/bin/python bench/ota.py --fleet [--boxes 6] [--days 12] [--canary 20]
+
+A rollout through a simulated fleet instead (``collector.sim.rollout``, as
+``tests/fleet/test_fleet_sim.py``): mosquitto, ``evalbox serve``, the boxes
+on the real ``micropython`` (every third on a serial line that ``evalbox
+serve`` holds and relays the update on) driven through their planned month; meanwhile
+``evalbox fleet update`` of a release whose self-test fails (its canary
+rolls back, the rollout halts), then a good release to the canary and
+``--continue`` to the rest. Last line: JSON ``{"boxes", "boxes_updated",
+"presses", "presses_during_rollout", "lost", "duplicated", "extra",
+"canary_s", "rest_s", "bad_rolled_back", "bad_offered"}``.
 """
 
 import sys
@@ -319,7 +331,59 @@ def cpython_main():
     print(json.dumps(result))
 
 
+def fleet_main(argv):
+    """``--fleet``: the rollout through a simulated fleet; its figures."""
+    import argparse
+    import asyncio
+    import pathlib
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from collector.fleet.release import public_hex
+    from collector.sim.deploy import BoxSettings
+    from collector.sim.rollout import run_rollout
+    from collector.sim.run import SimOptions
+    from tests.firmware.otabox import release_from
+    from tests.fleet.test_fleet_sim import BROKEN
+
+    ap = argparse.ArgumentParser(description="a rollout through a simulated fleet while citizens press")
+    ap.add_argument("--fleet", action="store_true")
+    ap.add_argument("--boxes", type=int, default=6)
+    ap.add_argument("--days", type=int, default=12, help="days of the month the citizens press through")
+    ap.add_argument("--arrivals-per-hour", type=float, default=9.0)
+    ap.add_argument("--serial-every", type=int, default=3, help="every N-th box on a serial line (0: none)")
+    ap.add_argument("--canary", type=int, default=20, help="canary share in per cent")
+    ap.add_argument("--seed", type=int, default=18)
+    ap.add_argument("--no-bad", action="store_true", help="skip the failing release's rollout")
+    args = ap.parse_args(argv)
+    key = Ed25519PrivateKey.generate()
+    with tempfile.TemporaryDirectory(prefix="evalbox-ota-fleet-") as tmp_s:
+        tmp = pathlib.Path(tmp_s)
+        good = tmp / "evalbox-1.1.1-sim.evr"
+        good.write_bytes(release_from(tmp, key, "1.1.1"))
+        bad = None
+        if not args.no_bad:
+            bad = tmp / "evalbox-1.1.0-sim.evr"
+            bad.write_bytes(release_from(tmp, key, "1.1.0", edits={"firmware/app.py": BROKEN}))
+        opts = SimOptions(
+            workdir=tmp / "fleet", boxes=args.boxes, serial_every=args.serial_every, month="2026-10", days=args.days,
+            arrivals_per_hour=args.arrivals_per_hour, seed=args.seed,
+            box_settings=BoxSettings(invite_ms=1000, min_interval_ms=120, release_pubkey=public_hex(key)),
+        )  # fmt: skip
+        r = asyncio.run(run_rollout(opts, good, bad_release=bad, canary_pct=args.canary))
+    print(r.summary())
+    for line in r.examples:
+        print("  " + line)
+    print(r.json_line())
+    return 0 if r.ok else 1
+
+
 if __name__ == "__main__":
+    if sys.implementation.name != "micropython" and "--fleet" in sys.argv[1:]:
+        sys.exit(fleet_main(sys.argv[1:]))
     if sys.implementation.name == "micropython":
         # bench/firmware.py would shadow the firmware package: keep this directory off the path
         _bench = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."

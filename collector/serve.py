@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+import protocol
 from collector.config import Config
 from collector.feed import run_feed
 from collector.fleet.watch import FirmwareWatch
@@ -53,7 +54,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         pipeline = Pipeline(
             store, timezone=config.timezone, max_events=config.batch.max_events, max_ms=config.batch.max_ms
         )
-        _watch_firmware(pipeline, store.db, config.web or WebSettings())
+        relay: dict[str, MqttSource] = {}  # a rollout reaches the boxes on our serial lines through us
+        _watch_firmware(pipeline, store.db, config.web or WebSettings(), relay)
         await pipeline.refresh()
         sources: list[Any] = []
         async with (
@@ -76,6 +78,10 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
                 serial_source = SerialSource(sc, pipeline)
                 sources.append(serial_source)
                 tg.create_task(serial_source.run(pipeline.drained))
+                if config.mqtt is not None and sc.device is not None:
+                    # a rollout's offers and chunks for this box go down its line; its states come back up
+                    mqtt_source.relay_firmware(sc.device, _down_the_line(serial_source, sc.device))
+                    relay[sc.device] = mqtt_source
             if watcher is not None:
                 tg.create_task(watcher)
             what = []
@@ -96,13 +102,32 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     return 0
 
 
-def _watch_firmware(pipeline: Pipeline, db: Database, settings: WebSettings) -> FirmwareWatch:
-    """Hand the boxes' firmware states to a ``FirmwareWatch``; acks go back on the transport the state came on."""
+def _down_the_line(line: SerialSource, device_id: str) -> Callable[[bytes], None]:
+    """Send a firmware message (as relayed from the broker) to the box on ``line``."""
+
+    def send(wire: bytes) -> None:
+        line.send(device_id, "fw", wire)
+
+    return send
+
+
+def _watch_firmware(
+    pipeline: Pipeline, db: Database, settings: WebSettings, relay: dict[str, MqttSource] | None = None
+) -> FirmwareWatch:
+    """Hand the boxes' firmware states to a ``FirmwareWatch``; acks go back on the transport the state came on.
+
+    ``relay``: boxes on serial lines whose states also go to the broker (their firmware state topic), where
+    ``evalbox fleet update`` follows the transfer it relays down the line through this collector.
+    """
 
     watch = FirmwareWatch(db, fw_rollback_alerter(settings))
+    relay = relay if relay is not None else {}
 
     async def on_firmware(source: Source, dev: Device, msg: dict[str, Any]) -> None:
         await watch.on_state(dev.id, dev.key, msg, lambda wire: source.send(dev.id, "ack", wire))
+        to = relay.get(dev.id)
+        if to is not None and source is not to:
+            to.publish_firmware_state(dev.id, protocol.encode(msg, dev.key))  # canonical: the box's own bytes
 
     pipeline.on_firmware.append(on_firmware)
     return watch

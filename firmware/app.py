@@ -277,12 +277,19 @@ class App:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self.report("downlink rejected: %s %s" % (reason, detail))
 
-    def on_downlink(self, payload: bytes, restoring: bool = False) -> None:
-        """A signed ack, config or command from the collector (or the window PC)."""
+    def _decode(self, payload: bytes) -> "dict[str, Any] | None":
+        """A downlink checked (signature, device, schema): the message, or None once counted as rejected."""
         try:
-            msg = protocol.decode(payload, self.key, self.device)
+            msg: "dict[str, Any]" = protocol.decode(payload, self.key, self.device)
         except protocol.ProtocolError as exc:
             self._reject(exc.reason, exc.detail)
+            return None
+        return msg
+
+    def on_downlink(self, payload: bytes, restoring: bool = False) -> None:
+        """A signed ack, config or command from the collector (or the window PC)."""
+        msg = self._decode(payload)
+        if msg is None:
             return
         t = msg["t"]
         if t == protocol.ACK:
@@ -385,6 +392,14 @@ class App:
                 self.on_signin(msg["o"])
         elif op == "signout":
             self.on_signout()
+
+    def between_citizens(self) -> bool:
+        """No invite open and no press within the minimum interval: a reset now cuts no citizen short."""
+        s = self.session
+        if s.open_no is not None:
+            return False
+        last = s.last_press_ms
+        return last is None or self.clock.uptime() - last >= s.min_interval_ms
 
     def on_fw(self, payload: "bytes | None") -> None:
         """A firmware offer or chunk (firmware/ota.py, loaded now if it is not yet); None: just load it."""

@@ -161,7 +161,7 @@ def install_release(root: str, cfg: "dict[str, Any]") -> None:
         return
     _remove(new)
     _remove(new + ".id")
-    slots.switch(root, slot, m["version"])
+    slots.switch(root, slot, m["version"], rid)
 
 
 def pending(root: str, cfg: "dict[str, Any]") -> None:

@@ -15,9 +15,11 @@ chunks (state ``pause``) while the outbox is under pressure, never writes
 under ``ob/``, and refuses a release the flash has no room for.
 
 When the last byte is in, the box renames ``fw/rx`` to ``fw/new`` and
-resets: ``firmware/install.py`` checks it at the next boot, before the app
-takes the heap, installs it into the idle slot and points the boot pointer
-at it (``firmware/slots.py``), or notes why it refused it. The new firmware
+resets, at the first moment between two citizens (no invite open, no press
+within the minimum interval: ``App.between_citizens``):
+``firmware/install.py`` checks it at the next boot, before the app takes
+the heap, installs it into the idle slot and points the boot pointer at it
+(``firmware/slots.py``), or notes why it refused it. The new firmware
 boots in trial; its self-test passes when the app is up (config loaded,
 outbox open) and a signed ack has come back over the link after the box
 announced its trial, then ``commit`` makes it the box's version. A failed
@@ -45,6 +47,7 @@ except ImportError:  # MicroPython: annotations are not evaluated
 SIM_RESET = 75  # the sim board's process exits with this status to be started again (a reset)
 PRESSURE = 4  # chunks pause while the outbox holds more than capacity // PRESSURE events
 RESERVE = 8  # flash blocks kept free beyond the release and its installed copy
+RESET_WAIT_MS = 600000  # a reset waits at most this long for a moment between two citizens
 
 
 def begin(root: str, rid: str, size: int) -> str:
@@ -73,7 +76,10 @@ class Updater:
         self.trial = bool(ptr["trial"])
         self.why: "str | None" = ptr.get("why")
         self.st = "trial" if self.trial else ptr.get("st") or "idle"
-        self.id: "str | None" = ptr.get("rid") if self.st == "refused" else None
+        self.id: "str | None" = ptr.get("rid") if self.st in ("refused", "rolled_back") else None
+        # the last release this box took to the end (installed, refused, rolled back): offered again
+        # (a sender's resend crossing the box's reset), it is answered with the state, not taken twice
+        self.done: "str | None" = ptr.get("rid")
         self.sz = 0
         self.off = 0
         self.acked = False  # a signed ack arrived after the trial state went out
@@ -136,10 +142,8 @@ class Updater:
     def on_message(self, payload: bytes) -> None:
         app = self.app
         gc.collect()  # a chunk's message is ~0.8 KB in one piece: give it the heap's largest gap
-        try:
-            msg = protocol.decode(payload, app.key, app.device)
-        except protocol.ProtocolError as exc:
-            app._reject(exc.reason, exc.detail)
+        msg = app._decode(payload)
+        if msg is None:
             return
         t = msg["t"]
         if t == messages.FW_OFFER:
@@ -154,7 +158,7 @@ class Updater:
         self.news.set()
 
     def _offer(self, msg: "dict[str, Any]") -> None:
-        if self.busy or self.trial or msg["id"] == self.id:
+        if self.busy or self.trial or msg["id"] in (self.id, self.done):
             return  # the answer (our state) says where we are
         free = self._free()
         if free is not None and msg["sz"] * 2 > free:
@@ -303,6 +307,13 @@ class Updater:
             except Exception:
                 await asyncio.sleep_ms(100)
         await asyncio.sleep_ms(300)
+        # Between two citizens: never inside an open invite or right after a press (the citizen's
+        # rating and the "too fast" guard would be cut short). Invites expire, so this ends; nothing
+        # below yields, so no press can slip in between the check and the reset.
+        waited = 0
+        while not self.app.between_citizens() and waited < RESET_WAIT_MS:
+            await asyncio.sleep_ms(20)
+            waited += 20
         if self.app.board.name == "sim":
             raise SystemExit(SIM_RESET)
         import machine

@@ -120,8 +120,11 @@ def rollback(ptr: "dict[str, Any]", why: str) -> "dict[str, Any]":
     return ptr
 
 
-def switch(root: str, slot: str, version: str) -> "dict[str, Any]":
-    """Point the next boot at the freshly installed ``slot``, in trial; the running slot becomes ``prev``."""
+def switch(root: str, slot: str, version: str, rid: "str | None" = None) -> "dict[str, Any]":
+    """Point the next boot at the freshly installed ``slot``, in trial; the running slot becomes ``prev``.
+
+    ``rid``: the release's id, kept (as ``rid``) so an offer of the same release again, whether it
+    commits or rolls back, is answered with the box's state and not taken a second time."""
     ptr = read(root)
     if ptr["trial"]:  # a trial that never passed is not a version to fall back to
         ptr = rollback(ptr, "superseded")
@@ -133,6 +136,8 @@ def switch(root: str, slot: str, version: str) -> "dict[str, Any]":
     ptr["boots"] = 0
     ptr["why"] = None
     ptr["st"] = None
+    if rid is not None:
+        ptr["rid"] = rid
     write(root, ptr)
     return ptr
 

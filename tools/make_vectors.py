@@ -10,12 +10,20 @@ import hmac
 import json
 import pathlib
 import sys
+from binascii import b2a_base64
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import protocol as p  # noqa: E402
+import protocol.firmware  # noqa: E402,F401  (the firmware channel's schemas: SPEC.md section 8)
 
 KEY = bytes(range(32))
+
+
+def _b64(data: bytes) -> str:
+    return b2a_base64(data, newline=False).decode()
+
+
 RFC4231 = [
     ("1", b"\x0b" * 20, b"Hi There", None),
     ("2", b"Jefe", b"what do ya want for nothing?", None),
@@ -94,6 +102,50 @@ MESSAGES = [
     ),
     ("command invite", p.make("cmd", "BJ-hr-01", cid=77, op="invite", o=None, tk="T-0043")),
     ("command signin", p.make("cmd", "BJ-hr-01", cid=78, op="signin", o="A10293")),
+    # the firmware channel (SPEC.md section 8)
+    ("firmware offer", p.make("fwo", "BJ-hr-01", id="3f9a0c51d2e47b86", sz=183_452, ver="1.1.0")),
+    (
+        "firmware chunk, full",
+        p.make("fwc", "BJ-hr-01", id="3f9a0c51d2e47b86", off=512, x=_b64(bytes(range(256)))),
+    ),
+    ("firmware chunk, last", p.make("fwc", "BJ-hr-01", id="3f9a0c51d2e47b86", off=183_296, x="RVZSMQ==")),
+    (
+        "firmware state receiving",
+        p.make(
+            "fws",
+            "BJ-hr-01",
+            ver=None,
+            sl="usb",
+            tr=False,
+            st="recv",
+            id="3f9a0c51d2e47b86",
+            off=768,
+            sz=183_452,
+            why=None,
+            ks=0,
+        ),
+    ),
+    (
+        "firmware state trial",
+        p.make("fws", "BJ-hr-01", ver="1.1.0", sl="a", tr=True, st="trial", id=None, off=0, sz=0, why=None),
+    ),
+    (
+        "firmware state rolled back",
+        p.make(
+            "fws",
+            "BJ-hr-01",
+            ver="1.0.0",
+            sl="b",
+            tr=False,
+            st="rolled_back",
+            id=None,
+            off=0,
+            sz=0,
+            why="rolled back from 1.1.0: self-test: keys: stuck",
+            ks=2,
+        ),
+    ),
+    ("firmware key rotation", p.make("fwk", "BJ-hr-01", x=_b64(b"EVK1" + bytes(range(100))))),
 ]
 
 INVALID = [
@@ -140,6 +192,35 @@ INVALID = [
     ),
     ("oversize", b"{" + b" " * 1100 + b'"mac":"' + b"0" * 64 + b'"}', "oversize"),
     ("uppercase mac", b'{"d":"x","t":"press","v":1,"mac":"' + b"A" * 64 + b'"}', "no_mac"),
+    (
+        "firmware chunk not base64",
+        b'{"d":"x","id":"3f9a0c51d2e47b86","off":0,"t":"fwc","v":1,"x":"RVZ*MQ==","mac":"' + b"0" * 64 + b'"}',
+        "bad_field",
+    ),  # fmt: skip
+    (
+        "firmware chunk over 256 bytes",
+        b'{"d":"x","id":"3f9a0c51d2e47b86","off":0,"t":"fwc","v":1,"x":"'
+        + b"A" * 348
+        + b'","mac":"'
+        + b"0" * 64
+        + b'"}',
+        "bad_field",
+    ),  # fmt: skip
+    (
+        "firmware offer without size",
+        b'{"d":"x","id":"3f9a0c51d2e47b86","t":"fwo","v":1,"ver":"1.1.0","mac":"' + b"0" * 64 + b'"}',
+        "missing_field",
+    ),  # fmt: skip
+    (
+        "firmware state unknown",
+        b'{"d":"x","off":0,"sl":"a","st":"done","sz":0,"t":"fws","tr":false,"v":1,"mac":"' + b"0" * 64 + b'"}',
+        "bad_field",
+    ),  # fmt: skip
+    (
+        "firmware state slot c",
+        b'{"d":"x","off":0,"sl":"c","st":"ok","sz":0,"t":"fws","tr":false,"v":1,"mac":"' + b"0" * 64 + b'"}',
+        "bad_field",
+    ),  # fmt: skip
 ]
 
 
@@ -198,7 +279,7 @@ def main() -> None:
     for name, msg in MESSAGES:
         wire = p.encode(msg, KEY)
         vectors["messages"].append({"name": name, "message": msg, "wire": wire.decode()})
-    for name, msg in MESSAGES[:3]:
+    for name, msg in MESSAGES[:3] + [m for m in MESSAGES if m[0] == "firmware chunk, full"]:
         wire = p.encode(msg, KEY)
         vectors["frames"].append({"name": name, "payload": wire.decode(), "frame": p.encode_frame(wire).decode()})
     out = pathlib.Path(__file__).resolve().parents[1] / "protocol" / "vectors.json"

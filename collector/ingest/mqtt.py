@@ -28,6 +28,7 @@ import logging
 import random
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -90,6 +91,8 @@ class MqttSource:
         self._probe_mid: int | None = None
         self._probe_refused = False
         self.connects = 0
+        # firmware messages for boxes on this collector's serial lines: topic -> the line's send
+        self._fw_relay: dict[str, Callable[[bytes], None]] = {}
         pipeline.on_new_devices.append(self.publish_configs)
         pipeline.metrics.sources[self.name] = False
 
@@ -125,7 +128,17 @@ class MqttSource:
             (prefix + topics.all_uplinks(), 1),
             (prefix + topics.all_status(), 1),
             (prefix + topics.all_firmware_state(), 1),  # fws: recorded, a trial acked (collector/fleet/watch.py)
+            *((topic, 1) for topic in sorted(self._fw_relay)),  # not shared: this collector holds those lines
         ]
+
+    def relay_firmware(self, device_id: str, send: Callable[[bytes], None]) -> None:
+        """Hand the firmware messages a rollout publishes for ``device_id`` (a box on one of this collector's
+        serial lines) to ``send``; ``publish_firmware_state`` carries the box's answers the other way."""
+        self._fw_relay[topics.firmware(device_id)] = send
+
+    def publish_firmware_state(self, device_id: str, wire: bytes) -> None:
+        """A serial box's signed ``fws`` on its firmware state topic (retained), where a rollout listens."""
+        self.client.publish(topics.firmware_state(device_id), wire, qos=1, retain=True)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         if rc.is_failure:
@@ -164,6 +177,12 @@ class MqttSource:
                 client.ack(msg.mid, msg.qos)
             if self._probe_got is not None and not self._probe_got.done():
                 self._probe_got.set_result(None)
+            return
+        relay = self._fw_relay.get(msg.topic)
+        if relay is not None:  # an offer or chunk for a box on a serial line: the box checks it
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            relay(bytes(msg.payload))
             return
         token = (msg.mid, msg.qos) if msg.qos else None
         self.pipeline.submit(self, msg.topic, bytes(msg.payload), token, retained=bool(msg.retain))

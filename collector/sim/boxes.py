@@ -7,6 +7,14 @@ and sends control commands, one JSON reply line each (see firmware/README.md).
 ``power_cut()`` is SIGKILL: the process dies mid-whatever, the flash image
 stays, and ``start()`` boots the box again on it.
 
+A box resets itself after a firmware update (and after a rollback): the sim
+board's process exits with status ``SIM_RESET`` and is booted again here, on
+its flash image, as a board's reset does; ``resets`` counts them. A command
+cut off by a reset was not carried out (the box answers a command in the
+same step it carries it out, and resets only between two): ``command``
+waits for the box to be back and sends it again, or with ``retry=False``
+raises ``SimReset`` so the caller can first put right what a reset forgets.
+
 A ``SerialLink`` stands in for the USB cable of a serial box: two pty pairs
 and a relay between their masters. The box opens one slave; the collector
 opens a stable symlink to the other (like ``/dev/serial/by-id/…``).
@@ -36,8 +44,15 @@ HEAP = "160k"  # -X heapsize: about what a Pico W or an ESP32 leaves to Python
 _builds: dict[pathlib.Path, pathlib.Path] = {}  # fleet directory -> its firmware tree, built once per process
 
 
+SIM_RESET = 75  # the sim board's exit status for a reset (firmware/ota.py)
+
+
 class SimError(EvalboxError):
     """A simulated box did not start or answered nonsense."""
+
+
+class SimReset(SimError):
+    """The box reset (a firmware update, a rollback) before it carried the command out."""
 
 
 def micropython_command() -> str:
@@ -83,12 +98,22 @@ class SimBox:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
+        self.resets = 0
+        self.exits: list[int] = []  # exit statuses of the box's processes that ended by themselves
+        self._cut = False  # power_cut/stop: an exit that is not a reset
+        self._up = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self, timeout: float = 30.0) -> None:
+        """Boot the box (a new ``boot``) and connect to its control channel (see ``_boot``)."""
+        self._cut = False
+        await self._boot(timeout)
+
+    async def _boot(self, timeout: float = 30.0) -> None:
         """Boot the box (a new ``boot``) and connect to its control channel.
 
         The box runs the firmware as deployed (every module compiled by mpy-cross) in a
@@ -114,8 +139,43 @@ class SimBox:
         port = int(line.split(b"control=")[1].split()[0])
         self._reader, self._writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
         self.boots += 1
+        self._up.set()
         # Keep draining the box's stdout so its prints never block it.
-        asyncio.get_running_loop().create_task(self._drain(self._proc.stdout))
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._drain(self._proc.stdout))
+        self._watcher = loop.create_task(self._watch(self._proc))
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Boot the box again when it resets itself (exit status ``SIM_RESET``)."""
+        code = await proc.wait()
+        if self._cut or proc is not self._proc:
+            return
+        self.exits.append(code)
+        if code != SIM_RESET:
+            return
+        self._up.clear()
+        self.resets += 1
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+        for _ in range(3):
+            if self._cut:
+                return
+            try:
+                await self._boot()
+            except SimError:
+                await asyncio.sleep(0.5)
+                continue
+            if self._cut:  # cut or stopped while it booted
+                self.power_cut()
+            return
+
+    async def wait_up(self, timeout: float = 60.0) -> None:
+        """Until a box that is resetting runs again; ``SimError`` if it does not within ``timeout``."""
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            raise SimError(f"{self.device_id}: did not come back from a reset (see {self.log_path})") from None
 
     async def _wait_ready(self, out: asyncio.StreamReader) -> bytes:
         with self.log_path.open("ab") as log:
@@ -132,16 +192,43 @@ class SimBox:
             while line := await out.readline():
                 log.write(line)
 
-    async def command(self, line: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Send one control command; its JSON reply."""
+    async def command(self, line: str, timeout: float = 30.0, *, retry: bool = True) -> dict[str, Any]:
+        """Send one control command; its JSON reply. Across a reset: sent again once the box is back
+        (``retry``), or ``SimReset`` raised."""
+        while True:
+            try:
+                return await self._command(line, timeout)
+            except SimReset:
+                if not retry:
+                    raise
+                await self.wait_up()
+
+    async def _command(self, line: str, timeout: float) -> dict[str, Any]:
         async with self._lock:
-            if self._reader is None or self._writer is None:
-                raise SimError(f"{self.device_id}: not running")
-            self._writer.write(line.encode() + b"\n")
-            await self._writer.drain()
-            raw = await asyncio.wait_for(self._reader.readline(), timeout)
+            if self._reader is None and self.boots and not self._up.is_set() and not self._cut:
+                raise SimReset(f"{self.device_id}: booting again after a reset")
+            proc = self._proc
+            raw = b""
+            if self._reader is not None and self._writer is not None:
+                try:
+                    self._writer.write(line.encode() + b"\n")
+                    await self._writer.drain()
+                    raw = await asyncio.wait_for(self._reader.readline(), timeout)
+                except (ConnectionError, OSError):
+                    raw = b""
+            if not raw and proc is not None and not self._cut:
+                # the box closed the channel or is booting again: a reset (its process exits with SIM_RESET)?
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 15)
+                if proc.returncode == SIM_RESET or not self._up.is_set():
+                    if proc is self._proc:
+                        self._up.clear()  # until the watcher has booted it again
+                    raise SimReset(f"{self.device_id}: reset during {line!r}")
         if not raw:
-            raise SimError(f"{self.device_id}: control channel closed during {line!r}")
+            if self._reader is None:
+                raise SimError(f"{self.device_id}: not running")
+            code = None if proc is None else proc.returncode
+            raise SimError(f"{self.device_id}: control channel closed during {line!r} (exit status {code})")
         try:
             reply: dict[str, Any] = json.loads(raw)
         except ValueError:
@@ -150,6 +237,8 @@ class SimBox:
 
     def power_cut(self) -> None:
         """SIGKILL the interpreter: whatever it was doing stops; the flash image remains."""
+        self._cut = True
+        self._up.set()  # nobody waits for a reset that is not one
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
@@ -159,6 +248,7 @@ class SimBox:
 
     async def stop(self) -> None:
         """Ask the box to quit; cut it if it does not."""
+        self._cut = True
         if self.running:
             with contextlib.suppress(Exception):
                 await self.command("quit", timeout=5)

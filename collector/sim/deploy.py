@@ -115,6 +115,8 @@ class BoxSettings:
     min_interval_ms: int = 300
     gated: bool = True
     outbox_blocks: int = 256
+    release_pubkey: str | None = None  # the release key's public half (64 hex): the boxes take signed updates
+    fw_trial_ms: int | None = None  # a new firmware's self-test deadline (None: the firmware's default)
 
 
 class Deployment:
@@ -222,6 +224,10 @@ class Deployment:
                     min_interval_ms=self.box_settings.min_interval_ms,
                     gated=self.box_settings.gated,
                 )
+                if self.box_settings.release_pubkey is not None:
+                    cfg["release_pubkey"] = self.box_settings.release_pubkey
+                if self.box_settings.fw_trial_ms is not None:
+                    cfg["fw_trial_ms"] = self.box_settings.fw_trial_ms
                 path = self.dir / "boxes" / f"{window.device_id}.json"
                 path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         serial = [w.device_id for w in self.bureau.windows if w.transport == "serial"]

@@ -17,6 +17,11 @@ invites left to run out (their ``unrated`` events are made by the box).
 A power cut asked for with ``request_cut`` happens at the box's next safe
 point (between customers, no invite open), as a plug pulled between two
 citizens would: the open session is not what this tests; the outbox is.
+
+A box may also reset by itself (a firmware update installing or rolling
+back; it waits for a moment between two citizens). A step the reset cut off
+was not carried out: the driver waits for the box to boot again, puts back
+what the box forgot (as after a power cut) and sends the step again.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from collector.sim.boxes import SimBox, SimError
+from collector.sim.boxes import SimBox, SimError, SimReset
 from collector.sim.traffic import Expect, Step
 
 FLAG_UNSOLICITED, FLAG_REPEAT, FLAG_TOO_FAST = 1, 2, 4
@@ -51,6 +56,7 @@ class FleetStats:
     steps: int = 0
     steps_done: int = 0
     power_cuts: int = 0
+    resets: int = 0  # steps the box's own reset cut off (sent again once it was back)
     restarts_ms: list[float] = dataclasses.field(default_factory=list)
 
 
@@ -111,9 +117,8 @@ class Fleet:
                     self.expired.append((device_id, inv[0], inv[1], step.at_ms, step.expect[0]))
                 self._step_done()
                 continue
-            await self._ok(box, f"clock {step.at_ms}")
             line = step.op if step.arg is None else f"{step.op} {step.arg}"
-            reply = await self._ok(box, line)
+            reply = await self._send_step(box, step.at_ms, line)
             if step.op == "press":
                 last_press = time.monotonic()
                 self._check_press(device_id, step, reply)
@@ -134,8 +139,19 @@ class Fleet:
         if self._on_step is not None:
             self._on_step()
 
-    async def _ok(self, box: SimBox, line: str) -> dict[str, Any]:
-        reply = await box.command(line)
+    async def _send_step(self, box: SimBox, at_ms: int, line: str) -> dict[str, Any]:
+        """The step's clock and command; after a reset that cut them off, once more on the new boot."""
+        while True:
+            try:
+                await self._ok(box, f"clock {at_ms}", retry=False)
+                return await self._ok(box, line, retry=False)
+            except SimReset:
+                self.stats.resets += 1
+                await box.wait_up()
+                await self._after_boot(box)
+
+    async def _ok(self, box: SimBox, line: str, *, retry: bool = True) -> dict[str, Any]:
+        reply = await box.command(line, retry=retry)
         if not reply.get("ok"):
             raise SimError(f"{box.device_id}: {line!r} refused: {reply.get('err')}")
         return reply
@@ -160,6 +176,10 @@ class Fleet:
         t = time.monotonic()
         await box.start()
         self.stats.restarts_ms.append((time.monotonic() - t) * 1000)
+        await self._after_boot(box)
+
+    async def _after_boot(self, box: SimBox) -> None:
+        """What a new boot forgot, put back: the officer on duty signs in again if the box lost them."""
         officer = self._officer[box.device_id]
         state = await box.command("state")
         if officer is not None and state.get("officer") != officer:

@@ -124,10 +124,12 @@ async def simulate(
     during: Callable[[Deployment, Fleet], Any] | None = None,
     say: Callable[[str], None] = print,
     drain_timeout: float = 300.0,
+    finish_during: bool = False,
 ) -> AsyncIterator[tuple[Deployment, SimResult]]:
     """Deploy, run the month, wait until every box's outbox is empty; yields the live deployment and the result.
 
-    ``during(dep, fleet)``: a coroutine run beside the fleet (fault injection); cancelled when the fleet is done.
+    ``during(dep, fleet)``: a coroutine run beside the fleet (fault injection); cancelled when the fleet is done,
+    or with ``finish_during`` (a rollout) awaited to its end.
     """
     check_store_options(opts.store_url, opts.collectors)
     t0 = time.monotonic()
@@ -159,9 +161,14 @@ async def simulate(
             chaos = asyncio.create_task(during(dep, fleet)) if during is not None else None
             try:
                 await fleet.run()
-            finally:
+            except BaseException:
                 if chaos is not None:
                     chaos.cancel()
+                raise
+            finally:
+                if chaos is not None:
+                    if not finish_during:
+                        chaos.cancel()
                     try:
                         await chaos
                     except asyncio.CancelledError:

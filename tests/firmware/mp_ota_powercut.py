@@ -28,7 +28,7 @@ from firmware.flashdev import RamFlash
 from firmware.outbox import Outbox, OutboxError
 
 sys.path.insert(0, "tests/firmware")
-from mp_powercut import BLOCKS, BS, CutFlash, press  # noqa: E402
+from mp_powercut import BLOCKS, BS, CutFlash, check_outbox, press  # noqa: E402
 
 ROOT = "/pc"
 PUB = unhexlify(sys.argv[1])
@@ -147,19 +147,7 @@ def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str],
     bad = slot_ok(ptr)
     if bad:
         errors.append(bad)
-    ob = Outbox(ROOT + "/ob", 1000, 8)
-    ob.open()
-    seen = {}
-    for ev in ob.pending():
-        key = (ev["b"], ev["s"])
-        if key in seen:
-            errors.append("duplicate %r" % (key,))
-        seen[key] = ev
-    for key in saved:
-        if key not in seen:
-            errors.append("lost %r" % (key,))
-        elif seen[key]["i"] != saved[key]["i"]:
-            errors.append("changed %r" % (key,))
+    errors += check_outbox(ROOT + "/ob", saved)[2]
     umount()
     return dev.step, errors, ptr
 

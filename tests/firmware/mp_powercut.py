@@ -119,6 +119,33 @@ def umount() -> None:
         pass
 
 
+def check_outbox(path: str, saved: dict, acked: "set | tuple" = ()) -> "tuple[Outbox, int, list[str]]":
+    """The outbox at ``path`` opened after a cut: every saved event not acked is there exactly once, unchanged.
+
+    Returns the opened outbox, its new boot and the errors (duplicate, lost, changed field).
+    """
+    ob = Outbox(path, 1000, 8)
+    boot = ob.open()
+    errors = []
+    seen: dict = {}
+    for ev in ob.pending():
+        key = (ev["b"], ev["s"])
+        if key in seen:
+            errors.append("duplicate %r" % (key,))
+        seen[key] = ev
+    for key in saved:
+        if key in acked:
+            continue
+        if key not in seen:
+            errors.append("lost %r" % (key,))
+            continue
+        got = seen[key]
+        for f in saved[key]:
+            if got.get(f) != saved[key][f]:
+                errors.append("changed %r field %s" % (key, f))
+    return ob, boot, errors
+
+
 def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str]]":
     dev = CutFlash(bytearray(base), cut_at, tear)
     mount(dev)
@@ -135,7 +162,6 @@ def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str]]
         except OSError:
             pass  # it cannot: littlefs keeps it, and with it the dead device
     umount()
-    errors = []
     after = RamFlash(BLOCKS, BS, dev.data)  # the image as the cut left it
     dev.data = bytearray(0)  # so a file left open on the dead device does not keep 128 KiB alive
     box = None
@@ -144,24 +170,7 @@ def run_once(base: bytearray, cut_at: int, tear: bool) -> "tuple[int, list[str]]
         mount(after)
     except OSError as exc:
         return dev.step, ["mount failed: %r" % exc]
-    ob = Outbox("/pc/ob", 1000, 8)
-    boot = ob.open()
-    seen = {}
-    for ev in ob.pending():
-        key = (ev["b"], ev["s"])
-        if key in seen:
-            errors.append("duplicate %r" % (key,))
-        seen[key] = ev
-    for key in saved:
-        if key in acked:
-            continue
-        if key not in seen:
-            errors.append("lost %r" % (key,))
-            continue
-        got = seen[key]
-        for f in saved[key]:
-            if got.get(f) != saved[key][f]:
-                errors.append("changed %r field %s" % (key, f))
+    ob, boot, errors = check_outbox("/pc/ob", saved, acked)
     for key in saved:
         if boot <= key[0]:
             errors.append("boot %d not above saved %r" % (boot, key))

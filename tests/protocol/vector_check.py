@@ -14,6 +14,7 @@ sys.path.insert(0, ".")
 from binascii import hexlify, unhexlify  # noqa: E402
 
 import protocol as p  # noqa: E402
+import protocol.firmware  # noqa: E402,F401  (the firmware channel's messages are in the vectors too)
 from protocol.hmac256 import hmac_sha256  # noqa: E402
 from protocol.messages import sign  # noqa: E402
 
