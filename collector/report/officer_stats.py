@@ -27,7 +27,8 @@ bureau when the unit has fewer than ``min_officers`` tested officers):
                          far fewer unsatisfied ratings than the baseline's
                          (beta-binomial left tail).
 - ``combined``           the no-rating and delay-band evidence together (Fisher's method):
-                         each may be short of a flag alone.
+                         each may be short of a flag alone, and is read here without its
+                         own rule's margin (a real but small drop or bunching still counts).
 
 Each rule's p-values are corrected with Benjamini–Hochberg across the
 officer-months tested; a flag needs its q-value at or under
@@ -540,9 +541,7 @@ def check_month(
             checks[i].p["delay_band"] = delay[0]
             candidates["delay_band"].append((i, delay[0], {**words, **delay[1]}))
         # for the combined evidence every hint counts, however short of its own rule's margin
-        hint_drop = (
-            _drop_test(m, history[m.officer_id], rules, 0.0) if history and m.officer_id in history else None
-        )
+        hint_drop = _drop_test(m, history[m.officer_id], rules, 0.0) if history and m.officer_id in history else None
         hint_delay = _delay_habit(
             delays[i],
             pooled[i],
