@@ -24,7 +24,17 @@ and their previous three months' delays for the delay band.
 
 Two settings, each over three seeds: the one the checks were developed on
 (citizens' delay sigma 0.45, the filler's habit ± 0.35 s) and one held out
-(other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s).
+(other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s). The policy's defaults
+(``false_discovery_pct`` 10, the combined evidence reading hints short of
+their own rule's margin) were chosen on the first alone.
+
+What is reachable at all: ``bench/detection_oracle.py`` scores the same
+officer-months with the true likelihood ratio of "fills 50%" against "honest"
+under the simulator's model; at a 2% false-flag share it flags 1.0 of them
+knowing each window's parameters, and 0.94–0.99 from one month knowing only
+the model (1.0 with a clean history), so 0.9 is within reach of a check that
+assumes the citizens' delays are lognormal, as the simulator draws them. The
+checks here assume only smooth delays compared with the other officers'.
 
 Prints each scenario's flagged share; the last line is one JSON object: the
 press rules' ``self_rating_flagged_share`` and ``honest_flagged_share``

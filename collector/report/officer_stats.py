@@ -27,7 +27,8 @@ bureau when the unit has fewer than ``min_officers`` tested officers):
                          far fewer unsatisfied ratings than the baseline's
                          (beta-binomial left tail).
 - ``combined``           the no-rating and delay-band evidence together (Fisher's method):
-                         each may be short of a flag alone.
+                         each may be short of a flag alone, and is read here without its
+                         own rule's margin (a real but small drop or bunching still counts).
 
 Each rule's p-values are corrected with Benjamini–Hochberg across the
 officer-months tested; a flag needs its q-value at or under
@@ -294,15 +295,18 @@ class Delays:
         return other.median_ms * math.exp(math.log(d_ms / self.median_ms) / mine * theirs)
 
 
-def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules) -> tuple[float, dict[str, Any]] | None:
+def _delay_test(
+    mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules, margin: float | None = None
+) -> tuple[float, dict[str, Any]] | None:
     """The officer's densest narrow band against the other officers' shares in the same band, matched.
 
     Each other officer's band is the officer's placed among their delays (``Delays.place_in``: their
     citizens may simply be quicker or slower, or differ more among themselves); their shares in it give a
     beta baseline (median, robust spread between officers), and the officer's count a beta-binomial right
     tail, times the number of bands looked at up to the officer's 99th percentile delay (Bonferroni). The
-    share must also exceed the baseline median by ``delay_margin_pct``.
+    share must also exceed the baseline median by ``margin`` (default ``delay_margin_pct``, as a share).
     """
+    margin = rules.delay_margin_pct / 100 if margin is None else margin
     n = len(mine.sorted_ms)
     others = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
     if n < 10 or len(others) < 2 or mine.median_ms <= 0:
@@ -317,10 +321,10 @@ def _delay_test(mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules)
         lo, hi = start * step, start * step + width
         k = mine.count(lo, hi)
         share = k / n
-        if share < rules.delay_margin_pct / 100:
+        if share < margin or (not margin and not k):
             continue
         base = fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
-        if base is None or share - base.median < rules.delay_margin_pct / 100:
+        if base is None or share - base.median < margin or share <= base.median:
             continue
         p = min(1.0, betabinom_sf(k, n, base.a, base.b) * bands)
         if best is None or p < best[0]:
@@ -350,6 +354,7 @@ def _delay_habit(
     others_pooled: Sequence[Delays],
     past_months: int,
     rules: OfficerFlagRules,
+    margin: float | None = None,
 ) -> tuple[float, dict[str, Any]] | None:
     """The delay band of this month alone, or of this month with the previous ones (a routine recurs month
     after month; an officer filling in from the first month has no clean history of their own, but the
@@ -358,14 +363,15 @@ def _delay_habit(
     The months together count only when this month's own share in their band is also above the baseline's
     by ``delay_margin_pct``: a past habit does not flag a month without it.
     """
-    alone = _delay_test(now, others_now, rules)
+    margin = rules.delay_margin_pct / 100 if margin is None else margin
+    alone = _delay_test(now, others_now, rules, margin)
     if not past_months or len(pooled.sorted_ms) == len(now.sorted_ms):
         return alone
-    together = _delay_test(pooled, others_pooled, rules)
+    together = _delay_test(pooled, others_pooled, rules, margin)
     if together is not None:
         d = together[1]
         k, n = now.count(d["lo_ms"], d["hi_ms"]), len(now.sorted_ms)
-        if not n or k / n - d["base_share"] < rules.delay_margin_pct / 100:
+        if not n or k / n - d["base_share"] < margin or k / n <= d["base_share"]:
             together = None
         else:
             together = (
@@ -416,8 +422,7 @@ def _combined(
     if not options:
         return None
     p_rate, zh, en = min(options)
-    p = fisher([min(1.0, p_rate * len(options)), p_delay])
-    return p, {**delay_detail, "no_rating_zh": zh, "no_rating_en": en}
+    return fisher([min(1.0, p_rate * len(options)), p_delay]), {**delay_detail, "no_rating_zh": zh, "no_rating_en": en}
 
 
 HISTORY_MONTHS = 3  # months before this one that make an officer's own history
@@ -425,14 +430,15 @@ HISTORY_WEIGHT = 600  # at most this many past invites' worth of certainty: wind
 
 
 def _drop_test(
-    m: OfficerMonth, past: tuple[int, int, int], rules: OfficerFlagRules
+    m: OfficerMonth, past: tuple[int, int, int], rules: OfficerFlagRules, margin: float | None = None
 ) -> tuple[float, dict[str, Any]] | None:
     """This month's no-rating rate against the officer's own previous months ``(unrated, invites, months)``."""
     unrated, invites, n_months = past
     if invites < rules.min_invites:
         return None
     rate, before = m.unrated / m.invites, unrated / invites
-    if before - rate < rules.no_rating_margin_pct / 100:
+    margin = rules.no_rating_margin_pct / 100 if margin is None else margin
+    if before - rate < margin or before <= rate:
         return None
     weight = min(invites, HISTORY_WEIGHT) / invites
     p = betabinom_cdf(m.unrated, m.invites, unrated * weight + 1, (invites - unrated) * weight + 1)
@@ -532,13 +538,19 @@ def check_month(
             rules,
         )
         if delay is not None:
-            p_delay, d = delay
-            checks[i].p["delay_band"] = p_delay
-            candidates["delay_band"].append((i, p_delay, {**words, **d}))
-            combined = _combined(p_no_rating if low_side else None, no_rating_detail, drop, p_delay, {**words, **d})
-            if combined is not None:
-                checks[i].p["combined"] = combined[0]
-                candidates["combined"].append((i, *combined))
+            checks[i].p["delay_band"] = delay[0]
+            candidates["delay_band"].append((i, delay[0], {**words, **delay[1]}))
+        # for the combined evidence every hint counts, however short of its own rule's margin
+        hint_drop = _drop_test(m, history[m.officer_id], rules, 0.0) if history and m.officer_id in history else None
+        hint_delay = _delay_habit(
+            delays[i],
+            pooled[i],
+            [delays[j] for j in others],
+            [pooled[j] for j in others],
+            past_delays.get(m.officer_id, (0, ()))[0],
+            rules,
+            0.0,
+        )
         sat = fit_baseline([(months[j].rated - months[j].satisfied, months[j].rated) for j in others])
         if sat is not None and bureau_sat is not None and group == "unit":
             total = min(sat.a + sat.b, bureau_sat.a + bureau_sat.b)
@@ -566,6 +578,17 @@ def check_month(
                         },
                     )
                 )
+        if hint_delay is not None:
+            combined = _combined(
+                p_no_rating if low_side else None,
+                no_rating_detail,
+                hint_drop,
+                hint_delay[0],
+                {**words, **hint_delay[1]},
+            )
+            if combined is not None:
+                checks[i].p["combined"] = combined[0]
+                candidates["combined"].append((i, *combined))
     alpha = rules.false_discovery_pct / 100
     m_tested = len(tested)
     for rule in RULES:

@@ -461,3 +461,34 @@ def test_the_distributions_by_hand_match_exact_sums() -> None:
     assert fisher([0.05, 0.05]) == pytest.approx(0.01747, abs=1e-4)
     # Benjamini-Hochberg, step-up and monotone
     assert benjamini_hochberg([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+
+
+def test_hints_short_of_their_own_margins_still_count_together() -> None:
+    # a quarter walk away (two months of history); in October the officer fills in some of them 9.3 s after
+    # the invite: unrated falls from 25.0% to 21.0%, under no_rating_margin_pct (5 points), so no_rating_drop
+    # reads nothing; the combined evidence still reads the drop (and the delay band however small its excess)
+    from collector.report.flag_rules import OfficerFlagRules
+    from collector.report.officer_stats import OfficerMonth, _drop_test
+
+    def month(oid: str, citizen: Citizen) -> OfficerMonth:
+        seen = [citizen(k) for k in range(200)]
+        rated = [(delay, level) for kind, delay, level in seen if kind == "rate"]
+        return OfficerMonth(
+            oid, "U1", 200, 200 - len(rated), len(rated), sum(lv == 1 for _, lv in rated), tuple(d for d, _ in rated)
+        )
+
+    rules = OfficerFlagRules()
+    months = [month(f"P{i}", honest(4 + i % 5, offset=i)) for i in range(10)]
+    months[6] = month("P6", filling(honest(4, offset=6), 0.15, delay_ms=9300))
+    assert months[6].unrated == 42
+    before = [month(f"P{i}", honest(4 + i % 5, i)) for i in range(10)]
+    before[6] = month("P6", honest(4, offset=6))  # P6's own window: a quarter walk away
+    history = {m.officer_id: (m.unrated * 2, 400, 2) for m in before}
+    assert history["P6"] == (100, 400, 2)
+    past = {m.officer_id: (2, list(m.delays_ms) * 2) for m in before}
+    assert _drop_test(months[6], history["P6"], rules) is None  # 4 points: short of the rule's margin
+    hint = _drop_test(months[6], history["P6"], rules, 0.0)
+    assert hint is not None and 0.05 < hint[0] < 0.5 and hint[1]["history_rate"] == "25.0%"
+    p6 = check_month(months, rules, history, past)[6]
+    assert "no_rating_drop" not in p6.p and "combined" in p6.p, p6.p
+    assert p6.p["combined"] < 0.5 and p6.flags == []  # a hint, not a flag

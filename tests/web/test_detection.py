@@ -42,12 +42,15 @@ def test_bench_meets_targets() -> None:
     assert result["officer_months"] >= 200 and result["dev_officer_months"] >= 200
     assert result["honest_officer_false_flag_share"] <= 0.02 and result["dev_honest_officer_false_flag_share"] <= 0.02
     assert result["fill_in_officer_recall_100"] >= 0.95
-    # Filling in half the walk-aways: the held-out recall is 0.70 (0.63 for an officer who fills in from the first
-    # month, with no clean history of their own to compare with). The target is 0.9 and is not met yet; this
-    # holds the ground gained (it was 0.57 from the first month) so a change that loses it fails here.
-    assert result["fill_in_officer_recall"] >= 0.65
-    assert result["fill_in_officer_recall_from_start"] >= 0.6
-    assert result["fill_in_officer_recall_after_history"] >= 0.75
+    # Filling in half the walk-aways: the held-out recall is 0.85 (0.82 for an officer who fills in from the first
+    # month, with no clean history of their own to compare with; 0.90 after one). The target is 0.9 and is not met
+    # on the held-out setting (0.91 on the one developed on; bench/detection_oracle.py: a check knowing the
+    # simulator's lognormal delays could reach 0.94-1.0); this holds the ground gained so a change that loses it
+    # fails here.
+    assert result["fill_in_officer_recall"] >= 0.83
+    assert result["fill_in_officer_recall_from_start"] >= 0.8
+    assert result["fill_in_officer_recall_after_history"] >= 0.88
+    assert result["dev_fill_in_officer_recall"] >= 0.9
 
 
 def test_each_rule_and_its_words() -> None:
