@@ -124,6 +124,8 @@ def _watch_firmware(
     relay = relay if relay is not None else {}
 
     async def on_firmware(source: Source, dev: Device, msg: dict[str, Any]) -> None:
+        if relay.get(dev.id) is source:
+            return  # our own relay of a serial box's state, heard back from the broker: its line is the authority
         await watch.on_state(dev.id, dev.key, msg, lambda wire: source.send(dev.id, "ack", wire))
         to = relay.get(dev.id)
         if to is not None and source is not to:

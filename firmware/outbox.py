@@ -331,6 +331,8 @@ class Outbox:
         return False
 
     def _problem(self, what: str) -> None:
+        if self.problems and self.problems[-1] == what:
+            return  # the same failure again (a retry each ticker pass): one entry, older ones kept
         self.problems.append(what)
         if len(self.problems) > 8:
             self.problems.pop(0)
@@ -699,11 +701,7 @@ class Outbox:
         f = self.pk_file
         self.pk_file = None
         self.pk = 0
-        if f is not None:
-            try:
-                f.close()
-            except OSError:
-                pass
+        _close(f)
         _remove(self._pk_tmp())
 
     def _pk_fail(self, exc: Exception) -> bool:

@@ -96,10 +96,10 @@ class SerialLink:
                 continue
             try:
                 for payload in self.decoder.feed(line):
+                    await app.keys_first()  # verifying a frame is one long step: not while a key is down
                     if FW_MARK in payload:  # a firmware offer or chunk (canonical JSON: exactly these bytes)
                         app.on_fw(payload)
                     else:
-                        await app.keys_first()  # verifying a frame is one long step: not while a key is down
                         app.on_downlink(payload)
             except MemoryError:
                 # a frame the heap could not take: dropped (an ack comes again, a config with the next status)

@@ -117,7 +117,8 @@ class BoxTransfer:
     def _verdict(self) -> Outcome | None:
         s = self.state
         st, ours = s.get("st"), s.get("id") == self.rid
-        if st == "ok" and s.get("ver") == self.version and not s.get("tr"):
+        # "idle" on the new version: a box that committed it and has been reset since (its "ok" is not kept on flash)
+        if st in ("ok", "idle") and s.get("ver") == self.version and not s.get("tr"):
             return Outcome("ok")
         if st == "refused" and ours:
             return Outcome("refused", s.get("why"))

@@ -182,7 +182,10 @@ class MqttSource:
         if relay is not None:  # an offer or chunk for a box on a serial line: the box checks it
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
-            relay(bytes(msg.payload))
+            try:
+                relay(bytes(msg.payload))
+            except (OSError, ValueError):  # a frame the line cannot carry, a line gone: the sender offers again
+                log.exception("relaying a firmware message on %s to its serial line failed", msg.topic)
             return
         token = (msg.mid, msg.qos) if msg.qos else None
         self.pipeline.submit(self, msg.topic, bytes(msg.payload), token, retained=bool(msg.retain))

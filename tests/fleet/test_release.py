@@ -6,6 +6,7 @@ the real micropython in a small heap, from the release's own compiled modules.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 
 from collector.cli import main
 from collector.fleet.release import ReleaseSpec, build, check_release, keygen, load_key, pack, public_hex
+from collector.fleet.transfer import BoxTransfer
 from collector.fleet.tree import compile_tree, mpy_version
 from firmware import release as box
 from tests.conftest import ROOT, micropython_path
@@ -439,3 +441,25 @@ def test_reproducible_build(tmp_path: pathlib.Path, key: Ed25519PrivateKey, monk
     build(ROOT, spec, key, tmp_path / "b.evr")
     assert one["built"] == "2025-12-01T00:00:00Z"
     assert (tmp_path / "a.evr").read_bytes() == (tmp_path / "b.evr").read_bytes()
+
+
+def test_a_box_already_on_the_release_after_a_reset_counts_as_updated(release: bytes) -> None:
+    """A box that committed the release and was reset since answers an offer ``idle`` on the new version
+    (its ``ok`` is not kept on flash): ``--continue`` counts it updated, not as a 600 s timeout."""
+    import asyncio
+
+    from collector.fleet.transfer import BoxTransfer
+
+    async def run(answer: dict[str, Any]) -> str:
+        tr: BoxTransfer
+
+        def publish(topic: str, wire: bytes) -> None:  # the box answers every offer with its state
+            asyncio.get_running_loop().call_soon(tr.on_state, answer)
+
+        tr = BoxTransfer("B1", b"k" * 32, release, publish)
+        return (await tr.run(timeout=3)).state
+
+    assert asyncio.run(run({"st": "idle", "ver": "1.4.0", "tr": 0})) == "ok"
+    # still on the old version, or in trial on the new one: not updated yet
+    assert asyncio.run(run({"st": "idle", "ver": "1.3.0", "tr": 0})) == "timeout"
+    assert asyncio.run(run({"st": "trial", "ver": "1.4.0", "tr": 1})) == "timeout"
