@@ -446,9 +446,6 @@ def test_reproducible_build(tmp_path: pathlib.Path, key: Ed25519PrivateKey, monk
 def test_a_box_already_on_the_release_after_a_reset_counts_as_updated(release: bytes) -> None:
     """A box that committed the release and was reset since answers an offer ``idle`` on the new version
     (its ``ok`` is not kept on flash): ``--continue`` counts it updated, not as a 600 s timeout."""
-    import asyncio
-
-    from collector.fleet.transfer import BoxTransfer
 
     async def run(answer: dict[str, Any]) -> str:
         tr: BoxTransfer
