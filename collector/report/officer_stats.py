@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import json
 import math
 import statistics
@@ -529,7 +530,8 @@ def check_month(
         if drop is not None:
             checks[i].p["no_rating_drop"] = drop[0]
             candidates["no_rating_drop"].append((i, drop[0], drop[1]))
-        delay = _delay_habit(
+        habit = functools.partial(
+            _delay_habit,
             delays[i],
             pooled[i],
             [delays[j] for j in others],
@@ -537,20 +539,13 @@ def check_month(
             past_delays.get(m.officer_id, (0, ()))[0],
             rules,
         )
+        delay = habit()
         if delay is not None:
             checks[i].p["delay_band"] = delay[0]
             candidates["delay_band"].append((i, delay[0], {**words, **delay[1]}))
         # for the combined evidence every hint counts, however short of its own rule's margin
         hint_drop = _drop_test(m, history[m.officer_id], rules, 0.0) if history and m.officer_id in history else None
-        hint_delay = _delay_habit(
-            delays[i],
-            pooled[i],
-            [delays[j] for j in others],
-            [pooled[j] for j in others],
-            past_delays.get(m.officer_id, (0, ()))[0],
-            rules,
-            0.0,
-        )
+        hint_delay = habit(0.0)
         sat = fit_baseline([(months[j].rated - months[j].satisfied, months[j].rated) for j in others])
         if sat is not None and bureau_sat is not None and group == "unit":
             total = min(sat.a + sat.b, bureau_sat.a + bureau_sat.b)

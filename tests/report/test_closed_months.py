@@ -54,7 +54,23 @@ def outputs(capsys: pytest.CaptureFixture[str], cfg: str, tmp: pathlib.Path, mon
     for lang in ("zh", "en"):
         for fmt in FORMATS:
             out = tmp / f"{month}-{lang}.{fmt}"
-            cli(capsys, "report", "--config", cfg, "--month", month, "--format", fmt, "--lang", lang, "-o", str(out))
+            # one date of issue: "today" in the zone before and after the change can be two dates (UTC 15:00–16:00)
+            issued = ("--issued", "2026-11-05") if fmt == "html" else ()
+            cli(
+                capsys,
+                "report",
+                "--config",
+                cfg,
+                "--month",
+                month,
+                "--format",
+                fmt,
+                "--lang",
+                lang,
+                *issued,
+                "-o",
+                str(out),
+            )
             got[f"{fmt}-{lang}"] = out.read_bytes()
         for fmt in ("table", "csv", "json"):
             got[f"ledger-{fmt}-{lang}"] = cli(
