@@ -165,25 +165,31 @@ DEV = {"seeds": (20261122, 1, 2), "spread": (0.45, 0.45), "jitter": (0.35, 0.35)
 HELD_OUT = {"seeds": (7, 8, 9), "spread": (0.35, 0.6), "jitter": (0.3, 0.6)}
 
 
-def month_of_steps(steps: list[Step], month: str) -> dict[str, OfficerMonth]:
-    """Officer-months as the store gives them from one window's steps: invites, unrated, ratings, delays."""
+def ratings_of(steps: list[Step]) -> dict[str, list[Any]]:
+    """Per officer, from one window's steps: ``[invites, unrated, [(invite→rating delay ms, satisfied), …]]``."""
     out: dict[str, list[Any]] = {}
     invite_at = 0
     for s in steps:
         e = s.expect[0]
         if e.officer is None or e.kind not in ("invite", "unrated", "rated"):
             continue
-        o = out.setdefault(e.officer, [0, 0, 0, 0, []])
+        o = out.setdefault(e.officer, [0, 0, []])
         if e.kind == "invite":
             o[0] += 1
             invite_at = s.at_ms
         elif e.kind == "unrated":
             o[1] += 1
         else:
-            o[2] += 1
-            o[3] += e.level == 1
-            o[4].append(s.at_ms - invite_at)
-    return {k: OfficerMonth(k, "", v[0], v[1], v[2], v[3], tuple(v[4])) for k, v in out.items()}
+            o[2].append((s.at_ms - invite_at, e.level == 1))
+    return out
+
+
+def month_of_steps(steps: list[Step], month: str) -> dict[str, OfficerMonth]:
+    """Officer-months as the store gives them from one window's steps: invites, unrated, ratings, delays."""
+    return {
+        k: OfficerMonth(k, "", inv, un, len(r), sum(sat for _d, sat in r), tuple(d for d, _sat in r))
+        for k, (inv, un, r) in ratings_of(steps).items()
+    }
 
 
 def officer_months(

@@ -37,9 +37,9 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from detection import DEV, HELD_OUT, MONTHS  # noqa: E402
+from detection import DEV, HELD_OUT, MONTHS, ratings_of  # noqa: E402
 
-from collector.sim.traffic import Step, Traffic, demo_bureau, plan  # noqa: E402
+from collector.sim.traffic import Traffic, demo_bureau, plan  # noqa: E402
 
 LOW_MS, HIGH_MS = 800.0, 25_000.0
 SQ2 = math.sqrt(2.0)
@@ -52,24 +52,6 @@ class Month:
     invites: int
     unrated: int
     ratings: list[tuple[int, bool]]  # (delay ms, satisfied)
-
-
-def months_of(steps: list[Step]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    invite_at = 0
-    for s in steps:
-        e = s.expect[0]
-        if e.officer is None or e.kind not in ("invite", "unrated", "rated"):
-            continue
-        o = out.setdefault(e.officer, [0, 0, []])
-        if e.kind == "invite":
-            o[0] += 1
-            invite_at = s.at_ms
-        elif e.kind == "unrated":
-            o[1] += 1
-        else:
-            o[2].append((s.at_ms - invite_at, e.level == 1))
-    return out
 
 
 def _phi(z: float) -> float:
@@ -170,7 +152,7 @@ def simulate(bureau: Any, seed: int, onset: dict[str, int]) -> list[dict[str, Mo
     for n, month in enumerate(MONTHS):
         got: dict[str, Month] = {}
         for steps in plan(bureau, month, Traffic(), seed * 100 + n, "Asia/Shanghai").values():
-            for oid, (inv, un, ratings) in months_of(steps).items():
+            for oid, (inv, un, ratings) in ratings_of(steps).items():
                 got[oid] = Month(oid, people[oid].behaviour.filling(month), inv, un, ratings)
         by_month.append(got)
     return by_month
