@@ -19,6 +19,8 @@ except ImportError:  # MicroPython: annotations are not evaluated
     pass
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+# below 2 ms a contact's own bounce could count; above 100 ms a citizen waits for the light
+DEBOUNCE_RANGE = (2, 100)
 _MQTT_KEYS = ("broker_host", "broker_port", "broker_user", "broker_password")
 
 # key -> (kind, default); default None + kind not ending "?" = required
@@ -54,6 +56,7 @@ SCHEMA = {
     "seg_records": ("int", 32),
     "release_pubkey": ("key?", None),  # the release key's public half (64 hex): firmware updates need it
     "fw_trial_ms": ("int", 300000),  # a new firmware's self-test must pass within this (else rollback)
+    "debounce_ms": ("int", 10),  # a key counts once down this long (firmware/boards/pins.py)
     # sim board only
     "flash": ("str?", None),
     "flash_blocks": ("int", 256),
@@ -121,6 +124,11 @@ def validate(raw: "Any") -> "dict[str, Any]":
         raise ConfigError("flash: missing (sim board)")
     if not 2 <= cfg["scale"] <= 5:
         raise ConfigError("scale: %d outside 2..5" % cfg["scale"])
+    if not DEBOUNCE_RANGE[0] <= cfg["debounce_ms"] <= DEBOUNCE_RANGE[1]:
+        raise ConfigError(
+            "debounce_ms: %d outside %d..%d (ms a key must stay down before it counts)"
+            % ((cfg["debounce_ms"],) + DEBOUNCE_RANGE)
+        )
     bad = ports.problems(cfg)
     if bad:
         raise ConfigError(bad[0])

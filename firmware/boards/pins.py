@@ -15,12 +15,30 @@ import machine
 
 from firmware import ports
 
+_disable_irq = getattr(machine, "disable_irq", None)
+_enable_irq = getattr(machine, "enable_irq", None)
+
+
+def _irq_off() -> "Any":
+    return _disable_irq() if _disable_irq is not None else None
+
+
+def _irq_on(state: "Any") -> None:
+    if _enable_irq is not None:
+        _enable_irq(state)
+
 try:
     from typing import Any
 except ImportError:  # MicroPython: annotations are not evaluated
     pass
 
-DEBOUNCE_MS = 50
+# A press is taken once the key has stayed down this long (box.json ``debounce_ms``, checked by
+# firmware/config.py): tact switches bounce for at most 5 ms (Omron B3F/B3FS/B3S datasheets,
+# "bounce time 5 ms max."), sealed ones 10 ms (Hokuriku KSM8W), so a contact held 10 ms is a press,
+# and a glitch (ESD, a brush of the key) is far shorter. A bounce only delays the press: its next
+# contact starts the confirmation again.
+DEBOUNCE_MS = 10
+RELEASE_MS = 30  # up this long after a press before the key's next press counts (its release bounces)
 POLL_MS = 10
 FEEDBACK_MS = 800
 MAINT_HOLD_MS = 100  # the invite key held this long at power-up skips the app (maintenance)
@@ -65,6 +83,8 @@ class PinBoard:
                 self.leds[name] = machine.Pin(pins[name], machine.Pin.OUT, value=0)
         self.buzzer = machine.Pin(pins["buzzer"], machine.Pin.OUT, value=0) if pins.get("buzzer") is not None else None
         self.wdt: "Any" = None
+        self.confirm_ms: int = cfg.get("debounce_ms", DEBOUNCE_MS)
+        self.release_ms = max(RELEASE_MS, 2 * self.confirm_ms)
         self._off_at: "Any" = None
         self.full = False
 
@@ -178,24 +198,41 @@ class PinBoard:
         runs only after such a call returns: the two edges of a press made meanwhile would be
         handled together, at the same tick and reading the same level, and the press taken for
         a glitch. The handler allocates nothing (hard IRQs may not): no bound method, small ints.
+
+        Per key: ``down_at`` the tick of the falling edge that began the key's present run down
+        (None while up), ``up_at`` the tick of its last rising edge, ``latched`` once this
+        physical press has been counted (until the key has stayed up ``release_ms``), ``pending``
+        presses the handler saw end (down ``confirm_ms`` or more, then up) before the key task
+        took them: made while the loop was held.
         """
-        fell: "list[Any]" = [None] * len(pins)  # ticks of the first falling edge since the key was last seen up
-        rose: "list[Any]" = [None] * len(pins)  # ticks of the last rising edge
-        self.fell = fell
-        self.rose = rose
+        k = len(pins)
+        down_at: "list[Any]" = [None] * k
+        up_at: "list[Any]" = [None] * k
+        latched = [False] * k
+        pending = [0] * k
+        self.down_at = down_at
+        self.up_at = up_at
+        self.latched = latched
+        self.pending = pending
+        confirm = self.confirm_ms
+        release = self.release_ms
         trigger = machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING
         for n, pin in enumerate(pins):
 
             def edge(p: "Any", n: int = n) -> None:
                 now = time.ticks_ms()
-                f = fell[n]
                 if p.value() == 0:
-                    if f is None:
-                        fell[n] = now
-                elif f is not None and time.ticks_diff(now, f) < DEBOUNCE_MS:
-                    fell[n] = None  # up again sooner than the debounce: a glitch or a bounce, not a press
+                    u = up_at[n]
+                    if latched[n] and u is not None and time.ticks_diff(now, u) >= release:
+                        latched[n] = False  # up long enough since the last press: a new press may start
+                    down_at[n] = now  # a bounce's next contact starts the confirmation again
                 else:
-                    rose[n] = now
+                    d = down_at[n]
+                    if d is not None and not latched[n] and time.ticks_diff(now, d) >= confirm:
+                        latched[n] = True  # down long enough and up again before the key task ran
+                        pending[n] += 1
+                    down_at[n] = None  # up within the confirmation: a glitch or a bounce, not a press
+                    up_at[n] = now
 
             try:
                 try:
@@ -207,55 +244,75 @@ class PinBoard:
 
     def pressing(self) -> bool:
         """A key went down (its IRQ said so) and its press is not taken yet: other work waits for it."""
-        fell = getattr(self, "fell", ())
-        for n in range(len(fell)):
-            if fell[n] is not None and not self.fired[n]:
+        down_at = getattr(self, "down_at", ())
+        for n in range(len(down_at)):
+            if (down_at[n] is not None and not self.latched[n]) or self.pending[n]:
                 return True
         return False
 
-    async def run(self, app: "Any") -> None:
-        """Poll the keys; a press counts once it has been down for ``DEBOUNCE_MS``.
+    def _poll(self, n: int, level: int, now: int) -> int:
+        """The key task's look at key ``n``: the presses to take now, or -1 while one is being confirmed.
 
-        Debounce counts from the key's falling edge (timed by the pin IRQ), not from the poll that
-        first sees it, and the task wakes when the debounce ends rather than on the next 10 ms poll.
-        A press that went down and up while another task held the loop (the IRQ timed both edges
-        ``DEBOUNCE_MS`` or more apart) is taken when the loop comes back.
+        Interrupts are off while it reads and updates the key's state, so an edge's handler
+        cannot count the same press between the check and the update.
+        """
+        irq = _irq_off()
+        d = self.down_at[n]
+        u = self.up_at[n]
+        taken = self.pending[n]
+        self.pending[n] = 0
+        if level == 0:
+            if d is None:  # no IRQ saw the fall (a pin without one): polling alone
+                d = self.down_at[n] = now
+                if self.latched[n] and u is not None and time.ticks_diff(d, u) >= self.release_ms:
+                    self.latched[n] = False  # as the handler does at a fall
+            if not self.latched[n]:
+                if time.ticks_diff(now, d) >= self.confirm_ms:
+                    self.latched[n] = True
+                    taken += 1
+                elif not taken:
+                    taken = -1
+        else:
+            if d is not None:  # no IRQ saw the rise
+                self.down_at[n] = None
+                self.up_at[n] = now
+            elif u is None:
+                self.up_at[n] = now
+        _irq_on(irq)
+        return taken
+
+    async def run(self, app: "Any") -> None:
+        """Poll the keys; a press counts once the key has stayed down ``confirm_ms`` (``debounce_ms``).
+
+        The confirmation counts from the key's last falling edge (timed by the pin IRQ), not from
+        the poll that first sees it, and the task wakes when it ends rather than on the next
+        10 ms poll. A key that comes up within it was a glitch or a bounce (a bounce's next
+        contact starts it again); once a press is taken the key must stay up ``release_ms``
+        before the next one counts, so a release's bounces are not presses. A press that went
+        down and up while another task held the loop (the IRQ timed both edges ``confirm_ms`` or
+        more apart) is taken when the loop comes back.
         """
         pins = self.keys + [self.invite_key]
-        down_since: "list[Any]" = [None] * len(pins)
-        fired = [False] * len(pins)
-        self.fired = fired
         self._watch_edges(pins)
-        fell = self.fell
-        rose = self.rose
+        confirm = self.confirm_ms
         while True:
             app.beats["keys"] = time.ticks_ms()
             app.collect_garbage()  # after a press: its own step, the light already on
-            now = time.ticks_ms()
             wait = POLL_MS
-            for n, pin in enumerate(pins):
-                if pin.value() == 0:
-                    if down_since[n] is None:
-                        f = fell[n]
-                        down_since[n] = f if f is not None and time.ticks_diff(now, f) >= 0 else now
-                    if not fired[n]:
-                        held = time.ticks_diff(now, down_since[n])
-                        if held >= DEBOUNCE_MS:
-                            fired[n] = True
-                            self._press(app, n)
-                            now = time.ticks_ms()
-                        elif DEBOUNCE_MS - held < wait:
-                            wait = DEBOUNCE_MS - held
-                else:
-                    f = fell[n]
-                    r = rose[n]
-                    if not fired[n] and f is not None and r is not None and time.ticks_diff(r, f) >= DEBOUNCE_MS:
-                        self._press(app, n)  # down and up again while the loop was held
-                        now = time.ticks_ms()
-                    down_since[n] = None
-                    fired[n] = False
-                    fell[n] = None
-                    rose[n] = None
+            n = 0
+            for pin in pins:
+                now = time.ticks_ms()
+                taken = self._poll(n, pin.value(), now)
+                if taken < 0:
+                    d = self.down_at[n]
+                    left = confirm - time.ticks_diff(now, now if d is None else d)
+                    if left < wait:
+                        wait = max(1, left)
+                while taken > 0:
+                    taken -= 1
+                    self._press(app, n)
+                n += 1
+            now = time.ticks_ms()
             if self._off_at is not None and time.ticks_diff(now, self._off_at) >= 0:
                 self._off_at = None
                 for name, led in self.leds.items():

@@ -44,6 +44,9 @@ def _check(**raw: Any) -> dict[str, Any]:
         (dict(MQTT, board="picow", connect_timeout_ms=7000), "connect_timeout_ms: 7000 above watchdog_ms - 2000"),
         (dict(MQTT, board="pico"), "transport: mqtt needs a radio; the pico board has none"),
         ({"board": "pico", "pins": {"keys": [2]}}, "pins.keys: [2] (a list of 2 to 5 GPIO numbers"),
+        ({"board": "pico", "debounce_ms": 1}, "debounce_ms: 1 outside 2..100"),
+        ({"board": "esp32", "debounce_ms": 250}, "debounce_ms: 250 outside 2..100"),
+        ({"board": "pico", "debounce_ms": "10"}, "debounce_ms: bad value '10' (int expected)"),
         ({"board": "pi-zero"}, "board: 'pi-zero' is not a board (sim, esp32, pico, pico2, pico2w, picow)"),
     ],
 )
