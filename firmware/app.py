@@ -616,10 +616,11 @@ class App:
     async def keys_first(self) -> None:
         """Between two steps of background work: yield the loop, and while a key is down wait for its press.
 
-        The key's pin IRQ marks it down at the edge; its press is taken 50 ms later (debounce).
-        Work that starts meanwhile would make the citizen wait for it, so it waits instead (at
-        most 100 ms, so a flapping key cannot starve it); a step already running when the key
-        went down has the debounce time to finish.
+        The key's pin IRQ marks it down at the edge; its press is taken once the key has stayed
+        down ``debounce_ms`` (10 ms by default). Work that starts meanwhile would make the
+        citizen wait for it, so it waits instead (at most 100 ms, so a flapping key cannot
+        starve it); a step already running when the key went down holds the press up by what
+        it has left beyond the confirmation.
         """
         await asyncio.sleep_ms(0)
         pressing = getattr(self.board, "pressing", None)

@@ -27,6 +27,7 @@ def _irq_on(state: "Any") -> None:
     if _enable_irq is not None:
         _enable_irq(state)
 
+
 try:
     from typing import Any
 except ImportError:  # MicroPython: annotations are not evaluated
@@ -250,7 +251,7 @@ class PinBoard:
                 return True
         return False
 
-    def _poll(self, n: int, level: int, now: int) -> int:
+    def _poll(self, n: int, level: int, now: "Any") -> int:
         """The key task's look at key ``n``: the presses to take now, or -1 while one is being confirmed.
 
         Interrupts are off while it reads and updates the key's state, so an edge's handler
@@ -299,8 +300,7 @@ class PinBoard:
             app.beats["keys"] = time.ticks_ms()
             app.collect_garbage()  # after a press: its own step, the light already on
             wait = POLL_MS
-            n = 0
-            for pin in pins:
+            for n, pin in enumerate(pins):
                 now = time.ticks_ms()
                 taken = self._poll(n, pin.value(), now)
                 if taken < 0:
@@ -311,7 +311,6 @@ class PinBoard:
                 while taken > 0:
                     taken -= 1
                     self._press(app, n)
-                n += 1
             now = time.ticks_ms()
             if self._off_at is not None and time.ticks_diff(now, self._off_at) >= 0:
                 self._off_at = None

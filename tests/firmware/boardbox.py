@@ -283,7 +283,7 @@ class BoardBox:
         self.send({"op": "pin", "pin": pin, "v": level})
 
     def press(self, k: int, hold: float = 0.2) -> None:
-        """Press citizen key ``k`` (1 = best) for ``hold`` seconds (debounce is 50 ms)."""
+        """Press citizen key ``k`` (1 = best) for ``hold`` seconds (it counts after ``debounce_ms``: 10 ms)."""
         self.hold(self.pins["keys"][k - 1], hold)
 
     def invite(self, hold: float = 0.2) -> None:
