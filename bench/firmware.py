@@ -19,10 +19,10 @@ page programs, 45 ms per erase and 0.8 ms per page): erases and page
 programs per invite+press pair, and erases inside a press, with littlefs
 mounted as the rp2 port ships it (``progsize=256``) and as the rp2 boards
 mount it (``norflash.mount_small_commits``). Then (``--loop``, its own
-process with a heap of as many GC blocks as the RP2040's: 480 KB of this
-64-bit port's 32-byte blocks for the rp2 port's ~230 KB of 16-byte ones,
-``LOOP_HEAP``; the chip flash model's image kept in a file, out of the
-heap, so a garbage collection scans and sweeps about what the chip's does)
+process with as much free heap as the RP2040's: ``LOOP_HEAP``, 560 KB,
+~380 KB of it free, for the rp2 port's ~190 KB free of 32-bit words; the
+chip flash model's image kept in a file, out of the heap, so collections
+come about as often as on the chip and sweep about as many blocks)
 the whole app on one asyncio loop, the real key task polling pins (hard pin
 IRQs timing the edges), slowed to the RP2040's speed: every step a task
 takes holds the loop for scale times its on-CPU time (wall time less the
@@ -64,12 +64,15 @@ one invite+press pair).
 
 import sys
 
-# The loop part's heap: as many GC blocks as the RP2040's. The rp2 port's heap is ~230 KB of
-# 16-byte blocks (~190 KB free with the app loaded, issue 14); this 64-bit port's blocks are 32
-# bytes, so 480 KB is the same ~15,000 blocks, about as full, and a collection sweeps as many
-# (until 2026-12-01 the loop ran in 1 MB with the flash image in the heap too: collections cost
-# 2-3 times the chip's). The bench's own code and figures stay in the heap (~30 KB here).
-LOOP_HEAP = "480k"
+# The loop part's heap: as much free as the RP2040's. The rp2 port's heap is ~230 KB of 16-byte
+# blocks, ~190 KB free with the app loaded (issue 14): ~380 KB of this 64-bit port's words. The
+# bench process holds ~170 KB (the firmware compiled from source, not .mpy; the bench's own code
+# and figures), so 560 KB leaves the chip's free space: collections come as often as there and
+# sweep ~20% more blocks (until 2026-12-01 the loop ran in 1 MB with the 384 KB flash image in the
+# heap too, which every collection scanned: collections cost 2-3 times the chip's). --trace keeps
+# its records in the heap too: 64 KB more then.
+LOOP_HEAP = "560k"
+TRACE_HEAP = "624k"
 
 if sys.implementation.name != "micropython":  # CPython: run this file under the real interpreter
     import json
@@ -81,7 +84,7 @@ if sys.implementation.name != "micropython":  # CPython: run this file under the
     exe = pathlib.Path(sys.executable).parent / "micropython"
     env = dict(os.environ, MICROPYPATH="%s:.frozen" % root)
     figures = {}
-    for heap, extra in (("8M", []), (LOOP_HEAP, ["--loop"])):
+    for heap, extra in (("8M", []), (TRACE_HEAP if "--trace" in sys.argv else LOOP_HEAP, ["--loop"])):
         proc = subprocess.run(
             [str(exe), "-X", "heapsize=" + heap, __file__] + sys.argv[1:] + extra,
             env=env,
@@ -885,9 +888,12 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
             self.flash = dev
             self.fb: "list[int]" = []
             self.fb_raw: "list[int]" = []
+            self.own: "list[int]" = []  # per light: its own step's modelled time from the step's start
 
         def feedback(self, kind: str, k: int) -> None:
-            self.fb.append(dil.now())  # the chip's time: this step's CPU so far scaled, its flash time
+            now = dil.now()  # the chip's time: this step's CPU so far scaled, its flash time
+            self.fb.append(now)
+            self.own.append(time.ticks_diff(now, dil.step[0]) if dil.step is not None else 0)
             self.fb_raw.append(time.ticks_us())
             super().feedback(kind, k)
 
@@ -915,7 +921,11 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     invite = Machine.Pin.all[board.pins["invite"]]
     pins = keys + [invite]
     lat: "dict[str, list[int]]" = {"online": [], "offline": []}
-    raw: "dict[str, list[int]]" = {"online": [], "offline": []}  # feedback at the unix port's speed inside its step
+    raw: "dict[str, list[int]]" = {"online": [], "offline": []}
+    own: "dict[str, list[int]]" = {
+        "online": [],
+        "offline": [],
+    }  # the press's own step, start to light  # feedback at the unix port's speed inside its step
     hostwait: "dict[str, list[int]]" = {"online": [], "offline": []}  # ms this process waited for a CPU, per press
     stall = {"online": 0, "offline": 0, "flush": 0}
     state = {"phase": "online", "done": False}
@@ -971,6 +981,7 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
                     if CPU.stat is not None:  # the host's share: this process runnable, waiting for a CPU
                         hostwait[phase].append((CPU._delay() - pin.waited0) // 1000)
                     raw[phase].append(time.ticks_diff(board.fb_raw[n0], down))
+                    own[phase].append(board.own[n0])
                     if dil.trace is not None and lat[phase][-1] > 80000:
                         waited = (CPU._delay() - pin.waited0) / 1000 if CPU.stat is not None else 0
                         print(
@@ -1011,6 +1022,8 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
     gcs.sort()
     vfs.umount(mount)
     flash.close()
+    dil.trace = None  # the bench's own figures only, from here: the heap is the chip's size
+    Machine.dil = None
     return {
         "gc_us": gcs[4],
         "confirm_ms": board.confirm_ms,
@@ -1020,6 +1033,7 @@ def loop_bench(pairs_on: int, pairs_off: int, mount: str) -> "dict[str, Any]":
         "scales": (min(dil.scales), max(dil.scales)),
         "lat": lat,
         "raw": raw,
+        "own": own,
         "hostwait": hostwait,
         "stall": stall,
         "flush_s": state.get("flush_s"),
@@ -1111,18 +1125,28 @@ def main_loop() -> None:
     )
     fig = {}
     for phase in ("online", "offline"):
-        lat = sorted(r["lat"][phase])
+        lat = r["lat"][phase]
+        lat.sort()  # in place: the heap is the chip's size
         fig[phase] = (pct(lat, 0.5), pct(lat, 0.99), lat[-1] / 1000)
         print(
             "  key-down -> feedback %s: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d ms confirmation included)"
             % ((phase,) + fig[phase] + (r["confirm_ms"],))
         )
     for phase in ("online", "offline"):
-        lat = sorted(r["raw"][phase])
+        lat = r["own"][phase]
+        lat.sort()
+        print(
+            "  the press's own step, its start to the light (modelled): %s p50 %.1f ms, p99 %.1f ms"
+            % (phase, pct(lat, 0.5), pct(lat, 0.99))
+        )
+    for phase in ("online", "offline"):
+        lat = r["raw"][phase]
+        lat.sort()
         print("  (feedback step unscaled, as before: %s p50 %.1f p99 %.1f ms)" % (phase, pct(lat, 0.5), pct(lat, 0.99)))
         # not a figure of the box: how much of the tail is this host's load (the process waiting for a CPU
         # between a key's edge and its light, counted in the wall time above)
-        hw = sorted(r["hostwait"][phase])
+        hw = r["hostwait"][phase]
+        hw.sort()
         if hw:
             print(
                 "  (host load: this process waited for a CPU between a key's edge and its light: p50 %d ms, p99 %d ms,"
@@ -1134,8 +1158,8 @@ def main_loop() -> None:
         " (flushed in %.1f s, %d left)" % (st["online"], st["offline"], st["flush"], r["flush_s"] or -1, r["left"])
     )
     print(
-        "  heap %s (-X heapsize): %d KB in use of %d KB at the end; gc.collect() %d us of CPU here, %.1f ms modelled"
-        % ((LOOP_HEAP,) + r["heap_kb"] + (r["gc_us"], r["gc_us"] * r["scale"] / 1000))
+        "  heap: %d KB in use of %d KB at the end; gc.collect() %d us of CPU here, %.1f ms modelled"
+        % (r["heap_kb"] + (r["gc_us"], r["gc_us"] * r["scale"] / 1000))
     )
     longest = r["longest"]
     print(

@@ -146,10 +146,19 @@ class App:
         tz: int = self.cfg["tz_min"]
         return (wall // 60000 + tz) % 1440
 
-    def _save(self, evs: "list[dict[str, Any]]") -> "list[tuple[int, int]]":
+    def _save(
+        self, evs: "list[dict[str, Any]]", wall: "Any" = False, up: "int | None" = None, wake: bool = True
+    ) -> "list[tuple[int, int]]":
+        """Save ``evs`` durably (times and officer added); their identities.
+
+        ``wall``/``up``: the times already read for a key press (``False``/None: read now).
+        ``wake``: wake the sender now; a key's press leaves that to ``after_feedback``, after its light.
+        """
         ids = []
-        wall = self.clock.wall()
-        up = self.clock.uptime()
+        if wall is False:
+            wall = self.clock.wall()
+        if up is None:
+            up = self.clock.uptime()
         for ev in evs:
             ev["ts"] = wall
             ev["up"] = up
@@ -163,7 +172,7 @@ class App:
                 ids.append(self.outbox.save(ev))
         if self.flash is not None:
             self._jblock = self.flash.last
-        if ids:
+        if ids and wake:
             self.wake.set()
         return ids
 
@@ -180,10 +189,11 @@ class App:
             self.report("outbox full: %d unacked events" % self.outbox.depth)
             self.board.feedback("full", k)
             return {"ok": False, "err": "outbox_full"}
+        up = self.clock.uptime()
         wall = self.clock.wall()
-        evs = self.session.press(k, self.clock.uptime(), wall is not None, self._local_minute(wall))
+        evs = self.session.press(k, up, wall is not None, self._local_minute(wall))
         try:
-            ids = self._save(evs)
+            ids = self._save(evs, wall, up, wake=False)  # the light first, then the sender
         except OutboxFull as exc:
             self.report(str(exc))
             self.board.feedback("full", k)
@@ -200,11 +210,13 @@ class App:
     def after_feedback(self) -> None:
         """Right after a key's light: the moment least likely to hold up the next key.
 
-        Have the key task (its next step) or else the ticker collect garbage (a step of its
+        Wake the sender for what was just saved (the press's step lit the light before
+        that). Have the key task (its next step) or else the ticker collect garbage (a step of its
         own, so the press's step stays short), so that a collection the heap would force later does not fall inside
         the next press, then do its flash work (the next journal file, acks, packing, the
         journal block's compaction) now rather than at a random moment.
         """
+        self.wake.set()
         self.collect = True
         self.chores.set()
 
@@ -214,9 +226,9 @@ class App:
             self.collect = False
             gc.collect()
 
-    def _saved(self, evs: "list[dict[str, Any]]") -> "dict[str, Any]":
+    def _saved(self, evs: "list[dict[str, Any]]", wake: bool = True) -> "dict[str, Any]":
         try:
-            ids = self._save(evs)
+            ids = self._save(evs, wake=wake)
         except OutboxFull as exc:
             self.report(str(exc))
             self.board.feedback("full", 0)
@@ -241,7 +253,7 @@ class App:
         if self.outbox.full:
             self.board.feedback("full", 0)
             return {"ok": False, "err": "outbox_full"}
-        out = self._saved(self.session.invite(self.clock.uptime(), tk))
+        out = self._saved(self.session.invite(self.clock.uptime(), tk), wake=False)  # after_feedback wakes
         if out["ok"]:
             out["i"] = self.session.open_no
             self.board.feedback("invite", 0)
