@@ -237,6 +237,7 @@ CALIB_RP2_US = 330000  # the loop below on an RP2040 at 125 MHz under MicroPytho
 # calibration loop's iteration, ~8 bytecodes, takes 3.3 us); the bench's pin model is Python and
 # would cost 100-250 times its unix CPU instead, so its CPU is left out and this charged
 RP2_PIN_US = 5
+RP2_CALL_US = 3  # littlefs's call into rp2.Flash.readblocks (C there; this bench's driver is Python)
 RP2_READ_US = 10  # 256 bytes copied out of the XIP window (QSPI at 62.5 MHz, cache missed: ~25 MB/s)
 
 
@@ -366,16 +367,21 @@ class Dilation:
         while time.ticks_diff(end, time.ticks_us()) > 0:
             Machine.deliver()  # the chip takes pin IRQs while a step runs
 
-    def chip(self, model_us: int, busy_us: int) -> None:
-        """A flash operation: the model took ``model_us`` of CPU; the chip is busy ``busy_us``."""
-        c0 = CPU.us()
+    def chip(self, c0: int, busy_us: int) -> None:
+        """A flash operation whose model work began at the CPU reading ``c0``; the chip is busy ``busy_us``.
+
+        Everything from ``c0`` to the end is the model's (its work, the busy spin), and so is about
+        one clock reading's own CPU outside that span (the first reading's half before its clock,
+        the last one's half after): none of it is the box's.
+        """
+        model_us = time.ticks_diff(CPU.us(), c0)
         w0 = time.ticks_us()
         self.flash_us += busy_us
         end = time.ticks_add(w0, busy_us - model_us)
         while time.ticks_diff(end, time.ticks_us()) > 0:  # interrupts off: no pin handler meanwhile
             pass
         Machine.masked = (time.ticks_add(w0, -model_us), time.ticks_us())
-        self.model_cpu += model_us + time.ticks_diff(CPU.us(), c0)
+        self.model_cpu += time.ticks_diff(CPU.us(), c0) + self.overhead
 
     def now(self) -> int:
         """ticks_us on the chip: inside a step, its start plus its CPU so far scaled and its flash time."""
@@ -405,8 +411,9 @@ class ChipFlash(NorFlash):
     The model's own Python work (copying, the NOR rule) stands for what the chip does in
     hardware or in C, so it is left out of the box's CPU, and the chip's time is charged instead:
     ``RP2_ERASE_US`` per sector, ``RP2_PAGE_US`` per page, and for a read the copy out of the
-    XIP window (``RP2_READ_US`` per 256 bytes). The call from littlefs into the driver stays the
-    box's CPU (scaled), although on the chip ``rp2.Flash.readblocks`` is C, not Python.
+    XIP window (``RP2_READ_US`` per 256 bytes) and the call into ``rp2.Flash.readblocks``, which is
+    C on the chip (``RP2_CALL_US``; until 2026-12-01 this Python method's own CPU was charged,
+    scaled: ~0.2 ms a read, and a press's save makes tens of reads).
 
     The flash's contents are kept in a file, not in the Python heap: on the chip they are not in
     RAM, and a 384 KiB bytearray in the heap is scanned by every garbage collection (MicroPython
@@ -465,8 +472,8 @@ class ChipFlash(NorFlash):
         self.f.readinto(buf)
         ChipFlash.reads += 1
         d = self.dil
-        d.model_cpu += time.ticks_diff(time.ticks_us(), t0)
-        d.flash_us += (len(buf) * RP2_READ_US + 255) // 256
+        d.flash_us += (len(buf) * RP2_READ_US + 255) // 256 + RP2_CALL_US
+        d.model_cpu += time.ticks_diff(time.ticks_us(), t0)  # the last thing: all of this method is the model's
 
     def writeblocks(self, n: int, buf: bytes, off: "int | None" = None) -> None:
         c0 = CPU.us()
@@ -482,16 +489,20 @@ class ChipFlash(NorFlash):
         pages = len(buf) // self.page
         self.pages += pages
         self._busy(pages * self.page_us)
-        self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
+        self.dil.chip(c0, self.busy_us - b0)
 
     def ioctl(self, op: int, arg: int) -> "int | None":
+        if op != 6:  # no flash work (sync, geometry): a C call on the chip
+            t0 = time.ticks_us()
+            r0 = super().ioctl(op, arg)
+            self.dil.flash_us += RP2_CALL_US
+            self.dil.model_cpu += time.ticks_diff(time.ticks_us(), t0)
+            return r0
         c0 = CPU.us()
         b0 = self.busy_us
         r = super().ioctl(op, arg)
-        if op == 6:
-            ChipFlash.erased += 1
-        if self.busy_us != b0:
-            self.dil.chip(time.ticks_diff(CPU.us(), c0), self.busy_us - b0)
+        ChipFlash.erased += 1
+        self.dil.chip(c0, self.busy_us - b0)
         return r
 
 
