@@ -32,6 +32,10 @@ PACK_DELAY_MS = 5000  # packing waits this long after a MemoryError
 # 100 bytes. With less room left, the ticker has littlefs compact the block now (an erase, 45 ms
 # on the RP2040) so that the next press never waits for one.
 PRESS_ROOM = 448
+# Right after a save (a key's light just went on: the next citizen is seconds away), the ticker
+# brings the compaction forward already when less than PRESS_ROOM + EARLY_ROOM is left, so that
+# the deletes acks and packing make until the next save seldom need one at a random moment.
+EARLY_ROOM = 192
 ACK_QUEUE = 16  # acked ranges waiting for their deletes; an ack beyond is dropped (the collector acks the resend)
 
 
@@ -101,6 +105,7 @@ class App:
         self.flash: "Any" = dev if hasattr(dev, "room") else None
         self._jblock = -1  # the flash block the journal's last commit went to
         self.compactions = 0  # compactions brought forward by maintain_flash
+        self._saved_seq = -1  # the outbox's next seq at the ticker's last pass: a save since then is fresh
         self.fw: "dict[str, Any] | None" = None  # the boot pointer firmware/slots.py booted (None: no slots)
         self.ota: "Any" = None  # firmware.ota.Updater, imported only when an update needs it
 
@@ -413,7 +418,11 @@ class App:
     # ---- uplink ----
 
     def status_message(self) -> bytes:
-        msg = protocol.make(
+        return protocol.encode(self.status_fields(), self.key)
+
+    def status_fields(self) -> "dict[str, Any]":
+        """The status, checked but not yet signed (``status_message`` signs it; the heartbeat in a step of its own)."""
+        msg: "dict[str, Any]" = protocol.make(
             protocol.STATUS,
             self.device,
             b=self.boot,
@@ -430,7 +439,7 @@ class App:
             cv=self.cv,
             da=self.dup_acked,
         )
-        return protocol.encode(msg, self.key)
+        return msg
 
     def event_message(self, ev: "dict[str, Any]") -> bytes:
         return protocol.encode(protocol.make(ev["t"], self.device, **message_fields(ev)), self.key)
@@ -473,7 +482,10 @@ class App:
 
         if flying >= WINDOW:
             return
-        for ev in self.outbox.pending(busy):
+        for ev in self.outbox.pending(busy, True):
+            if ev is None:  # a read from flash done: the next one, or the signing, is a step of its own
+                await self.keys_first()
+                continue
             key = (ev["b"], ev["s"])
             try:
                 payload = self.event_message(ev)
@@ -514,17 +526,18 @@ class App:
         d: str = getattr(self.outbox, "journal_dir", self.outbox.root + "/j")
         return d
 
-    def maintain_flash(self) -> bool:
+    def maintain_flash(self, early: int = 0) -> bool:
         """One step of bringing the journal's next littlefs compaction forward, off the press path.
 
         When the metadata block the journal commits to has less than ``PRESS_ROOM`` bytes left,
         create and remove an empty file beside the journal: a few of these fill the block and
         littlefs compacts it here (erasing its twin) rather than inside the next press's save.
-        True while there is more to do. An empty file left by a power cut is removed at boot by
-        the outbox as a save that never completed.
+        An empty file left by a power cut is removed at boot by
+        the outbox as a save that never completed. ``early``: bytes of room more to keep (right
+        after a save, see ``EARLY_ROOM``). True when it did a step (the next call may have none to do).
         """
         dev = self.flash
-        if dev is None or self._jblock < 0 or dev.room(self._jblock) >= PRESS_ROOM:
+        if dev is None or self._jblock < 0 or dev.room(self._jblock) >= PRESS_ROOM + early:
             return False
         e0 = dev.erases
         path = self._journal_dir() + "/.pad"
@@ -537,7 +550,7 @@ class App:
         self._jblock = dev.last
         if dev.erases != e0:
             self.compactions += 1
-        return bool(dev.room(self._jblock) < PRESS_ROOM)
+        return True  # a step done (a compaction is a long one): the next call says whether more is due
 
     async def ticker(self) -> None:
         """Close expired invites (unrated events); apply acks, keep the journal's block room, pack.
@@ -561,6 +574,11 @@ class App:
             except MemoryError:
                 self.out_of_memory("closing an invite")
             await self.keys_first()
+            seq = self.outbox.seq
+            if seq != self._saved_seq:  # a save since the last pass: the moment least likely to hold up a key
+                self._saved_seq = seq
+                while self.maintain_flash(EARLY_ROOM):
+                    await self._step()
             if self._prepare():
                 await self._flash_step()
             try:
@@ -635,10 +653,15 @@ class App:
             link = self.link
             if link is not None and link.online:
                 await self.keys_first()
-                gc.collect()  # the status's free heap after a collection, and room to build it
+                if gc.mem_free() < gc.mem_alloc():
+                    # Over half the heap used: a collection is due soon, here rather than inside a
+                    # press (the key task collects after every press; this is for an idle box).
+                    gc.collect()
+                    await self.keys_first()
                 try:
-                    await self.keys_first()  # the collection was one step, building the status is the next
-                    payload = self.status_message()
+                    msg = self.status_fields()
+                    await self.keys_first()  # building it and signing it: two steps
+                    payload = protocol.encode(msg, self.key)
                     await self.keys_first()
                     await link.send_status(payload)
                 except MemoryError:

@@ -714,6 +714,14 @@ class Outbox:
 
     def _pk_copy(self) -> bool:
         i = self.pk_i
+        if i >= self.pk_n:  # every record copied, the temp file closed (the step before): name it
+            tmp = self._pk_tmp()
+            try:
+                os.rename(tmp, tmp[:-4])
+            except OSError as exc:
+                return self._pk_fail(exc)
+            self._pk_written()
+            return True
         key = self._pk_key(i)
         if self.pk_mask >> i & 1:  # acked before it was copied: the segment would count it
             self._pk_abort()
@@ -741,13 +749,10 @@ class Outbox:
             if self.pk_i < self.pk_n:
                 return True
             f.write(struct.pack("<I", self.pk_crc & 0xFFFFFFFF))
-            f.close()
+            f.close()  # the segment's data on flash (a block erased for it): one step; its rename the next
             self.pk_file = None
-            tmp = self._pk_tmp()
-            os.rename(tmp, tmp[:-4])
         except (OSError, MemoryError) as exc:
             return self._pk_fail(exc)
-        self._pk_written()
         return True
 
     def _pk_written(self) -> None:
@@ -926,14 +931,17 @@ class Outbox:
                 off += 1 + len(raw)
         return recs, off
 
-    def pending(self, skip: "Any" = None) -> "Any":
+    def pending(self, skip: "Any" = None, marks: bool = False) -> "Any":
         """Yield unacked events, oldest first (segments, then the journal), read from flash.
 
         Safe while acks, saves and packing happen between two steps (the
         sender awaits between sends): no file stays open across a yield.
         Events packed during a walk are yielded by the next walk. ``skip``,
         given an identity ``(b, s)``, says to pass an event over without
-        reading it (the sender's events in flight).
+        reading it (the sender's events in flight). ``marks``: also yield
+        None after each read from flash, where a caller yielding the loop
+        between two steps can do so (a walk past many events in flight reads
+        several segment chunks before it finds one to send).
         """
         first: "tuple[int, int] | None" = None
         while True:
@@ -950,6 +958,8 @@ class Outbox:
                 except (OSError, CorruptRecord) as exc:
                     self._lost(first, exc)
                     break
+                if marks:
+                    yield None
                 gone = False
                 for raw in recs:
                     i = self._index(first)
@@ -981,6 +991,8 @@ class Outbox:
                 if skip and skip(key):
                     continue
                 jraw = read_file(self._jpath(key[0], key[1]))
+                if marks:
+                    yield None
                 if jraw is None:
                     continue  # acked or packed while the caller was sending
                 try:
