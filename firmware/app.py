@@ -14,7 +14,7 @@ import time
 from binascii import unhexlify
 
 import protocol
-from firmware.outbox import Outbox, OutboxFull, message_fields, read_file, write_atomic
+from firmware.outbox import PAD, Outbox, OutboxFull, message_fields, read_file, write_atomic
 from firmware.ports import FEED_EVERY_MS
 from firmware.session import Session
 
@@ -36,6 +36,8 @@ PRESS_ROOM = 448
 # brings the compaction forward already when less than PRESS_ROOM + EARLY_ROOM is left, so that
 # the deletes acks and packing make until the next save seldom need one at a random moment.
 EARLY_ROOM = 192
+PAD_MAX = 448  # the pad's bytes at most: under littlefs's inline limit here (a 1 KiB cache: 512)
+PAD_SLACK = 96  # room the pad's own commit takes besides its data (tags, CRC, padding to the program size)
 ACK_QUEUE = 16  # acked ranges waiting for their deletes; an ack beyond is dropped (the collector acks the resend)
 
 
@@ -530,19 +532,24 @@ class App:
         """One step of bringing the journal's next littlefs compaction forward, off the press path.
 
         When the metadata block the journal commits to has less than ``PRESS_ROOM`` bytes left,
-        create and remove an empty file beside the journal: a few of these fill the block and
-        littlefs compacts it here (erasing its twin) rather than inside the next press's save.
-        An empty file left by a power cut is removed at boot by
-        the outbox as a save that never completed. ``early``: bytes of room more to keep (right
+        write and remove a pad file beside the journal: this fills the block and littlefs
+        compacts it here (erasing its twin) rather than inside the next press's save. A pad
+        left by a power cut is removed at boot by the outbox. ``early``: bytes of room more to keep (right
         after a save, see ``EARLY_ROOM``). True when it did a step (the next call may have none to do).
         """
         dev = self.flash
         if dev is None or self._jblock < 0 or dev.room(self._jblock) >= PRESS_ROOM + early:
             return False
         e0 = dev.erases
-        path = self._journal_dir() + "/.pad"
+        path = self._journal_dir() + "/" + PAD
+        # The pad holds about the room left (inline: stored in the metadata block itself), so the
+        # block fills in one round and its removal is the commit that overflows: one compaction,
+        # without the pad in it, instead of a dozen small rounds of a step each.
+        fill = min(PAD_MAX, dev.room(self._jblock) - PAD_SLACK)
         try:
-            open(path, "wb").close()  # noqa: SIM115 - an empty file: one small commit
+            with open(path, "wb") as f:
+                if fill > 0:
+                    f.write(bytes(fill))
             os.remove(path)
         except OSError as exc:
             self.report("flash maintenance failed: %s" % exc)
