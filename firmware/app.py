@@ -36,6 +36,7 @@ PRESS_ROOM = 448
 # brings the compaction forward already when less than PRESS_ROOM + EARLY_ROOM is left, so that
 # the deletes acks and packing make until the next save seldom need one at a random moment.
 EARLY_ROOM = 192
+STATUS_HOLD_MS = 3000  # the heartbeat's status waits this long at most for an open invite's press
 PAD_MAX = 448  # the pad's bytes at most: under littlefs's inline limit here (a 1 KiB cache: 512)
 PAD_SLACK = 96  # room the pad's own commit takes besides its data (tags, CRC, padding to the program size)
 ACK_QUEUE = 16  # acked ranges waiting for their deletes; an ack beyond is dropped (the collector acks the resend)
@@ -598,7 +599,10 @@ class App:
                 self.pack_after = None
             if self.pack_after is None:
                 try:
-                    while self.outbox.pack_step():
+                    # Packing waits while an invite is open (a citizen is about to press), unless
+                    # the journal holds two segments' worth already: it always packs eventually.
+                    ob = self.outbox
+                    while (self.session.open_no is None or ob.jn >= 2 * ob.seg_records) and ob.pack_step():
                         await self._flash_step()
                 except MemoryError:
                     # the journal keeps the events (on flash); packing is retried later
@@ -659,6 +663,13 @@ class App:
             self.beats["heartbeat"] = time.ticks_ms()
             link = self.link
             if link is not None and link.online:
+                waited = 0
+                while self.session.open_no is not None and waited < STATUS_HOLD_MS:
+                    # an invite is open, a citizen about to press: the status (a collection, its
+                    # signing) waits for the press, a few seconds at most
+                    await asyncio.sleep_ms(50)
+                    waited += 50
+                    self.beats["heartbeat"] = time.ticks_ms()
                 await self.keys_first()
                 if gc.mem_free() < gc.mem_alloc():
                     # Over half the heap used: a collection is due soon, here rather than inside a
