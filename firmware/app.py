@@ -599,10 +599,9 @@ class App:
                 self.pack_after = None
             if self.pack_after is None:
                 try:
-                    # Packing waits while an invite is open (a citizen is about to press), unless
-                    # the journal holds two segments' worth already: it always packs eventually.
-                    ob = self.outbox
-                    while (self.session.open_no is None or ob.jn >= 2 * ob.seg_records) and ob.pack_step():
+                    # (Packing does not wait for an open invite's press: on the RP2040 model the
+                    # journal then outgrew its RAM window, and walking its directory cost more.)
+                    while self.outbox.pack_step():
                         await self._flash_step()
                 except MemoryError:
                     # the journal keeps the events (on flash); packing is retried later
