@@ -555,6 +555,9 @@ class App:
         except OSError as exc:
             self.report("flash maintenance failed: %s" % exc)
             return False
+        except MemoryError:  # tried again at the next pass (a pad left meanwhile is rewritten, or dropped at boot)
+            self.out_of_memory("in flash maintenance")
+            return False
         self._jblock = dev.last
         if dev.erases != e0:
             self.compactions += 1
