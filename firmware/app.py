@@ -14,7 +14,7 @@ import time
 from binascii import unhexlify
 
 import protocol
-from firmware.outbox import Outbox, OutboxFull, message_fields, read_file, write_atomic
+from firmware.outbox import PAD, Outbox, OutboxFull, message_fields, read_file, write_atomic
 from firmware.ports import FEED_EVERY_MS
 from firmware.session import Session
 
@@ -32,6 +32,13 @@ PACK_DELAY_MS = 5000  # packing waits this long after a MemoryError
 # 100 bytes. With less room left, the ticker has littlefs compact the block now (an erase, 45 ms
 # on the RP2040) so that the next press never waits for one.
 PRESS_ROOM = 448
+# Right after a save (a key's light just went on: the next citizen is seconds away), the ticker
+# brings the compaction forward already when less than PRESS_ROOM + EARLY_ROOM is left, so that
+# the deletes acks and packing make until the next save seldom need one at a random moment.
+EARLY_ROOM = 192
+STATUS_HOLD_MS = 3000  # the heartbeat's status waits this long at most for an open invite's press
+PAD_MAX = 448  # the pad's bytes at most: under littlefs's inline limit here (a 1 KiB cache: 512)
+PAD_SLACK = 96  # room the pad's own commit takes besides its data (tags, CRC, padding to the program size)
 ACK_QUEUE = 16  # acked ranges waiting for their deletes; an ack beyond is dropped (the collector acks the resend)
 
 
@@ -101,6 +108,7 @@ class App:
         self.flash: "Any" = dev if hasattr(dev, "room") else None
         self._jblock = -1  # the flash block the journal's last commit went to
         self.compactions = 0  # compactions brought forward by maintain_flash
+        self._saved_seq = -1  # the outbox's next seq at the ticker's last pass: a save since then is fresh
         self.fw: "dict[str, Any] | None" = None  # the boot pointer firmware/slots.py booted (None: no slots)
         self.ota: "Any" = None  # firmware.ota.Updater, imported only when an update needs it
 
@@ -425,7 +433,11 @@ class App:
     # ---- uplink ----
 
     def status_message(self) -> bytes:
-        msg = protocol.make(
+        return protocol.encode(self.status_fields(), self.key)
+
+    def status_fields(self) -> "dict[str, Any]":
+        """The status, checked but not yet signed (``status_message`` signs it; the heartbeat in a step of its own)."""
+        msg: "dict[str, Any]" = protocol.make(
             protocol.STATUS,
             self.device,
             b=self.boot,
@@ -442,7 +454,7 @@ class App:
             cv=self.cv,
             da=self.dup_acked,
         )
-        return protocol.encode(msg, self.key)
+        return msg
 
     def event_message(self, ev: "dict[str, Any]") -> bytes:
         return protocol.encode(protocol.make(ev["t"], self.device, **message_fields(ev)), self.key)
@@ -485,7 +497,10 @@ class App:
 
         if flying >= WINDOW:
             return
-        for ev in self.outbox.pending(busy):
+        for ev in self.outbox.pending(busy, True):
+            if ev is None:  # a read from flash done: the next one, or the signing, is a step of its own
+                await self.keys_first()
+                continue
             key = (ev["b"], ev["s"])
             try:
                 payload = self.event_message(ev)
@@ -526,30 +541,39 @@ class App:
         d: str = getattr(self.outbox, "journal_dir", self.outbox.root + "/j")
         return d
 
-    def maintain_flash(self) -> bool:
+    def maintain_flash(self, early: int = 0) -> bool:
         """One step of bringing the journal's next littlefs compaction forward, off the press path.
 
         When the metadata block the journal commits to has less than ``PRESS_ROOM`` bytes left,
-        create and remove an empty file beside the journal: a few of these fill the block and
-        littlefs compacts it here (erasing its twin) rather than inside the next press's save.
-        True while there is more to do. An empty file left by a power cut is removed at boot by
-        the outbox as a save that never completed.
+        write and remove a pad file beside the journal: this fills the block and littlefs
+        compacts it here (erasing its twin) rather than inside the next press's save. A pad
+        left by a power cut is removed at boot by the outbox. ``early``: bytes of room more to keep (right
+        after a save, see ``EARLY_ROOM``). True when it did a step (the next call may have none to do).
         """
         dev = self.flash
-        if dev is None or self._jblock < 0 or dev.room(self._jblock) >= PRESS_ROOM:
+        if dev is None or self._jblock < 0 or dev.room(self._jblock) >= PRESS_ROOM + early:
             return False
         e0 = dev.erases
-        path = self._journal_dir() + "/.pad"
+        path = self._journal_dir() + "/" + PAD
+        # The pad holds about the room left (inline: stored in the metadata block itself), so the
+        # block fills in one round and its removal is the commit that overflows: one compaction,
+        # without the pad in it, instead of a dozen small rounds of a step each.
+        fill = min(PAD_MAX, dev.room(self._jblock) - PAD_SLACK)
         try:
-            open(path, "wb").close()  # noqa: SIM115 - an empty file: one small commit
+            with open(path, "wb") as f:
+                if fill > 0:
+                    f.write(bytes(fill))
             os.remove(path)
         except OSError as exc:
             self.report("flash maintenance failed: %s" % exc)
             return False
+        except MemoryError:  # tried again at the next pass (a pad left meanwhile is rewritten, or dropped at boot)
+            self.out_of_memory("in flash maintenance")
+            return False
         self._jblock = dev.last
         if dev.erases != e0:
             self.compactions += 1
-        return bool(dev.room(self._jblock) < PRESS_ROOM)
+        return True  # a step done (a compaction is a long one): the next call says whether more is due
 
     async def ticker(self) -> None:
         """Close expired invites (unrated events); apply acks, keep the journal's block room, pack.
@@ -573,6 +597,11 @@ class App:
             except MemoryError:
                 self.out_of_memory("closing an invite")
             await self.keys_first()
+            seq = self.outbox.seq
+            if seq != self._saved_seq:  # a save since the last pass: the moment least likely to hold up a key
+                self._saved_seq = seq
+                while self.maintain_flash(EARLY_ROOM):
+                    await self._step()
             if self._prepare():
                 await self._flash_step()
             try:
@@ -585,6 +614,8 @@ class App:
                 self.pack_after = None
             if self.pack_after is None:
                 try:
+                    # (Packing does not wait for an open invite's press: on the RP2040 model the
+                    # journal then outgrew its RAM window, and walking its directory cost more.)
                     while self.outbox.pack_step():
                         await self._flash_step()
                 except MemoryError:
@@ -647,11 +678,23 @@ class App:
             self.beats["heartbeat"] = time.ticks_ms()
             link = self.link
             if link is not None and link.online:
+                waited = 0
+                while self.session.open_no is not None and waited < STATUS_HOLD_MS:
+                    # an invite is open, a citizen about to press: the status (a collection, its
+                    # signing) waits for the press, a few seconds at most
+                    await asyncio.sleep_ms(50)
+                    waited += 50
+                    self.beats["heartbeat"] = time.ticks_ms()
                 await self.keys_first()
-                gc.collect()  # the status's free heap after a collection, and room to build it
+                if gc.mem_free() < gc.mem_alloc():
+                    # Over half the heap used: a collection is due soon, here rather than inside a
+                    # press (the key task collects after every press; this is for an idle box).
+                    gc.collect()
+                    await self.keys_first()
                 try:
-                    await self.keys_first()  # the collection was one step, building the status is the next
-                    payload = self.status_message()
+                    msg = self.status_fields()
+                    await self.keys_first()  # building it and signing it: two steps
+                    payload = protocol.encode(msg, self.key)
                     await self.keys_first()
                     await link.send_status(payload)
                 except MemoryError:

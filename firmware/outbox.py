@@ -64,6 +64,7 @@ MAX_SEG_RECORDS = 8 * _MASK_BYTES
 MAX_SLOTS = 128  # segment table slots at most (26 B each), unless the flash holds more at boot
 _CHUNK = 8  # segment records read at a time by pending()
 JOURNAL_WINDOW = 64  # journal identities kept in RAM while the journal is no longer than this
+PAD = ".pad"  # a file the app writes and removes in the journal's directory to bring its compaction forward
 
 
 class OutboxError(Exception):
@@ -271,6 +272,7 @@ class Outbox:
         # one fixed buffer (8 bytes each). RAM does not depend on the outbox depth.
         self.pk = 0
         self.pk_file: "Any" = None
+        self.pk_raw: "bytes | None" = None  # the record read, to be written into the segment at the next step
         self.pk_crc = 0
         self.pk_n = 0
         self.pk_i = 0
@@ -395,6 +397,11 @@ class Outbox:
             jn = 0
             for ent in os.ilistdir(d):
                 name = ent[0]
+                if name == PAD:  # the app's pad, left by a power cut: never an event
+                    todo.append((name, ""))
+                    if len(todo) >= 16:
+                        break
+                    continue
                 raw = read_file(d + "/" + name) or b""
                 try:
                     key = check_record(raw)
@@ -646,8 +653,8 @@ class Outbox:
         """One bounded step of packing the journal into a segment; True while there is more to do.
 
         A step is one flash operation or so: open the segment's temp file (when the journal
-        holds ``seg_records`` events), copy one journal record into it, close and rename it, or
-        delete one packed journal file. Between two steps saves, acks and reads go on: a record
+        holds ``seg_records`` events), read one journal record, write it into the temp file,
+        close it, rename it, or delete one packed journal file. Between two steps saves, acks and reads go on: a record
         acked before it was copied restarts the packing later (the temp file is removed); one
         acked after is marked acked in the segment; after the rename the segment owns the
         packed identities and the journal files left are only deleted. A journal record found
@@ -700,6 +707,7 @@ class Outbox:
         """Give up the packing under way (phase 1): close and remove the temp file."""
         f = self.pk_file
         self.pk_file = None
+        self.pk_raw = None
         self.pk = 0
         _close(f)
         _remove(self._pk_tmp())
@@ -714,8 +722,20 @@ class Outbox:
 
     def _pk_copy(self) -> bool:
         i = self.pk_i
+        if i >= self.pk_n:  # every record copied, the temp file closed (the step before): name it
+            tmp = self._pk_tmp()
+            try:
+                os.rename(tmp, tmp[:-4])
+            except OSError as exc:
+                return self._pk_fail(exc)
+            self._pk_written()
+            return True
         key = self._pk_key(i)
-        if self.pk_mask >> i & 1:  # acked before it was copied: the segment would count it
+        raw = self.pk_raw
+        if raw is not None:  # read the step before: write it now (acked meanwhile: the mask says so)
+            self.pk_raw = None
+            return self._pk_put(raw)
+        if self.pk_mask >> i & 1:  # acked before it was read: the segment would count it
             self._pk_abort()
             return False
         raw = read_file(self._jpath(key[0], key[1])) or b""
@@ -731,6 +751,12 @@ class Outbox:
             if key in self.jkeys:
                 self.jkeys.remove(key)
             return False
+        self.pk_raw = raw  # reading a journal file (a path lookup) is one step, writing it into the segment the next
+        return True
+
+    def _pk_put(self, raw: bytes) -> bool:
+        """Write the record read by the step before into the segment's temp file; after the last, close it."""
+        i = self.pk_i
         f = self.pk_file
         try:
             lb = bytes((len(raw),))
@@ -741,13 +767,10 @@ class Outbox:
             if self.pk_i < self.pk_n:
                 return True
             f.write(struct.pack("<I", self.pk_crc & 0xFFFFFFFF))
-            f.close()
+            f.close()  # the segment's data on flash (a block erased for it): one step; its rename the next
             self.pk_file = None
-            tmp = self._pk_tmp()
-            os.rename(tmp, tmp[:-4])
         except (OSError, MemoryError) as exc:
             return self._pk_fail(exc)
-        self._pk_written()
         return True
 
     def _pk_written(self) -> None:
@@ -926,14 +949,17 @@ class Outbox:
                 off += 1 + len(raw)
         return recs, off
 
-    def pending(self, skip: "Any" = None) -> "Any":
+    def pending(self, skip: "Any" = None, marks: bool = False) -> "Any":
         """Yield unacked events, oldest first (segments, then the journal), read from flash.
 
         Safe while acks, saves and packing happen between two steps (the
         sender awaits between sends): no file stays open across a yield.
         Events packed during a walk are yielded by the next walk. ``skip``,
         given an identity ``(b, s)``, says to pass an event over without
-        reading it (the sender's events in flight).
+        reading it (the sender's events in flight). ``marks``: also yield
+        None after each read from flash, where a caller yielding the loop
+        between two steps can do so (a walk past many events in flight reads
+        several segment chunks before it finds one to send).
         """
         first: "tuple[int, int] | None" = None
         while True:
@@ -950,6 +976,8 @@ class Outbox:
                 except (OSError, CorruptRecord) as exc:
                     self._lost(first, exc)
                     break
+                if marks:
+                    yield None
                 gone = False
                 for raw in recs:
                     i = self._index(first)
@@ -981,6 +1009,8 @@ class Outbox:
                 if skip and skip(key):
                     continue
                 jraw = read_file(self._jpath(key[0], key[1]))
+                if marks:
+                    yield None
                 if jraw is None:
                     continue  # acked or packed while the caller was sending
                 try:

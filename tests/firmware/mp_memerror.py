@@ -123,13 +123,13 @@ class Online:
         self.sent += 1
 
 
-def starved_status() -> bytes:
+def starved_status() -> "dict[str, object]":
     raise MemoryError()
 
 
 async def heartbeat() -> None:
     real.link = Online()
-    real.status_message = starved_status
+    real.status_fields = starved_status  # the heartbeat builds the status, then signs it
     task = asyncio.create_task(real.heartbeat())
     await asyncio.sleep_ms(1200)
     assert real.err.startswith("MemoryError in a status: dropped"), real.err
@@ -244,7 +244,7 @@ real._on_ack({"r": [[b, 0, 2]], "now": 1761926399000, "bf": None})
 for _ in real.apply_acks():
     pass
 assert real.dup_acked == 3 and real.err is None, (real.dup_acked, real.err)
-del real.status_message  # the heartbeat test's starved one: back to the App's
+del real.status_fields  # the heartbeat test's starved one: back to the App's
 st = protocol.decode(real.status_message(), real.key, real.device)
 assert st["da"] == 3 and st.get("err") is None, st
 ok("repeat ack counted in status da, no error")

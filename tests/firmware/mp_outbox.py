@@ -192,7 +192,7 @@ held = set()
 aborted = written = 0
 for n in range(400):
     held.add(ob.save(press(n)))
-    for _ in range(random.randint(0, 3)):
+    for _ in range(random.randint(0, 8)):  # a record's copy is two steps (read, write), its segment's name a third
         was = ob.pk
         more = ob.pack_step()
         if was == 1 and not more:
