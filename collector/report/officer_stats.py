@@ -348,6 +348,58 @@ def _delay_test(
     return best
 
 
+def _band_now(
+    now: Delays, others_now: Sequence[Delays], lo: float, hi: float, margin: float
+) -> tuple[float, int, int, float] | None:
+    """This month's count in one given band ``[lo, hi)`` against the other officers' this month (placed
+    among their delays as in ``_delay_test``): the beta-binomial right tail, no scan, so no Bonferroni;
+    ``(p, in band, rated, baseline share)``, or None when the share is not above the baseline by ``margin``."""
+    n = len(now.sorted_ms)
+    others = [o for o in others_now if len(o.sorted_ms) >= 10 and o.median_ms > 0]
+    if n < 10 or len(others) < 2 or now.median_ms <= 0:
+        return None
+    k = now.count(lo, hi)
+    base = fit_baseline([(now.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
+    if base is None or k / n - base.median < margin or k / n <= base.median:
+        return None
+    return betabinom_sf(k, n, base.a, base.b), k, n, base.median
+
+
+def _recurring(
+    now: Delays,
+    past: Delays,
+    others_now: Sequence[Delays],
+    others_past: Sequence[Delays],
+    past_months: int,
+    rules: OfficerFlagRules,
+    margin: float,
+) -> tuple[float, dict[str, Any]] | None:
+    """The band the previous months alone point at, and this month tested in that very band.
+
+    The band is found over the previous months (a scan, Bonferroni); this month's count in it is then one
+    test (its data played no part in choosing the band); Fisher's method joins the two. A habit keeps its
+    delay month after month, while an honest window's citizens do not crowd the same narrow band again.
+    """
+    before = _delay_test(past, others_past, rules, 0.0)
+    if before is None:
+        return None
+    d = before[1]
+    found = _band_now(now, others_now, d["lo_ms"], d["hi_ms"], margin)
+    if found is None:
+        return None
+    p_now, k, n, base = found
+    return fisher([before[0], p_now]), {
+        **d,
+        "rated": n,
+        "in_band": k,
+        "share": pct(k / n),
+        "base": pct(base),
+        "base_share": base,
+        "span_zh": f"此前 {past_months} 个月同一区间已有 {d['share']}，本月",
+        "span_en": f" this month, the band where {d['share']} of ratings came over the previous {past_months} months",
+    }
+
+
 def _delay_habit(
     now: Delays,
     pooled: Delays,
@@ -356,10 +408,13 @@ def _delay_habit(
     past_months: int,
     rules: OfficerFlagRules,
     margin: float | None = None,
+    past: Delays | None = None,
+    others_past: Sequence[Delays] = (),
 ) -> tuple[float, dict[str, Any]] | None:
-    """The delay band of this month alone, or of this month with the previous ones (a routine recurs month
+    """The delay band of this month alone, of this month with the previous ones (a routine recurs month
     after month; an officer filling in from the first month has no clean history of their own, but the
-    habit shows sooner over more months), whichever is stronger, doubled (Bonferroni over the two).
+    habit shows sooner over more months), or of the previous months' band recurring this month
+    (``_recurring``), whichever is strongest, times the number of readings (Bonferroni).
 
     The months together count only when this month's own share in their band is also above the baseline's
     by ``delay_margin_pct``: a past habit does not flag a month without it.
@@ -368,6 +423,7 @@ def _delay_habit(
     alone = _delay_test(now, others_now, rules, margin)
     if not past_months or len(pooled.sorted_ms) == len(now.sorted_ms):
         return alone
+    recur = None if past is None else _recurring(now, past, others_now, others_past, past_months, rules, margin)
     together = _delay_test(pooled, others_pooled, rules, margin)
     if together is not None:
         d = together[1]
@@ -383,11 +439,12 @@ def _delay_habit(
                     "span_en": f" over this month and the previous {past_months} (this month {k} of {n})",
                 },
             )
-    found = [x for x in (alone, together) if x is not None]
+    readings = (alone, together) if past is None else (alone, together, recur)
+    found = [x for x in readings if x is not None]
     if not found:
         return None
     p, detail = min(found, key=lambda x: x[0])
-    return min(1.0, 2 * p), detail
+    return min(1.0, len(readings) * p), detail
 
 
 def _combined(
@@ -490,6 +547,9 @@ def check_month(
         else delays[i]
         for i in tested
     }
+    past_only = {
+        i: Delays.of(past_delays[months[i].officer_id][1], rules) for i in tested if months[i].officer_id in past_delays
+    }
     candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
     bureau = fit_baseline([(months[j].unrated, months[j].invites) for j in tested])
     bureau_spread = None if bureau is None else bureau.a + bureau.b  # beta concentration: smaller = wider
@@ -538,6 +598,8 @@ def check_month(
             [pooled[j] for j in others],
             past_delays.get(m.officer_id, (0, ()))[0],
             rules,
+            past=past_only.get(i),
+            others_past=[past_only[j] for j in others if j in past_only],
         )
         delay = habit()
         if delay is not None:
