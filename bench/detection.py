@@ -297,12 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     self_hit = sum(hit[s] for s in SCENARIOS)
     officer_rules = OfficerFlagRules(false_discovery_pct=args.fdr)
     dev = run_set("developed on", DEV, officer_rules)
-    held = run_set("held out", HELD_OUT, officer_rules)
+    held = run_set("validation (the first held-out setting, since tuned on)", HELD_OUT, officer_rules)
+    final = run_set("final held out (never tuned on)", FINAL, officer_rules)
     result: dict[str, Any] = {
         "self_rating_flagged_share": round(self_hit / self_total, 4) if self_total else 0.0,
         "honest_flagged_share": round(hit["honest"] / total["honest"], 4) if total["honest"] else 0.0,
     }
-    for prefix, figures in (("", held), ("dev_", dev)):
+    for prefix, figures in (("", final), ("validation_", held), ("dev_", dev)):
         result |= {
             f"{prefix}fill_in_officer_recall": round(figures["all_0.5"], 4),
             f"{prefix}fill_in_officer_recall_25": round(figures["all_0.25"], 4),
