@@ -376,6 +376,9 @@ def _recurring(
 ) -> tuple[float, dict[str, Any]] | None:
     """The band the previous months alone point at, and this month tested in that very band.
 
+    The band must be a peak of the officer's own delays (this month and the previous ones together hold more
+    in it than in either band beside it).
+
     The band is found over the previous months (a scan, Bonferroni); this month's count in it is then one
     test (its data played no part in choosing the band); Fisher's method joins the two. A habit keeps its
     delay month after month, while an honest window's citizens do not crowd the same narrow band again.
@@ -384,6 +387,17 @@ def _recurring(
     if before is None:
         return None
     d = before[1]
+    lo, hi = d["lo_ms"], d["hi_ms"]
+    width = hi - lo
+    # a habit is a narrow peak of the officer's own delays, over the months together: more in the band than in
+    # either band beside it (a window whose citizens are simply slower, or whose delays end at a sharp edge,
+    # differs from the others month after month too, but has no peak of its own there)
+    inside = past.count(lo, hi) + now.count(lo, hi)
+    beside = max(
+        past.count(lo - width, lo) + now.count(lo - width, lo), past.count(hi, hi + width) + now.count(hi, hi + width)
+    )
+    if inside <= beside:
+        return None
     found = _band_now(now, others_now, d["lo_ms"], d["hi_ms"], margin)
     if found is None:
         return None
@@ -395,7 +409,7 @@ def _recurring(
         "share": pct(k / n),
         "base": pct(base),
         "base_share": base,
-        "span_zh": f"此前 {past_months} 个月同一区间已有 {d['share']}，本月",
+        "span_zh": f"此前 {past_months} 个月同一区间已有 {d['share']}，本月 ",
         "span_en": f" this month, the band where {d['share']} of ratings came over the previous {past_months} months",
     }
 
