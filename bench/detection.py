@@ -22,11 +22,16 @@ clean history). Checked with ``check_month`` as the store feeds it: the
 officers' own previous three months left unflagged for the no-rating history,
 and their previous three months' delays for the delay band.
 
-Two settings, each over three seeds: the one the checks were developed on
-(citizens' delay sigma 0.45, the filler's habit ± 0.35 s) and one held out
-(other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s). The policy's defaults
-(``false_discovery_pct`` 10, the combined evidence reading hints short of
-their own rule's margin) were chosen on the first alone.
+Three settings, each over three seeds: the one the checks were developed on
+(``dev_``: citizens' delay sigma 0.45, the filler's habit ± 0.35 s), the
+first held-out one, since looked at and tuned on, so now a validation setting
+(``validation_``: other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s), and a final
+held-out setting nobody tuned on (no prefix: the headline figures; other
+seeds, citizens' delays drawn gamma or as a mixture of quick and slow citizens
+instead of lognormal, habits wandering by ± 0.25–0.75 s). The policy's
+defaults (``false_discovery_pct`` 12.5, ``delay_margin_pct`` 3, the combined
+evidence reading hints short of their own rule's margin) were chosen on the
+first two; the final one was measured once, with the checks frozen.
 
 What is reachable at all: ``bench/detection_oracle.py`` scores the same
 officer-months with the true likelihood ratio of "fills 50%" against "honest"
@@ -38,12 +43,13 @@ checks here assume only smooth delays compared with the other officers'.
 
 Prints each scenario's flagged share; the last line is one JSON object: the
 press rules' ``self_rating_flagged_share`` and ``honest_flagged_share``
-(targets ≥ 0.95, ≤ 0.01) and, on the held-out setting, ``fill_in_officer_recall``
-(50% fill, both starts; ≥ 0.9), ``fill_in_officer_recall_25``,
-``fill_in_officer_recall_100``, ``fill_in_officer_recall_from_start``,
-``fill_in_officer_recall_after_history``, ``honest_officer_false_flag_share``
-(≤ 0.02) and ``officer_months``; the same with a ``dev_`` prefix for the
-setting developed on.
+(targets ≥ 0.95, ≤ 0.01) and, on the final held-out setting,
+``fill_in_officer_recall`` (50% fill, both starts; ≥ 0.9),
+``fill_in_officer_recall_25``, ``fill_in_officer_recall_100``,
+``fill_in_officer_recall_from_start``, ``fill_in_officer_recall_after_history``,
+``honest_officer_false_flag_share`` (≤ 0.02) and ``officer_months``; the same
+with a ``validation_`` prefix for the first held-out setting and a ``dev_``
+prefix for the setting developed on.
 """
 
 from __future__ import annotations
