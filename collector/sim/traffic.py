@@ -242,9 +242,9 @@ def demo_bureau(
     how many units (default: one per four boxes, at most eight).
 
     ``behaviours``: every officer gets an honest window of their own (``honest_behaviour``, citizens'
-    delay sigma drawn from ``spread``, their delays' shape from ``shapes``); the first unit stays all honest, and in every other unit the
-    first officer fills in half the walk-aways and the second a quarter (odd units) or all of them
-    (even units), at a personal delay of 4–9 s (sigma drawn from ``jitter``).
+    delay sigma drawn from ``spread``, their delays' shape from ``shapes``); the first unit stays all honest,
+    and in every other unit the first officer fills in half the walk-aways and the second a quarter (odd
+    units) or all of them (even units), at a personal delay of 4–9 s (sigma drawn from ``jitter``).
     """
     rnd = random.Random(seed)
     kinds = random.Random(seed * 7_919 + 1)  # the behaviours' own draws: names stay those of the plain bureau
