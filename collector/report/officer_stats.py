@@ -297,7 +297,11 @@ class Delays:
 
 
 def _delay_test(
-    mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules, margin: float | None = None
+    mine: Delays,
+    others: Sequence[Delays],
+    rules: OfficerFlagRules,
+    margin: float | None = None,
+    memo: dict[tuple[int, int, int], list[Any]] | None = None,
 ) -> tuple[float, dict[str, Any]] | None:
     """The officer's densest narrow band against the other officers' shares in the same band, matched.
 
@@ -306,9 +310,12 @@ def _delay_test(
     beta baseline (median, robust spread between officers), and the officer's count a beta-binomial right
     tail, times the number of bands looked at up to the officer's 99th percentile delay (Bonferroni). The
     share must also exceed the baseline median by ``margin`` (default ``delay_margin_pct``, as a share).
+    ``memo`` keeps each band's baseline and tail for another call on the same delays (another margin).
     """
     margin = rules.delay_margin_pct / 100 if margin is None else margin
     n = len(mine.sorted_ms)
+    memo = {} if memo is None else memo
+    key = (id(mine), id(others))
     others = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
     if n < 10 or len(others) < 2 or mine.median_ms <= 0:
         return None
@@ -324,10 +331,15 @@ def _delay_test(
         share = k / n
         if share < margin or (not margin and not k):
             continue
-        base = fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
+        seen = memo.setdefault((*key, start), [])
+        if not seen:
+            seen.append(fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others]))
+        base = seen[0]
         if base is None or share - base.median < margin or share <= base.median:
             continue
-        p = min(1.0, betabinom_sf(k, n, base.a, base.b) * bands)
+        if len(seen) == 1:
+            seen.append(min(1.0, betabinom_sf(k, n, base.a, base.b) * bands))
+        p = seen[1]
         if best is None or p < best[0]:
             best = (
                 p,
@@ -373,6 +385,7 @@ def _recurring(
     past_months: int,
     rules: OfficerFlagRules,
     margin: float,
+    memo: dict[tuple[int, int, int], list[Any]] | None = None,
 ) -> tuple[float, dict[str, Any]] | None:
     """The band the previous months alone point at, and this month tested in that very band.
 
@@ -383,7 +396,7 @@ def _recurring(
     test (its data played no part in choosing the band); Fisher's method joins the two. A habit keeps its
     delay month after month, while an honest window's citizens do not crowd the same narrow band again.
     """
-    before = _delay_test(past, others_past, rules, 0.0)
+    before = _delay_test(past, others_past, rules, 0.0, memo)
     if before is None:
         return None
     d = before[1]
@@ -424,6 +437,7 @@ def _delay_habit(
     margin: float | None = None,
     past: Delays | None = None,
     others_past: Sequence[Delays] = (),
+    memo: dict[tuple[int, int, int], list[Any]] | None = None,
 ) -> tuple[float, dict[str, Any]] | None:
     """The delay band of this month alone, of this month with the previous ones (a routine recurs month
     after month; an officer filling in from the first month has no clean history of their own, but the
@@ -434,11 +448,11 @@ def _delay_habit(
     by ``delay_margin_pct``: a past habit does not flag a month without it.
     """
     margin = rules.delay_margin_pct / 100 if margin is None else margin
-    alone = _delay_test(now, others_now, rules, margin)
+    alone = _delay_test(now, others_now, rules, margin, memo)
     if not past_months or len(pooled.sorted_ms) == len(now.sorted_ms):
         return alone
-    recur = None if past is None else _recurring(now, past, others_now, others_past, past_months, rules, margin)
-    together = _delay_test(pooled, others_pooled, rules, margin)
+    recur = None if past is None else _recurring(now, past, others_now, others_past, past_months, rules, margin, memo)
+    together = _delay_test(pooled, others_pooled, rules, margin, memo)
     if together is not None:
         d = together[1]
         k, n = now.count(d["lo_ms"], d["hi_ms"]), len(now.sorted_ms)
@@ -614,6 +628,7 @@ def check_month(
             rules,
             past=past_only.get(i),
             others_past=[past_only[j] for j in others if j in past_only],
+            memo={},  # the two readings below (at the margin and at none) scan the same bands once
         )
         delay = habit()
         if delay is not None:
