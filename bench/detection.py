@@ -22,11 +22,16 @@ clean history). Checked with ``check_month`` as the store feeds it: the
 officers' own previous three months left unflagged for the no-rating history,
 and their previous three months' delays for the delay band.
 
-Two settings, each over three seeds: the one the checks were developed on
-(citizens' delay sigma 0.45, the filler's habit ± 0.35 s) and one held out
-(other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s). The policy's defaults
-(``false_discovery_pct`` 10, the combined evidence reading hints short of
-their own rule's margin) were chosen on the first alone.
+Three settings, each over three seeds: the one the checks were developed on
+(``dev_``: citizens' delay sigma 0.45, the filler's habit ± 0.35 s), the
+first held-out one, since looked at and tuned on, so now a validation setting
+(``validation_``: other seeds, sigma 0.35–0.6, habit ± 0.3–0.6 s), and a final
+held-out setting nobody tuned on (no prefix: the headline figures; other
+seeds, citizens' delays drawn gamma or as a mixture of quick and slow citizens
+instead of lognormal, habits wandering by ± 0.25–0.75 s). The policy's
+defaults (``false_discovery_pct`` 12.5, ``delay_margin_pct`` 3, the combined
+evidence reading hints short of their own rule's margin) were chosen on the
+first two; the final one was measured once, with the checks frozen.
 
 What is reachable at all: ``bench/detection_oracle.py`` scores the same
 officer-months with the true likelihood ratio of "fills 50%" against "honest"
@@ -38,12 +43,13 @@ checks here assume only smooth delays compared with the other officers'.
 
 Prints each scenario's flagged share; the last line is one JSON object: the
 press rules' ``self_rating_flagged_share`` and ``honest_flagged_share``
-(targets ≥ 0.95, ≤ 0.01) and, on the held-out setting, ``fill_in_officer_recall``
-(50% fill, both starts; ≥ 0.9), ``fill_in_officer_recall_25``,
-``fill_in_officer_recall_100``, ``fill_in_officer_recall_from_start``,
-``fill_in_officer_recall_after_history``, ``honest_officer_false_flag_share``
-(≤ 0.02) and ``officer_months``; the same with a ``dev_`` prefix for the
-setting developed on.
+(targets ≥ 0.95, ≤ 0.01) and, on the final held-out setting,
+``fill_in_officer_recall`` (50% fill, both starts; ≥ 0.9),
+``fill_in_officer_recall_25``, ``fill_in_officer_recall_100``,
+``fill_in_officer_recall_from_start``, ``fill_in_officer_recall_after_history``,
+``honest_officer_false_flag_share`` (≤ 0.02) and ``officer_months``; the same
+with a ``validation_`` prefix for the first held-out setting and a ``dev_``
+prefix for the setting developed on.
 """
 
 from __future__ import annotations
@@ -163,6 +169,9 @@ MONTHS = ("2026-05", "2026-06", "2026-07", "2026-08", "2026-09", "2026-10")
 # spread 0.35–0.6 instead of 0.45, fillers whose habit wanders by 0.3–0.6 s instead of 0.35 s).
 DEV = {"seeds": (20261122, 1, 2), "spread": (0.45, 0.45), "jitter": (0.35, 0.35)}
 HELD_OUT = {"seeds": (7, 8, 9), "spread": (0.35, 0.6), "jitter": (0.3, 0.6)}
+# Held out to the end: seeds nobody tuned on, citizens' delays gamma or a two-kinds mixture instead of
+# lognormal (collector.sim.traffic.citizen_delay), fillers' habits wandering by 0.25–0.75 s.
+FINAL = {"seeds": (41, 42, 43), "spread": (0.35, 0.6), "jitter": (0.25, 0.75), "shapes": ("gamma", "mixture")}
 
 
 def ratings_of(steps: list[Step]) -> dict[str, list[Any]]:
@@ -192,13 +201,19 @@ def month_of_steps(steps: list[Step], month: str) -> dict[str, OfficerMonth]:
     }
 
 
-def officer_months(
-    seed: int, rules: OfficerFlagRules, *, from_start: bool, spread: tuple[float, float], jitter: tuple[float, float]
-) -> dict[str, Any]:
+def officer_months(seed: int, rules: OfficerFlagRules, *, from_start: bool, setting: dict[str, Any]) -> dict[str, Any]:
     """Flagged shares of officer-months by fill rate (0 = honest) over six months of the simulator's bureau:
     thirteen units of ten officers (``demo_bureau(behaviours=True)``), the fillers starting in month 2–4
     (``from_start``: month 1)."""
-    bureau = demo_bureau(65, seed, units=13, behaviours=True, spread=spread, jitter=jitter)
+    bureau = demo_bureau(
+        65,
+        seed,
+        units=13,
+        behaviours=True,
+        spread=setting["spread"],
+        jitter=setting["jitter"],
+        shapes=setting.get("shapes", ("lognormal",)),
+    )
     onset = random.Random(seed)
     people = {
         o.id: dataclasses.replace(
@@ -243,7 +258,7 @@ def run_set(name: str, setting: dict[str, Any], rules: OfficerFlagRules) -> dict
         flagged: Counter[float] = Counter()
         by_rule: Counter[tuple[float, str]] = Counter()
         for seed in setting["seeds"]:
-            om = officer_months(seed, rules, from_start=from_start, spread=setting["spread"], jitter=setting["jitter"])
+            om = officer_months(seed, rules, from_start=from_start, setting=setting)
             total += om["total"]
             flagged += om["flagged"]
             by_rule += om["by_rule"]
@@ -288,12 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     self_hit = sum(hit[s] for s in SCENARIOS)
     officer_rules = OfficerFlagRules(false_discovery_pct=args.fdr)
     dev = run_set("developed on", DEV, officer_rules)
-    held = run_set("held out", HELD_OUT, officer_rules)
+    held = run_set("validation (the first held-out setting, since tuned on)", HELD_OUT, officer_rules)
+    final = run_set("final held out (never tuned on)", FINAL, officer_rules)
     result: dict[str, Any] = {
         "self_rating_flagged_share": round(self_hit / self_total, 4) if self_total else 0.0,
         "honest_flagged_share": round(hit["honest"] / total["honest"], 4) if total["honest"] else 0.0,
     }
-    for prefix, figures in (("", held), ("dev_", dev)):
+    for prefix, figures in (("", final), ("validation_", held), ("dev_", dev)):
         result |= {
             f"{prefix}fill_in_officer_recall": round(figures["all_0.5"], 4),
             f"{prefix}fill_in_officer_recall_25": round(figures["all_0.25"], 4),

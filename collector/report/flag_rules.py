@@ -22,10 +22,10 @@ class OfficerFlagRules:
 
     min_invites: int = 100  # invites an officer needs in the month to be tested at all
     min_officers: int = 8  # officers with enough invites a unit needs to be its own baseline (else the bureau)
-    false_discovery_pct: float = 10.0  # Benjamini–Hochberg FDR level across the officers compared, percent
+    false_discovery_pct: float = 12.5  # Benjamini–Hochberg FDR level across the officers compared, percent
     delay_band_s: float = 1.0  # width of the narrow invite→press delay band, seconds
     delay_max_s: float = 30.0  # delays beyond this are not looked at (a late citizen, not a routine)
-    delay_margin_pct: float = 5.0  # band share must exceed the expected share by this many points too
+    delay_margin_pct: float = 3.0  # band share must exceed the expected share by this many points too
     no_rating_margin_pct: float = 5.0  # no-rating rate must be this many points under the baseline median
     satisfied_margin_pct: float = 3.0  # unsatisfied share must be this many points under the baseline's
 

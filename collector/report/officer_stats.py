@@ -297,7 +297,11 @@ class Delays:
 
 
 def _delay_test(
-    mine: Delays, others: Sequence[Delays], rules: OfficerFlagRules, margin: float | None = None
+    mine: Delays,
+    others: Sequence[Delays],
+    rules: OfficerFlagRules,
+    margin: float | None = None,
+    memo: dict[tuple[int, int, int], list[Any]] | None = None,
 ) -> tuple[float, dict[str, Any]] | None:
     """The officer's densest narrow band against the other officers' shares in the same band, matched.
 
@@ -306,9 +310,12 @@ def _delay_test(
     beta baseline (median, robust spread between officers), and the officer's count a beta-binomial right
     tail, times the number of bands looked at up to the officer's 99th percentile delay (Bonferroni). The
     share must also exceed the baseline median by ``margin`` (default ``delay_margin_pct``, as a share).
+    ``memo`` keeps each band's baseline and tail for another call on the same delays (another margin).
     """
     margin = rules.delay_margin_pct / 100 if margin is None else margin
     n = len(mine.sorted_ms)
+    memo = {} if memo is None else memo
+    key = (id(mine), id(others))
     others = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
     if n < 10 or len(others) < 2 or mine.median_ms <= 0:
         return None
@@ -324,10 +331,15 @@ def _delay_test(
         share = k / n
         if share < margin or (not margin and not k):
             continue
-        base = fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
+        seen = memo.setdefault((*key, start), [])
+        if not seen:
+            seen.append(fit_baseline([(mine.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others]))
+        base = seen[0]
         if base is None or share - base.median < margin or share <= base.median:
             continue
-        p = min(1.0, betabinom_sf(k, n, base.a, base.b) * bands)
+        if len(seen) == 1:
+            seen.append(min(1.0, betabinom_sf(k, n, base.a, base.b) * bands))
+        p = seen[1]
         if best is None or p < best[0]:
             best = (
                 p,
@@ -348,6 +360,73 @@ def _delay_test(
     return best
 
 
+def _band_now(
+    now: Delays, others_now: Sequence[Delays], lo: float, hi: float, margin: float
+) -> tuple[float, int, int, float] | None:
+    """This month's count in one given band ``[lo, hi)`` against the other officers' this month (placed
+    among their delays as in ``_delay_test``): the beta-binomial right tail, no scan, so no Bonferroni;
+    ``(p, in band, rated, baseline share)``, or None when the share is not above the baseline by ``margin``."""
+    n = len(now.sorted_ms)
+    others = [o for o in others_now if len(o.sorted_ms) >= 10 and o.median_ms > 0]
+    if n < 10 or len(others) < 2 or now.median_ms <= 0:
+        return None
+    k = now.count(lo, hi)
+    base = fit_baseline([(now.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
+    if base is None or k / n - base.median < margin or k / n <= base.median:
+        return None
+    return betabinom_sf(k, n, base.a, base.b), k, n, base.median
+
+
+def _recurring(
+    now: Delays,
+    past: Delays,
+    others_now: Sequence[Delays],
+    others_past: Sequence[Delays],
+    past_months: int,
+    rules: OfficerFlagRules,
+    margin: float,
+    memo: dict[tuple[int, int, int], list[Any]] | None = None,
+) -> tuple[float, dict[str, Any]] | None:
+    """The band the previous months alone point at, and this month tested in that very band.
+
+    The band must be a peak of the officer's own delays (this month and the previous ones together hold more
+    in it than in either band beside it).
+
+    The band is found over the previous months (a scan, Bonferroni); this month's count in it is then one
+    test (its data played no part in choosing the band); Fisher's method joins the two. A habit keeps its
+    delay month after month, while an honest window's citizens do not crowd the same narrow band again.
+    """
+    before = _delay_test(past, others_past, rules, 0.0, memo)
+    if before is None:
+        return None
+    d = before[1]
+    lo, hi = d["lo_ms"], d["hi_ms"]
+    width = hi - lo
+    # a habit is a narrow peak of the officer's own delays, over the months together: more in the band than in
+    # either band beside it (a window whose citizens are simply slower, or whose delays end at a sharp edge,
+    # differs from the others month after month too, but has no peak of its own there)
+    inside = past.count(lo, hi) + now.count(lo, hi)
+    beside = max(
+        past.count(lo - width, lo) + now.count(lo - width, lo), past.count(hi, hi + width) + now.count(hi, hi + width)
+    )
+    if inside <= beside:
+        return None
+    found = _band_now(now, others_now, d["lo_ms"], d["hi_ms"], margin)
+    if found is None:
+        return None
+    p_now, k, n, base = found
+    return fisher([before[0], p_now]), {
+        **d,
+        "rated": n,
+        "in_band": k,
+        "share": pct(k / n),
+        "base": pct(base),
+        "base_share": base,
+        "span_zh": f"此前 {past_months} 个月同一区间已有 {d['share']}，本月 ",
+        "span_en": f" this month, the band where {d['share']} of ratings came over the previous {past_months} months",
+    }
+
+
 def _delay_habit(
     now: Delays,
     pooled: Delays,
@@ -356,19 +435,24 @@ def _delay_habit(
     past_months: int,
     rules: OfficerFlagRules,
     margin: float | None = None,
+    past: Delays | None = None,
+    others_past: Sequence[Delays] = (),
+    memo: dict[tuple[int, int, int], list[Any]] | None = None,
 ) -> tuple[float, dict[str, Any]] | None:
-    """The delay band of this month alone, or of this month with the previous ones (a routine recurs month
+    """The delay band of this month alone, of this month with the previous ones (a routine recurs month
     after month; an officer filling in from the first month has no clean history of their own, but the
-    habit shows sooner over more months), whichever is stronger, doubled (Bonferroni over the two).
+    habit shows sooner over more months), or of the previous months' band recurring this month
+    (``_recurring``), whichever is strongest, times the number of readings (Bonferroni).
 
     The months together count only when this month's own share in their band is also above the baseline's
     by ``delay_margin_pct``: a past habit does not flag a month without it.
     """
     margin = rules.delay_margin_pct / 100 if margin is None else margin
-    alone = _delay_test(now, others_now, rules, margin)
+    alone = _delay_test(now, others_now, rules, margin, memo)
     if not past_months or len(pooled.sorted_ms) == len(now.sorted_ms):
         return alone
-    together = _delay_test(pooled, others_pooled, rules, margin)
+    recur = None if past is None else _recurring(now, past, others_now, others_past, past_months, rules, margin, memo)
+    together = _delay_test(pooled, others_pooled, rules, margin, memo)
     if together is not None:
         d = together[1]
         k, n = now.count(d["lo_ms"], d["hi_ms"]), len(now.sorted_ms)
@@ -383,11 +467,12 @@ def _delay_habit(
                     "span_en": f" over this month and the previous {past_months} (this month {k} of {n})",
                 },
             )
-    found = [x for x in (alone, together) if x is not None]
+    readings = (alone, together) if past is None else (alone, together, recur)
+    found = [x for x in readings if x is not None]
     if not found:
         return None
     p, detail = min(found, key=lambda x: x[0])
-    return min(1.0, 2 * p), detail
+    return min(1.0, len(readings) * p), detail
 
 
 def _combined(
@@ -490,6 +575,9 @@ def check_month(
         else delays[i]
         for i in tested
     }
+    past_only = {
+        i: Delays.of(past_delays[months[i].officer_id][1], rules) for i in tested if months[i].officer_id in past_delays
+    }
     candidates: dict[str, list[tuple[int, float, dict[str, Any]]]] = {r: [] for r in RULES}
     bureau = fit_baseline([(months[j].unrated, months[j].invites) for j in tested])
     bureau_spread = None if bureau is None else bureau.a + bureau.b  # beta concentration: smaller = wider
@@ -538,6 +626,9 @@ def check_month(
             [pooled[j] for j in others],
             past_delays.get(m.officer_id, (0, ()))[0],
             rules,
+            past=past_only.get(i),
+            others_past=[past_only[j] for j in others if j in past_only],
+            memo={},  # the two readings below (at the margin and at none) scan the same bands once
         )
         delay = habit()
         if delay is not None:

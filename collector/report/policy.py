@@ -271,10 +271,10 @@ year_candidates = 3         # year-end candidates for excellent window officer
 [officer_flags]
 min_invites = 100           # invites an officer needs in a month to be checked ("not enough data" below)
 min_officers = 8            # checked officers a unit needs to be its own baseline (else the whole bureau)
-false_discovery_pct = 10    # Benjamini-Hochberg false-discovery rate across the officers compared, percent
+false_discovery_pct = 12.5  # Benjamini-Hochberg false-discovery rate across the officers compared, percent
 delay_band_s = 1            # width of the narrow invite->press delay band, seconds
 delay_max_s = 30            # delays beyond this are not looked at
-delay_margin_pct = 5        # band share must also exceed the expected share by this many points
+delay_margin_pct = 3        # band share must also exceed the expected share by this many points
 no_rating_margin_pct = 5    # no-rating rate must also be this many points under the baseline median
 satisfied_margin_pct = 3    # unsatisfied share must also be this many points under the baseline median
 """

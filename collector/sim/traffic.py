@@ -46,6 +46,7 @@ class Behaviour:
     pace: float = 1.0  # citizens arrive this many times as often as the traffic's arrivals_per_hour
     speed: float | None = None  # citizens rate after a lognormal delay of median 3 s × speed; None: all at 4 s
     spread: float = 0.45  # the lognormal's sigma: how much the citizens differ in speed
+    shape: str = "lognormal"  # the citizens' delay distribution: one of DELAY_SHAPES (median 3 s × speed)
     fill: float = 0.0  # share of walk-aways the officer rates 满意 themself (a few seconds after the invite)
     fill_delay_s: float = 6.0  # the officer's habitual delay after the invite when filling in
     fill_jitter_s: float = 0.35  # how much that delay varies (normal sigma, seconds)
@@ -81,20 +82,45 @@ def serve(rnd: random.Random, behaviour: Behaviour, p_satisfied: float, p_rate: 
     if behaviour.speed is None:
         return Served(4_000, satisfied)
     while True:  # nobody rates within 0.8 s of the invite, and a rating after 25 s is a late one
-        delay = rnd.lognormvariate(math.log(3000 * behaviour.speed), behaviour.spread)
+        delay = citizen_delay(rnd, 3000 * behaviour.speed, behaviour.spread, behaviour.shape)
         if 800 <= delay <= 25_000:
             return Served(int(delay), satisfied)
 
 
-def honest_behaviour(rnd: random.Random, *, spread: tuple[float, float] = (0.45, 0.45)) -> Behaviour:
+DELAY_SHAPES = ("lognormal", "gamma", "mixture")
+
+
+def citizen_delay(rnd: random.Random, median_ms: float, spread: float, shape: str = "lognormal") -> float:
+    """One citizen's invite→rating delay, ms, of median about ``median_ms``; ``spread`` is how much citizens
+    differ (the lognormal's sigma; the gamma's coefficient of variation). ``mixture``: two kinds of citizen,
+    two in three quick (lognormal around 0.8 × the median) and one in three slow (around 1.7 ×), each of
+    sigma 0.8 × ``spread``. Other shapes than the lognormal keep checks honest about what they assume."""
+    if shape == "lognormal":
+        return rnd.lognormvariate(math.log(median_ms), spread)
+    if shape == "gamma":
+        k = 1 / (spread * spread)  # shape: the coefficient of variation is 1/sqrt(k)
+        return median_ms * rnd.gammavariate(k, 1.0) / (k - 1 / 3 + 0.02 / k)  # k - 1/3 + 0.02/k ≈ its median
+    if shape == "mixture":
+        centre = 0.8 if rnd.random() < 2 / 3 else 1.7
+        return rnd.lognormvariate(math.log(median_ms * centre), 0.8 * spread)
+    raise ValueError(f"delay shape {shape!r}: one of {', '.join(DELAY_SHAPES)}")
+
+
+def honest_behaviour(
+    rnd: random.Random, *, spread: tuple[float, float] = (0.45, 0.45), shapes: tuple[str, ...] = ("lognormal",)
+) -> Behaviour:
     """An honest officer's window: citizens walk away 10–35% of the time (busy windows differ), come 0.8–2.5
-    times the traffic's pace and rate with a median delay of 2.4–4 s (``spread``: their lognormal sigma)."""
-    return Behaviour(
+    times the traffic's pace and rate with a median delay of 2.4–4 s (``spread``: their lognormal sigma;
+    ``shapes``: the delay distributions drawn from, one per window)."""
+    behaviour = Behaviour(
         walk_away=rnd.uniform(0.10, 0.35),
         pace=rnd.uniform(0.8, 2.5),
         speed=rnd.uniform(0.8, 1.35),
         spread=rnd.uniform(*spread),
     )
+    if shapes != ("lognormal",):  # (the default draws nothing more: plain bureaus stay as they were)
+        behaviour = dataclasses.replace(behaviour, shape=rnd.choice(shapes))
+    return behaviour
 
 
 def filling_in(
@@ -207,6 +233,7 @@ def demo_bureau(
     behaviours: bool = False,
     spread: tuple[float, float] = (0.45, 0.45),
     jitter: tuple[float, float] = (0.35, 0.35),
+    shapes: tuple[str, ...] = ("lognormal",),
 ) -> Bureau:
     """A fictional bureau: ``boxes`` windows over a few units, two officers per window (morning, afternoon).
 
@@ -215,9 +242,9 @@ def demo_bureau(
     how many units (default: one per four boxes, at most eight).
 
     ``behaviours``: every officer gets an honest window of their own (``honest_behaviour``, citizens'
-    delay sigma drawn from ``spread``); the first unit stays all honest, and in every other unit the
-    first officer fills in half the walk-aways and the second a quarter (odd units) or all of them
-    (even units), at a personal delay of 4–9 s (sigma drawn from ``jitter``).
+    delay sigma drawn from ``spread``, their delays' shape from ``shapes``); the first unit stays all honest,
+    and in every other unit the first officer fills in half the walk-aways and the second a quarter (odd
+    units) or all of them (even units), at a personal delay of 4–9 s (sigma drawn from ``jitter``).
     """
     rnd = random.Random(seed)
     kinds = random.Random(seed * 7_919 + 1)  # the behaviours' own draws: names stay those of the plain bureau
@@ -248,7 +275,7 @@ def demo_bureau(
             p = rnd.choice((1.0, 1.0, 0.995, 0.99, 0.98, 0.97, 0.9, 0.8))
             behaviour = QUIET
             if behaviours:
-                behaviour = honest_behaviour(kinds, spread=spread)
+                behaviour = honest_behaviour(kinds, spread=spread, shapes=shapes)
                 p = kinds.uniform(0.88, 0.98)
                 k = in_unit[unit.id]
                 if unit_no > 0 and k < 2:

@@ -6,7 +6,9 @@ import datetime as dt
 import random
 from collections import Counter
 
-from collector.sim.traffic import Behaviour, Expect, Step, Traffic, demo_bureau, plan, serve, truth
+import pytest
+
+from collector.sim.traffic import Behaviour, Expect, Step, Traffic, citizen_delay, demo_bureau, plan, serve, truth
 from collector.timeplace import month_of, zone
 
 TZ = "Asia/Shanghai"
@@ -143,3 +145,17 @@ def test_behaviours_honest_windows_differ_and_fillers_fill_in_walk_aways() -> No
     assert citizens[0] >= 800 and citizens[-1] <= 25_000
     assert max(Counter(citizens).values()) <= 5  # no pile-up at a bound
     assert max(s.delay_ms for s in filled if s.delay_ms) - min(s.delay_ms for s in filled if s.delay_ms) < 4_000
+
+
+def test_citizens_delays_in_other_shapes_keep_their_median() -> None:
+    rnd = random.Random(3)
+    for shape in ("lognormal", "gamma", "mixture"):
+        delays = sorted(citizen_delay(rnd, 3000, 0.45, shape) for _ in range(4000))
+        assert 2700 < delays[2000] < 3300, shape  # about the median asked for
+        assert delays[200] < 2000 and delays[3800] > 5000, shape  # and spread out like citizens
+    with pytest.raises(ValueError, match="delay shape 'uniform': one of lognormal, gamma, mixture"):
+        citizen_delay(rnd, 3000, 0.45, "uniform")
+    # a bureau of other shapes draws them per window; the default bureau stays lognormal throughout
+    mixed = demo_bureau(20, seed=4, units=5, behaviours=True, shapes=("gamma", "mixture"))
+    assert {o.behaviour.shape for o in mixed.officers} == {"gamma", "mixture"}
+    assert {o.behaviour.shape for o in demo_bureau(20, seed=4, units=5, behaviours=True).officers} == {"lognormal"}
