@@ -296,6 +296,15 @@ class Delays:
         return other.median_ms * math.exp(math.log(d_ms / self.median_ms) / mine * theirs)
 
 
+def _comparable(mine: Delays, others: Sequence[Delays]) -> list[Delays]:
+    """The other officers whose delays a band of ``mine`` can be placed among (10 ratings or more), or none
+    when ``mine`` has fewer than 10 or fewer than two others qualify."""
+    usable = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
+    if len(mine.sorted_ms) < 10 or len(usable) < 2 or mine.median_ms <= 0:
+        return []
+    return usable
+
+
 def _delay_test(
     mine: Delays,
     others: Sequence[Delays],
@@ -316,8 +325,8 @@ def _delay_test(
     n = len(mine.sorted_ms)
     memo = {} if memo is None else memo
     key = (id(mine), id(others))
-    others = [o for o in others if len(o.sorted_ms) >= 10 and o.median_ms > 0]
-    if n < 10 or len(others) < 2 or mine.median_ms <= 0:
+    others = _comparable(mine, others)
+    if not others:
         return None
     width = rules.delay_band_s * 1000
     step = width / 2
@@ -367,8 +376,8 @@ def _band_now(
     among their delays as in ``_delay_test``): the beta-binomial right tail, no scan, so no Bonferroni;
     ``(p, in band, rated, baseline share)``, or None when the share is not above the baseline by ``margin``."""
     n = len(now.sorted_ms)
-    others = [o for o in others_now if len(o.sorted_ms) >= 10 and o.median_ms > 0]
-    if n < 10 or len(others) < 2 or now.median_ms <= 0:
+    others = _comparable(now, others_now)
+    if not others:
         return None
     k = now.count(lo, hi)
     base = fit_baseline([(now.expected_in(o, lo, hi), len(o.sorted_ms)) for o in others])
@@ -411,7 +420,7 @@ def _recurring(
     )
     if inside <= beside:
         return None
-    found = _band_now(now, others_now, d["lo_ms"], d["hi_ms"], margin)
+    found = _band_now(now, others_now, lo, hi, margin)
     if found is None:
         return None
     p_now, k, n, base = found
